@@ -1,0 +1,80 @@
+package naming
+
+import (
+	"github.com/vmware-tanzu/velero/pkg/label"
+)
+
+// DataMover is the value of DataUpload/DataDownload spec.datamover that the bundled mover
+// executes. It is also what users pass to `velero backup create --data-mover`.
+const DataMover = "snapmove"
+
+// Registered plugin names. None contains "velero.io/csi-": Velero skips such actions unless
+// the server runs with --features=EnableCSI (pkg/util/csi ShouldSkipAction).
+const (
+	PluginDomain       = "snapmove.io"
+	BackupActionName   = PluginDomain + "/pvc-backupper"
+	RestoreActionName  = PluginDomain + "/pvc-restorer"
+	DeleteActionName   = PluginDomain + "/dataupload-delete"
+	VolumePolicyParam  = "mover" // volume policy `action: {type: custom, parameters: {mover: snapmove}}`
+	VolumePolicyMover  = DataMover
+	FeatureEnableCSI   = "EnableCSI"
+	ManagedByLabel     = "app.kubernetes.io/managed-by"
+	ManagedByLabelVal  = DataMover
+	DataUploadLabel    = PluginDomain + "/data-upload"   // on objects the mover creates for a DataUpload
+	DataDownloadLabel  = PluginDomain + "/data-download" // on objects the mover creates for a DataDownload
+	MoverFinalizer     = PluginDomain + "/mover-cleanup"
+	MoverConfigMapName = "snapmove-mover" // optional mover settings in Velero's namespace
+)
+
+// Snapshot delete requests: the delete plugin cannot reach the kopia repository (only the
+// mover links kopia), so for each DataUpload of a deleted backup it creates a ConfigMap in
+// Velero's namespace, labelled DeleteRequestLabel, whose data holds the keys below. The
+// mover forgets the snapshot, then sets DeleteRequestPhaseKey to Completed or Failed (with
+// DeleteRequestMessageKey); the plugin waits for that and deletes the ConfigMap.
+const (
+	DeleteRequestLabel      = PluginDomain + "/snapshot-delete-request"
+	DeleteRequestBackupKey  = "backup"
+	DeleteRequestBSLKey     = "backupStorageLocation"
+	DeleteRequestNSKey      = "sourceNamespace"
+	DeleteRequestPVCKey     = "sourcePVC"
+	DeleteRequestSnapKey    = "snapshotID"
+	DeleteRequestPhaseKey   = "phase"
+	DeleteRequestMessageKey = "message"
+
+	DeleteRequestCompleted = "Completed"
+	DeleteRequestFailed    = "Failed"
+)
+
+// UploadOperationID is the async operation ID of the DataUpload for one PVC of one backup.
+// It is the format Velero's own CSI PVC action uses (pkg/backup/actions/csi/pvc_action.go),
+// so a DataUpload can be found again by label velero.io/async-operation-id whichever
+// action created it.
+func UploadOperationID(backupUID, pvcUID string) string {
+	return label.GetValidName("du-" + backupUID + "." + pvcUID)
+}
+
+// DownloadOperationID is the async operation ID of the DataDownload for one PVC of one
+// restore (pkg/restore/actions/csi/pvc_action.go), keyed by the PVC UID as backed up.
+func DownloadOperationID(restoreUID, backedUpPVCUID string) string {
+	return label.GetValidName("dd-" + restoreUID + "." + backedUpPVCUID)
+}
+
+// SnapshotSourcePath is the kopia source path of a moved volume, identical to Velero's
+// data mover (pkg/uploader/provider/kopia.go: "<requester>/kopia/<ns>/<pvc>"), so the
+// kopia CLI lists default@default:snapshot-data-upload-download/kopia/<ns>/<pvc> and
+// Velero's and our snapshots are each other's parents.
+func SnapshotSourcePath(namespace, pvc string) string {
+	return SnapshotRequester + "/kopia/" + namespace + "/" + pvc
+}
+
+// Kopia identity and tags Velero's uploader writes (pkg/uploader/kopia/snapshot.go).
+const (
+	SnapshotRequester  = "snapshot-data-upload-download"
+	SnapshotUploader   = "kopia"
+	RepoUser           = "default"
+	RepoHost           = "default"
+	TagRequester       = "snapshot-requester"
+	TagUploader        = "snapshot-uploader"
+	SnapshotPin        = "velero-pin"
+	SnapshotDescription = "Kopia Uploader"
+)
