@@ -69,12 +69,12 @@ func SnapshotSourcePath(namespace, pvc string) string {
 
 // Kopia identity and tags Velero's uploader writes (pkg/uploader/kopia/snapshot.go).
 const (
-	SnapshotRequester  = "snapshot-data-upload-download"
-	SnapshotUploader   = "kopia"
-	RepoUser           = "default"
-	RepoHost           = "default"
-	TagRequester       = "snapshot-requester"
-	TagUploader        = "snapshot-uploader"
-	SnapshotPin        = "velero-pin"
+	SnapshotRequester   = "snapshot-data-upload-download"
+	SnapshotUploader    = "kopia"
+	RepoUser            = "default"
+	RepoHost            = "default"
+	TagRequester        = "snapshot-requester"
+	TagUploader         = "snapshot-uploader"
+	SnapshotPin         = "velero-pin"
 	SnapshotDescription = "Kopia Uploader"
 )
