@@ -1,0 +1,394 @@
+package kopia
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/kopia/kopia/fs"
+	"github.com/kopia/kopia/fs/localfs"
+	"github.com/kopia/kopia/fs/virtualfs"
+	"github.com/kopia/kopia/repo"
+	"github.com/kopia/kopia/snapshot"
+	"github.com/kopia/kopia/snapshot/policy"
+	"github.com/kopia/kopia/snapshot/upload"
+	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
+	velerokopia "github.com/vmware-tanzu/velero/pkg/kopia"
+
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+const (
+	// DefaultProgressInterval is how often OnProgress is called when the request does
+	// not say (Velero's uploader reports every 10 s).
+	DefaultProgressInterval = 10 * time.Second
+
+	// parallelUploadAboveSize is what Velero 1.18 sets for repositories that support
+	// multi-part backup (all kopia repositories): files above 2 GiB upload in parallel parts.
+	parallelUploadAboveSize = 2 << 30
+
+	// maxFailedEntriesReported bounds the failed entries listed in an error (Velero: 10).
+	maxFailedEntriesReported = 10
+)
+
+// Progress is a snapshot of a running backup or restore, in bytes of file data.
+type Progress struct{ TotalBytes, BytesDone int64 }
+
+// BackupRequest says what to back up.
+type BackupRequest struct {
+	// SourceNamespace and SourcePVC name the kopia source:
+	// default@default:snapshot-data-upload-download/kopia/<ns>/<pvc>.
+	SourceNamespace, SourcePVC string
+	// Path is the mounted volume directory, or with Block the block device (a regular
+	// file is accepted too, for tests).
+	Path  string
+	Block bool
+	// Tags are added to the snapshot manifest (e.g. velero.io/async-operation-id);
+	// snapshot-requester and snapshot-uploader are always Velero's values.
+	Tags map[string]string
+	// Parallel is the number of files read at once; 0 means NumCPU.
+	Parallel int
+	// OnProgress, when set, is called from the upload at most every ProgressInterval
+	// (0: DefaultProgressInterval), and once more at the end with both fields equal to
+	// the snapshot's total file size. Calls never overlap; none follows the last.
+	OnProgress       func(Progress)
+	ProgressInterval time.Duration
+}
+
+// BackupResult describes the snapshot a backup wrote.
+type BackupResult struct {
+	SnapshotID string
+	// TotalBytes is the snapshot's total file size; IncrementalBytes the part of it that
+	// was read because the parent snapshot did not cover it (Velero: total - cached).
+	TotalBytes, IncrementalBytes int64
+	// Empty: the volume held no file data; the snapshot exists nonetheless.
+	Empty bool
+}
+
+// Backup snapshots req.Path into the repository. The newest complete snapshot of the same
+// source written by Velero's data mover or by us is the parent, so unchanged files are
+// not read again. Cancelling ctx aborts the upload and writes no manifest. When some
+// entries could not be read the snapshot is still saved: the result carries its ID and
+// the error lists the entries.
+func (r *Repository) Backup(ctx context.Context, req BackupRequest) (BackupResult, error) {
+	if r.opts.ReadOnly {
+		return BackupResult{}, errors.Errorf("backing up PVC %s/%s: repository at %s is open read-only", req.SourceNamespace, req.SourcePVC, r.loc)
+	}
+	if req.SourceNamespace == "" || req.SourcePVC == "" || req.Path == "" {
+		return BackupResult{}, errors.New("backing up a volume: namespace, PVC and path are required")
+	}
+	log := r.log.WithField("pvc", req.SourceNamespace+"/"+req.SourcePVC)
+	kctx := velerokopia.SetupKopiaLog(ctx, log)
+
+	source, total, closeSource, err := backupSource(req.Path, req.Block)
+	if err != nil {
+		return BackupResult{}, errors.Wrapf(err, "backing up PVC %s/%s", req.SourceNamespace, req.SourcePVC)
+	}
+	defer closeSource()
+
+	sourceInfo := snapshot.SourceInfo{
+		UserName: naming.RepoUser,
+		Host:     naming.RepoHost,
+		Path:     path.Clean(naming.SnapshotSourcePath(req.SourceNamespace, req.SourcePVC)),
+	}
+	tags := make(map[string]string, len(req.Tags)+2)
+	for k, v := range req.Tags {
+		tags[k] = v
+	}
+	tags[naming.TagRequester] = naming.SnapshotRequester
+	tags[naming.TagUploader] = naming.SnapshotUploader
+
+	parallel := req.Parallel
+	if parallel <= 0 {
+		parallel = runtime.NumCPU()
+	}
+	progress := newUploadProgress(req.OnProgress, req.ProgressInterval, total, log)
+
+	var (
+		result  BackupResult
+		man     *snapshot.Manifest
+		started = time.Now()
+	)
+	err = repo.WriteSession(kctx, r.rep, repo.WriteSessionOptions{Purpose: "snapmove backup " + sourceInfo.Path},
+		func(ctx context.Context, w repo.RepositoryWriter) error {
+			previous, err := findPreviousSnapshot(ctx, w, sourceInfo, tags)
+			if err != nil {
+				return err
+			}
+			if previous != nil {
+				log.WithField("parentSnapshot", previous.ID).Info("Backing up incrementally")
+			}
+			policyTree, err := setupPolicy(ctx, w, sourceInfo, parallel)
+			if err != nil {
+				return err
+			}
+
+			u := upload.NewUploader(w)
+			u.Progress = progress
+			u.FailFast = true
+			stop := context.AfterFunc(ctx, u.Cancel)
+			defer stop()
+
+			var previousManifests []*snapshot.Manifest
+			if previous != nil {
+				previousManifests = append(previousManifests, previous)
+			}
+			man, err = u.Upload(ctx, source, policyTree, sourceInfo, previousManifests...)
+			if ctx.Err() != nil {
+				return errors.Wrap(ctx.Err(), "uploading")
+			}
+			if err != nil {
+				return errors.Wrap(err, "uploading")
+			}
+			if man.IncompleteReason != "" {
+				return errors.Errorf("upload incomplete: %s", man.IncompleteReason)
+			}
+			man.Tags = tags
+			man.Description = naming.SnapshotDescription
+			man.Pins = []string{naming.SnapshotPin}
+			id, err := snapshot.SaveSnapshot(ctx, w, man)
+			if err != nil {
+				return errors.Wrap(err, "saving snapshot manifest")
+			}
+			result = BackupResult{
+				SnapshotID:       string(id),
+				TotalBytes:       man.Stats.TotalFileSize,
+				IncrementalBytes: max(0, man.Stats.TotalFileSize-progress.cached.Load()),
+				Empty:            man.Stats.TotalFileSize == 0 && (req.Block || man.Stats.TotalFileCount == 0),
+			}
+			return nil
+		})
+	if err != nil {
+		return BackupResult{}, errors.Wrapf(err, "backing up PVC %s/%s to repository at %s", req.SourceNamespace, req.SourcePVC, r.loc)
+	}
+	progress.finish(result.TotalBytes)
+	log.WithFields(logrus.Fields{
+		"snapshotID":       result.SnapshotID,
+		"totalBytes":       result.TotalBytes,
+		"incrementalBytes": result.IncrementalBytes,
+		"duration":         time.Since(started).Round(time.Millisecond).String(),
+	}).Info("Backed up volume")
+
+	if failed := failedEntries(man); len(failed) > 0 {
+		return result, errors.Errorf("backing up PVC %s/%s: snapshot %s is missing entries that could not be read: %s",
+			req.SourceNamespace, req.SourcePVC, result.SnapshotID, strings.Join(failed, "; "))
+	}
+	return result, nil
+}
+
+// backupSource returns the kopia entry to upload: the directory itself, or for a block
+// volume a static directory holding one streaming file with the device bytes (Velero's
+// block_backup.go). total is the device size for block volumes, else 0 (estimated).
+func backupSource(p string, block bool) (fs.Entry, int64, func(), error) {
+	resolved, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return nil, 0, nil, errors.Wrapf(err, "resolving %s", p)
+	}
+	if !block {
+		e, err := localfs.NewEntry(resolved)
+		if err != nil {
+			return nil, 0, nil, errors.Wrapf(err, "reading %s", resolved)
+		}
+		if _, ok := e.(fs.Directory); !ok {
+			return nil, 0, nil, errors.Errorf("%s is not a directory", p)
+		}
+		return e, 0, func() {}, nil
+	}
+
+	st, err := os.Stat(resolved)
+	if err != nil {
+		return nil, 0, nil, errors.Wrapf(err, "reading %s", resolved)
+	}
+	if !isBlockDevice(st) && !st.Mode().IsRegular() {
+		return nil, 0, nil, errors.Errorf("%s is not a block device", p)
+	}
+	f, err := os.Open(resolved)
+	if err != nil {
+		return nil, 0, nil, errors.Wrapf(err, "opening %s", resolved)
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, 0, nil, errors.Wrapf(err, "sizing %s", resolved)
+	}
+	name := filepath.Base(resolved)
+	dir := virtualfs.NewStaticDirectory(name, []fs.Entry{virtualfs.StreamingFileFromReader(name, f)})
+	return dir, size, func() { _ = f.Close() }, nil
+}
+
+// findPreviousSnapshot returns the newest complete snapshot of the source whose requester
+// and uploader tags match ours (Velero's findPreviousSnapshotManifest), or nil.
+func findPreviousSnapshot(ctx context.Context, rep repo.Repository, si snapshot.SourceInfo, tags map[string]string) (*snapshot.Manifest, error) {
+	mans, err := snapshot.ListSnapshots(ctx, rep, si)
+	if err != nil {
+		return nil, errors.Wrap(err, "listing previous snapshots")
+	}
+	var newest *snapshot.Manifest
+	for _, m := range mans {
+		if m.IncompleteReason != "" ||
+			m.Tags[naming.TagRequester] != tags[naming.TagRequester] ||
+			m.Tags[naming.TagUploader] != tags[naming.TagUploader] {
+			continue
+		}
+		if newest == nil || m.StartTime.After(newest.StartTime) {
+			newest = m
+		}
+	}
+	return newest, nil
+}
+
+// setupPolicy persists the source policy Velero's uploader persists (setupPolicy,
+// getDefaultPolicy) and returns the effective policy tree.
+func setupPolicy(ctx context.Context, w repo.RepositoryWriter, si snapshot.SourceInfo, parallel int) (*policy.Tree, error) {
+	keep := policy.OptionalInt(math.MaxInt32)
+	par := policy.OptionalInt(parallel)
+	above := policy.OptionalInt64(parallelUploadAboveSize)
+	ignoreUnknown := policy.OptionalBool(true)
+	pol := &policy.Policy{
+		RetentionPolicy: policy.RetentionPolicy{
+			KeepLatest: &keep, KeepAnnual: &keep, KeepDaily: &keep,
+			KeepHourly: &keep, KeepMonthly: &keep, KeepWeekly: &keep,
+		},
+		CompressionPolicy:   policy.CompressionPolicy{CompressorName: "none"},
+		UploadPolicy:        policy.UploadPolicy{MaxParallelFileReads: &par, ParallelUploadAboveSize: &above},
+		SchedulingPolicy:    policy.SchedulingPolicy{Manual: true},
+		ErrorHandlingPolicy: policy.ErrorHandlingPolicy{IgnoreUnknownTypes: &ignoreUnknown},
+	}
+	if err := policy.SetPolicy(ctx, w, si, pol); err != nil {
+		return nil, errors.Wrap(err, "setting source policy")
+	}
+	if err := w.Flush(ctx); err != nil {
+		return nil, errors.Wrap(err, "flushing source policy")
+	}
+	tree, err := policy.TreeForSource(ctx, w, si)
+	return tree, errors.Wrap(err, "reading source policy")
+}
+
+// failedEntries lists the entries the upload could not read, except unknown types
+// (sockets, FIFOs), which the policy ignores as Velero's does.
+func failedEntries(man *snapshot.Manifest) []string {
+	if man == nil || man.RootEntry == nil || man.RootEntry.DirSummary == nil {
+		return nil
+	}
+	var out []string
+	for _, e := range man.RootEntry.DirSummary.FailedEntries {
+		if strings.Contains(e.Error, fs.ErrUnknown.Error()) {
+			continue
+		}
+		if len(out) == maxFailedEntriesReported {
+			out = append(out, "more entries not listed")
+			break
+		}
+		out = append(out, fmt.Sprintf("%s: %s", e.EntryPath, e.Error))
+	}
+	return out
+}
+
+// uploadProgress adapts kopia's upload hooks to OnProgress like Velero's kopia.Progress:
+// BytesDone = hashed + cached bytes, TotalBytes = the estimate (or the device size).
+type uploadProgress struct {
+	upload.NullUploadProgress
+
+	hashed, cached, estimated atomic.Int64
+	fixedTotal                int64
+	report                    func(Progress)
+	interval                  time.Duration
+	next                      atomic.Int64
+	log                       logrus.FieldLogger
+
+	mu       sync.Mutex // serializes reports
+	finished bool
+}
+
+func newUploadProgress(report func(Progress), interval time.Duration, fixedTotal int64, log logrus.FieldLogger) *uploadProgress {
+	if interval <= 0 {
+		interval = DefaultProgressInterval
+	}
+	return &uploadProgress{report: report, interval: interval, fixedTotal: fixedTotal, log: log}
+}
+
+func (p *uploadProgress) Enabled() bool { return true }
+
+func (p *uploadProgress) EstimationParameters() upload.EstimationParameters {
+	return upload.EstimationParameters{Type: upload.EstimationTypeClassic, AdaptiveThreshold: 300000}
+}
+
+func (p *uploadProgress) EstimatedDataSize(_ int64, totalBytes int64) {
+	p.estimated.Store(totalBytes)
+	p.maybeReport()
+}
+
+func (p *uploadProgress) HashedBytes(n int64) {
+	p.hashed.Add(n)
+	p.maybeReport()
+}
+
+func (p *uploadProgress) CachedFile(_ string, n int64) {
+	p.cached.Add(n)
+	p.maybeReport()
+}
+
+func (p *uploadProgress) FinishedDirectory(string) { p.maybeReport() }
+
+func (p *uploadProgress) Error(entryPath string, err error, isIgnored bool) {
+	entry := p.log.WithError(err).WithField("path", entryPath)
+	if isIgnored {
+		entry.Warn("Ignored an entry that could not be backed up")
+		return
+	}
+	entry.Error("Could not back up an entry")
+}
+
+func (p *uploadProgress) maybeReport() {
+	if p.report == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	next := p.next.Load()
+	if now < next || !p.next.CompareAndSwap(next, now+p.interval.Nanoseconds()) {
+		return
+	}
+	if !p.mu.TryLock() {
+		return // a report is running; the next hook reports
+	}
+	defer p.mu.Unlock()
+	if p.finished {
+		return
+	}
+	total := p.fixedTotal
+	if total == 0 {
+		total = p.estimated.Load()
+	}
+	p.report(Progress{TotalBytes: total, BytesDone: p.hashed.Load() + p.cached.Load()})
+}
+
+// finish sends the last report; no report follows it.
+func (p *uploadProgress) finish(total int64) {
+	if p.report == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.finished = true
+	p.report(Progress{TotalBytes: total, BytesDone: total})
+}
+
+// isBlockDevice reports whether mode is a block device (not a character device).
+func isBlockDevice(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && sys.Mode&syscall.S_IFMT == syscall.S_IFBLK
+}

@@ -1,0 +1,610 @@
+package kopia
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kopia/kopia/repo/encryption"
+	"github.com/kopia/kopia/repo/format"
+	"github.com/kopia/kopia/repo/hashing"
+	"github.com/kopia/kopia/repo/maintenance"
+	"github.com/kopia/kopia/repo/manifest"
+	"github.com/kopia/kopia/repo/splitter"
+	"github.com/kopia/kopia/snapshot"
+	"github.com/kopia/kopia/snapshot/restore"
+	"github.com/kopia/kopia/snapshot/snapshotfs"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/snapmove/snapmove/internal/mover/repository"
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+const testPassword = "test-password"
+
+func testLocation(t *testing.T) repository.Location {
+	return repository.Location{
+		Provider: repository.ProviderFilesystem,
+		Path:     t.TempDir(),
+		Prefix:   repository.RepositoryPrefix("velero", "app"),
+	}
+}
+
+func openRepo(t *testing.T, loc repository.Location, opts Options) *Repository {
+	t.Helper()
+	r, err := Open(context.Background(), loc, testPassword, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+	return r
+}
+
+func repoDir(loc repository.Location) string { return filepath.Join(loc.Path, loc.Prefix) }
+
+func TestOpenCreatesVeleroCompatibleRepository(t *testing.T) {
+	ctx := context.Background()
+	loc := testLocation(t)
+
+	r := openRepo(t, loc, Options{Create: true})
+
+	// kopia's defaults, as Velero creates repositories
+	f := r.rep.ContentReader().ContentFormat()
+	require.Equal(t, hashing.DefaultAlgorithm, f.GetHashFunction())
+	require.Equal(t, encryption.DefaultAlgorithm, f.GetEncryptionAlgorithm())
+	require.Equal(t, "BLAKE2B-256-128", f.GetHashFunction())
+	require.Equal(t, "AES256-GCM-HMAC-SHA256", f.GetEncryptionAlgorithm())
+	require.Equal(t, splitter.DefaultAlgorithm, r.rep.ObjectFormat().Splitter)
+	require.Equal(t, "DYNAMIC-4M-BUZHASH", r.rep.ObjectFormat().Splitter)
+	require.Equal(t, format.FormatVersion3, f.GetCachedMutableParameters().Version)
+	require.Equal(t, "", f.GetECCAlgorithm())
+
+	// Velero's init: maintenance owner and the udmrepo blob
+	params, err := maintenance.GetParams(ctx, r.rep)
+	require.NoError(t, err)
+	require.Equal(t, "default@default", params.Owner)
+	require.Equal(t, time.Hour, params.QuickCycle.Interval)
+	require.Equal(t, 24*time.Hour, params.FullCycle.Interval)
+	require.Equal(t, udmRepoUniqueID(t, loc), formatUniqueID(t, loc))
+	require.NoError(t, r.Close(ctx))
+
+	// reopen without Create; the temporary config is gone after Close
+	r2 := openRepo(t, loc, Options{})
+	tmp := r2.tmpDir
+	require.DirExists(t, tmp)
+	require.NoError(t, r2.Close(ctx))
+	require.NoDirExists(t, tmp)
+
+	// read-only opens too
+	openRepo(t, loc, Options{ReadOnly: true})
+}
+
+func formatUniqueID(t *testing.T, loc repository.Location) []byte {
+	b, err := os.ReadFile(filepath.Join(repoDir(loc), format.KopiaRepositoryBlobID+".f"))
+	require.NoError(t, err)
+	f, err := format.ParseKopiaRepositoryJSON(b)
+	require.NoError(t, err)
+	return f.UniqueID
+}
+
+func udmRepoUniqueID(t *testing.T, loc repository.Location) []byte {
+	b, err := os.ReadFile(filepath.Join(repoDir(loc), udmRepoBlobID+".f"))
+	require.NoError(t, err)
+	var raw map[string]string
+	require.NoError(t, json.Unmarshal(b, &raw))
+	require.Contains(t, raw, "uniqueID") // base64 in JSON, as Velero writes it
+	var md udmRepoMetadata
+	require.NoError(t, json.Unmarshal(b, &md))
+	return md.UniqueID
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	created := testLocation(t)
+	openRepo(t, created, Options{Create: true}).Close(ctx) //nolint:errcheck
+
+	foreign := testLocation(t)
+	require.NoError(t, os.MkdirAll(repoDir(foreign), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(repoDir(foreign), "something.f"), []byte("x"), 0o600))
+
+	missingBase := testLocation(t)
+	missingBase.Path = filepath.Join(missingBase.Path, "nope")
+
+	tests := []struct {
+		name     string
+		loc      repository.Location
+		password string
+		opts     Options
+		wantIs   error
+		wantMsg  string
+	}{
+		{"wrong password", created, "other", Options{}, ErrWrongPassword, "repository at " + created.String() + " rejected the password"},
+		{"wrong password with create", created, "other", Options{Create: true}, ErrWrongPassword, created.String()},
+		{"missing repository", testLocation(t), testPassword, Options{}, ErrNotInitialized, "no kopia repository at filesystem:"},
+		{"read-only never creates", testLocation(t), testPassword, Options{Create: true, ReadOnly: true}, ErrNotInitialized, "no kopia repository"},
+		{"missing base directory", missingBase, testPassword, Options{Create: true}, ErrBucketNotFound, "does not exist"},
+		{"foreign data", foreign, testPassword, Options{Create: true}, nil, "holds data but no kopia repository"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Open(ctx, tc.loc, tc.password, tc.opts)
+			require.Error(t, err)
+			require.Nil(t, r)
+			if tc.wantIs != nil {
+				require.ErrorIs(t, err, tc.wantIs)
+			}
+			require.ErrorContains(t, err, tc.wantMsg)
+		})
+	}
+	require.NoDirExists(t, repoDir(missingBase))
+}
+
+func TestOpenWritesMissingUdmRepoBlob(t *testing.T) {
+	ctx := context.Background()
+	loc := testLocation(t)
+	require.NoError(t, openRepo(t, loc, Options{Create: true}).Close(ctx))
+	require.NoError(t, os.Remove(filepath.Join(repoDir(loc), udmRepoBlobID+".f")))
+
+	// read-only clients leave it alone (Velero: NotInitialized is usable for reading)
+	require.NoError(t, openRepo(t, loc, Options{ReadOnly: true}).Close(ctx))
+	require.NoFileExists(t, filepath.Join(repoDir(loc), udmRepoBlobID+".f"))
+
+	require.NoError(t, openRepo(t, loc, Options{}).Close(ctx))
+	require.Equal(t, formatUniqueID(t, loc), udmRepoUniqueID(t, loc))
+
+	// a blob that does not match is refused, as Velero's "Corrupted"
+	require.NoError(t, os.WriteFile(filepath.Join(repoDir(loc), udmRepoBlobID+".f"), []byte(`{"uniqueID":"AAAA"}`), 0o600))
+	_, err := Open(ctx, loc, testPassword, Options{})
+	require.ErrorContains(t, err, "unique ID")
+}
+
+// tree builds a source tree covering what a restore must reproduce.
+type fixture struct {
+	root    string
+	sparse  string
+	bigFile string
+}
+
+func buildTree(t *testing.T, root string) fixture {
+	rng := rand.New(rand.NewSource(1))
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		rng.Read(b)
+		return b
+	}
+	mtime := time.Date(2021, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	write := func(rel string, data []byte, mode os.FileMode) string {
+		p := filepath.Join(root, rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, data, 0o600))
+		require.NoError(t, os.Chmod(p, mode))
+		return p
+	}
+
+	write("top.txt", []byte("hello\n"), 0o644)
+	write("a/b/c/deep.bin", random(100<<10), 0o600)
+	write("a/b/exec.sh", []byte("#!/bin/sh\necho hi\n"), 0o755|os.ModeSetuid)
+	write("a/empty-file", nil, 0o640)
+	write("with space/ünïcødé名前.txt", []byte("unicode"), 0o644)
+	write("odd/new\nline", []byte("newline in name"), 0o644)
+	write("odd/-leading-dash", []byte("dash"), 0o400)
+	big := write("big/multi-chunk.bin", append(random(9<<20), make([]byte, 3<<20)...), 0o644)
+
+	// a sparse file: data at the start, in the middle and at the end, holes between
+	sparse := filepath.Join(root, "sparse.img")
+	f, err := os.Create(sparse)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(24<<20))
+	for _, off := range []int64{0, 10 << 20, (24 << 20) - 8192} {
+		_, err := f.WriteAt(random(8192), off)
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "empty-dir/nested-empty"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "setgid-dir"), 0o755))
+	require.NoError(t, os.Chmod(filepath.Join(root, "setgid-dir"), 0o2775|os.ModeSetgid|os.ModeSticky))
+	require.NoError(t, os.Symlink("../top.txt", filepath.Join(root, "a/link-relative")))
+	require.NoError(t, os.Symlink("/etc/hostname", filepath.Join(root, "a/link-absolute")))
+	require.NoError(t, os.Symlink("does-not-exist", filepath.Join(root, "dangling")))
+	require.NoError(t, os.Symlink("a/b", filepath.Join(root, "dir-link")))
+
+	// owners and times, deepest first so directory mtimes stick
+	var paths []string
+	require.NoError(t, filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		paths = append(paths, p)
+		return err
+	}))
+	sort.Slice(paths, func(i, j int) bool { return len(paths[i]) > len(paths[j]) })
+	for i, p := range paths {
+		require.NoError(t, os.Lchown(p, 1000+i%3, 2000+i%5))
+		st, err := os.Lstat(p)
+		require.NoError(t, err)
+		if st.Mode()&os.ModeSymlink == 0 && st.Mode()&os.ModeSetuid != 0 {
+			require.NoError(t, os.Chmod(p, st.Mode())) // chown cleared setuid
+		}
+		ts := mtime.Add(time.Duration(i) * time.Hour)
+		require.NoError(t, lutimes(p, ts))
+	}
+	return fixture{root: root, sparse: sparse, bigFile: big}
+}
+
+func lutimes(p string, ts time.Time) error {
+	spec := unix.NsecToTimespec(ts.UnixNano())
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{spec, spec}, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// entryInfo is what a restore must preserve of one entry.
+type entryInfo struct {
+	Mode     os.FileMode
+	UID, GID uint32
+	ModTime  time.Time
+	Size     int64
+	Digest   [32]byte
+	Link     string
+}
+
+func describeTree(t *testing.T, root string) map[string]entryInfo {
+	out := map[string]entryInfo{}
+	require.NoError(t, filepath.Walk(root, func(p string, st os.FileInfo, err error) error {
+		require.NoError(t, err)
+		rel, err := filepath.Rel(root, p)
+		require.NoError(t, err)
+		sys := st.Sys().(*syscall.Stat_t)
+		info := entryInfo{Mode: st.Mode(), UID: sys.Uid, GID: sys.Gid, ModTime: st.ModTime().UTC()}
+		switch {
+		case st.Mode()&os.ModeSymlink != 0:
+			info.Link, err = os.Readlink(p)
+			require.NoError(t, err)
+		case st.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			info.Size, info.Digest = st.Size(), sha256.Sum256(b)
+		}
+		out[rel] = info
+		return nil
+	}))
+	return out
+}
+
+func requireSameTree(t *testing.T, want, got map[string]entryInfo) {
+	t.Helper()
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			t.Errorf("missing %q", k)
+			continue
+		}
+		if w != g {
+			t.Errorf("%q differs:\nwant %+v\n got %+v", k, w, g)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("extra %q", k)
+		}
+	}
+}
+
+func allocatedBytes(t *testing.T, p string) int64 {
+	st, err := os.Stat(p)
+	require.NoError(t, err)
+	return st.Sys().(*syscall.Stat_t).Blocks * 512
+}
+
+func backupReq(path string) BackupRequest {
+	return BackupRequest{SourceNamespace: "app", SourcePVC: "data", Path: path}
+}
+
+func TestBackupRestoreRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	src := buildTree(t, t.TempDir())
+	r := openRepo(t, testLocation(t), Options{Create: true})
+
+	var reports []Progress
+	req := backupReq(src.root)
+	req.Tags = map[string]string{"velero.io/async-operation-id": "du-1.2"}
+	req.OnProgress = func(p Progress) { reports = append(reports, p) }
+	req.ProgressInterval = time.Millisecond
+	res, err := r.Backup(ctx, req)
+	require.NoError(t, err)
+	require.NotEmpty(t, res.SnapshotID)
+	require.False(t, res.Empty)
+	require.Equal(t, res.TotalBytes, res.IncrementalBytes)
+	require.NotEmpty(t, reports)
+	require.Equal(t, Progress{TotalBytes: res.TotalBytes, BytesDone: res.TotalBytes}, reports[len(reports)-1])
+
+	// the manifest is what Velero's uploader writes
+	man, err := snapshot.LoadSnapshot(ctx, r.rep, manifest.ID(res.SnapshotID))
+	require.NoError(t, err)
+	require.Equal(t, snapshot.SourceInfo{UserName: "default", Host: "default", Path: "snapshot-data-upload-download/kopia/app/data"}, man.Source)
+	require.Equal(t, map[string]string{
+		"snapshot-requester":           "snapshot-data-upload-download",
+		"snapshot-uploader":            "kopia",
+		"velero.io/async-operation-id": "du-1.2",
+	}, man.Tags)
+	require.Equal(t, "Kopia Uploader", man.Description)
+	require.Equal(t, []string{naming.SnapshotPin}, man.Pins)
+
+	want := describeTree(t, src.root)
+	cacheDir := t.TempDir()
+	noCache := openRepo(t, r.loc, Options{CacheLimitMB: -1, ReadOnly: true})
+	withCacheDir := openRepo(t, r.loc, Options{CacheDir: cacheDir})
+	for _, tc := range []struct {
+		name        string
+		repo        *Repository
+		writeSparse bool
+		parallel    int
+		split       bool
+	}{
+		{name: "sparse", repo: r, writeSparse: true},
+		{name: "allocated", repo: r, writeSparse: false, parallel: 1},
+		{name: "ranges in parallel", repo: r, writeSparse: true, parallel: 4, split: true},
+		{name: "read-only without cache", repo: noCache, writeSparse: true},
+		{name: "cache in CacheDir", repo: withCacheDir, split: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.split {
+				oldSplit, oldRange := splitThreshold, rangeBytes
+				splitThreshold, rangeBytes = 4<<20, 1<<20
+				t.Cleanup(func() { splitThreshold, rangeBytes = oldSplit, oldRange })
+			}
+			dst := t.TempDir()
+			var last Progress
+			rres, err := tc.repo.Restore(ctx, RestoreRequest{SnapshotID: res.SnapshotID, Path: dst, WriteSparse: tc.writeSparse,
+				Parallel: tc.parallel, OnProgress: func(p Progress) { last = p }, ProgressInterval: time.Millisecond})
+			require.NoError(t, err)
+			require.Equal(t, res.TotalBytes, rres.TotalBytes)
+			require.Equal(t, Progress{TotalBytes: res.TotalBytes, BytesDone: res.TotalBytes}, last)
+			requireSameTree(t, want, describeTree(t, dst))
+
+			sparse := filepath.Join(dst, "sparse.img")
+			if tc.writeSparse {
+				require.Less(t, allocatedBytes(t, sparse), int64(1<<20), "holes stay holes")
+			} else {
+				require.GreaterOrEqual(t, allocatedBytes(t, sparse), int64(24<<20), "zeros are allocated")
+			}
+		})
+	}
+	entries, err := os.ReadDir(cacheDir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "one cache subdirectory per location")
+	require.True(t, strings.HasPrefix(entries[0].Name(), "kopia-"))
+}
+
+func TestRestoreReplacesEntriesInTheWay(t *testing.T) {
+	ctx := context.Background()
+	src := buildTree(t, t.TempDir())
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	res, err := r.Backup(ctx, backupReq(src.root))
+	require.NoError(t, err)
+
+	dst := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "outside")
+	require.NoError(t, os.WriteFile(outside, []byte("keep"), 0o600))
+	require.NoError(t, os.Symlink(outside, filepath.Join(dst, "top.txt")))        // symlink where a file goes
+	require.NoError(t, os.WriteFile(filepath.Join(dst, "a"), []byte("x"), 0o600)) // file where a dir goes
+	require.NoError(t, os.MkdirAll(filepath.Join(dst, "dangling/sub"), 0o700))    // dir where a symlink goes
+	require.NoError(t, os.WriteFile(filepath.Join(dst, "extra"), []byte("x"), 0o600))
+
+	_, err = r.Restore(ctx, RestoreRequest{SnapshotID: res.SnapshotID, Path: dst})
+	require.NoError(t, err)
+	got := describeTree(t, dst)
+	require.Contains(t, got, "extra")
+	delete(got, "extra")
+	requireSameTree(t, describeTree(t, src.root), got)
+	b, err := os.ReadFile(outside)
+	require.NoError(t, err)
+	require.Equal(t, "keep", string(b), "restore must not write through a symlink")
+}
+
+func TestSnapshotRestoresWithKopiasRestore(t *testing.T) {
+	// What stock Velero does with our snapshot: kopia's restore package.
+	ctx := context.Background()
+	src := buildTree(t, t.TempDir())
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	res, err := r.Backup(ctx, backupReq(src.root))
+	require.NoError(t, err)
+
+	dst := t.TempDir()
+	root, err := snapshotfs.FilesystemEntryFromIDWithPath(ctx, r.rep, res.SnapshotID, false)
+	require.NoError(t, err)
+	out := &restore.FilesystemOutput{TargetPath: dst, OverwriteDirectories: true, OverwriteFiles: true, OverwriteSymlinks: true}
+	require.NoError(t, out.Init(ctx))
+	_, err = restore.Entry(ctx, r.rep, out, root, restore.Options{Parallel: 2, RestoreDirEntryAtDepth: 1 << 30})
+	require.NoError(t, err)
+	// kopia restores a directory with the newest mtime found below it, and symlink
+	// mtimes with microseconds only; everything else must match.
+	normalize := func(tree map[string]entryInfo) map[string]entryInfo {
+		for k, v := range tree {
+			switch {
+			case v.Mode.IsDir():
+				v.ModTime = time.Time{}
+			case v.Mode&os.ModeSymlink != 0:
+				v.ModTime = v.ModTime.Round(time.Microsecond)
+			}
+			tree[k] = v
+		}
+		return tree
+	}
+	requireSameTree(t, normalize(describeTree(t, src.root)), normalize(describeTree(t, dst)))
+}
+
+func TestBlockRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	oldSplit, oldRange := splitThreshold, rangeBytes
+	splitThreshold, rangeBytes = 4<<20, 1<<20
+	t.Cleanup(func() { splitThreshold, rangeBytes = oldSplit, oldRange })
+
+	dir := t.TempDir()
+	device := filepath.Join(dir, "device")
+	data := make([]byte, 16<<20)
+	rand.New(rand.NewSource(2)).Read(data[:6<<20])
+	copy(data[12<<20:], data[:1<<20])
+	require.NoError(t, os.WriteFile(device, data, 0o600))
+
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	req := backupReq(device)
+	req.Block = true
+	var last Progress
+	req.OnProgress = func(p Progress) { last = p }
+	res, err := r.Backup(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, int64(len(data)), res.TotalBytes)
+	require.Equal(t, Progress{TotalBytes: int64(len(data)), BytesDone: int64(len(data))}, last)
+
+	target := filepath.Join(dir, "target")
+	require.NoError(t, os.WriteFile(target, bytes.Repeat([]byte{0xff}, 20<<20), 0o600))
+	rres, err := r.Restore(ctx, RestoreRequest{SnapshotID: res.SnapshotID, Path: target, Block: true, Parallel: 3})
+	require.NoError(t, err)
+	require.Equal(t, int64(len(data)), rres.TotalBytes)
+	got, err := os.ReadFile(target)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(data, got), "device content differs")
+
+	// a block snapshot is not a tree, and a tree is not a block snapshot
+	_, err = r.Restore(ctx, RestoreRequest{SnapshotID: res.SnapshotID, Path: t.TempDir()})
+	require.NoError(t, err) // a directory with one file: restorable as a tree too
+	tree, err := r.Backup(ctx, BackupRequest{SourceNamespace: "app", SourcePVC: "fs", Path: dir})
+	require.NoError(t, err)
+	_, err = r.Restore(ctx, RestoreRequest{SnapshotID: tree.SnapshotID, Path: target, Block: true})
+	require.ErrorContains(t, err, "not a block volume snapshot")
+}
+
+func TestIncrementalBackupUsesParent(t *testing.T) {
+	ctx := context.Background()
+	src := buildTree(t, t.TempDir())
+	r := openRepo(t, testLocation(t), Options{Create: true})
+
+	first, err := r.Backup(ctx, backupReq(src.root))
+	require.NoError(t, err)
+
+	// a later client (a new process) finds the parent in the repository
+	r2 := openRepo(t, r.loc, Options{})
+	noop, err := r2.Backup(ctx, backupReq(src.root))
+	require.NoError(t, err)
+	require.NotEqual(t, first.SnapshotID, noop.SnapshotID)
+	// kopia counts symlink target lengths in the total when it reuses them (40 bytes here)
+	require.InDelta(t, first.TotalBytes, noop.TotalBytes, 40)
+	require.Zero(t, noop.IncrementalBytes, "nothing changed: nothing is read")
+
+	changed := filepath.Join(src.root, "top.txt")
+	require.NoError(t, os.WriteFile(changed, []byte("changed content\n"), 0o644))
+	incr, err := r2.Backup(ctx, backupReq(src.root))
+	require.NoError(t, err)
+	require.Equal(t, int64(len("changed content\n")), incr.IncrementalBytes)
+
+	// a snapshot of another PVC is not a parent
+	other, err := r2.Backup(ctx, BackupRequest{SourceNamespace: "app", SourcePVC: "other", Path: src.root})
+	require.NoError(t, err)
+	require.Equal(t, other.TotalBytes, other.IncrementalBytes)
+}
+
+func TestDeleteSnapshot(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600))
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	a, err := r.Backup(ctx, backupReq(src))
+	require.NoError(t, err)
+	b, err := r.Backup(ctx, backupReq(src))
+	require.NoError(t, err)
+
+	require.NoError(t, r.DeleteSnapshot(ctx, a.SnapshotID))
+	require.NoError(t, r.DeleteSnapshot(ctx, a.SnapshotID), "idempotent")
+	require.NoError(t, r.DeleteSnapshot(ctx, "0123456789abcdef0123456789abcdef"), "unknown ID")
+
+	// another process sees only b
+	r2 := openRepo(t, r.loc, Options{ReadOnly: true})
+	ids := listSnapshotIDs(t, r2)
+	require.Equal(t, []string{b.SnapshotID}, ids)
+	require.Error(t, r2.DeleteSnapshot(ctx, b.SnapshotID), "read-only")
+}
+
+func listSnapshotIDs(t *testing.T, r *Repository) []string {
+	mans, err := snapshot.ListSnapshots(context.Background(), r.rep, snapshot.SourceInfo{UserName: "default", Host: "default", Path: naming.SnapshotSourcePath("app", "data")})
+	require.NoError(t, err)
+	var ids []string
+	for _, m := range mans {
+		ids = append(ids, string(m.ID))
+	}
+	return ids
+}
+
+func TestBackupEmptyAndCanceled(t *testing.T) {
+	ctx := context.Background()
+	r := openRepo(t, testLocation(t), Options{Create: true})
+
+	empty := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(empty, "lost+found"), 0o700))
+	res, err := r.Backup(ctx, backupReq(empty))
+	require.NoError(t, err)
+	require.True(t, res.Empty)
+	require.NotEmpty(t, res.SnapshotID)
+	dst := t.TempDir()
+	_, err = r.Restore(ctx, RestoreRequest{SnapshotID: res.SnapshotID, Path: dst})
+	require.NoError(t, err)
+	require.DirExists(t, filepath.Join(dst, "lost+found"))
+
+	src := buildTree(t, t.TempDir())
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = r.Backup(canceled, BackupRequest{SourceNamespace: "app", SourcePVC: "canceled", Path: src.root})
+	require.ErrorIs(t, err, context.Canceled)
+	mans, err := snapshot.ListSnapshots(ctx, r.rep, snapshot.SourceInfo{UserName: "default", Host: "default", Path: naming.SnapshotSourcePath("app", "canceled")})
+	require.NoError(t, err)
+	require.Empty(t, mans)
+
+	_, err = r.Restore(canceled, RestoreRequest{SnapshotID: res.SnapshotID, Path: t.TempDir()})
+	require.ErrorIs(t, err, context.Canceled)
+
+	_, err = r.Restore(ctx, RestoreRequest{SnapshotID: "0123456789abcdef0123456789abcdef", Path: t.TempDir()})
+	require.ErrorContains(t, err, "loading snapshot")
+}
+
+func TestBackupRequestValidation(t *testing.T) {
+	ctx := context.Background()
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	_, err := r.Backup(ctx, BackupRequest{SourceNamespace: "app", SourcePVC: "data"})
+	require.ErrorContains(t, err, "required")
+	_, err = r.Backup(ctx, backupReq(filepath.Join(t.TempDir(), "missing")))
+	require.ErrorContains(t, err, "resolving")
+	req := backupReq(t.TempDir())
+	req.Block = true
+	_, err = r.Backup(ctx, req)
+	require.ErrorContains(t, err, "not a block device")
+	f := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(f, nil, 0o600))
+	_, err = r.Backup(ctx, backupReq(f))
+	require.ErrorContains(t, err, "not a directory")
+}
+
+func TestWriteDataModes(t *testing.T) {
+	data := make([]byte, 3*sparseBlock+100)
+	copy(data[sparseBlock:], bytes.Repeat([]byte{1}, 10))
+	data[len(data)-1] = 2
+	for _, mode := range []writeMode{writeAll, writeSparse, writeAllocate} {
+		p := filepath.Join(t.TempDir(), "f")
+		f, err := os.Create(p)
+		require.NoError(t, err)
+		const off = 1000 // not block aligned
+		require.NoError(t, f.Truncate(off+int64(len(data))))
+		rs := &restorer{}
+		require.NoError(t, rs.writeData(f, off, data, mode))
+		require.NoError(t, f.Close())
+		got, err := os.ReadFile(p)
+		require.NoError(t, err)
+		require.Equal(t, data, got[off:])
+		require.Equal(t, make([]byte, off), got[:off])
+	}
+	require.True(t, allZero(make([]byte, 3<<20)))
+	require.False(t, allZero(append(make([]byte, 2<<20), 1)))
+}

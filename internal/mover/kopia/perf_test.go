@@ -1,0 +1,101 @@
+//go:build perf
+
+package kopia
+
+// A command-line entry point for benchmarks against the kopia CLI, kept out of normal test
+// runs by the perf build tag. Build once, run one operation per process so peak RSS is
+// per operation:
+//
+//	go test -tags perf -c -o /tmp/moverbench ./internal/mover/kopia/
+//	PERF_OP=backup  PERF_REPO=/data/repo PERF_SRC=/data/pg               /tmp/moverbench -test.run TestPerf
+//	PERF_OP=restore PERF_REPO=/data/repo PERF_SNAPSHOT=<id> PERF_DST=/x  /tmp/moverbench -test.run TestPerf
+//
+// Optional: PERF_BLOCK=1 (block volume), PERF_SPARSE=1 (WriteSparse), PERF_PARALLEL=N,
+// PERF_CACHE_MB=N (-1: no cache), PERF_PVC=name, PERF_CPUPROFILE=file. The result is one JSON line on stdout.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/snapmove/snapmove/internal/mover/repository"
+)
+
+func TestPerf(t *testing.T) {
+	op := os.Getenv("PERF_OP")
+	if op == "" {
+		t.Skip("PERF_OP not set")
+	}
+	ctx := context.Background()
+	num := func(k string) int64 {
+		v, _ := strconv.ParseInt(os.Getenv(k), 10, 64)
+		return v
+	}
+	pvc := os.Getenv("PERF_PVC")
+	if pvc == "" {
+		pvc = "data"
+	}
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	loc := repository.Location{Provider: repository.ProviderFilesystem, Path: os.Getenv("PERF_REPO"), Prefix: repository.RepositoryPrefix("", "perf")}
+
+	if p := os.Getenv("PERF_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
+	var ru0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	r, err := Open(ctx, loc, "perf-password", Options{Create: op == "backup", CacheLimitMB: num("PERF_CACHE_MB"), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := time.Since(start)
+	out := map[string]any{"op": op}
+	switch op {
+	case "backup":
+		res, err := r.Backup(ctx, BackupRequest{SourceNamespace: "perf", SourcePVC: pvc, Path: os.Getenv("PERF_SRC"),
+			Block: os.Getenv("PERF_BLOCK") == "1", Parallel: int(num("PERF_PARALLEL"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["snapshotID"], out["totalBytes"], out["incrementalBytes"] = res.SnapshotID, res.TotalBytes, res.IncrementalBytes
+	case "restore":
+		res, err := r.Restore(ctx, RestoreRequest{SnapshotID: os.Getenv("PERF_SNAPSHOT"), Path: os.Getenv("PERF_DST"),
+			Block: os.Getenv("PERF_BLOCK") == "1", WriteSparse: os.Getenv("PERF_SPARSE") == "1", Parallel: int(num("PERF_PARALLEL"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["totalBytes"] = res.TotalBytes
+	default:
+		t.Fatalf("unknown PERF_OP %q", op)
+	}
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := func(u syscall.Rusage) float64 {
+		return float64(u.Utime.Nano()+u.Stime.Nano()) / 1e9
+	}
+	out["wallSeconds"] = time.Since(start).Seconds()
+	out["openSeconds"] = opened.Seconds()
+	out["cpuSeconds"] = cpu(ru) - cpu(ru0)
+	out["maxRSSMiB"] = ru.Maxrss / 1024
+	b, _ := json.Marshal(out)
+	fmt.Println(string(b))
+}

@@ -1,0 +1,11 @@
+// Package repository turns a Velero BackupStorageLocation into a Location: where one
+// volume namespace's kopia repository lives (bucket, prefix "<bsl prefix>/kopia/<ns>/")
+// and the credentials to reach it, read the way Velero's unified repository reads them
+// (pkg/repository/provider/unified_repo.go getStorageVariables/getStorageCredentials).
+// It also owns the repository password secret that Velero shares
+// (velero-repo-credentials/repository-password, pkg/repository/keys).
+//
+// It must not import kopia (only internal/mover/kopia does), must not talk to object
+// storage, and reads nothing from the environment: ambient credentials (IRSA, workload
+// identity) are left to the storage client by leaving the credential fields empty.
+package repository
