@@ -1,0 +1,186 @@
+package config
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pkg/errors"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+// Config is the mover's settings. The zero value is not useful; start from Default.
+type Config struct {
+	// MaxConcurrent bounds the DataUploads and DataDownloads being prepared or moved at
+	// once (phases Accepted, Prepared, InProgress, Canceling), cluster-wide. 0: no limit.
+	MaxConcurrent int `json:"maxConcurrent"`
+	// PerNode bounds the movements InProgress on one node; a worker pod that became
+	// Running on a full node waits in Prepared. 0: no limit.
+	PerNode int `json:"perNode"`
+	// PrepareTimeout bounds the Accepted phase: snapshot ready, PVC bound, pod running.
+	PrepareTimeout metav1.Duration `json:"prepareTimeout"`
+
+	// BackupPVCAccessMode is the access mode of the PVC restored from the snapshot for a
+	// backup. ReadOnlyMany lets the CSI driver skip work (and cannot harm the data); when
+	// a driver refuses it the controller retries once with ReadWriteOnce.
+	BackupPVCAccessMode corev1.PersistentVolumeAccessMode `json:"backupPVCAccessMode"`
+	// BackupPVCAccessModes overrides BackupPVCAccessMode per source StorageClass.
+	BackupPVCAccessModes map[string]corev1.PersistentVolumeAccessMode `json:"backupPVCAccessModes,omitempty"`
+	// RestoreIgnoreDelayBinding: do not wait for a pod to use a WaitForFirstConsumer
+	// target PVC before restoring (the volume is then provisioned wherever the worker runs).
+	RestoreIgnoreDelayBinding bool `json:"restoreIgnoreDelayBinding"`
+	// WriteSparseFiles is the default for filesystem restores whose DataDownload does not
+	// set dataMoverConfig.WriteSparseFiles.
+	WriteSparseFiles bool `json:"writeSparseFiles"`
+
+	WorkerHostNetwork       bool                        `json:"workerHostNetwork"`
+	WorkerResources         corev1.ResourceRequirements `json:"workerResources"`
+	WorkerNodeSelector      map[string]string           `json:"workerNodeSelector,omitempty"`
+	WorkerTolerations       []corev1.Toleration         `json:"workerTolerations,omitempty"`
+	WorkerPriorityClassName string                      `json:"workerPriorityClassName,omitempty"`
+	WorkerImagePullPolicy   corev1.PullPolicy           `json:"workerImagePullPolicy,omitempty"`
+	// CacheSizeLimit is the sizeLimit of the worker's cache emptyDir (kopia's local cache).
+	CacheSizeLimit resource.Quantity `json:"cacheSizeLimit"`
+	// CacheLimitMB is kopia's cache limit inside it; keep it well below CacheSizeLimit.
+	CacheLimitMB int64 `json:"cacheLimitMB"`
+}
+
+// Defaults.
+const (
+	DefaultMaxConcurrent  = 8
+	DefaultPerNode        = 2
+	DefaultPrepareTimeout = 30 * time.Minute
+	DefaultCacheLimitMB   = 4096
+)
+
+// Default returns the settings used when the ConfigMap does not exist, and the base the
+// ConfigMap's keys override.
+func Default() Config {
+	return Config{
+		MaxConcurrent:       DefaultMaxConcurrent,
+		PerNode:             DefaultPerNode,
+		PrepareTimeout:      metav1.Duration{Duration: DefaultPrepareTimeout},
+		BackupPVCAccessMode: corev1.ReadOnlyMany,
+		WriteSparseFiles:    true,
+		WorkerResources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("100m"),
+				corev1.ResourceMemory: resource.MustParse("256Mi"),
+			},
+		},
+		WorkerImagePullPolicy: corev1.PullIfNotPresent,
+		CacheSizeLimit:        resource.MustParse("6Gi"),
+		CacheLimitMB:          DefaultCacheLimitMB,
+	}
+}
+
+// Parse applies the ConfigMap's data over Default. A nil ConfigMap gives Default.
+func Parse(cm *corev1.ConfigMap) (Config, error) {
+	cfg := Default()
+	if cm == nil || len(cm.Data) == 0 {
+		return cfg, nil
+	}
+	// Turn each key's YAML value into JSON and decode the assembled object over the
+	// defaults, so every field keeps its own type's parsing (durations, quantities).
+	doc := map[string]json.RawMessage{}
+	keys := make([]string, 0, len(cm.Data))
+	for k := range cm.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		raw, err := yaml.YAMLToJSON([]byte(cm.Data[k]))
+		if err != nil {
+			return Default(), errors.Wrapf(err, "parsing key %s", k)
+		}
+		doc[k] = raw
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return Default(), errors.Wrap(err, "assembling settings")
+	}
+	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
+		return Default(), errors.Wrap(err, "decoding settings")
+	}
+	if err := cfg.Validate(); err != nil {
+		return Default(), err
+	}
+	return cfg, nil
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	var problems []string
+	if c.MaxConcurrent < 0 {
+		problems = append(problems, "maxConcurrent must not be negative")
+	}
+	if c.PerNode < 0 {
+		problems = append(problems, "perNode must not be negative")
+	}
+	if c.PrepareTimeout.Duration <= 0 {
+		problems = append(problems, "prepareTimeout must be positive")
+	}
+	checkMode := func(key string, m corev1.PersistentVolumeAccessMode) {
+		switch m {
+		case corev1.ReadOnlyMany, corev1.ReadWriteOnce, corev1.ReadWriteMany, corev1.ReadWriteOncePod:
+		default:
+			problems = append(problems, fmt.Sprintf("%s: unknown access mode %q", key, m))
+		}
+	}
+	checkMode("backupPVCAccessMode", c.BackupPVCAccessMode)
+	for sc, m := range c.BackupPVCAccessModes {
+		checkMode("backupPVCAccessModes."+sc, m)
+	}
+	switch c.WorkerImagePullPolicy {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		problems = append(problems, fmt.Sprintf("workerImagePullPolicy: unknown policy %q", c.WorkerImagePullPolicy))
+	}
+	if c.CacheLimitMB < 0 {
+		problems = append(problems, "cacheLimitMB must not be negative")
+	}
+	if !c.CacheSizeLimit.IsZero() && c.CacheLimitMB*1024*1024 > c.CacheSizeLimit.Value() {
+		problems = append(problems, fmt.Sprintf("cacheLimitMB (%d) does not fit in cacheSizeLimit (%s)", c.CacheLimitMB, c.CacheSizeLimit.String()))
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// BackupAccessMode is the backup PVC access mode for a source StorageClass.
+func (c Config) BackupAccessMode(storageClass string) corev1.PersistentVolumeAccessMode {
+	if m, ok := c.BackupPVCAccessModes[storageClass]; ok {
+		return m
+	}
+	return c.BackupPVCAccessMode
+}
+
+// Load reads the settings ConfigMap from namespace. A missing ConfigMap gives Default and
+// no error; an invalid one gives Default and an error naming the ConfigMap.
+func Load(ctx context.Context, r client.Reader, namespace string) (Config, error) {
+	cm := &corev1.ConfigMap{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: naming.MoverConfigMapName}, cm)
+	if apierrors.IsNotFound(err) {
+		return Default(), nil
+	}
+	if err != nil {
+		return Default(), errors.Wrapf(err, "getting ConfigMap %s/%s", namespace, naming.MoverConfigMapName)
+	}
+	cfg, err := Parse(cm)
+	if err != nil {
+		return cfg, errors.Wrapf(err, "mover settings ConfigMap %s/%s is invalid", namespace, naming.MoverConfigMapName)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,316 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+// DataDownloadReconciler restores the volumes of DataDownloads whose spec.datamover is
+// naming.DataMover.
+//
+// Velero's restore creates the target PVC with an empty volumeName and a
+// velero.io/dynamic-pv-restore selector, so it stays Pending. Accepted waits for it (and,
+// for a WaitForFirstConsumer class, for the node its first pod was scheduled to), then
+// creates a restore PVC shaped like it in Velero's namespace and the worker pod that
+// writes the snapshot into it. When the worker succeeds, the restored PV is handed to the
+// target PVC the way Velero's RebindVolume does: Retain the PV, delete the pod and restore
+// PVC, point the target PVC and the PV at each other (the PV gets the selector's labels),
+// wait until they are Bound, restore the reclaim policy. Each step is derived from the
+// PV's state (found by the label naming.DataDownloadLabel), so a restart resumes it.
+type DataDownloadReconciler struct{ *Reconciler }
+
+// Reconcile implements reconcile.Reconciler.
+func (r *DataDownloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	dd := &velerov2alpha1.DataDownload{}
+	if err := r.Client.Get(ctx, req.NamespacedName, dd); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	return r.reconcile(ctx, download{dd}, downloadHandler{r.Reconciler})
+}
+
+type downloadHandler struct{ r *Reconciler }
+
+func (h downloadHandler) pvcLabel() string            { return "restore PVC" }
+func (h downloadHandler) doneMessage(movement) string { return "" }
+
+func targetKey(dd *velerov2alpha1.DataDownload) string {
+	return dd.Spec.TargetVolume.Namespace + "/" + dd.Spec.TargetVolume.PVC
+}
+
+func (h downloadHandler) expose(ctx context.Context, m movement, cfg config.Config, log logrus.FieldLogger) (string, error) {
+	r, dd := h.r, m.(download).dd
+	ns, name := r.Options.Namespace, dd.Name
+
+	restorePVC := &corev1.PersistentVolumeClaim{}
+	havePVC, err := get(ctx, r.Client, ns, name, restorePVC)
+	if err != nil {
+		return "", err
+	}
+	pod, err := r.pod(ctx, m)
+	if err != nil {
+		return "", err
+	}
+	if !havePVC && pod == nil {
+		if wait, err := r.verifyRepository(ctx, dd.Spec.BackupStorageLocation, dd.Spec.SourceNamespace, false, log); wait != "" || err != nil {
+			return wait, err
+		}
+	}
+
+	target := &corev1.PersistentVolumeClaim{}
+	found, err := get(ctx, r.Reader, dd.Spec.TargetVolume.Namespace, dd.Spec.TargetVolume.PVC, target)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return fmt.Sprintf("target PVC %s does not exist yet", targetKey(dd)), nil
+	}
+	if target.Spec.VolumeName != "" || target.Status.Phase == corev1.ClaimBound {
+		return "", permanentf(ReasonPrepareFailed, "target PVC %s is already bound to PV %s; the restore does not write over it", targetKey(dd), target.Spec.VolumeName)
+	}
+
+	selectedNode := ""
+	if !cfg.RestoreIgnoreDelayBinding {
+		sc := ""
+		if target.Spec.StorageClassName != nil {
+			sc = *target.Spec.StorageClassName
+		}
+		wffc, err := r.waitsForFirstConsumer(ctx, sc)
+		if err != nil {
+			return "", err
+		}
+		if wffc {
+			selectedNode = target.Annotations[expose.SelectedNodeAnnotation]
+			if selectedNode == "" {
+				return fmt.Sprintf("target PVC %s waits for a pod to use it (StorageClass %s binds on first consumer); the restore starts once such a pod is scheduled", targetKey(dd), sc), nil
+			}
+		}
+	}
+
+	if !havePVC {
+		restorePVC = expose.RestorePVC(expose.RestorePVCParams{
+			Name: name, Namespace: ns, Owner: ddOwner(dd), Target: target,
+			SnapshotSize: dd.Spec.SnapshotSize, SelectedNode: selectedNode,
+		})
+		if err := expose.Create(ctx, r.Client, restorePVC); err != nil {
+			return "", err
+		}
+	}
+	if pod == nil {
+		block := restorePVC.Spec.VolumeMode != nil && *restorePVC.Spec.VolumeMode == corev1.PersistentVolumeBlock
+		pod := expose.WorkerPod(r.podParams(expose.Restore, name, ddOwner(dd), restorePVC.Name, block, cfg, func(p *expose.PodParams) {
+			p.NodeName = selectedNode
+		}))
+		if err := expose.Create(ctx, r.Client, pod); err != nil {
+			return "", err
+		}
+		log.Info("created worker pod")
+	}
+	return "", nil
+}
+
+func (h downloadHandler) record(m movement, res expose.Result) {
+	p := m.progress()
+	p.TotalBytes, p.BytesDone = res.TotalBytes, res.TotalBytes
+}
+
+// restoredPV finds the PV the worker wrote: through the restore PVC while it exists,
+// then by our label.
+func (h downloadHandler) restoredPV(ctx context.Context, dd *velerov2alpha1.DataDownload) (*corev1.PersistentVolume, error) {
+	r := h.r
+	pvc := &corev1.PersistentVolumeClaim{}
+	found, err := get(ctx, r.Reader, r.Options.Namespace, dd.Name, pvc)
+	if err != nil {
+		return nil, err
+	}
+	if found && pvc.Spec.VolumeName != "" {
+		pv := &corev1.PersistentVolume{}
+		if found, err := get(ctx, r.Reader, "", pvc.Spec.VolumeName, pv); err != nil || found {
+			return pv, err
+		}
+	}
+	list := &corev1.PersistentVolumeList{}
+	if err := r.Reader.List(ctx, list, client.MatchingLabels{naming.DataDownloadLabel: dd.Name}); err != nil {
+		return nil, errors.Wrapf(err, "listing PVs labelled %s=%s", naming.DataDownloadLabel, dd.Name)
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	return &list.Items[0], nil
+}
+
+// finish hands the restored PV to the target PVC; each call does what is left.
+func (h downloadHandler) finish(ctx context.Context, m movement, log logrus.FieldLogger) (string, error) {
+	r, dd := h.r, m.(download).dd
+	ns, name := r.Options.Namespace, dd.Name
+	pv, err := h.restoredPV(ctx, dd)
+	if err != nil {
+		return "", err
+	}
+	if pv == nil {
+		return "", permanentf(ReasonHandOverFailed, "the PV restored for %s %s cannot be found", m.kind(), key(m))
+	}
+	log = log.WithField("pv", pv.Name)
+
+	// 1. Mark the PV as ours and keep it when the restore PVC goes.
+	if pv.Labels[naming.DataDownloadLabel] != name {
+		patch := client.MergeFrom(pv.DeepCopy())
+		if pv.Labels == nil {
+			pv.Labels = map[string]string{}
+		}
+		if pv.Annotations == nil {
+			pv.Annotations = map[string]string{}
+		}
+		pv.Labels[naming.DataDownloadLabel] = name
+		pv.Annotations[annReclaimPolicy] = string(pv.Spec.PersistentVolumeReclaimPolicy)
+		pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
+		if err := r.Client.Patch(ctx, pv, patch); err != nil {
+			return "", errors.Wrapf(err, "retaining PV %s", pv.Name)
+		}
+		log.Info("retained the restored PV")
+	}
+
+	// 2. The worker pod and the restore PVC go; the PV stays (Retain).
+	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+		return "", err
+	}
+	restorePVC := &corev1.PersistentVolumeClaim{}
+	found, err := get(ctx, r.Reader, ns, name, restorePVC)
+	if err != nil {
+		return "", err
+	}
+	if found {
+		if restorePVC.DeletionTimestamp == nil {
+			if err := r.deleteIfExists(ctx, restorePVC); err != nil {
+				return "", err
+			}
+		}
+		return fmt.Sprintf("waiting for restore PVC %s/%s to be deleted", ns, name), nil
+	}
+
+	// 3. The target PVC names the PV.
+	target := &corev1.PersistentVolumeClaim{}
+	found, err = get(ctx, r.Reader, dd.Spec.TargetVolume.Namespace, dd.Spec.TargetVolume.PVC, target)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", permanentf(ReasonHandOverFailed, "target PVC %s was deleted before the restored PV %s could be bound to it", targetKey(dd), pv.Name)
+	}
+	switch target.Spec.VolumeName {
+	case "":
+		patch := client.MergeFrom(target.DeepCopy())
+		target.Spec.VolumeName = pv.Name
+		delete(target.Annotations, annBindCompleted)
+		delete(target.Annotations, annBoundByController)
+		if err := r.Client.Patch(ctx, target, patch); err != nil {
+			return "", errors.Wrapf(err, "binding target PVC %s to PV %s", targetKey(dd), pv.Name)
+		}
+	case pv.Name:
+	default:
+		return "", permanentf(ReasonHandOverFailed, "target PVC %s is bound to PV %s, not to the restored PV %s", targetKey(dd), target.Spec.VolumeName, pv.Name)
+	}
+
+	// 4. The PV's claimRef names the target (its old one named the restore PVC), and the
+	// PV carries the labels the target's selector asks for.
+	if ref := pv.Spec.ClaimRef; ref == nil || ref.UID != target.UID || ref.Name != target.Name || ref.Namespace != target.Namespace {
+		pv.Spec.ClaimRef = &corev1.ObjectReference{
+			APIVersion: "v1", Kind: "PersistentVolumeClaim",
+			Namespace: target.Namespace, Name: target.Name, UID: target.UID,
+		}
+		if target.Spec.Selector != nil {
+			if pv.Labels == nil {
+				pv.Labels = map[string]string{}
+			}
+			for k, v := range target.Spec.Selector.MatchLabels {
+				if _, ok := pv.Labels[k]; !ok {
+					pv.Labels[k] = v
+				}
+			}
+		}
+		delete(pv.Annotations, annBoundByController)
+		if err := r.Client.Update(ctx, pv); err != nil {
+			return "", errors.Wrapf(err, "pointing PV %s at PVC %s", pv.Name, targetKey(dd))
+		}
+		log.WithField("pvc", targetKey(dd)).Info("handed the restored PV to the target PVC")
+	}
+
+	// 5. Wait for the PV controller to bind them.
+	if pv.Status.Phase != corev1.VolumeBound || target.Status.Phase != corev1.ClaimBound {
+		return fmt.Sprintf("waiting for PVC %s to bind to PV %s", targetKey(dd), pv.Name), nil
+	}
+
+	// 6. Give the PV its reclaim policy back.
+	if orig, ok := pv.Annotations[annReclaimPolicy]; ok {
+		patch := client.MergeFrom(pv.DeepCopy())
+		if orig != "" {
+			pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimPolicy(orig)
+		}
+		delete(pv.Annotations, annReclaimPolicy)
+		if err := r.Client.Patch(ctx, pv, patch); err != nil {
+			return "", errors.Wrapf(err, "restoring the reclaim policy of PV %s", pv.Name)
+		}
+	}
+	return "", nil
+}
+
+// cleanup deletes the worker pod, the restore PVC and its volume, and any PV restored
+// for this DataDownload that was not handed to the target PVC.
+func (h downloadHandler) cleanup(ctx context.Context, m movement, log logrus.FieldLogger) error {
+	r, dd := h.r, m.(download).dd
+	ns, name := r.Options.Namespace, dd.Name
+	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+		return err
+	}
+	if err := r.deletePVCAndVolume(ctx, ns, name); err != nil {
+		return err
+	}
+	list := &corev1.PersistentVolumeList{}
+	if err := r.Reader.List(ctx, list, client.MatchingLabels{naming.DataDownloadLabel: name}); err != nil {
+		return errors.Wrapf(err, "listing PVs labelled %s=%s", naming.DataDownloadLabel, name)
+	}
+	var targetUID types.UID
+	target := &corev1.PersistentVolumeClaim{}
+	if found, err := get(ctx, r.Reader, dd.Spec.TargetVolume.Namespace, dd.Spec.TargetVolume.PVC, target); err != nil {
+		return err
+	} else if found {
+		targetUID = target.UID
+	}
+	for i := range list.Items {
+		pv := &list.Items[i]
+		handedOver := (targetUID != "" && target.Spec.VolumeName == pv.Name) ||
+			(pv.Spec.ClaimRef != nil && targetUID != "" && pv.Spec.ClaimRef.UID == targetUID)
+		if handedOver {
+			if orig, ok := pv.Annotations[annReclaimPolicy]; ok && orig != "" {
+				if err := r.setReclaimPolicy(ctx, pv, corev1.PersistentVolumeReclaimPolicy(orig)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := r.setReclaimPolicy(ctx, pv, corev1.PersistentVolumeReclaimDelete); err != nil {
+			return err
+		}
+		if err := r.deleteIfExists(ctx, pv); err != nil {
+			return err
+		}
+		log.WithField("pv", pv.Name).Info("deleted the restored PV that was not handed over")
+	}
+	return nil
+}
+
+func ddOwner(dd *velerov2alpha1.DataDownload) metav1.OwnerReference {
+	return expose.OwnerReference(velerov2alpha1.SchemeGroupVersion.String(), "DataDownload", dd)
+}

@@ -1,0 +1,96 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+func deleteRequest(data map[string]string) *corev1.ConfigMap {
+	d := map[string]string{
+		naming.DeleteRequestBackupKey: "backup-1",
+		naming.DeleteRequestBSLKey:    "default",
+		naming.DeleteRequestNSKey:     appNS,
+		naming.DeleteRequestPVCKey:    "data",
+		naming.DeleteRequestSnapKey:   "k0123",
+	}
+	for k, v := range data {
+		if v == "-" {
+			delete(d, k)
+			continue
+		}
+		d[k] = v
+	}
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: veleroNS, Name: "req-1",
+			Labels:            map[string]string{naming.DeleteRequestLabel: "true"},
+			CreationTimestamp: metav1.Time{Time: t0},
+		},
+		Data: d,
+	}
+}
+
+func TestDeleteRequests(t *testing.T) {
+	tests := []struct {
+		name        string
+		data        map[string]string
+		noBSL       bool
+		deleteErr   error
+		age         time.Duration
+		wantPhase   string
+		wantMessage string
+		wantErr     bool
+		wantCalls   []string
+	}{
+		{name: "deleted", wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/k0123"}},
+		{name: "no snapshot ID", data: map[string]string{naming.DeleteRequestSnapKey: "-"}, wantPhase: naming.DeleteRequestCompleted, wantMessage: "no snapshot to delete"},
+		{name: "BSL missing", noBSL: true, wantPhase: naming.DeleteRequestFailed, wantMessage: "BackupStorageLocation velero/default does not exist"},
+		{name: "permanent repository error", deleteErr: Permanent(ReasonRepositoryError, errString("wrong repository password for s3://bucket/velero/kopia/app/")),
+			wantPhase: naming.DeleteRequestFailed, wantMessage: "wrong repository password for s3://bucket/velero/kopia/app/", wantCalls: []string{"default/app/k0123"}},
+		{name: "transient error is retried", deleteErr: errString("connection reset"), wantErr: true, wantCalls: []string{"default/app/k0123"}},
+		{name: "transient error for too long", deleteErr: errString("connection reset"), age: 3 * time.Minute,
+			wantPhase: naming.DeleteRequestFailed, wantMessage: "connection reset", wantCalls: []string{"default/app/k0123"}},
+		{name: "already answered", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestCompleted}, wantPhase: naming.DeleteRequestCompleted},
+		{name: "not a request", data: map[string]string{}, wantPhase: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cm := deleteRequest(tc.data)
+			if tc.name == "not a request" {
+				cm.Labels = nil
+			}
+			objs := []client.Object{cm}
+			if !tc.noBSL {
+				objs = append(objs, bsl())
+			}
+			e := newEnv(t, nil, objs...)
+			e.repos.deleteErr = tc.deleteErr
+			e.clock.SetTime(t0.Add(tc.age))
+			_, err := (&DeleteRequestReconciler{e.r}).Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: veleroNS, Name: "req-1"}})
+			if tc.wantErr {
+				require.Error(t, err)
+			} else {
+				require.NoError(t, err)
+			}
+			got := &corev1.ConfigMap{}
+			require.NoError(t, e.c.Get(context.Background(), client.ObjectKeyFromObject(cm), got))
+			require.Equal(t, tc.wantPhase, got.Data[naming.DeleteRequestPhaseKey])
+			require.Equal(t, tc.wantMessage, got.Data[naming.DeleteRequestMessageKey])
+			require.Equal(t, tc.wantCalls, e.repos.deleted)
+			if tc.wantPhase == naming.DeleteRequestFailed {
+				e.requireEvent(ReasonSnapshotDeleteFailed)
+			}
+		})
+	}
+	require.True(t, isDeleteRequest(deleteRequest(nil)))
+}

@@ -1,0 +1,25 @@
+// Package controller executes Velero DataUploads and DataDownloads whose spec.datamover
+// is naming.DataMover (whoever created them: our plugins, or Velero's built-in CSI
+// actions run with --data-mover snapmove), and answers snapshot delete requests.
+//
+// The contract with Velero is its node-agent's: phases New → Accepted → Prepared →
+// InProgress → Completed | Failed | Canceled (via Canceling), status.node,
+// acceptedByNode/acceptedTimestamp, start/completion timestamps, progress, and for a
+// DataUpload snapshotID (the kopia manifest ID), incrementalBytes and nodeOS. The objects
+// have no status subresource: the whole object is updated. A New object is claimed with
+// one optimistic update (a conflict means someone else won); later writes retry on
+// conflict after re-reading, and never touch an object that has ended. A finalizer is
+// held while an object is claimed and not ended; deleting such an object cancels it.
+//
+// Reconcile derives everything from the cluster (the object, its worker pod, PVC and
+// snapshots), so a restarted controller re-attaches to running workers. Each phase is one
+// small function; kind-specific steps (expose, finish, cleanup) live in dataupload.go and
+// datadownload.go behind the handler interface. Preparation that cannot finish is
+// reported with a diagnosis (PVC events, scheduling conditions, snapshot errors) in
+// status.message while waiting and in the failure message, and every failure is also an
+// Event on the object.
+//
+// The package moves no bytes and does not import kopia: the repository is reached through
+// the Repositories interface, and the bytes are moved by the worker pod
+// (internal/mover/worker). Objects are built by internal/mover/expose.
+package controller

@@ -1,0 +1,611 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+// Options are the controller's command-line settings that reach the worker pods.
+type Options struct {
+	// Namespace is Velero's namespace: where DataUploads, DataDownloads, BSLs, our PVCs,
+	// VolumeSnapshots and worker pods live.
+	Namespace            string
+	WorkerImage          string
+	WorkerServiceAccount string
+	// DefaultCredentials is passed to workers as --default-credentials-secret (name/key).
+	DefaultCredentials string
+	// Identity goes to status.acceptedByNode (the controller's node or pod name).
+	Identity string
+}
+
+// Reconciler holds what the DataUpload, DataDownload and delete-request reconcilers
+// share. Nothing in it is needed for correctness across restarts: every decision is
+// derived from the cluster (the object, its worker pod, PVC and snapshots).
+type Reconciler struct {
+	// Client reads from the manager's cache (Velero's namespace) and writes to the API.
+	Client client.Client
+	// Reader reads from the API server: objects outside Velero's namespace, cluster-scoped
+	// objects, Events, and fresh copies after a write conflict.
+	Reader   client.Reader
+	Recorder record.EventRecorder
+	Clock    clock.PassiveClock
+	Log      logrus.FieldLogger
+	Repos    Repositories
+	Metrics  *Metrics
+	Options  Options
+	// Settings returns the mover settings; nil means config.Load from Client.
+	Settings func(ctx context.Context) (config.Config, error)
+
+	admission *admission
+	verifier  *verifier
+}
+
+// NewReconciler fills the unexported parts of r.
+func NewReconciler(r Reconciler) *Reconciler {
+	r.admission = newAdmission()
+	r.verifier = newVerifier()
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.Settings == nil {
+		c, ns := r.Client, r.Options.Namespace
+		r.Settings = func(ctx context.Context) (config.Config, error) { return config.Load(ctx, c, ns) }
+	}
+	return &r
+}
+
+// Requeue intervals.
+const (
+	queuedRequeue  = 5 * time.Second  // waiting for a concurrency slot
+	waitRequeue    = 10 * time.Second // waiting for a snapshot, PVC or pod
+	movingRequeue  = time.Minute      // safety net while the worker runs (pod events drive us)
+	invalidRequeue = 30 * time.Second // settings ConfigMap invalid
+)
+
+// finishingPrefix marks, in status.message, a movement whose worker succeeded and whose
+// result is already in the status: from then on a missing worker pod is expected.
+const finishingPrefix = "data moved; finishing"
+
+// Event reasons.
+const (
+	ReasonRepositoryError   = "RepositoryError"
+	ReasonPrepareFailed     = "PrepareFailed"
+	ReasonPrepareTimeout    = "PrepareTimeout"
+	ReasonWorkerFailed      = "WorkerFailed"
+	ReasonWorkerDisappeared = "WorkerDisappeared"
+	ReasonInvalidResult     = "InvalidWorkerResult"
+	ReasonHandOverFailed    = "HandOverFailed"
+	ReasonCanceled          = "Canceled"
+	ReasonCompleted         = "Completed"
+	ReasonSettingsInvalid   = "SettingsInvalid"
+)
+
+// handler is the kind-specific part of a movement's phases.
+type handler interface {
+	// expose makes sure everything the worker pod needs exists, the pod included. A
+	// non-empty wait says what is not ready yet; a *PermanentError fails the movement.
+	expose(ctx context.Context, m movement, cfg config.Config, log logrus.FieldLogger) (wait string, err error)
+	// record copies a successful worker's result into m's status.
+	record(m movement, res expose.Result)
+	// finish runs once the result is recorded: cleanup, and for a restore handing the
+	// volume to the user's PVC. A non-empty wait means "not done yet".
+	finish(ctx context.Context, m movement, log logrus.FieldLogger) (wait string, err error)
+	// cleanup deletes (requests deletion of) everything created for m. Idempotent.
+	cleanup(ctx context.Context, m movement, log logrus.FieldLogger) error
+	// doneMessage is status.message of a Completed movement ("" for none).
+	doneMessage(m movement) string
+	// pvcLabel names the worker's PVC in messages ("backup PVC", "restore PVC").
+	pvcLabel() string
+}
+
+func (r *Reconciler) logFor(m movement) logrus.FieldLogger {
+	k := "dataUpload"
+	if m.op() == expose.Restore {
+		k = "dataDownload"
+	}
+	return r.Log.WithFields(logrus.Fields{k: m.object().GetName(), "phase": m.phase()})
+}
+
+// reconcile is the shared phase machine: filter, finalizer/deletion, then one function
+// per phase.
+func (r *Reconciler) reconcile(ctx context.Context, m movement, h handler) (ctrl.Result, error) {
+	if m.dataMover() != naming.DataMover { // also filtered by the predicate
+		return ctrl.Result{}, nil
+	}
+	log := r.logFor(m)
+	obj := m.object()
+	if isTerminal(m.phase()) {
+		if !controllerutil.ContainsFinalizer(obj, naming.MoverFinalizer) {
+			return ctrl.Result{}, nil
+		}
+		// Someone else ended it (or we crashed between cleanup and finalizer removal).
+		if err := h.cleanup(ctx, m, log); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, r.removeFinalizer(ctx, m)
+	}
+	if obj.GetDeletionTimestamp() != nil {
+		if !controllerutil.ContainsFinalizer(obj, naming.MoverFinalizer) {
+			return ctrl.Result{}, nil // never claimed: nothing of ours exists
+		}
+		return r.cancel(ctx, m, h, log, fmt.Sprintf("%s was deleted while %s", m.kind(), phaseOrNew(m.phase())))
+	}
+
+	cfg, cfgErr := r.Settings(ctx)
+	switch m.phase() {
+	case "", phaseNew:
+		return r.onNew(ctx, m, h, cfg, cfgErr, log)
+	case phaseAccepted:
+		return r.onAccepted(ctx, m, h, cfg, log)
+	case phasePrepared:
+		return r.onPrepared(ctx, m, h, cfg, log)
+	case phaseInProgress:
+		return r.onInProgress(ctx, m, h, log)
+	case phaseCanceling:
+		return r.cancel(ctx, m, h, log, "canceled while moving data")
+	default:
+		log.Warnf("unknown phase %q; leaving the object alone", m.phase())
+		return ctrl.Result{}, nil
+	}
+}
+
+func phaseOrNew(p string) string {
+	if p == "" {
+		return phaseNew
+	}
+	return p
+}
+
+// onNew: cancel, queue behind the concurrency limit, or claim (one optimistic update).
+func (r *Reconciler) onNew(ctx context.Context, m movement, h handler, cfg config.Config, cfgErr error, log logrus.FieldLogger) (ctrl.Result, error) {
+	if m.cancelRequested() {
+		return r.cancel(ctx, m, h, log, "canceled before it was accepted")
+	}
+	if cfgErr != nil {
+		msg := "not accepted: " + cfgErr.Error()
+		if m.message() != msg {
+			r.event(m, corev1.EventTypeWarning, ReasonSettingsInvalid, cfgErr.Error())
+		}
+		return ctrl.Result{RequeueAfter: invalidRequeue}, r.setMessage(ctx, m, msg)
+	}
+
+	unlock := r.admission.lock()
+	defer unlock()
+	now := r.Clock.Now()
+	if cfg.MaxConcurrent > 0 {
+		acts, err := listActivities(ctx, r.Client, r.Options.Namespace)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		active, _ := r.admission.count(acts, m.object().GetUID(), "", now)
+		if active >= cfg.MaxConcurrent {
+			msg := fmt.Sprintf("queued: %d data movements running (limit %d)", active, cfg.MaxConcurrent)
+			return ctrl.Result{RequeueAfter: queuedRequeue}, r.setMessage(ctx, m, msg)
+		}
+	}
+
+	// Claim: one optimistic update. A conflict means the object changed under us (or
+	// someone else claimed it); the watch brings it back.
+	m.setPhase(phaseAccepted)
+	m.setAccepted(r.Options.Identity, metav1.NewTime(now))
+	m.setMessage("")
+	controllerutil.AddFinalizer(m.object(), naming.MoverFinalizer)
+	if err := r.Client.Update(ctx, m.object()); err != nil {
+		if apierrors.IsConflict(err) {
+			log.Debug("lost the claim race")
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, errors.Wrapf(err, "claiming %s %s", m.kind(), key(m))
+	}
+	r.admission.reserve(m.object().GetUID(), "", now)
+	log.Info("accepted")
+	return ctrl.Result{Requeue: true}, nil
+}
+
+// onAccepted: expose (repository check first), then wait for the worker pod to run, or
+// fail with a diagnosis once the prepare timeout has passed.
+func (r *Reconciler) onAccepted(ctx context.Context, m movement, h handler, cfg config.Config, log logrus.FieldLogger) (ctrl.Result, error) {
+	if m.cancelRequested() {
+		return r.cancel(ctx, m, h, log, "canceled while preparing")
+	}
+	wait, err := h.expose(ctx, m, cfg, log)
+	if p, ok := asPermanent(err); ok {
+		return r.fail(ctx, m, h, log, p.Reason, p.Error())
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if wait == "" {
+		pod, err := r.pod(ctx, m)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		switch {
+		case pod == nil:
+			wait = fmt.Sprintf("worker pod %s does not exist yet", key(m))
+		case pod.Status.Phase == corev1.PodRunning:
+			return r.toPrepared(ctx, m, pod, log)
+		case pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded:
+			return r.fail(ctx, m, h, log, ReasonWorkerFailed,
+				fmt.Sprintf("worker pod %s exited before moving data: %s", key(m), podFailure(pod)))
+		default:
+			if msg := podCannotStart(pod); msg != "" {
+				return r.fail(ctx, m, h, log, ReasonPrepareFailed, fmt.Sprintf("worker pod %s cannot start: %s", key(m), msg))
+			}
+			wait = r.diagnosePending(ctx, m, h, pod)
+		}
+	}
+
+	timeout := cfg.PrepareTimeout.Duration
+	since := m.object().GetCreationTimestamp().Time
+	if at := m.acceptedAt(); at != nil {
+		since = at.Time
+	}
+	left := timeout - r.Clock.Since(since)
+	if left <= 0 {
+		return r.fail(ctx, m, h, log, ReasonPrepareTimeout, fmt.Sprintf("%s (still not ready after %s)", wait, timeout))
+	}
+	after := waitRequeue
+	if left < after {
+		after = left
+	}
+	return ctrl.Result{RequeueAfter: after}, r.setMessage(ctx, m, "waiting: "+wait)
+}
+
+func (r *Reconciler) toPrepared(ctx context.Context, m movement, pod *corev1.Pod, log logrus.FieldLogger) (ctrl.Result, error) {
+	node := pod.Spec.NodeName
+	if err := r.write(ctx, m, func(m movement) {
+		m.setPhase(phasePrepared)
+		m.setNode(node)
+		m.setMessage("")
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+	log.WithField("node", node).Info("prepared")
+	return ctrl.Result{Requeue: true}, nil
+}
+
+// onPrepared: the worker pod runs; start moving unless the node is full.
+func (r *Reconciler) onPrepared(ctx context.Context, m movement, h handler, cfg config.Config, log logrus.FieldLogger) (ctrl.Result, error) {
+	if m.cancelRequested() {
+		return r.cancel(ctx, m, h, log, "canceled while preparing")
+	}
+	pod, err := r.pod(ctx, m)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if res, err, done := r.checkWorkerGone(ctx, m, h, pod, log, false); done {
+		return res, err
+	}
+
+	unlock := r.admission.lock()
+	defer unlock()
+	now := r.Clock.Now()
+	if cfg.PerNode > 0 {
+		acts, err := listActivities(ctx, r.Client, r.Options.Namespace)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		_, onNode := r.admission.count(acts, m.object().GetUID(), m.node(), now)
+		if onNode >= cfg.PerNode {
+			msg := fmt.Sprintf("queued on node %s: %d data movements in progress there (perNode limit %d)", m.node(), onNode, cfg.PerNode)
+			return ctrl.Result{RequeueAfter: queuedRequeue}, r.setMessage(ctx, m, msg)
+		}
+	}
+	if err := r.write(ctx, m, func(m movement) {
+		m.setPhase(phaseInProgress)
+		m.setStarted(metav1.NewTime(now))
+		m.setMessage("")
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.admission.reserve(m.object().GetUID(), m.node(), now)
+	log.WithField("node", m.node()).Info("moving data")
+	return ctrl.Result{RequeueAfter: movingRequeue}, nil
+}
+
+// checkWorkerGone fails m when its worker pod is missing or ended (Prepared and
+// InProgress). done reports that it decided.
+func (r *Reconciler) checkWorkerGone(ctx context.Context, m movement, h handler, pod *corev1.Pod, log logrus.FieldLogger, moving bool) (ctrl.Result, error, bool) {
+	if pod == nil {
+		if moving {
+			res, err := r.fail(ctx, m, h, log, ReasonWorkerDisappeared, disappeared(m))
+			return res, err, true
+		}
+		res, err := r.fail(ctx, m, h, log, ReasonWorkerDisappeared,
+			fmt.Sprintf("worker pod %s disappeared before moving data (deleted or evicted)", key(m)))
+		return res, err, true
+	}
+	if pod.Status.Phase == corev1.PodFailed || (!moving && pod.Status.Phase == corev1.PodSucceeded) {
+		res, err := r.fail(ctx, m, h, log, ReasonWorkerFailed, fmt.Sprintf("worker pod %s failed: %s", key(m), podFailure(pod)))
+		return res, err, true
+	}
+	return ctrl.Result{}, nil, false
+}
+
+func disappeared(m movement) string {
+	if m.op() == expose.Backup {
+		return fmt.Sprintf("worker pod %s disappeared while moving data (deleted or evicted); the next backup of this volume will start from the last complete snapshot", key(m))
+	}
+	return fmt.Sprintf("worker pod %s disappeared while moving data (deleted or evicted); the volume was not fully restored", key(m))
+}
+
+// onInProgress: watch the worker; on success record its result, then finish.
+func (r *Reconciler) onInProgress(ctx context.Context, m movement, h handler, log logrus.FieldLogger) (ctrl.Result, error) {
+	if m.cancelRequested() {
+		if err := r.write(ctx, m, func(m movement) { m.setPhase(phaseCanceling) }); err != nil {
+			return ctrl.Result{}, err
+		}
+		log.Info("canceling")
+		return ctrl.Result{Requeue: true}, nil
+	}
+	if strings.HasPrefix(m.message(), finishingPrefix) {
+		return r.finish(ctx, m, h, log)
+	}
+	pod, err := r.pod(ctx, m)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if pod == nil {
+		// The cache may lag; only the API server may say the pod is gone.
+		fresh := &corev1.Pod{}
+		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Options.Namespace, Name: m.object().GetName()}, fresh)
+		if err == nil {
+			pod = fresh
+		} else if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, errors.Wrapf(err, "getting worker pod %s", key(m))
+		}
+	}
+	if res, err, done := r.checkWorkerGone(ctx, m, h, pod, log, true); done {
+		return res, err
+	}
+	if pod.Status.Phase != corev1.PodSucceeded {
+		return ctrl.Result{RequeueAfter: movingRequeue}, nil
+	}
+
+	res, err := expose.ParseResult(expose.TerminationMessage(pod))
+	if err != nil {
+		return r.fail(ctx, m, h, log, ReasonInvalidResult, fmt.Sprintf("worker pod %s succeeded but its result cannot be read: %v", key(m), err))
+	}
+	if err := r.write(ctx, m, func(m movement) {
+		h.record(m, res)
+		m.setMessage(finishingPrefix)
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+	return r.finish(ctx, m, h, log)
+}
+
+func (r *Reconciler) finish(ctx context.Context, m movement, h handler, log logrus.FieldLogger) (ctrl.Result, error) {
+	wait, err := h.finish(ctx, m, log)
+	if p, ok := asPermanent(err); ok {
+		return r.fail(ctx, m, h, log, p.Reason, p.Error())
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if wait != "" {
+		return ctrl.Result{RequeueAfter: waitRequeue}, r.setMessage(ctx, m, finishingPrefix+": "+wait)
+	}
+	now := metav1.NewTime(r.Clock.Now())
+	written, err := r.terminal(ctx, m, func(m movement) {
+		m.setPhase(phaseCompleted)
+		m.setCompleted(now)
+		p := m.progress()
+		p.BytesDone = p.TotalBytes
+		m.setMessage(h.doneMessage(m))
+	})
+	if err != nil || !written {
+		return ctrl.Result{}, err
+	}
+	p := m.progress()
+	incremental := int64(0)
+	if u, ok := m.(upload); ok {
+		incremental = u.du.Status.IncrementalBytes
+	}
+	r.Metrics.ended(m.op(), phaseCompleted, r.took(m), p.TotalBytes, incremental)
+	r.event(m, corev1.EventTypeNormal, ReasonCompleted, fmt.Sprintf("moved %d bytes", p.TotalBytes))
+	log.WithField("phase", phaseCompleted).Info("completed")
+	return ctrl.Result{}, nil
+}
+
+// fail cleans up and ends m as Failed with msg (also recorded as a Warning Event).
+func (r *Reconciler) fail(ctx context.Context, m movement, h handler, log logrus.FieldLogger, reason, msg string) (ctrl.Result, error) {
+	if err := h.cleanup(ctx, m, log); err != nil {
+		return ctrl.Result{}, err
+	}
+	now := metav1.NewTime(r.Clock.Now())
+	written, err := r.terminal(ctx, m, func(m movement) {
+		m.setPhase(phaseFailed)
+		m.setMessage(msg)
+		m.setCompleted(now)
+		if m.startedAt() == nil {
+			m.setStarted(now)
+		}
+	})
+	if err != nil || !written {
+		return ctrl.Result{}, err
+	}
+	r.Metrics.ended(m.op(), phaseFailed, r.took(m), 0, 0)
+	r.event(m, corev1.EventTypeWarning, reason, msg)
+	log.WithField("phase", phaseFailed).Warn(msg)
+	return ctrl.Result{}, nil
+}
+
+// cancel cleans up and ends m as Canceled.
+func (r *Reconciler) cancel(ctx context.Context, m movement, h handler, log logrus.FieldLogger, msg string) (ctrl.Result, error) {
+	if err := h.cleanup(ctx, m, log); err != nil {
+		return ctrl.Result{}, err
+	}
+	now := metav1.NewTime(r.Clock.Now())
+	written, err := r.terminal(ctx, m, func(m movement) {
+		m.setPhase(phaseCanceled)
+		m.setMessage(msg)
+		m.setCompleted(now)
+		if m.startedAt() == nil {
+			m.setStarted(now)
+		}
+	})
+	if err != nil || !written {
+		return ctrl.Result{}, err
+	}
+	r.Metrics.ended(m.op(), phaseCanceled, r.took(m), 0, 0)
+	r.event(m, corev1.EventTypeNormal, ReasonCanceled, msg)
+	log.WithField("phase", phaseCanceled).Info(msg)
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) took(m movement) time.Duration {
+	if at := m.acceptedAt(); at != nil {
+		return r.Clock.Since(at.Time)
+	}
+	return 0
+}
+
+// write applies mutate and updates the whole object (there is no status subresource).
+// On a conflict it re-reads the object from the API server and re-applies mutate,
+// unless the object has meanwhile ended (never touch a terminal object).
+func (r *Reconciler) write(ctx context.Context, m movement, mutate func(movement)) error {
+	_, err := r.update(ctx, m, func(m movement) {
+		mutate(m)
+		if m.object().GetDeletionTimestamp() == nil {
+			controllerutil.AddFinalizer(m.object(), naming.MoverFinalizer)
+		}
+	})
+	return err
+}
+
+// terminal is write for the final phase: it also removes our finalizer. written is
+// false when the object had already ended.
+func (r *Reconciler) terminal(ctx context.Context, m movement, mutate func(movement)) (bool, error) {
+	return r.update(ctx, m, func(m movement) {
+		mutate(m)
+		controllerutil.RemoveFinalizer(m.object(), naming.MoverFinalizer)
+	})
+}
+
+func (r *Reconciler) update(ctx context.Context, m movement, mutate func(movement)) (bool, error) {
+	skipped := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		mutate(m)
+		err := r.Client.Update(ctx, m.object())
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+		fresh := m.newObject()
+		if getErr := r.Reader.Get(ctx, client.ObjectKeyFromObject(m.object()), fresh); getErr != nil {
+			return getErr
+		}
+		m.replace(fresh)
+		if isTerminal(m.phase()) {
+			skipped = true
+			return nil
+		}
+		return err
+	})
+	if apierrors.IsNotFound(err) {
+		return false, nil // deleted meanwhile (finalizer gone): nothing left to write
+	}
+	if err != nil {
+		return false, errors.Wrapf(err, "updating %s %s", m.kind(), key(m))
+	}
+	return !skipped, nil
+}
+
+// setMessage writes status.message when it changed.
+func (r *Reconciler) setMessage(ctx context.Context, m movement, msg string) error {
+	if m.message() == msg {
+		return nil
+	}
+	return r.write(ctx, m, func(m movement) { m.setMessage(msg) })
+}
+
+func (r *Reconciler) removeFinalizer(ctx context.Context, m movement) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !controllerutil.RemoveFinalizer(m.object(), naming.MoverFinalizer) {
+			return nil
+		}
+		err := r.Client.Update(ctx, m.object())
+		if apierrors.IsConflict(err) {
+			fresh := m.newObject()
+			if getErr := r.Reader.Get(ctx, client.ObjectKeyFromObject(m.object()), fresh); getErr != nil {
+				return client.IgnoreNotFound(getErr)
+			}
+			m.replace(fresh)
+		}
+		return client.IgnoreNotFound(err)
+	})
+}
+
+func (r *Reconciler) event(m movement, eventType, reason, msg string) {
+	if r.Recorder != nil {
+		r.Recorder.Event(m.object(), eventType, reason, msg)
+	}
+}
+
+// pod is m's worker pod from the cache, nil when there is none.
+func (r *Reconciler) pod(ctx context.Context, m movement) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Options.Namespace, Name: m.object().GetName()}, pod)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errors.Wrapf(err, "getting worker pod %s", key(m))
+	}
+	return pod, nil
+}
+
+// storageLocation gets the BSL a movement uses; a missing one is permanent.
+func (r *Reconciler) storageLocation(ctx context.Context, name string) (*velerov1.BackupStorageLocation, error) {
+	bsl := &velerov1.BackupStorageLocation{}
+	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Options.Namespace, Name: name}, bsl)
+	if apierrors.IsNotFound(err) {
+		return nil, permanentf(ReasonRepositoryError, "BackupStorageLocation %s/%s does not exist", r.Options.Namespace, name)
+	}
+	if err != nil {
+		return nil, errors.Wrapf(err, "getting BackupStorageLocation %s/%s", r.Options.Namespace, name)
+	}
+	return bsl, nil
+}
+
+// verifyRepository checks the repository before anything is exposed. A transient
+// failure becomes a wait reason (shown in the message, and in the prepare-timeout
+// failure if it never clears).
+func (r *Reconciler) verifyRepository(ctx context.Context, bslName, sourceNamespace string, create bool, log logrus.FieldLogger) (string, error) {
+	bsl, err := r.storageLocation(ctx, bslName)
+	if err != nil {
+		return "", err
+	}
+	err = r.verifier.verify(ctx, r.Repos, r.Clock.Now, bsl, sourceNamespace, create)
+	if err == nil {
+		return "", nil
+	}
+	if p, ok := asPermanent(err); ok {
+		if p.Reason == "" {
+			p.Reason = ReasonRepositoryError
+		}
+		return "", p
+	}
+	log.WithError(err).Warn("repository check failed; retrying")
+	return fmt.Sprintf("checking the kopia repository for namespace %s on BackupStorageLocation %s: %v", sourceNamespace, bslName, err), nil
+}

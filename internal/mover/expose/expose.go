@@ -1,0 +1,439 @@
+package expose
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/pkg/errors"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+// The worker pod's contract. The controller builds pods with these; the worker reads them.
+const (
+	WorkerContainer  = "worker"
+	SourceMountPath  = "/data"                // backup, filesystem volume (read-only mount)
+	SourceDevicePath = "/dev/snapmove-source" // backup, block volume
+	TargetMountPath  = "/data"                // restore, filesystem volume
+	TargetDevicePath = "/dev/snapmove-target" // restore, block volume
+	CacheMountPath   = "/cache"               // kopia cache, config and temporary files
+
+	EnvCacheDir    = "SNAPMOVE_CACHE_DIR"
+	EnvMemoryLimit = "SNAPMOVE_MEMORY_LIMIT" // container memory limit in bytes (downward API)
+
+	dataVolume  = "data"
+	cacheVolume = "cache"
+
+	// WorkerBinary is the path of the snapmove binary in the worker image.
+	WorkerBinary = "/snapmove"
+)
+
+// Operation is what a worker pod does.
+type Operation string
+
+const (
+	Backup  Operation = "backup"
+	Restore Operation = "restore"
+)
+
+// Labels are put on every object the mover creates for one DataUpload (Backup) or
+// DataDownload (Restore) named owner.
+func Labels(op Operation, owner string) map[string]string {
+	key := naming.DataUploadLabel
+	if op == Restore {
+		key = naming.DataDownloadLabel
+	}
+	return map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, key: owner}
+}
+
+// OwnerReference makes obj (a DataUpload or DataDownload, apiVersion/kind given) the
+// controller owner of what is built for it, so garbage collection follows it.
+func OwnerReference(apiVersion, kind string, obj metav1.Object) metav1.OwnerReference {
+	return metav1.OwnerReference{
+		APIVersion:         apiVersion,
+		Kind:               kind,
+		Name:               obj.GetName(),
+		UID:                obj.GetUID(),
+		Controller:         ptr.To(true),
+		BlockOwnerDeletion: ptr.To(true),
+	}
+}
+
+// SnapshotParams describe the snapshot a backup takes over.
+type SnapshotParams struct {
+	Name, Namespace string // the DataUpload's: the VS lives there, both are named after it
+	// Source is the user's VolumeSnapshotContent (bound to the user's VolumeSnapshot).
+	Source *snapshotv1.VolumeSnapshotContent
+	// SnapshotClass is the user's VolumeSnapshot's class (may be nil).
+	SnapshotClass *string
+}
+
+// BackupVolumeSnapshotContent is a pre-provisioned content for the same storage snapshot
+// as params.Source, bound to BackupVolumeSnapshot, with deletionPolicy Delete: once the
+// user's objects are gone, deleting our VolumeSnapshot deletes the storage snapshot.
+func BackupVolumeSnapshotContent(p SnapshotParams) *snapshotv1.VolumeSnapshotContent {
+	labels := Labels(Backup, p.Name)
+	// Distributed snapshotting: the snapshotter on a node only handles contents carrying
+	// its node's managed-by label (external-snapshotter pkg/utils).
+	const managedBy = "snapshot.storage.kubernetes.io/managed-by"
+	if v, ok := p.Source.Labels[managedBy]; ok {
+		labels[managedBy] = v
+	}
+	var handle *string
+	if p.Source.Status != nil && p.Source.Status.SnapshotHandle != nil {
+		handle = ptr.To(*p.Source.Status.SnapshotHandle)
+	}
+	return &snapshotv1.VolumeSnapshotContent{
+		TypeMeta: metav1.TypeMeta{APIVersion: snapshotv1.SchemeGroupVersion.String(), Kind: "VolumeSnapshotContent"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        p.Name,
+			Labels:      labels,
+			Annotations: copyMap(p.Source.Annotations),
+		},
+		Spec: snapshotv1.VolumeSnapshotContentSpec{
+			VolumeSnapshotRef: corev1.ObjectReference{
+				APIVersion: snapshotv1.SchemeGroupVersion.String(),
+				Kind:       "VolumeSnapshot",
+				Namespace:  p.Namespace,
+				Name:       p.Name,
+			},
+			Source:                  snapshotv1.VolumeSnapshotContentSource{SnapshotHandle: handle},
+			DeletionPolicy:          snapshotv1.VolumeSnapshotContentDelete,
+			Driver:                  p.Source.Spec.Driver,
+			VolumeSnapshotClassName: p.Source.Spec.VolumeSnapshotClassName,
+			SourceVolumeMode:        p.Source.Spec.SourceVolumeMode,
+		},
+	}
+}
+
+// BackupVolumeSnapshot is the VolumeSnapshot in Velero's namespace bound to
+// BackupVolumeSnapshotContent. It has no owner on purpose: the backup PVC restored from
+// it must go first (as in Velero's csi_snapshot.go).
+func BackupVolumeSnapshot(p SnapshotParams) *snapshotv1.VolumeSnapshot {
+	return &snapshotv1.VolumeSnapshot{
+		TypeMeta: metav1.TypeMeta{APIVersion: snapshotv1.SchemeGroupVersion.String(), Kind: "VolumeSnapshot"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      p.Name,
+			Namespace: p.Namespace,
+			Labels:    Labels(Backup, p.Name),
+		},
+		Spec: snapshotv1.VolumeSnapshotSpec{
+			Source:                  snapshotv1.VolumeSnapshotSource{VolumeSnapshotContentName: ptr.To(p.Name)},
+			VolumeSnapshotClassName: p.SnapshotClass,
+		},
+	}
+}
+
+// BackupPVCParams describe the PVC a backup restores from the snapshot.
+type BackupPVCParams struct {
+	Name, Namespace string
+	Owner           metav1.OwnerReference
+	StorageClass    string
+	AccessMode      corev1.PersistentVolumeAccessMode
+	VolumeMode      corev1.PersistentVolumeMode
+	Size            resource.Quantity
+	// Annotations are merged in (e.g. the access-mode fallback marker).
+	Annotations map[string]string
+}
+
+// BackupPVC is the PVC in Velero's namespace whose data source is BackupVolumeSnapshot.
+func BackupPVC(p BackupPVCParams) *corev1.PersistentVolumeClaim {
+	pvc := &corev1.PersistentVolumeClaim{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            p.Name,
+			Namespace:       p.Namespace,
+			Labels:          Labels(Backup, p.Name),
+			Annotations:     copyMap(p.Annotations),
+			OwnerReferences: []metav1.OwnerReference{p.Owner},
+		},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{p.AccessMode},
+			VolumeMode:  ptr.To(p.VolumeMode),
+			DataSource: &corev1.TypedLocalObjectReference{
+				APIGroup: ptr.To(snapshotv1.SchemeGroupVersion.Group),
+				Kind:     "VolumeSnapshot",
+				Name:     p.Name,
+			},
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: p.Size},
+			},
+		},
+	}
+	if p.StorageClass != "" {
+		pvc.Spec.StorageClassName = ptr.To(p.StorageClass)
+	}
+	return pvc
+}
+
+// RestorePVCParams describe the PVC a restore writes, shaped after the target PVC.
+type RestorePVCParams struct {
+	Name, Namespace string
+	Owner           metav1.OwnerReference
+	Target          *corev1.PersistentVolumeClaim
+	// SnapshotSize is the DataDownload's spec.snapshotSize (bytes; 0: unknown).
+	SnapshotSize int64
+	// SelectedNode, when set, is the node the target PVC's first consumer was scheduled
+	// to (WaitForFirstConsumer): the restore PVC is provisioned there.
+	SelectedNode string
+}
+
+// SelectedNodeAnnotation is set by the scheduler on a WaitForFirstConsumer PVC.
+const SelectedNodeAnnotation = "volume.kubernetes.io/selected-node"
+
+// RestorePVC is the PVC in Velero's namespace the worker restores into: same class,
+// access modes and volume mode as the target, and at least as large as both the target's
+// request and the snapshot (rounded up to whole GiB).
+func RestorePVC(p RestorePVCParams) *corev1.PersistentVolumeClaim {
+	size := RestoreSize(p.Target, p.SnapshotSize)
+	pvc := &corev1.PersistentVolumeClaim{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            p.Name,
+			Namespace:       p.Namespace,
+			Labels:          Labels(Restore, p.Name),
+			OwnerReferences: []metav1.OwnerReference{p.Owner},
+		},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      append([]corev1.PersistentVolumeAccessMode(nil), p.Target.Spec.AccessModes...),
+			StorageClassName: p.Target.Spec.StorageClassName,
+			VolumeMode:       p.Target.Spec.VolumeMode,
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: size},
+			},
+		},
+	}
+	if len(pvc.Spec.AccessModes) == 0 {
+		pvc.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	}
+	if p.SelectedNode != "" {
+		pvc.Annotations = map[string]string{SelectedNodeAnnotation: p.SelectedNode}
+	}
+	return pvc
+}
+
+// RestoreSize is max(target request, snapshotSize rounded up to GiB).
+func RestoreSize(target *corev1.PersistentVolumeClaim, snapshotSize int64) resource.Quantity {
+	req := target.Spec.Resources.Requests[corev1.ResourceStorage]
+	const gib = int64(1) << 30
+	if snapshotSize > 0 && snapshotSize < math.MaxInt64-gib {
+		rounded := (snapshotSize + gib - 1) / gib * gib
+		if req.IsZero() || req.Value() < rounded {
+			return *resource.NewQuantity(rounded, resource.BinarySI)
+		}
+	}
+	return req.DeepCopy()
+}
+
+// PodParams describe a worker pod.
+type PodParams struct {
+	Operation       Operation
+	Name, Namespace string // the DataUpload's/DataDownload's; the pod and PVC share it
+	Owner           metav1.OwnerReference
+	Image           string
+	ImagePullPolicy corev1.PullPolicy
+	ServiceAccount  string
+	PVC             string
+	Block           bool
+	// ReadOnlyClaim mounts the PVC read-only at the volume level (a ReadOnlyMany backup
+	// PVC). Backup mounts are read-only in the container either way.
+	ReadOnlyClaim bool
+	HostNetwork   bool
+	Resources     corev1.ResourceRequirements
+	CacheSize     resource.Quantity
+	// Args are passed after the fixed ones (credentials secret, cache limit, ...).
+	Args []string
+	// NodeName pins a restore pod to the node chosen for the target PVC (required node
+	// affinity on metadata.name: node names need not equal kubernetes.io/hostname).
+	NodeName     string
+	NodeSelector map[string]string
+	// NodeAffinity, when set, is required (the source volume's topology).
+	NodeAffinity      *corev1.NodeSelector
+	Tolerations       []corev1.Toleration
+	PriorityClassName string
+}
+
+// WorkerCommand is the worker's command line (without the pod-specific Args).
+func WorkerCommand(p PodParams) []string {
+	cmd := []string{WorkerBinary, "mover", "worker", string(p.Operation)}
+	if p.Operation == Backup {
+		cmd = append(cmd, "--data-upload="+p.Name, "--namespace="+p.Namespace, "--source="+VolumePath(p.Operation, p.Block))
+	} else {
+		cmd = append(cmd, "--data-download="+p.Name, "--namespace="+p.Namespace, "--target="+VolumePath(p.Operation, p.Block))
+	}
+	if p.Block {
+		cmd = append(cmd, "--block")
+	}
+	return cmd
+}
+
+// VolumePath is where the worker finds the volume.
+func VolumePath(op Operation, block bool) string {
+	switch {
+	case op == Backup && block:
+		return SourceDevicePath
+	case op == Backup:
+		return SourceMountPath
+	case block:
+		return TargetDevicePath
+	default:
+		return TargetMountPath
+	}
+}
+
+// WorkerPod is the pod that moves one volume's bytes.
+func WorkerPod(p PodParams) *corev1.Pod {
+	container := corev1.Container{
+		Name:            WorkerContainer,
+		Image:           p.Image,
+		ImagePullPolicy: p.ImagePullPolicy,
+		Command:         WorkerCommand(p),
+		Args:            append([]string(nil), p.Args...),
+		Env: []corev1.EnvVar{
+			{Name: EnvCacheDir, Value: CacheMountPath},
+			{Name: "HOME", Value: CacheMountPath},
+			{Name: "TMPDIR", Value: CacheMountPath},
+			{Name: EnvMemoryLimit, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+				ContainerName: WorkerContainer, Resource: "limits.memory", Divisor: resource.MustParse("1"),
+			}}},
+		},
+		Resources:                *p.Resources.DeepCopy(),
+		VolumeMounts:             []corev1.VolumeMount{{Name: cacheVolume, MountPath: CacheMountPath}},
+		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
+		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			// Root reads every file (DAC_OVERRIDE) and restores owners and modes
+			// (CHOWN, FOWNER, FSETID); nothing else is needed.
+			Capabilities: &corev1.Capabilities{
+				Drop: []corev1.Capability{"ALL"},
+				Add:  []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"},
+			},
+		},
+	}
+	path := VolumePath(p.Operation, p.Block)
+	if p.Block {
+		container.VolumeDevices = []corev1.VolumeDevice{{Name: dataVolume, DevicePath: path}}
+	} else {
+		container.VolumeMounts = append([]corev1.VolumeMount{{
+			Name: dataVolume, MountPath: path, ReadOnly: p.Operation == Backup,
+		}}, container.VolumeMounts...)
+	}
+
+	cache := &corev1.EmptyDirVolumeSource{}
+	if !p.CacheSize.IsZero() {
+		cache.SizeLimit = ptr.To(p.CacheSize.DeepCopy())
+	}
+	labels := Labels(p.Operation, p.Name)
+	labels["app.kubernetes.io/component"] = "mover-worker"
+
+	nodeSelector := map[string]string{"kubernetes.io/os": "linux"}
+	for k, v := range p.NodeSelector {
+		nodeSelector[k] = v
+	}
+
+	pod := &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            p.Name,
+			Namespace:       p.Namespace,
+			Labels:          labels,
+			OwnerReferences: []metav1.OwnerReference{p.Owner},
+		},
+		Spec: corev1.PodSpec{
+			ServiceAccountName:            p.ServiceAccount,
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			TerminationGracePeriodSeconds: ptr.To(int64(10)),
+			HostNetwork:                   p.HostNetwork,
+			NodeSelector:                  nodeSelector,
+			Tolerations:                   append([]corev1.Toleration(nil), p.Tolerations...),
+			PriorityClassName:             p.PriorityClassName,
+			OS:                            &corev1.PodOS{Name: corev1.Linux},
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsUser:      ptr.To(int64(0)),
+				RunAsGroup:     ptr.To(int64(0)),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Containers: []corev1.Container{container},
+			Volumes: []corev1.Volume{
+				{Name: dataVolume, VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
+					ClaimName: p.PVC, ReadOnly: p.ReadOnlyClaim,
+				}}},
+				{Name: cacheVolume, VolumeSource: corev1.VolumeSource{EmptyDir: cache}},
+			},
+		},
+	}
+	if p.HostNetwork {
+		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	}
+	required := p.NodeAffinity.DeepCopy()
+	if p.NodeName != "" {
+		// Terms are ORed: the node must be added to each of them.
+		pin := corev1.NodeSelectorRequirement{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{p.NodeName}}
+		if required == nil || len(required.NodeSelectorTerms) == 0 {
+			required = &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{}}}
+		}
+		for i := range required.NodeSelectorTerms {
+			required.NodeSelectorTerms[i].MatchFields = append(required.NodeSelectorTerms[i].MatchFields, pin)
+		}
+	}
+	if required != nil && len(required.NodeSelectorTerms) > 0 {
+		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: required,
+		}}
+	}
+	return pod
+}
+
+// WorkerArgs renders the optional worker flags in a stable order.
+func WorkerArgs(flags map[string]string) []string {
+	keys := make([]string, 0, len(flags))
+	for k := range flags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("--%s=%s", k, flags[k]))
+	}
+	return out
+}
+
+// FormatBool is strconv.FormatBool, for WorkerArgs values.
+func FormatBool(b bool) string { return strconv.FormatBool(b) }
+
+// Create creates obj; an object of that name that already exists counts as created (it is
+// ours: every name is derived from the DataUpload/DataDownload).
+func Create(ctx context.Context, c client.Client, obj client.Object) error {
+	err := c.Create(ctx, obj)
+	if err == nil || apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	kind := obj.GetObjectKind().GroupVersionKind().Kind
+	if ns := obj.GetNamespace(); ns != "" {
+		return errors.Wrapf(err, "creating %s %s/%s", kind, ns, obj.GetName())
+	}
+	return errors.Wrapf(err, "creating %s %s", kind, obj.GetName())
+}
+
+func copyMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

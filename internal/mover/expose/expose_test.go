@@ -1,0 +1,175 @@
+package expose
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/stretchr/testify/require"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	"github.com/vmware-tanzu/velero/pkg/builder"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func golden(t *testing.T, name string, obj any) {
+	t.Helper()
+	got, err := yaml.Marshal(obj)
+	require.NoError(t, err)
+	path := filepath.Join("testdata", name+".yaml")
+	if *update {
+		require.NoError(t, os.WriteFile(path, got, 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run go test -update to create %s", path)
+	require.Equal(t, string(want), string(got), "golden file %s differs; run go test -update if intended", path)
+}
+
+func duOwner() metav1.OwnerReference {
+	du := builder.ForDataUpload("velero", "backup-1-abcde").Result()
+	du.UID = types.UID("du-uid")
+	return OwnerReference(velerov2alpha1.SchemeGroupVersion.String(), "DataUpload", du)
+}
+
+func ddOwner() metav1.OwnerReference {
+	dd := builder.ForDataDownload("velero", "restore-1-fghij").Result()
+	dd.UID = types.UID("dd-uid")
+	return OwnerReference(velerov2alpha1.SchemeGroupVersion.String(), "DataDownload", dd)
+}
+
+func sourceContent() *snapshotv1.VolumeSnapshotContent {
+	vsc := builder.ForVolumeSnapshotContent("snapcontent-1").
+		Driver("hostpath.csi.k8s.io").
+		DeletionPolicy(snapshotv1.VolumeSnapshotContentDelete).
+		VolumeSnapshotClassName("csi-hostpath-snapclass").
+		Status(&snapshotv1.VolumeSnapshotContentStatus{SnapshotHandle: ptr.To("handle-1"), ReadyToUse: ptr.To(true)}).
+		Result()
+	vsc.Labels = map[string]string{"snapshot.storage.kubernetes.io/managed-by": "node-1", "other": "x"}
+	vsc.Annotations = map[string]string{"snapshot.storage.kubernetes.io/deletion-secret-name": "s"}
+	vsc.Spec.SourceVolumeMode = ptr.To(corev1.PersistentVolumeFilesystem)
+	return vsc
+}
+
+func backupPodParams() PodParams {
+	return PodParams{
+		Operation:       Backup,
+		Name:            "backup-1-abcde",
+		Namespace:       "velero",
+		Owner:           duOwner(),
+		Image:           "ghcr.io/snapmove/snapmove:v0.1.0",
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		ServiceAccount:  "snapmove-worker",
+		PVC:             "backup-1-abcde",
+		ReadOnlyClaim:   true,
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")},
+		},
+		CacheSize: resource.MustParse("6Gi"),
+		Args:      WorkerArgs(map[string]string{"default-credentials-secret": "cloud-credentials/cloud", "cache-limit-mb": "4096"}),
+		NodeAffinity: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "topology.hostpath.csi/node", Operator: corev1.NodeSelectorOpIn, Values: []string{"node-1"}}},
+		}}},
+		Tolerations:       []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "backup", Effect: corev1.TaintEffectNoSchedule}},
+		PriorityClassName: "backup-low",
+	}
+}
+
+func TestGoldenBackup(t *testing.T) {
+	p := SnapshotParams{Name: "backup-1-abcde", Namespace: "velero", Source: sourceContent(), SnapshotClass: ptr.To("csi-hostpath-snapclass")}
+	golden(t, "backup-vsc", BackupVolumeSnapshotContent(p))
+	golden(t, "backup-vs", BackupVolumeSnapshot(p))
+	golden(t, "backup-pvc", BackupPVC(BackupPVCParams{
+		Name: "backup-1-abcde", Namespace: "velero", Owner: duOwner(), StorageClass: "csi-hostpath-sc",
+		AccessMode: corev1.ReadOnlyMany, VolumeMode: corev1.PersistentVolumeFilesystem, Size: resource.MustParse("1Gi"),
+	}))
+	golden(t, "backup-pod", WorkerPod(backupPodParams()))
+
+	block := backupPodParams()
+	block.Block, block.ReadOnlyClaim, block.HostNetwork, block.NodeAffinity = true, false, true, nil
+	golden(t, "backup-block-pod", WorkerPod(block))
+}
+
+func TestGoldenRestore(t *testing.T) {
+	target := builder.ForPersistentVolumeClaim("app", "data-0").
+		StorageClass("csi-hostpath-sc").
+		RequestResource(corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}).
+		Result()
+	target.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	target.Spec.VolumeMode = ptr.To(corev1.PersistentVolumeFilesystem)
+	golden(t, "restore-pvc", RestorePVC(RestorePVCParams{
+		Name: "restore-1-fghij", Namespace: "velero", Owner: ddOwner(), Target: target,
+		SnapshotSize: 3<<30 + 1, SelectedNode: "node-2",
+	}))
+	golden(t, "restore-pod", WorkerPod(PodParams{
+		Operation: Restore, Name: "restore-1-fghij", Namespace: "velero", Owner: ddOwner(),
+		Image: "ghcr.io/snapmove/snapmove:v0.1.0", ImagePullPolicy: corev1.PullIfNotPresent,
+		ServiceAccount: "snapmove-worker", PVC: "restore-1-fghij", CacheSize: resource.MustParse("6Gi"),
+		Args:     WorkerArgs(map[string]string{"default-credentials-secret": "cloud-credentials/cloud", "write-sparse-default": "true"}),
+		NodeName: "node-2",
+	}))
+	block := WorkerPod(PodParams{Operation: Restore, Name: "r", Namespace: "velero", PVC: "r", Block: true})
+	require.Equal(t, TargetDevicePath, block.Spec.Containers[0].VolumeDevices[0].DevicePath)
+	require.Contains(t, block.Spec.Containers[0].Command, "--block")
+}
+
+func TestRestoreSize(t *testing.T) {
+	pvc := func(q string) *corev1.PersistentVolumeClaim {
+		p := &corev1.PersistentVolumeClaim{}
+		if q != "" {
+			p.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(q)}
+		}
+		return p
+	}
+	tests := []struct {
+		name     string
+		target   *corev1.PersistentVolumeClaim
+		snapshot int64
+		want     string
+	}{
+		{"request wins", pvc("10Gi"), 5 << 30, "10Gi"},
+		{"snapshot rounded up", pvc("1Gi"), 1<<30 + 1, "2Gi"},
+		{"exact GiB", pvc("1Gi"), 1 << 30, "1Gi"},
+		{"unknown snapshot size", pvc("500Mi"), 0, "500Mi"},
+		{"no request", pvc(""), 100, "1Gi"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := RestoreSize(tc.target, tc.snapshot)
+			require.Zero(t, got.Cmp(resource.MustParse(tc.want)), "got %s", got.String())
+		})
+	}
+}
+
+func TestParseResult(t *testing.T) {
+	r, err := ParseResult(`{"snapshotID":"k123","totalBytes":10,"incrementalBytes":4}`)
+	require.NoError(t, err)
+	require.Equal(t, Result{SnapshotID: "k123", TotalBytes: 10, IncrementalBytes: 4}, r)
+	_, err = ParseResult("boom")
+	require.ErrorContains(t, err, `parsing worker result "boom"`)
+
+	pod := builder.ForPod("velero", "x").Result()
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: WorkerContainer, State: corev1.ContainerState{
+		Terminated: &corev1.ContainerStateTerminated{Message: "msg"},
+	}}}
+	require.Equal(t, "msg", TerminationMessage(pod))
+}
+
+func TestCreateIsIdempotent(t *testing.T) {
+	c := fake.NewClientBuilder().Build()
+	pvc := func() *corev1.PersistentVolumeClaim {
+		return BackupPVC(BackupPVCParams{Name: "x", Namespace: "velero", AccessMode: corev1.ReadWriteOnce, VolumeMode: corev1.PersistentVolumeBlock, Size: resource.MustParse("1Gi")})
+	}
+	require.NoError(t, Create(context.Background(), c, pvc()))
+	require.NoError(t, Create(context.Background(), c, pvc()))
+}

@@ -1,0 +1,50 @@
+package expose
+
+import (
+	"encoding/json"
+
+	"github.com/pkg/errors"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Result is what a worker writes to its termination message when it succeeds (exit 0).
+// On failure (exit 1) the message is the error text instead.
+type Result struct {
+	// SnapshotID is the kopia manifest ID (backup only).
+	SnapshotID string `json:"snapshotID,omitempty"`
+	// TotalBytes is the size of the volume's data; IncrementalBytes the part a backup had
+	// to read because the parent snapshot did not cover it.
+	TotalBytes       int64 `json:"totalBytes"`
+	IncrementalBytes int64 `json:"incrementalBytes,omitempty"`
+	// Empty: the backed-up volume held no file data.
+	Empty bool `json:"empty,omitempty"`
+}
+
+// MaxMessage is the kubelet's limit on a termination message.
+const MaxMessage = 4096
+
+// TerminationMessage is the message of the worker container's last termination, if any.
+func TerminationMessage(pod *corev1.Pod) string {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == WorkerContainer && cs.State.Terminated != nil {
+			return cs.State.Terminated.Message
+		}
+	}
+	return ""
+}
+
+// ParseResult reads a successful worker's termination message.
+func ParseResult(msg string) (Result, error) {
+	var r Result
+	if err := json.Unmarshal([]byte(msg), &r); err != nil {
+		return Result{}, errors.Wrapf(err, "parsing worker result %q", truncate(msg, 200))
+	}
+	return r, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,12 @@
+// Package worker is the code that runs in a worker pod (`snapmove mover worker backup|
+// restore`): it waits until the controller has set its DataUpload or DataDownload to
+// InProgress, opens the kopia repository, moves the volume's bytes, reports progress into
+// the object's status.progress (a merge patch, at most every ProgressInterval), stops
+// when the object is canceled, and leaves its result in the container's termination
+// message (JSON on success, the error text on failure), which the controller reads.
+//
+// It never changes an object's phase or anything but status.progress: phases are the
+// controller's. It reaches the repository only through the Opener interface (package
+// mover wires internal/mover/kopia), so it does not import kopia. It keeps no buffers of
+// its own beyond a progress value.
+package worker

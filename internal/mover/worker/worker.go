@@ -1,0 +1,452 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/mover/expose"
+)
+
+// Progress is how far a data movement is.
+type Progress struct{ TotalBytes, BytesDone int64 }
+
+// BackupRequest is one volume backup. OnProgress is called at most every
+// ProgressInterval, from the mover's goroutines; it must not block.
+type BackupRequest struct {
+	SourceNamespace, SourcePVC string
+	Path                       string
+	Block                      bool
+	Tags                       map[string]string
+	Parallel                   int
+	OnProgress                 func(Progress)
+	ProgressInterval           time.Duration
+}
+
+// BackupResult is a finished backup.
+type BackupResult struct {
+	SnapshotID                   string
+	TotalBytes, IncrementalBytes int64
+	Empty                        bool
+}
+
+// RestoreRequest is one volume restore.
+type RestoreRequest struct {
+	SnapshotID       string
+	Path             string
+	Block            bool
+	Parallel         int
+	WriteSparse      bool
+	OnProgress       func(Progress)
+	ProgressInterval time.Duration
+}
+
+// RestoreResult is a finished restore.
+type RestoreResult struct{ TotalBytes int64 }
+
+// Repository moves bytes; Backup and Restore block until done or ctx is canceled.
+type Repository interface {
+	Backup(ctx context.Context, req BackupRequest) (BackupResult, error)
+	Restore(ctx context.Context, req RestoreRequest) (RestoreResult, error)
+	Close(ctx context.Context) error
+}
+
+// Opener opens the repository of sourceNamespace on bsl. forWrite is false for restores
+// (nothing is created or written).
+type Opener interface {
+	Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, forWrite bool) (Repository, error)
+}
+
+// Config is the worker's command line.
+type Config struct {
+	Namespace string // Velero's
+	Name      string // the DataUpload's or DataDownload's
+	Path      string // the volume (mount point or device)
+	Block     bool
+	// WriteSparseDefault applies to filesystem restores whose DataDownload does not set
+	// dataMoverConfig.WriteSparseFiles.
+	WriteSparseDefault bool
+	// TerminationLog is where the result goes (the kubelet reads /dev/termination-log).
+	TerminationLog string
+	// PollInterval paces the wait for InProgress and the watch for cancel.
+	PollInterval time.Duration
+	// ProgressInterval bounds how often status.progress is patched.
+	ProgressInterval time.Duration
+}
+
+// Defaults.
+const (
+	DefaultTerminationLog   = "/dev/termination-log"
+	DefaultPollInterval     = 2 * time.Second
+	DefaultProgressInterval = 10 * time.Second
+)
+
+// Keys of dataMoverConfig Velero writes (pkg/uploader/util) and a label it sets.
+const (
+	configParallelUpload   = "ParallelFilesUpload"
+	configParallelDownload = "ParallelFilesDownload"
+	configWriteSparse      = "WriteSparseFiles"
+	asyncOperationIDLabel  = "velero.io/async-operation-id"
+)
+
+// Worker moves one volume's bytes.
+type Worker struct {
+	// Client talks to the API server directly (no cache).
+	Client client.Client
+	Opener Opener
+	Log    logrus.FieldLogger
+	Config Config
+}
+
+// errCanceled is the cause of a canceled movement.
+var errCanceled = errors.New("data movement canceled")
+
+// Backup runs the backup of DataUpload Config.Name and writes the termination message.
+func (w *Worker) Backup(ctx context.Context) error {
+	res, err := w.backup(ctx)
+	return w.finish(res, err)
+}
+
+// Restore runs the restore of DataDownload Config.Name and writes the termination message.
+func (w *Worker) Restore(ctx context.Context) error {
+	res, err := w.restore(ctx)
+	return w.finish(res, err)
+}
+
+func (w *Worker) backup(ctx context.Context) (expose.Result, error) {
+	du := &velerov2alpha1.DataUpload{}
+	if err := w.waitInProgress(ctx, du); err != nil {
+		return expose.Result{}, err
+	}
+	log := w.Log.WithField("dataUpload", du.Name)
+	repo, err := w.open(ctx, du.Spec.BackupStorageLocation, du.Spec.SourceNamespace, true)
+	if err != nil {
+		return expose.Result{}, err
+	}
+	defer w.close(repo, log)
+
+	moveCtx, stop := w.watch(ctx, du)
+	defer stop()
+	rep := w.reporter(moveCtx, du)
+	tags := map[string]string{}
+	if id := du.Labels[asyncOperationIDLabel]; id != "" {
+		tags[asyncOperationIDLabel] = id
+	}
+	log.WithField("pvc", du.Spec.SourceNamespace+"/"+du.Spec.SourcePVC).Info("backing up")
+	res, err := repo.Backup(moveCtx, BackupRequest{
+		SourceNamespace: du.Spec.SourceNamespace, SourcePVC: du.Spec.SourcePVC,
+		Path: w.Config.Path, Block: w.Config.Block, Tags: tags,
+		Parallel:   parallel(du.Spec.DataMoverConfig, configParallelUpload),
+		OnProgress: rep.update, ProgressInterval: w.interval(),
+	})
+	rep.stop()
+	if err != nil {
+		return expose.Result{}, w.moveError(moveCtx, err, "backing up %s", w.Config.Path)
+	}
+	rep.flush(ctx, Progress{res.TotalBytes, res.TotalBytes})
+	log.WithField("snapshotID", res.SnapshotID).Infof("backed up %d bytes (%d incremental)", res.TotalBytes, res.IncrementalBytes)
+	return expose.Result{SnapshotID: res.SnapshotID, TotalBytes: res.TotalBytes, IncrementalBytes: res.IncrementalBytes, Empty: res.Empty}, nil
+}
+
+func (w *Worker) restore(ctx context.Context) (expose.Result, error) {
+	dd := &velerov2alpha1.DataDownload{}
+	if err := w.waitInProgress(ctx, dd); err != nil {
+		return expose.Result{}, err
+	}
+	log := w.Log.WithField("dataDownload", dd.Name)
+	if dd.Spec.SnapshotID == "" {
+		log.Info("no snapshot ID: the backed-up volume had no data; nothing to restore")
+		return expose.Result{}, nil
+	}
+	sparse := w.Config.WriteSparseDefault
+	if v, ok := dd.Spec.DataMoverConfig[configWriteSparse]; ok {
+		if b, err := strconv.ParseBool(v); err == nil {
+			sparse = b
+		}
+	}
+	repo, err := w.open(ctx, dd.Spec.BackupStorageLocation, dd.Spec.SourceNamespace, false)
+	if err != nil {
+		return expose.Result{}, err
+	}
+	defer w.close(repo, log)
+
+	moveCtx, stop := w.watch(ctx, dd)
+	defer stop()
+	rep := w.reporter(moveCtx, dd)
+	log.WithField("snapshotID", dd.Spec.SnapshotID).Info("restoring")
+	res, err := repo.Restore(moveCtx, RestoreRequest{
+		SnapshotID: dd.Spec.SnapshotID, Path: w.Config.Path, Block: w.Config.Block,
+		Parallel:    parallel(dd.Spec.DataMoverConfig, configParallelDownload),
+		WriteSparse: sparse && !w.Config.Block,
+		OnProgress:  rep.update, ProgressInterval: w.interval(),
+	})
+	rep.stop()
+	if err != nil {
+		return expose.Result{}, w.moveError(moveCtx, err, "restoring snapshot %s to %s", dd.Spec.SnapshotID, w.Config.Path)
+	}
+	rep.flush(ctx, Progress{res.TotalBytes, res.TotalBytes})
+	log.Infof("restored %d bytes", res.TotalBytes)
+	return expose.Result{TotalBytes: res.TotalBytes}, nil
+}
+
+func (w *Worker) open(ctx context.Context, bslName, sourceNamespace string, forWrite bool) (Repository, error) {
+	bsl := &velerov1.BackupStorageLocation{}
+	if err := w.Client.Get(ctx, client.ObjectKey{Namespace: w.Config.Namespace, Name: bslName}, bsl); err != nil {
+		return nil, errors.Wrapf(err, "getting BackupStorageLocation %s/%s", w.Config.Namespace, bslName)
+	}
+	repo, err := w.Opener.Open(ctx, bsl, sourceNamespace, forWrite)
+	if err != nil {
+		return nil, errors.Wrapf(err, "opening the kopia repository for namespace %s on BackupStorageLocation %s", sourceNamespace, bslName)
+	}
+	return repo, nil
+}
+
+func (w *Worker) close(repo Repository, log logrus.FieldLogger) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := repo.Close(ctx); err != nil {
+		log.WithError(err).Warn("closing the repository")
+	}
+}
+
+// moveError names a cancellation as such rather than as the error it caused.
+func (w *Worker) moveError(moveCtx context.Context, err error, format string, args ...any) error {
+	if cause := context.Cause(moveCtx); cause != nil && errors.Is(cause, errCanceled) {
+		return cause
+	}
+	return errors.Wrapf(err, format, args...)
+}
+
+// waitInProgress polls obj (a DataUpload or DataDownload named Config.Name) until the
+// controller sets it InProgress. A canceled or ended object is an error.
+func (w *Worker) waitInProgress(ctx context.Context, obj client.Object) error {
+	key := client.ObjectKey{Namespace: w.Config.Namespace, Name: w.Config.Name}
+	for {
+		err := w.Client.Get(ctx, key, obj)
+		if apierrors.IsNotFound(err) {
+			return errors.Errorf("%s %s does not exist", kind(obj), key)
+		}
+		if err != nil {
+			w.Log.WithError(err).Warnf("getting %s %s; retrying", kind(obj), key)
+		} else {
+			phase, cancel := state(obj)
+			switch {
+			case cancel || phase == "Canceling" || phase == "Canceled":
+				return errors.Wrapf(errCanceled, "%s %s was canceled before the data movement started", kind(obj), key)
+			case phase == "Completed" || phase == "Failed":
+				return errors.Errorf("%s %s ended (%s) before the data movement started", kind(obj), key, phase)
+			case phase == "InProgress":
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Wrapf(ctx.Err(), "waiting for %s %s to be InProgress", kind(obj), key)
+		case <-time.After(w.pollInterval()):
+		}
+	}
+}
+
+// watch returns a context canceled when obj is canceled, ends, or disappears.
+func (w *Worker) watch(ctx context.Context, obj client.Object) (context.Context, func()) {
+	moveCtx, cancel := context.WithCancelCause(ctx)
+	key := client.ObjectKeyFromObject(obj)
+	done := make(chan struct{})
+	go func() {
+		fresh := obj.DeepCopyObject().(client.Object)
+		for {
+			select {
+			case <-moveCtx.Done():
+				return
+			case <-done:
+				return
+			case <-time.After(w.pollInterval()):
+			}
+			err := w.Client.Get(moveCtx, key, fresh)
+			if apierrors.IsNotFound(err) {
+				cancel(errors.Wrapf(errCanceled, "%s %s was deleted", kind(obj), key))
+				return
+			}
+			if err != nil {
+				continue // transient; the controller deletes the pod if it matters
+			}
+			if phase, c := state(fresh); c || phase != "InProgress" {
+				w.Log.WithField("phase", phase).Info("canceled by the controller")
+				cancel(errors.Wrapf(errCanceled, "%s %s was canceled (phase %s)", kind(obj), key, phase))
+				return
+			}
+		}
+	}()
+	return moveCtx, func() { close(done); cancel(nil) }
+}
+
+// reporter patches status.progress with the latest value, at most every interval, off
+// the mover's goroutines.
+type reporter struct {
+	w      *Worker
+	obj    client.Object
+	mu     sync.Mutex
+	latest *Progress
+	kick   chan struct{}
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func (w *Worker) reporter(ctx context.Context, obj client.Object) *reporter {
+	r := &reporter{w: w, obj: obj, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		var last time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.done:
+				return
+			case <-r.kick:
+			}
+			if wait := w.interval() - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-r.done:
+					return
+				case <-time.After(wait):
+				}
+			}
+			r.mu.Lock()
+			p := r.latest
+			r.latest = nil
+			r.mu.Unlock()
+			if p != nil {
+				r.patch(ctx, *p)
+				last = time.Now()
+			}
+		}
+	}()
+	return r
+}
+
+func (r *reporter) update(p Progress) {
+	r.mu.Lock()
+	r.latest = &p
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *reporter) stop() {
+	close(r.done)
+	r.wg.Wait()
+}
+
+// flush writes p now (the final value).
+func (r *reporter) flush(ctx context.Context, p Progress) { r.patch(ctx, p) }
+
+func (r *reporter) patch(ctx context.Context, p Progress) {
+	body, _ := json.Marshal(map[string]any{"status": map[string]any{"progress": map[string]int64{
+		"totalBytes": p.TotalBytes, "bytesDone": p.BytesDone,
+	}}})
+	target := r.obj.DeepCopyObject().(client.Object)
+	if err := r.w.Client.Patch(ctx, target, client.RawPatch(types.MergePatchType, body)); err != nil {
+		r.w.Log.WithError(err).Warn("reporting progress")
+	}
+}
+
+// finish writes the termination message: the JSON result, or the error text.
+func (w *Worker) finish(res expose.Result, err error) error {
+	var msg string
+	if err != nil {
+		msg = err.Error()
+		w.Log.WithError(err).Error("data movement failed")
+	} else {
+		b, mErr := json.Marshal(res)
+		if mErr != nil {
+			return errors.Wrap(mErr, "encoding the result")
+		}
+		msg = string(b)
+	}
+	if len(msg) > expose.MaxMessage {
+		msg = msg[:expose.MaxMessage-3] + "..."
+	}
+	path := w.Config.TerminationLog
+	if path == "" {
+		path = DefaultTerminationLog
+	}
+	if wErr := os.WriteFile(path, []byte(msg), 0o644); wErr != nil {
+		w.Log.WithError(wErr).Errorf("writing the termination message to %s", path)
+		if err == nil {
+			return errors.Wrapf(wErr, "writing the result to %s", path)
+		}
+	}
+	return err
+}
+
+func (w *Worker) pollInterval() time.Duration {
+	if w.Config.PollInterval > 0 {
+		return w.Config.PollInterval
+	}
+	return DefaultPollInterval
+}
+
+func (w *Worker) interval() time.Duration {
+	if w.Config.ProgressInterval > 0 {
+		return w.Config.ProgressInterval
+	}
+	return DefaultProgressInterval
+}
+
+func kind(obj client.Object) string {
+	if _, ok := obj.(*velerov2alpha1.DataUpload); ok {
+		return "DataUpload"
+	}
+	return "DataDownload"
+}
+
+func state(obj client.Object) (phase string, cancel bool) {
+	switch o := obj.(type) {
+	case *velerov2alpha1.DataUpload:
+		return string(o.Status.Phase), o.Spec.Cancel
+	case *velerov2alpha1.DataDownload:
+		return string(o.Status.Phase), o.Spec.Cancel
+	}
+	return "", false
+}
+
+func parallel(cfg map[string]string, k string) int {
+	n, err := strconv.Atoi(strings.TrimSpace(cfg[k]))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// SetMemoryLimit sets the Go runtime's soft memory limit to 80% of limitBytes (the
+// container's memory limit, from the downward API), leaving room for what the runtime
+// does not account (kernel buffers, cgo). Empty or invalid values change nothing.
+func SetMemoryLimit(limitBytes string, log logrus.FieldLogger) {
+	n, err := strconv.ParseInt(strings.TrimSpace(limitBytes), 10, 64)
+	if err != nil || n <= 0 {
+		return
+	}
+	soft := n / 10 * 8
+	debug.SetMemoryLimit(soft)
+	log.WithField("memoryLimit", fmt.Sprint(soft)).Debug("set Go memory limit")
+}

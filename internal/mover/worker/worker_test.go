@@ -1,0 +1,303 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	"github.com/vmware-tanzu/velero/pkg/builder"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+type fakeRepo struct {
+	mu         sync.Mutex
+	backup     func(ctx context.Context, req BackupRequest) (BackupResult, error)
+	restore    func(ctx context.Context, req RestoreRequest) (RestoreResult, error)
+	backups    []BackupRequest
+	restores   []RestoreRequest
+	closed     bool
+	openedBSL  string
+	openedNS   string
+	forWrite   bool
+	openErr    error
+	openCalled bool
+}
+
+func (f *fakeRepo) Open(_ context.Context, bsl *velerov1.BackupStorageLocation, ns string, forWrite bool) (Repository, error) {
+	f.openCalled = true
+	f.openedBSL, f.openedNS, f.forWrite = bsl.Name, ns, forWrite
+	if f.openErr != nil {
+		return nil, f.openErr
+	}
+	return f, nil
+}
+
+func (f *fakeRepo) Backup(ctx context.Context, req BackupRequest) (BackupResult, error) {
+	f.mu.Lock()
+	f.backups = append(f.backups, req)
+	f.mu.Unlock()
+	return f.backup(ctx, req)
+}
+
+func (f *fakeRepo) Restore(ctx context.Context, req RestoreRequest) (RestoreResult, error) {
+	f.mu.Lock()
+	f.restores = append(f.restores, req)
+	f.mu.Unlock()
+	return f.restore(ctx, req)
+}
+
+func (f *fakeRepo) Close(context.Context) error { f.closed = true; return nil }
+
+func scheme(t *testing.T) *runtime.Scheme {
+	s := runtime.NewScheme()
+	require.NoError(t, velerov1.AddToScheme(s))
+	require.NoError(t, velerov2alpha1.AddToScheme(s))
+	return s
+}
+
+func du(phase velerov2alpha1.DataUploadPhase) *velerov2alpha1.DataUpload {
+	d := builder.ForDataUpload("velero", "du-1").DataMover(naming.DataMover).BackupStorageLocation("default").
+		SourceNamespace("app").SourcePVC("data").Phase(phase).
+		DataMoverConfig(map[string]string{"ParallelFilesUpload": "4"}).
+		Labels(map[string]string{"velero.io/async-operation-id": "du-abc.def"}).Result()
+	return d
+}
+
+func dd(phase velerov2alpha1.DataDownloadPhase, snapshotID string, config map[string]string) *velerov2alpha1.DataDownload {
+	return builder.ForDataDownload("velero", "dd-1").DataMover(naming.DataMover).BackupStorageLocation("default").
+		SourceNamespace("app").SnapshotID(snapshotID).Phase(phase).DataMoverConfig(&config).Result()
+}
+
+type env struct {
+	c       client.WithWatch
+	w       *Worker
+	repo    *fakeRepo
+	log     string
+	patches atomic.Int32
+}
+
+func newEnv(t *testing.T, name string, objs ...client.Object) *env {
+	e := &env{repo: &fakeRepo{}, log: filepath.Join(t.TempDir(), "termination-log")}
+	e.c = fake.NewClientBuilder().WithScheme(scheme(t)).
+		WithObjects(append(objs, builder.ForBackupStorageLocation("velero", "default").Result())...).
+		WithInterceptorFuncs(interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			e.patches.Add(1)
+			return c.Patch(ctx, obj, patch, opts...)
+		}}).Build()
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	e.w = &Worker{Client: e.c, Opener: e.repo, Log: log, Config: Config{
+		Namespace: "velero", Name: name, Path: expose.SourceMountPath, TerminationLog: e.log,
+		PollInterval: 5 * time.Millisecond, ProgressInterval: 20 * time.Millisecond, WriteSparseDefault: true,
+	}}
+	return e
+}
+
+func (e *env) message(t *testing.T) string {
+	b, err := os.ReadFile(e.log)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func (e *env) getDU(t *testing.T) *velerov2alpha1.DataUpload {
+	d := &velerov2alpha1.DataUpload{}
+	require.NoError(t, e.c.Get(context.Background(), client.ObjectKey{Namespace: "velero", Name: "du-1"}, d))
+	return d
+}
+
+func TestBackupSucceeds(t *testing.T) {
+	e := newEnv(t, "du-1", du(velerov2alpha1.DataUploadPhaseInProgress))
+	e.repo.backup = func(ctx context.Context, req BackupRequest) (BackupResult, error) {
+		req.OnProgress(Progress{TotalBytes: 1000, BytesDone: 100})
+		time.Sleep(50 * time.Millisecond)
+		for i := 0; i < 100; i++ { // a burst of updates is throttled
+			req.OnProgress(Progress{TotalBytes: 1000, BytesDone: int64(200 + i)})
+		}
+		time.Sleep(50 * time.Millisecond)
+		return BackupResult{SnapshotID: "k0123", TotalBytes: 1000, IncrementalBytes: 250}, nil
+	}
+	require.NoError(t, e.w.Backup(context.Background()))
+
+	var res expose.Result
+	require.NoError(t, json.Unmarshal([]byte(e.message(t)), &res))
+	require.Equal(t, expose.Result{SnapshotID: "k0123", TotalBytes: 1000, IncrementalBytes: 250}, res)
+
+	require.True(t, e.repo.forWrite)
+	require.Equal(t, "default", e.repo.openedBSL)
+	require.Equal(t, "app", e.repo.openedNS)
+	require.True(t, e.repo.closed)
+	req := e.repo.backups[0]
+	require.Equal(t, "app", req.SourceNamespace)
+	require.Equal(t, "data", req.SourcePVC)
+	require.Equal(t, expose.SourceMountPath, req.Path)
+	require.Equal(t, 4, req.Parallel)
+	require.Equal(t, map[string]string{"velero.io/async-operation-id": "du-abc.def"}, req.Tags)
+
+	got := e.getDU(t)
+	require.Equal(t, int64(1000), got.Status.Progress.TotalBytes)
+	require.Equal(t, int64(1000), got.Status.Progress.BytesDone)
+	require.Equal(t, velerov2alpha1.DataUploadPhaseInProgress, got.Status.Phase, "the worker never changes the phase")
+	n := e.patches.Load()
+	require.GreaterOrEqual(t, n, int32(2))
+	require.LessOrEqual(t, n, int32(6), "progress is throttled")
+}
+
+func TestBackupWaitsForInProgress(t *testing.T) {
+	e := newEnv(t, "du-1", du(velerov2alpha1.DataUploadPhasePrepared))
+	started := make(chan struct{})
+	e.repo.backup = func(ctx context.Context, req BackupRequest) (BackupResult, error) {
+		close(started)
+		return BackupResult{SnapshotID: "k1"}, nil
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- e.w.Backup(context.Background()) }()
+	time.Sleep(30 * time.Millisecond)
+	select {
+	case <-started:
+		t.Fatal("moved bytes before InProgress")
+	default:
+	}
+	d := e.getDU(t)
+	d.Status.Phase = velerov2alpha1.DataUploadPhaseInProgress
+	require.NoError(t, e.c.Update(context.Background(), d))
+	require.NoError(t, <-errc)
+	<-started
+}
+
+func TestBackupCanceledWhileMoving(t *testing.T) {
+	e := newEnv(t, "du-1", du(velerov2alpha1.DataUploadPhaseInProgress))
+	moving := make(chan struct{})
+	e.repo.backup = func(ctx context.Context, req BackupRequest) (BackupResult, error) {
+		close(moving)
+		<-ctx.Done()
+		return BackupResult{}, errors.Wrap(ctx.Err(), "uploading")
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- e.w.Backup(context.Background()) }()
+	<-moving
+	d := e.getDU(t)
+	d.Spec.Cancel = true
+	require.NoError(t, e.c.Update(context.Background(), d))
+	err := <-errc
+	require.ErrorIs(t, err, errCanceled)
+	require.Equal(t, "DataUpload velero/du-1 was canceled (phase InProgress): data movement canceled", e.message(t))
+}
+
+func TestBackupFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		du     *velerov2alpha1.DataUpload
+		open   error
+		backup error
+		want   string
+	}{
+		{name: "canceled before start", du: func() *velerov2alpha1.DataUpload {
+			d := du(velerov2alpha1.DataUploadPhasePrepared)
+			d.Spec.Cancel = true
+			return d
+		}(), want: "DataUpload velero/du-1 was canceled before the data movement started: data movement canceled"},
+		{name: "ended before start", du: du(velerov2alpha1.DataUploadPhaseFailed), want: "DataUpload velero/du-1 ended (Failed) before the data movement started"},
+		{name: "missing", want: "DataUpload velero/du-1 does not exist"},
+		{name: "repository", du: du(velerov2alpha1.DataUploadPhaseInProgress), open: errors.New("wrong repository password"),
+			want: "opening the kopia repository for namespace app on BackupStorageLocation default: wrong repository password"},
+		{name: "backup", du: du(velerov2alpha1.DataUploadPhaseInProgress), backup: errors.New("open /data/x: permission denied"),
+			want: "backing up /data: open /data/x: permission denied"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var objs []client.Object
+			if tc.du != nil {
+				objs = append(objs, tc.du)
+			}
+			e := newEnv(t, "du-1", objs...)
+			e.repo.openErr = tc.open
+			e.repo.backup = func(context.Context, BackupRequest) (BackupResult, error) { return BackupResult{}, tc.backup }
+			err := e.w.Backup(context.Background())
+			require.EqualError(t, err, tc.want)
+			require.Equal(t, tc.want, e.message(t))
+		})
+	}
+}
+
+func TestRestore(t *testing.T) {
+	tests := []struct {
+		name       string
+		snapshotID string
+		config     map[string]string
+		block      bool
+		wantSparse bool
+		wantOpen   bool
+	}{
+		{name: "default sparse", snapshotID: "k1", wantSparse: true, wantOpen: true},
+		{name: "DataDownload says no sparse", snapshotID: "k1", config: map[string]string{"WriteSparseFiles": "false", "ParallelFilesDownload": "8"}, wantOpen: true},
+		{name: "block is never sparse", snapshotID: "k1", block: true, config: map[string]string{"WriteSparseFiles": "true"}, wantOpen: true},
+		{name: "no snapshot", snapshotID: "", wantOpen: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "dd-1", dd(velerov2alpha1.DataDownloadPhaseInProgress, tc.snapshotID, tc.config))
+			e.w.Config.Block = tc.block
+			e.w.Config.Path = expose.VolumePath(expose.Restore, tc.block)
+			e.repo.restore = func(ctx context.Context, req RestoreRequest) (RestoreResult, error) {
+				req.OnProgress(Progress{TotalBytes: 10, BytesDone: 5})
+				return RestoreResult{TotalBytes: 10}, nil
+			}
+			require.NoError(t, e.w.Restore(context.Background()))
+			require.Equal(t, tc.wantOpen, e.repo.openCalled)
+			if !tc.wantOpen {
+				require.Equal(t, `{"totalBytes":0}`, e.message(t))
+				return
+			}
+			require.False(t, e.repo.forWrite, "restores open read-only")
+			req := e.repo.restores[0]
+			require.Equal(t, tc.wantSparse, req.WriteSparse)
+			require.Equal(t, "k1", req.SnapshotID)
+			require.Equal(t, e.w.Config.Path, req.Path)
+			if tc.config["ParallelFilesDownload"] == "8" {
+				require.Equal(t, 8, req.Parallel)
+			}
+			require.Equal(t, `{"totalBytes":10}`, e.message(t))
+			got := &velerov2alpha1.DataDownload{}
+			require.NoError(t, e.c.Get(context.Background(), client.ObjectKey{Namespace: "velero", Name: "dd-1"}, got))
+			require.Equal(t, int64(10), got.Status.Progress.BytesDone)
+		})
+	}
+}
+
+func TestLongMessageIsTruncated(t *testing.T) {
+	e := newEnv(t, "du-1", du(velerov2alpha1.DataUploadPhaseInProgress))
+	e.repo.backup = func(context.Context, BackupRequest) (BackupResult, error) {
+		return BackupResult{}, errors.New(strings.Repeat("x", 10000))
+	}
+	require.Error(t, e.w.Backup(context.Background()))
+	msg := e.message(t)
+	require.Len(t, msg, expose.MaxMessage)
+	require.True(t, strings.HasSuffix(msg, "..."))
+}
+
+func TestSetMemoryLimit(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(old)
+	SetMemoryLimit("1000", logrus.New())
+	require.Equal(t, int64(800), debug.SetMemoryLimit(-1))
+	SetMemoryLimit("", logrus.New())
+	require.Equal(t, int64(800), debug.SetMemoryLimit(-1))
+}
