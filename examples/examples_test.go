@@ -1,0 +1,170 @@
+package examples
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	"github.com/vmware-tanzu/velero/pkg/builder"
+	"github.com/vmware-tanzu/velero/pkg/kuberesource"
+	"github.com/vmware-tanzu/velero/pkg/plugin/utils/volumehelper"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/yaml"
+
+	"github.com/snapmove/snapmove/internal/mover/config"
+)
+
+func scheme(t *testing.T) *runtime.Scheme {
+	s := runtime.NewScheme()
+	require.NoError(t, clientgoscheme.AddToScheme(s))
+	require.NoError(t, velerov1.AddToScheme(s))
+	require.NoError(t, snapshotv1.AddToScheme(s))
+	return s
+}
+
+// decodeFile strictly decodes every YAML document of a manifest file into its typed object.
+func decodeFile(t *testing.T, path string) []runtime.Object {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return decodeDocs(t, b)
+}
+
+func decodeDocs(t *testing.T, b []byte) []runtime.Object {
+	t.Helper()
+	dec := serializer.NewCodecFactory(scheme(t), serializer.EnableStrict).UniversalDeserializer()
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
+	var objs []runtime.Object
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		obj, _, err := dec.Decode(doc, nil, nil)
+		require.NoError(t, err, "decoding:\n%s", doc)
+		objs = append(objs, obj)
+	}
+	return objs
+}
+
+func TestManifestsDecode(t *testing.T) {
+	for _, f := range []string{"mover.yaml", "resource-policy.yaml", "rook-ceph-volumesnapshotclass.yaml"} {
+		t.Run(f, func(t *testing.T) {
+			require.NotEmpty(t, decodeFile(t, f))
+		})
+	}
+}
+
+func TestRookCephClassIsLabelled(t *testing.T) {
+	objs := decodeFile(t, "rook-ceph-volumesnapshotclass.yaml")
+	require.Len(t, objs, 1)
+	class := objs[0].(*snapshotv1.VolumeSnapshotClass)
+	require.Equal(t, "true", class.Labels[velerov1.VolumeSnapshotClassSelectorLabel])
+	require.Equal(t, "rook-ceph.rbd.csi.ceph.com", class.Driver)
+}
+
+func TestMoverSettingsParse(t *testing.T) {
+	var found bool
+	for _, o := range decodeFile(t, "mover.yaml") {
+		cm, ok := o.(*corev1.ConfigMap)
+		if !ok || cm.Name != "snapmove-mover" {
+			continue
+		}
+		found = true
+		_, err := config.Parse(cm)
+		require.NoError(t, err)
+	}
+	require.True(t, found, "mover.yaml has the settings ConfigMap")
+}
+
+// TestResourcePolicyAccepted runs the policy through the exact code Velero (and snapmove's
+// backup action) evaluate volume policies with, and checks it claims a rook-ceph PVC for
+// snapmove.
+func TestResourcePolicyAccepted(t *testing.T) {
+	objs := decodeFile(t, "resource-policy.yaml")
+	require.Len(t, objs, 1)
+	cm := objs[0].(*corev1.ConfigMap)
+
+	pv := builder.ForPersistentVolume("pv-1").CSI("rook-ceph.rbd.csi.ceph.com", "handle").Result()
+	pvc := builder.ForPersistentVolumeClaim("app", "data").VolumeName("pv-1").Phase(corev1.ClaimBound).Result()
+	backup := builder.ForBackup(cm.Namespace, "b").Result()
+	backup.Spec.ResourcePolicy = &corev1.TypedLocalObjectReference{Kind: "configmap", Name: cm.Name}
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(cm, pv, pvc).Build()
+
+	vh, err := volumehelper.NewVolumeHelperWithCache(*backup, c, logrus.New(), nil)
+	require.NoError(t, err)
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(pvc)
+	require.NoError(t, err)
+	ok, err := vh.ShouldPerformCustomAction(&unstructured.Unstructured{Object: u}, kuberesource.PersistentVolumeClaims, map[string]any{"mover": "snapmove"})
+	require.NoError(t, err)
+	require.True(t, ok)
+}
+
+// TestHelmValues checks the helm values: our initContainer mounts the plugins volume at
+// /target, and extraObjects are exactly the objects of mover.yaml.
+func TestHelmValues(t *testing.T) {
+	b, err := os.ReadFile("velero-values.yaml")
+	require.NoError(t, err)
+	var values struct {
+		InitContainers []corev1.Container `json:"initContainers"`
+		ExtraObjects   []map[string]any   `json:"extraObjects"`
+	}
+	require.NoError(t, yaml.Unmarshal(b, &values))
+
+	var ours *corev1.Container
+	for i := range values.InitContainers {
+		if values.InitContainers[i].Name == "snapmove" {
+			ours = &values.InitContainers[i]
+		}
+	}
+	require.NotNil(t, ours, "initContainers has snapmove")
+	require.Equal(t, []corev1.VolumeMount{{Name: "plugins", MountPath: "/target"}}, ours.VolumeMounts)
+
+	var mover []map[string]any
+	raw, err := os.ReadFile("mover.yaml")
+	require.NoError(t, err)
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		var m map[string]any
+		require.NoError(t, yaml.Unmarshal(doc, &m))
+		if m != nil {
+			mover = append(mover, m)
+		}
+	}
+	require.True(t, reflect.DeepEqual(mover, values.ExtraObjects),
+		"velero-values.yaml extraObjects differ from mover.yaml: regenerate them (see the comment above extraObjects)")
+	for _, o := range values.ExtraObjects {
+		ob, err := yaml.Marshal(o)
+		require.NoError(t, err)
+		decodeDocs(t, ob)
+	}
+}
+
+func TestEveryExampleIsTested(t *testing.T) {
+	files, err := filepath.Glob("*.yaml")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"mover.yaml", "resource-policy.yaml", "rook-ceph-volumesnapshotclass.yaml", "velero-values.yaml"}, files)
+}
