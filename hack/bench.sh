@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# hack/bench.sh (make bench) — snapmove's kopia data path vs the kopia CLI, same kopia.
+#
+# Builds the kopia CLI from this module (`go build github.com/kopia/kopia`: the kopia
+# snapmove links), test/datagen's CLI and the perf test binary of internal/mover/kopia;
+# generates the data sets (test/datagen):
+#   pg     postgres-like tree, seed 42 (scale 1: 1.15 GB in 2,500 files)
+#   large  one 2 GiB file with 21% holes, seed 7
+# then runs BENCH_REPS interleaved repetitions (CLI, snapmove, snapmove, CLI, ...) of:
+#   CLI       repository create → snapshot create (first) → snapshot create (no-op) →
+#             datagen mutate 5% → snapshot create (5pct) → snapshot restore + sync (restore),
+#             each under /usr/bin/time -v, with Velero's settings: compression none,
+#             --parallel NumCPU, no parallel upload of big files, 5,000 MB cache (80/20),
+#             restore --parallel NumCPU without --write-sparse-files; automatic
+#             maintenance off (Velero runs maintenance as separate jobs, snapmove never)
+#   snapmove  go test -bench BackupFirst|BackupNoop|Backup5pct|Restore, one process each
+#             (internal/mover/kopia/bench_test.go: same data, same steps, open → run →
+#             close timed like one CLI command; "block" rows back the large file up as a
+#             block volume and are compared with the CLI's large rows)
+# and prints, per step, medians of wall time, snapmove/CLI ratio, CPU-s per GB of source,
+# peak RSS and repository size, with the machine's CPU and load.
+#
+# Environment:
+#   BENCH_SCALE=1        data set scale in (0, 1] (pg via datagen's scale, large 2 GiB × scale)
+#   BENCH_REPS=3         repetitions; medians are printed
+#   BENCH_QUICK=1        scale 1/16, 1 repetition: about a minute once things are built
+#   BENCH_OUT=/tmp/snapmove-bench  binaries, data sets (kept, stamped), results.tsv, logs
+#   BENCH_DROP_CACHES=1  drop the page cache before every timed step (cold; root); default:
+#                        the source is read just before (warm)
+#   BENCH_BLOCK=0        skip snapmove's block-volume rows
+#
+# Wall times on a shared machine swing 1.5–3x with the neighbours' load: compare the
+# ratios, which come from runs minutes apart, and the load column; don't run this next to
+# other heavy jobs. Repositories, caches and restores are deleted after every series.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${BENCH_OUT:-/tmp/snapmove-bench}
+SCALE=${BENCH_SCALE:-1}
+REPS=${BENCH_REPS:-3}
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+	SCALE=${BENCH_SCALE:-0.0625}
+	REPS=${BENCH_REPS:-1}
+fi
+DROP=${BENCH_DROP_CACHES:-0}
+BLOCK=${BENCH_BLOCK:-1}
+NPROC=$(nproc)
+DATA=$OUT/data
+WORK=$OUT/work
+LOGS=$OUT/logs
+RES=$OUT/results.tsv
+K=$OUT/kopia
+DG=$OUT/datagen
+KT=$OUT/kopia.test
+LARGE_SIZE=$(awk -v s="$SCALE" 'BEGIN { m = int(2048 * s); if (m < 1) m = 1; printf "%d", m * 1048576 }')
+PG_SEED=42 LARGE_SEED=7 PG_MUT_SEED=101 LARGE_MUT_SEED=201
+
+export KOPIA_PASSWORD=perf-password KOPIA_CHECK_FOR_UPDATES=false
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "bench: $*"; exit 1; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+awk -v s="$SCALE" 'BEGIN { exit !(s > 0 && s <= 1) }' || die "BENCH_SCALE=$SCALE: want a number in (0, 1]"
+
+# needs_mb: free space for the data sets plus the largest series (large: private copy,
+# repository with the 5% growth, restore, cache), measured at scale 1, plus 1 GB.
+needs_mb() { awk -v s="$SCALE" 'BEGIN { printf "%d", 12500 * s + 1000 }'; }
+check_disk() {
+	local free need
+	free=$(df -Pm "$OUT" | awk 'NR == 2 { print $4 }')
+	need=$(needs_mb)
+	((free >= need)) || die "only $free MB free in $OUT, need $need MB (BENCH_SCALE shrinks the data)"
+}
+
+cleanup() { rm -rf "$WORK" "$DATA"/run-* "$LOGS"/kopia; }
+trap cleanup EXIT
+
+prepare() {
+	mkdir -p "$OUT" "$DATA" "$LOGS"
+	cleanup
+	check_disk
+	if [[ ! -x /usr/bin/time ]]; then
+		log "installing GNU time (/usr/bin/time -v measures the CLI)"
+		apt-get install -y -qq time >/dev/null || die "need /usr/bin/time (Debian package 'time')"
+	fi
+	log "building the kopia CLI, datagen and the perf benchmarks"
+	(cd "$ROOT" && go build -o "$K" github.com/kopia/kopia) || die "building the kopia CLI"
+	(cd "$ROOT" && go build -o "$DG" ./test/datagen/cmd/datagen) || die "building datagen"
+	(cd "$ROOT" && go test -c -tags perf -o "$KT" ./internal/mover/kopia/) || die "building the perf benchmarks"
+	log "data sets (scale $SCALE) in $DATA"
+	"$DG" ensure-pg "$DATA/pg" $PG_SEED "$SCALE" >&2
+	"$DG" ensure-large "$DATA/large/disk.img" $LARGE_SEED "$LARGE_SIZE" >&2
+	[[ -s $RES ]] || printf 'time\trep\ttool\tdataset\tstep\twall_s\tcpu_s_per_gb\trss_mib\trepo_mb\tbytes\tload1\tbase_rss_mib\n' >"$RES"
+}
+
+# record REP TOOL DATASET STEP WALL CPU_S_PER_GB RSS REPO_MB BYTES LOAD1 [BASE_RSS]: one
+# row into this run's table and the cumulative one.
+record() {
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%H:%M:%S)" "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9" "${10}" "${11:--}" |
+		tee -a "$RES" "$RUN_RES" >&2
+}
+
+warm_or_drop() { # PATH
+	if [[ $DROP == 1 ]]; then
+		sync
+		echo 3 >/proc/sys/vm/drop_caches
+	elif [[ -n ${1:-} ]]; then
+		find "$1" -type f -exec cat {} + >/dev/null
+	fi
+}
+
+file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%d", n }'; }
+
+# timed REP DATASET STEP BYTES REPO cmd...: run the command under /usr/bin/time -v and record it.
+timed() {
+	local rep=$1 ds=$2 step=$3 bytes=$4 repo=$5 la t
+	shift 5
+	t=$LOGS/time.cli.$ds.$step.$rep
+	la=$(load1)
+	/usr/bin/time -v -o "$t" "$@" >"$LOGS/out.cli.$ds.$step.$rep" 2>&1 ||
+		die "kopia CLI $step of $ds failed: see $LOGS/out.cli.$ds.$step.$rep"
+	local wall cpu rss repo_mb=-
+	wall=$(awk -F': ' '/Elapsed/ { n = split($2, a, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + a[i]; print s }' "$t")
+	cpu=$(awk -F': ' -v b="$bytes" '/User time/ { u = $2 } /System time/ { s = $2 } END { if (b > 0) printf "%.3f", (u + s) / (b / 1e9); else print "-" }' "$t")
+	rss=$(awk -F': ' '/Maximum resident/ { printf "%.1f", $2 / 1024 }' "$t")
+	[[ -n $repo ]] && repo_mb=$(awk -v n="$(file_bytes "$repo")" 'BEGIN { printf "%.2f", n / 1e6 }')
+	record "$rep" cli "$ds" "$step" "$wall" "$cpu" "$rss" "$repo_mb" "$bytes" "$la"
+}
+
+cli_series() { # REP DATASET
+	local rep=$1 ds=$2 src mut
+	check_disk
+	rm -rf "$WORK" && mkdir -p "$WORK"
+	if [[ $ds == pg ]]; then
+		src=$WORK/pg
+		"$DG" pg "$src" $PG_SEED "$SCALE" >/dev/null
+		mut=(mutate-pg "$src" $PG_MUT_SEED 5)
+	else
+		src=$WORK/large
+		mkdir -p "$src"
+		"$DG" large "$src/disk.img" $LARGE_SEED "$LARGE_SIZE" >/dev/null
+		mut=(mutate-large "$src/disk.img" $LARGE_MUT_SEED 5)
+	fi
+	local bytes repo=$WORK/repo cache=$WORK/cache rst=$WORK/restore
+	bytes=$(file_bytes "$src")
+	mkdir -p "$repo"
+	export KOPIA_CONFIG_PATH=$WORK/repository.config KOPIA_LOG_DIR=$LOGS/kopia
+	timed "$rep" "$ds" create 0 "" "$K" repository create filesystem --path="$repo" --cache-directory="$cache" \
+		--content-cache-size-mb=4000 --metadata-cache-size-mb=1000
+	"$K" policy set --global --compression=none --parallel-upload-above-size-mib=8388608 >"$LOGS/policy.$ds.$rep" 2>&1
+	"$K" maintenance set --enable-quick=false --enable-full=false >>"$LOGS/policy.$ds.$rep" 2>&1
+	warm_or_drop "$src"
+	timed "$rep" "$ds" first "$bytes" "$repo" "$K" snapshot create "$src" --parallel="$NPROC"
+	warm_or_drop "$src"
+	timed "$rep" "$ds" noop "$bytes" "$repo" "$K" snapshot create "$src" --parallel="$NPROC"
+	"$DG" "${mut[@]}" >"$LOGS/mutate.$ds.$rep"
+	warm_or_drop "$src"
+	timed "$rep" "$ds" 5pct "$bytes" "$repo" "$K" snapshot create "$src" --parallel="$NPROC"
+	local id
+	id=$("$K" snapshot list "$src" --json | grep -o '"id": *"[^"]*"' | tail -1 | cut -d'"' -f4)
+	[[ -n $id ]] || die "no snapshot of $src"
+	warm_or_drop ""
+	timed "$rep" "$ds" restore "$bytes" "" sh -c "'$K' snapshot restore '$id' '$rst' --parallel=$NPROC && sync"
+	unset KOPIA_CONFIG_PATH KOPIA_LOG_DIR
+	rm -rf "$WORK" "$LOGS/kopia"
+}
+
+snapmove_series() { # REP DATASET
+	local rep=$1 ds=$2 b la out
+	check_disk
+	for b in BackupFirst BackupNoop Backup5pct Restore; do
+		out=$LOGS/out.snapmove.$ds.$b.$rep
+		la=$(load1)
+		PERF_DATA=$DATA PERF_SCALE=$SCALE PERF_PARALLEL=$NPROC PERF_DROP_CACHES=$DROP \
+			"$KT" -test.run '^$' -test.bench "^Benchmark$b\$/^$ds\$" -test.benchtime 1x -test.count 1 \
+			-test.timeout 2h >"$out" 2>&1 || die "snapmove $b/$ds failed: see $out"
+		grep -q "^Benchmark$b/$ds" "$out" || die "snapmove $b/$ds printed no result: see $out"
+		local step
+		case $b in BackupFirst) step=first ;; BackupNoop) step=noop ;; Backup5pct) step=5pct ;; Restore) step=restore ;; esac
+		awk -v rep="$rep" -v ds="$ds" -v step="$step" -v la="$la" '
+			$1 ~ "^Benchmark" {
+				for (i = 3; i < NF; i += 2) m[$(i + 1)] = $i
+				wall = m["ns/op"] / 1e9
+				bytes = (m["MB/s"] > 0) ? m["MB/s"] * 1e6 * wall : 0
+				printf "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%.1f\t%.2f\t%d\t%s\t%.1f\n", rep, "snapmove", ds, step, wall, m["cpu-s/GB"], m["peak-RSS-MiB"], m["repo-MB"], bytes, la, m["base-RSS-MiB"]
+			}' "$out" | while IFS=$'\t' read -r -a f; do record "${f[@]}"; done
+	done
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# med TOOL DATASET STEP COLUMN
+med() { awk -F'\t' -v t="$1" -v d="$2" -v s="$3" -v c="$4" 'NR > 1 && $3 == t && $4 == d && $5 == s && $c != "-" { print $c }' "$RUN_RES" | median; }
+num() { awk -v x="$1" -v f="$2" 'BEGIN { if (x == "-" || x == "") print "-"; else printf f, x }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == 0) print "-"; else printf "%.2f", b / a }'; }
+
+report() {
+	local ds cds step cw sw cc sc cr sr crepo srepo label
+	echo
+	echo "snapmove vs kopia CLI $("$K" --version 2>/dev/null | awk '{ print $1 }'), medians of $REPS run(s), scale $SCALE, $([[ $DROP == 1 ]] && echo cold || echo warm) page cache"
+	echo "machine: $NPROC CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+	printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' dataset step "CLI s" "snap s" ratio "CLI cpu" "snap cpu" "CLI RSS" "snap RSS" "CLI repo" "snap repo"
+	printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' "" "" wall wall snap/CLI "s/GB" "s/GB" MiB MiB MB MB
+	local sets=(pg large)
+	[[ $BLOCK == 1 ]] && sets+=(block)
+	for ds in "${sets[@]}"; do
+		cds=$ds
+		[[ $ds == block ]] && cds=large
+		local label=$ds
+		[[ $ds == block ]] && label="block (vs large)"
+		for step in first noop 5pct restore; do
+			cw=$(med cli "$cds" "$step" 6) sw=$(med snapmove "$ds" "$step" 6)
+			cc=$(med cli "$cds" "$step" 7) sc=$(med snapmove "$ds" "$step" 7)
+			cr=$(med cli "$cds" "$step" 8) sr=$(med snapmove "$ds" "$step" 8)
+			crepo=$(med cli "$cds" "$step" 9) srepo=$(med snapmove "$ds" "$step" 9)
+			[[ $step == restore ]] && crepo=- srepo=-
+			printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' "$label" "$step" \
+				"$(num "$cw" %.2f)" "$(num "$sw" %.2f)" "$(ratio "$cw" "$sw")" "$(num "$cc" %.2f)" "$(num "$sc" %.2f)" \
+				"$(num "$cr" %.0f)" "$(num "$sr" %.0f)" "$(num "$crepo" %.1f)" "$(num "$srepo" %.1f)"
+		done
+	done
+	echo "CLI repository create: $(med cli pg create 6) s, $(med cli pg create 8) MiB peak RSS (scrypt); not part of any step."
+	echo "snapmove's peak RSS includes the benchmark process's own RSS when the step starts: median $(awk -F'\t' 'NR > 1 && $3 == "snapmove" { print $12 }' "$RUN_RES" | median) MiB."
+	echo "Rows: $RUN_RES; logs: $LOGS."
+	echo "Targets: ratio ≤ 1.15 first backup, ≤ 1.25 5pct, ≤ 1.2 restore; no-op ≤ 1 s; peak RSS ≤ 256 MiB; repo within 1%."
+}
+
+prepare
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+RUN_RES=$OUT/results.$(date -u +%Y%m%dT%H%M%S).tsv
+head -1 "$RES" >"$RUN_RES"
+log "scale $SCALE, $REPS repetition(s), $NPROC CPUs, load $LOAD_START; rows also in $RES"
+for ((rep = 1; rep <= REPS; rep++)); do
+	for ds in pg large; do
+		sets=("$ds")
+		[[ $ds == large && $BLOCK == 1 ]] && sets+=(block)
+		if ((rep % 2)); then
+			cli_series "$rep" "$ds"
+			for s in "${sets[@]}"; do snapmove_series "$rep" "$s"; done
+		else
+			for s in "${sets[@]}"; do snapmove_series "$rep" "$s"; done
+			cli_series "$rep" "$ds"
+		fi
+	done
+done
+report | tee "${RUN_RES%.tsv}.txt"

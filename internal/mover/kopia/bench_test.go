@@ -1,0 +1,559 @@
+//go:build perf
+
+package kopia
+
+// Benchmarks of snapmove's data path (perf-anchors §9): backups and restores of
+// datagen's data sets against a filesystem repository, driven through this package's
+// API as the worker drives it. hack/bench.sh runs them interleaved with the same steps
+// of the kopia CLI and prints ratios; run one benchmark per process so the peak RSS
+// belongs to it:
+//
+//	go test -tags perf -run '^$' -bench '^BenchmarkBackupFirst$/^pg$' -benchtime 1x ./internal/mover/kopia/
+//
+// Benchmarks: BenchmarkBackupFirst (new repository), BenchmarkBackupNoop (nothing
+// changed since the parent), BenchmarkBackup5pct (datagen's 5% mutation since the
+// parent) and BenchmarkRestore (parallel NumCPU, WriteSparse off as Velero's default,
+// including the final sync), each for
+//
+//	pg     datagen.GenPG seed 42 (scale 1: 1.15 GB, 2,500 files)
+//	large  a directory holding one datagen.GenLarge file, seed 7 (scale 1: 2 GiB, 21% holes)
+//	block  the same file backed up and restored as a block volume (Block: true)
+//
+// Each timed step opens the repository, runs, and closes it, like one CLI command or one
+// worker pod; the repository is created and parents are written outside the timer.
+//
+// Environment: PERF_DATA holds the data sets (default $TMPDIR/snapmove-perf; generated
+// once, reused while their datagen stamps match) and the scratch repositories;
+// PERF_SCALE (default 1) shrinks pg and large; PERF_PARALLEL (default NumCPU);
+// PERF_DROP_CACHES=1 drops the page cache before each timed step (cold; root only),
+// otherwise the source is read once before it (warm); PERF_VERIFY=0 skips checking
+// restored data.
+//
+// Metrics besides ns/op and MB/s (logical source bytes): cpu-s/GB (user+system CPU of
+// the process in the timed step per 10^9 source bytes), peak-RSS-MiB (VmHWM of the timed
+// step: reset before it through /proc/self/clear_refs), base-RSS-MiB (RSS when the step
+// started: the test process's own baseline, included in the peak), repo-MB (file bytes in the
+// repository afterwards), hashed-MB (bytes the backup read because the parent did not
+// cover them; must be 0 for a no-op), cache-MB (kopia's local cache after a restore).
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/snapmove/snapmove/internal/mover/repository"
+	"github.com/snapmove/snapmove/test/datagen"
+	"github.com/snapmove/snapmove/test/treecheck"
+)
+
+const (
+	perfPassword     = "perf-password"
+	perfPGSeed       = 42
+	perfLargeSeed    = 7
+	perfPGMutSeed    = 101
+	perfLargeMutSeed = 201
+	perfMutPct       = 5
+)
+
+var perfDatasets = []string{"pg", "large", "block"}
+
+// perfEnv is the benchmark configuration read from the environment.
+type perfEnv struct {
+	data     string
+	scale    float64
+	parallel int
+	drop     bool
+	verify   bool
+}
+
+func loadPerfEnv(b *testing.B) perfEnv {
+	b.Helper()
+	e := perfEnv{
+		data:     os.Getenv("PERF_DATA"),
+		scale:    1,
+		parallel: runtime.NumCPU(),
+		drop:     os.Getenv("PERF_DROP_CACHES") == "1",
+		verify:   os.Getenv("PERF_VERIFY") != "0",
+	}
+	if e.data == "" {
+		e.data = filepath.Join(os.TempDir(), "snapmove-perf")
+	}
+	if s := os.Getenv("PERF_SCALE"); s != "" {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || v <= 0 || v > 1 {
+			b.Fatalf("PERF_SCALE %q: want a number in (0, 1]", s)
+		}
+		e.scale = v
+	}
+	if s := os.Getenv("PERF_PARALLEL"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			b.Fatalf("PERF_PARALLEL %q: want a positive integer", s)
+		}
+		e.parallel = v
+	}
+	if err := os.MkdirAll(e.data, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// largeSize is GenLarge's size at this scale, in whole MiB.
+func (e perfEnv) largeSize() int64 {
+	return max(1, int64(float64(datagen.LargeSize)*e.scale)>>20) << 20
+}
+
+// perfSource is what a benchmark backs up.
+type perfSource struct {
+	name  string // pg, large or block
+	path  string // the directory, or the file for a block volume
+	block bool
+	bytes int64 // logical file bytes
+}
+
+// shared returns data set name, generated once into PERF_DATA; it must not change.
+func (e perfEnv) shared(b *testing.B, name string) perfSource {
+	b.Helper()
+	return e.generate(b, name, e.data, true)
+}
+
+// private generates data set name into dir, for mutation.
+func (e perfEnv) private(b *testing.B, name, dir string) perfSource {
+	b.Helper()
+	return e.generate(b, name, dir, false)
+}
+
+// generate writes data set name below dir: pg into dir/pg, large and block into
+// dir/large/disk.img. With reuse, a tree whose datagen stamp matches is kept.
+func (e perfEnv) generate(b *testing.B, name, dir string, reuse bool) perfSource {
+	b.Helper()
+	src := perfSource{name: name, path: filepath.Join(dir, "large")}
+	var err error
+	switch name {
+	case "pg":
+		src.path = filepath.Join(dir, "pg")
+		if reuse {
+			_, err = datagen.EnsurePG(src.path, perfPGSeed, e.scale)
+		} else {
+			err = datagen.GenPG(src.path, perfPGSeed, e.scale)
+		}
+	case "large", "block":
+		img := filepath.Join(src.path, "disk.img")
+		if reuse {
+			_, err = datagen.EnsureLarge(img, perfLargeSeed, e.largeSize())
+		} else if err = os.MkdirAll(src.path, 0o755); err == nil {
+			err = datagen.GenLarge(img, perfLargeSeed, e.largeSize())
+		}
+	default:
+		b.Fatalf("unknown data set %q", name)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := datagen.Measure(src.path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src.bytes = s.Bytes
+	if name == "block" {
+		src.path, src.block = filepath.Join(src.path, "disk.img"), true
+	}
+	return src
+}
+
+// mutate applies datagen's 5% step to a private source.
+func (s perfSource) mutate(b *testing.B) datagen.Mutation {
+	b.Helper()
+	var (
+		m   datagen.Mutation
+		err error
+	)
+	switch s.name {
+	case "pg":
+		m, err = datagen.MutatePG(s.path, perfPGMutSeed, perfMutPct)
+	case "large":
+		m, err = datagen.MutateLarge(filepath.Join(s.path, "disk.img"), perfLargeMutSeed, perfMutPct)
+	default:
+		m, err = datagen.MutateLarge(s.path, perfLargeMutSeed, perfMutPct)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// perfRun is one benchmark's scratch space below PERF_DATA: repository, caches, restores.
+type perfRun struct {
+	env perfEnv
+	dir string
+	n   int
+}
+
+func newPerfRun(b *testing.B, env perfEnv) *perfRun {
+	b.Helper()
+	dir, err := os.MkdirTemp(env.data, "run-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return &perfRun{env: env, dir: dir}
+}
+
+// newDir returns a new empty directory name (not created).
+func (r *perfRun) newDir(what string) string {
+	r.n++
+	return filepath.Join(r.dir, fmt.Sprintf("%s-%d", what, r.n))
+}
+
+// createRepository creates an empty repository and returns its location.
+func (r *perfRun) createRepository(b *testing.B) repository.Location {
+	b.Helper()
+	loc := repository.Location{Provider: repository.ProviderFilesystem, Path: r.newDir("repo"), Prefix: repository.RepositoryPrefix("", "perf")}
+	if err := os.MkdirAll(loc.Path, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	rep := r.open(b, loc, r.newDir("cache"), true)
+	if err := rep.Close(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return loc
+}
+
+func (r *perfRun) open(b *testing.B, loc repository.Location, cacheDir string, create bool) *Repository {
+	b.Helper()
+	rep, err := Open(context.Background(), loc, perfPassword, Options{Create: create, CacheDir: cacheDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rep
+}
+
+// backup runs one backup the way a worker does: open, back up, close.
+func (r *perfRun) backup(b *testing.B, loc repository.Location, cacheDir string, src perfSource) BackupResult {
+	b.Helper()
+	ctx := context.Background()
+	rep := r.open(b, loc, cacheDir, false)
+	res, err := rep.Backup(ctx, BackupRequest{
+		SourceNamespace: "perf", SourcePVC: "data", Path: src.path, Block: src.block,
+		Parallel: r.env.parallel, OnProgress: func(Progress) {},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := rep.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return res
+}
+
+// perfTotals accumulates the timed steps of one benchmark.
+type perfTotals struct {
+	cpuSeconds float64
+	peakKiB    int64
+	baseKiB    int64 // RSS when the timed step started
+	repoBytes  int64
+	hashed     int64
+	cacheBytes int64
+	hasCache   bool
+}
+
+// timed runs step between StartTimer and StopTimer, measuring CPU time and peak RSS.
+// Before it, the page cache is dropped (PERF_DROP_CACHES=1) or warm is read.
+func (t *perfTotals) timed(b *testing.B, env perfEnv, warm string, step func()) {
+	b.Helper()
+	if env.drop {
+		dropCaches(b)
+	} else if warm != "" {
+		readAll(b, warm)
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	resetPeakRSS(b)
+	t.baseKiB = max(t.baseKiB, procStatusKiB("VmRSS"))
+	cpu0 := cpuSeconds()
+	b.StartTimer()
+	step()
+	b.StopTimer()
+	t.cpuSeconds += cpuSeconds() - cpu0
+	t.peakKiB = max(t.peakKiB, peakRSSKiB(b))
+}
+
+func (t *perfTotals) report(b *testing.B, bytes int64) {
+	b.SetBytes(bytes)
+	b.ReportMetric(t.cpuSeconds/(float64(bytes)*float64(b.N)/1e9), "cpu-s/GB")
+	b.ReportMetric(float64(t.peakKiB)/1024, "peak-RSS-MiB")
+	b.ReportMetric(float64(t.baseKiB)/1024, "base-RSS-MiB")
+	b.ReportMetric(float64(t.repoBytes)/1e6, "repo-MB")
+	b.ReportMetric(float64(t.hashed)/1e6, "hashed-MB")
+	if t.hasCache {
+		b.ReportMetric(float64(t.cacheBytes)/1e6, "cache-MB")
+	}
+}
+
+func BenchmarkBackupFirst(b *testing.B) {
+	env := loadPerfEnv(b)
+	for _, name := range perfDatasets {
+		b.Run(name, func(b *testing.B) {
+			b.StopTimer()
+			src := env.shared(b, name)
+			run := newPerfRun(b, env)
+			var t perfTotals
+			for range b.N {
+				loc := run.createRepository(b)
+				cache := run.newDir("cache")
+				var res BackupResult
+				t.timed(b, env, src.path, func() { res = run.backup(b, loc, cache, src) })
+				t.repoBytes, t.hashed = treeBytes(b, loc.Path), res.IncrementalBytes
+				_ = os.RemoveAll(loc.Path)
+				_ = os.RemoveAll(cache)
+			}
+			t.report(b, src.bytes)
+		})
+	}
+}
+
+func BenchmarkBackupNoop(b *testing.B) {
+	env := loadPerfEnv(b)
+	for _, name := range perfDatasets {
+		b.Run(name, func(b *testing.B) {
+			b.StopTimer()
+			src := env.shared(b, name)
+			run := newPerfRun(b, env)
+			var t perfTotals
+			for range b.N {
+				loc := run.createRepository(b)
+				cache := run.newDir("cache")
+				run.backup(b, loc, cache, src)
+				var res BackupResult
+				t.timed(b, env, src.path, func() { res = run.backup(b, loc, cache, src) })
+				t.repoBytes, t.hashed = treeBytes(b, loc.Path), res.IncrementalBytes
+				if !src.block && res.IncrementalBytes != 0 {
+					b.Errorf("no-op backup read %d bytes again, want 0", res.IncrementalBytes)
+				}
+				_ = os.RemoveAll(loc.Path)
+				_ = os.RemoveAll(cache)
+			}
+			t.report(b, src.bytes)
+		})
+	}
+}
+
+func BenchmarkBackup5pct(b *testing.B) {
+	env := loadPerfEnv(b)
+	for _, name := range perfDatasets {
+		b.Run(name, func(b *testing.B) {
+			b.StopTimer()
+			run := newPerfRun(b, env)
+			var (
+				t     perfTotals
+				bytes int64
+			)
+			for range b.N {
+				work := run.newDir("data")
+				src := env.private(b, name, work)
+				bytes = src.bytes
+				loc := run.createRepository(b)
+				cache := run.newDir("cache")
+				run.backup(b, loc, cache, src)
+				before := treeBytes(b, loc.Path)
+				m := src.mutate(b)
+				var res BackupResult
+				t.timed(b, env, src.path, func() { res = run.backup(b, loc, cache, src) })
+				t.repoBytes, t.hashed = treeBytes(b, loc.Path), res.IncrementalBytes
+				b.ReportMetric(float64(t.repoBytes-before)/1e6, "repo-growth-MB")
+				b.ReportMetric(float64(m.FileBytes)/1e6, "changed-files-MB")
+				if !src.block && float64(res.IncrementalBytes) > 1.1*float64(m.FileBytes) {
+					b.Errorf("5%% backup read %d bytes again, want at most 1.1 × %d (the changed files)", res.IncrementalBytes, m.FileBytes)
+				}
+				_ = os.RemoveAll(loc.Path)
+				_ = os.RemoveAll(cache)
+				_ = os.RemoveAll(work)
+			}
+			t.report(b, bytes)
+		})
+	}
+}
+
+func BenchmarkRestore(b *testing.B) {
+	env := loadPerfEnv(b)
+	for _, name := range perfDatasets {
+		b.Run(name, func(b *testing.B) {
+			b.StopTimer()
+			src := env.shared(b, name)
+			run := newPerfRun(b, env)
+			loc := run.createRepository(b)
+			res := run.backup(b, loc, run.newDir("cache"), src)
+			t := perfTotals{repoBytes: treeBytes(b, loc.Path), hasCache: true}
+			ctx := context.Background()
+			for range b.N {
+				target := run.newDir("restore")
+				if src.block {
+					if err := os.WriteFile(target, nil, 0o600); err != nil {
+						b.Fatal(err)
+					}
+				}
+				cache := run.newDir("cache") // a restore pod starts with an empty cache
+				t.timed(b, env, "", func() {
+					rep := run.open(b, loc, cache, false)
+					if _, err := rep.Restore(ctx, RestoreRequest{
+						SnapshotID: res.SnapshotID, Path: target, Block: src.block,
+						Parallel: env.parallel, OnProgress: func(Progress) {},
+					}); err != nil {
+						b.Fatal(err)
+					}
+					if err := rep.Close(ctx); err != nil {
+						b.Fatal(err)
+					}
+				})
+				t.cacheBytes = treeBytes(b, cache)
+				if env.verify {
+					verifyRestore(b, src, target)
+				}
+				_ = os.RemoveAll(target)
+				_ = os.RemoveAll(cache)
+			}
+			t.report(b, src.bytes)
+		})
+	}
+}
+
+// verifyRestore compares the restored tree (or block file) with the source.
+func verifyRestore(b *testing.B, src perfSource, target string) {
+	b.Helper()
+	if src.block {
+		if want, got := fileSHA256(b, src.path), fileSHA256(b, target); want != got {
+			b.Errorf("restored block volume differs: sha256 %s, want %s", got, want)
+		}
+		return
+	}
+	want, err := treecheck.Manifest(src.path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	got, err := treecheck.Manifest(target)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if diffs := treecheck.Compare(want, got, treecheck.Options{ExactSymlinkMtime: true}); len(diffs) > 0 {
+		b.Errorf("restored tree differs:\n%s", strings.Join(diffs, "\n"))
+	}
+}
+
+func fileSHA256(b *testing.B, p string) string {
+	b.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close() //nolint:errcheck
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		b.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// treeBytes sums the sizes of the regular files below root (0 if it does not exist).
+func treeBytes(b *testing.B, root string) int64 {
+	b.Helper()
+	var n int64
+	err := filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// readAll reads every regular file below root (or root itself), to warm the page cache.
+func readAll(b *testing.B, root string) {
+	b.Helper()
+	buf := make([]byte, 1<<20)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close() //nolint:errcheck
+		_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+func dropCaches(b *testing.B) {
+	b.Helper()
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		b.Fatalf("dropping the page cache (PERF_DROP_CACHES=1 needs root): %v", err)
+	}
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// resetPeakRSS makes VmHWM start again from the current RSS (Linux ≥ 4.0).
+func resetPeakRSS(b *testing.B) {
+	b.Helper()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Logf("cannot reset the peak RSS, it includes the setup: %v", err)
+	}
+}
+
+// peakRSSKiB reads VmHWM, falling back to getrusage's maxrss.
+func peakRSSKiB(b *testing.B) int64 {
+	b.Helper()
+	if n := procStatusKiB("VmHWM"); n > 0 {
+		return n
+	}
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Maxrss
+}
+
+// procStatusKiB reads a "Key: N kB" line of /proc/self/status; 0 if missing.
+func procStatusKiB(key string) int64 {
+	st, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
