@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# install-mover.sh: install snapmove's mover into the local stack the way a user does,
+# `kubectl apply -f examples/mover.yaml`, then apply the only two differences the stack needs:
+#
+# - host networking for the controller and the worker pods: the stack has no pod network (no
+#   CNI plugin with addresses: everything listens on 127.0.0.1, see hack/stack/up.sh), and the
+#   controller's metrics/health endpoints are bound to 127.0.0.1 for the same reason;
+# - a shorter prepareTimeout, so the e2e cases that must fail in preparation fail quickly.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh"
+. "$RUN/env"
+
+k() { "$KUBECTL" "$@"; }
+k apply -f "$REPO_ROOT/examples/mover.yaml" > /dev/null
+k -n velero patch configmap snapmove-mover --type merge \
+  -p '{"data":{"workerHostNetwork":"true","prepareTimeout":"3m"}}' > /dev/null
+k -n velero patch deployment snapmove-mover --type json -p '[
+  {"op":"add","path":"/spec/template/spec/hostNetwork","value":true},
+  {"op":"replace","path":"/spec/template/spec/containers/0/args","value":[
+    "--namespace=$(VELERO_NAMESPACE)",
+    "--worker-image='"${SNAPMOVE_IMAGE:-ghcr.io/snapmove/snapmove:v0.1.0}"'",
+    "--leader-elect=true",
+    "--metrics-bind-address=127.0.0.1:8086",
+    "--health-probe-bind-address=127.0.0.1:8087"]},
+  {"op":"replace","path":"/spec/template/spec/containers/0/livenessProbe/httpGet/port","value":8087},
+  {"op":"replace","path":"/spec/template/spec/containers/0/readinessProbe/httpGet/port","value":8087}
+]' > /dev/null
+# A new image under the same tag does not change the pod template: restart explicitly.
+k -n velero rollout restart deployment/snapmove-mover > /dev/null
+k -n velero rollout status deployment/snapmove-mover --timeout=180s > /dev/null
+log "snapmove mover running (velero/snapmove-mover)"

@@ -1,0 +1,282 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/naming"
+	"github.com/snapmove/snapmove/test/datagen"
+	"github.com/snapmove/snapmove/test/treecheck"
+)
+
+// A restore into another namespace (--namespace-mappings) lands the bytes in a PVC of the
+// new namespace; the source namespace is untouched.
+func TestNamespaceMappedRestore(t *testing.T) {
+	s := env
+	ns, dir := s.smallVolume(t, "from")
+	want, err := treecheck.Manifest(dir)
+	require.NoError(t, err)
+	name := ns + "-b"
+	b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
+
+	target := ns + "-mapped"
+	t.Cleanup(func() { s.deleteNamespace(t, target) })
+	r := s.restore(t, ns+"-r", "--from-backup", name, "--namespace-mappings", ns+":"+target)
+	require.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+	dds := s.dataDownloads(t, r.Name)
+	require.Len(t, dds, 1)
+	require.Equal(t, target, dds[0].Spec.TargetVolume.Namespace)
+	got, err := treecheck.Manifest(s.volumePath(t, target, "data"))
+	require.NoError(t, err)
+	require.Empty(t, treecheck.Compare(want, got, treecheck.Options{}))
+	again, err := treecheck.Manifest(dir)
+	require.NoError(t, err)
+	require.Empty(t, treecheck.Compare(want, again, treecheck.Options{}), "source volume changed")
+	s.requireNoLeftovers(t)
+}
+
+// Two VolumeSnapshotClasses labelled for one driver: Velero would silently take the first;
+// snapmove fails the PVC, names both classes in the backup's log, and cuts no snapshot.
+func TestAmbiguousSnapshotClass(t *testing.T) {
+	s := env
+	second := &snapshotv1.VolumeSnapshotClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "zz-second-labelled",
+			Labels: map[string]string{velerov1.VolumeSnapshotClassSelectorLabel: "true"}},
+		Driver:         os.Getenv("CSI_DRIVER"),
+		DeletionPolicy: snapshotv1.VolumeSnapshotContentDelete,
+	}
+	require.NoError(t, s.c.Create(ctxT(t), second))
+	t.Cleanup(func() { _ = s.c.Delete(context.Background(), second) })
+
+	ns, _ := s.smallVolume(t, "ambiguous")
+	counter := s.countSnapshots(t, ns)
+	name := ns + "-b"
+	b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
+	counter.close()
+	require.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
+	logs := s.backupLogs(t, name)
+	require.Contains(t, logs, s.snapClass, logs)
+	require.Contains(t, logs, second.Name, logs)
+	require.Contains(t, logs, velerov1.VolumeSnapshotClassSelectorLabel, logs)
+	require.Zero(t, counter.count(), "VolumeSnapshots cut")
+	require.Empty(t, s.dataUploads(t, name))
+	s.requireNoLeftovers(t)
+}
+
+// A PVC that names a VolumeSnapshotClass that does not exist fails with a message naming
+// the annotation and the class (Velero would ignore the annotation and fall through).
+func TestMissingSnapshotClass(t *testing.T) {
+	s := env
+	ns, _ := s.smallVolume(t, "missing")
+	var pvc corev1.PersistentVolumeClaim
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: ns, Name: "data"}, &pvc))
+	pvc.Annotations = map[string]string{velerov1.VolumeSnapshotClassDriverPVCAnnotation: "no-such-class"}
+	require.NoError(t, s.c.Update(ctxT(t), &pvc))
+
+	counter := s.countSnapshots(t, ns)
+	name := ns + "-b"
+	b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
+	counter.close()
+	require.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
+	logs := s.backupLogs(t, name)
+	require.Contains(t, logs, "no-such-class", logs)
+	require.Contains(t, logs, velerov1.VolumeSnapshotClassDriverPVCAnnotation, logs)
+	require.Zero(t, counter.count())
+	s.requireNoLeftovers(t)
+}
+
+// A volumeMode: Block PVC is read as a raw device and restored onto a new device.
+func TestBlockRoundTrip(t *testing.T) {
+	s := env
+	ns := s.namespace(t, "block")
+	img := s.pvc(t, ns, "data", "256Mi", corev1.PersistentVolumeBlock)
+	require.NoError(t, writeRandomBlocks(img, 64<<20))
+	want := sha256File(t, img)
+	s.app(t, ns, "data", true)
+
+	name := ns + "-b"
+	b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
+	s.requireNoLeftovers(t)
+	s.deleteNamespace(t, ns)
+
+	r := s.restore(t, ns+"-r", "--from-backup", name)
+	require.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+	got := s.volumePath(t, ns, "data")
+	require.Equal(t, want, sha256File(t, got), "restored device differs")
+	s.requireNoLeftovers(t)
+}
+
+// `velero backup delete` removes the backup's snapshot from the kopia repository (Velero
+// only does this for its own mover; snapmove's delete action asks the mover to).
+func TestBackupDeleteForgetsSnapshot(t *testing.T) {
+	s := env
+	ns, _ := s.smallVolume(t, "forget")
+	name := ns + "-b"
+	b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
+	id := s.dataUploads(t, name)[0].Status.SnapshotID
+
+	kcfg := s.kopiaConnect(t, ns, s.bslPrefix+"/kopia/"+ns+"/")
+	ls := run(t, s.kopia, append([]string{"snapshot", "ls", "--all", "--manifest-id"}, kcfg...)...)
+	require.Contains(t, ls, id)
+
+	s.veleroCLI(t, "backup", "delete", name, "--confirm")
+	poll(t, "backup "+name+" to be deleted", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &velerov1.Backup{})
+		return crclient.IgnoreNotFound(err) == nil && err != nil, nil
+	})
+	ls = run(t, s.kopia, append([]string{"snapshot", "ls", "--all", "--manifest-id"}, kcfg...)...)
+	require.NotContains(t, ls, id, ls)
+	var cms corev1.ConfigMapList
+	require.NoError(t, s.c.List(ctxT(t), &cms, crclient.InNamespace(s.veleroNS), crclient.HasLabels{naming.DeleteRequestLabel}))
+	require.Empty(t, cms.Items, "delete requests left behind")
+}
+
+// A wrong repository password fails the DataUpload with a message that says so, and
+// nothing is created in the repository's place or left in the cluster.
+func TestWrongRepositoryPassword(t *testing.T) {
+	s := env
+	var sec corev1.Secret
+	key := crclient.ObjectKey{Namespace: s.veleroNS, Name: "velero-repo-credentials"}
+	require.NoError(t, s.c.Get(ctxT(t), key, &sec))
+	// The repository of this namespace must exist first, with the right password.
+	ns, _ := s.smallVolume(t, "password")
+	b := s.backup(t, ns+"-ok", "--include-namespaces", ns, "--snapshot-move-data")
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, b.Name))
+
+	good := sec.Data["repository-password"]
+	sec.Data["repository-password"] = []byte("not-the-password")
+	require.NoError(t, s.c.Update(ctxT(t), &sec))
+	t.Cleanup(func() {
+		var cur corev1.Secret
+		if err := s.c.Get(context.Background(), key, &cur); err == nil {
+			cur.Data["repository-password"] = good
+			_ = s.c.Update(context.Background(), &cur)
+		}
+	})
+
+	name := ns + "-bad"
+	b = s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
+	require.NotEqual(t, velerov1.BackupPhaseCompleted, b.Status.Phase)
+	dus := s.dataUploads(t, name)
+	require.Len(t, dus, 1)
+	require.Equal(t, velerov2alpha1.DataUploadPhaseFailed, dus[0].Status.Phase)
+	require.Contains(t, strings.ToLower(dus[0].Status.Message), "password", dus[0].Status.Message)
+	s.requireNoLeftovers(t)
+}
+
+// Deleting the worker pod while it moves data fails the DataUpload with a message saying
+// so; the next backup of the volume succeeds and restores correctly.
+func TestWorkerPodDeletedMidMove(t *testing.T) {
+	s := env
+	ns := s.namespace(t, "killed")
+	dir := s.pvc(t, ns, "data", "3Gi", corev1.PersistentVolumeFilesystem)
+	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 1536<<20))
+	require.NoError(t, datagen.GenPG(filepath.Join(dir, "pg"), 7, 0.01))
+
+	name := ns + "-b1"
+	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
+	t.Cleanup(func() { s.deleteBackup(t, name) })
+	var du velerov2alpha1.DataUpload
+	poll(t, "the DataUpload to be InProgress", 5*time.Minute, func(ctx context.Context) (bool, error) {
+		var l velerov2alpha1.DataUploadList
+		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: name}); err != nil || len(l.Items) == 0 {
+			return false, err
+		}
+		du = l.Items[0]
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress, nil
+	})
+	var pods corev1.PodList
+	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{naming.DataUploadLabel: du.Name}))
+	require.Len(t, pods.Items, 1)
+	require.NoError(t, s.c.Delete(ctxT(t), &pods.Items[0], crclient.GracePeriodSeconds(0)))
+
+	poll(t, "the DataUpload to fail", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(&du), &du)
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseFailed, err
+	})
+	require.Contains(t, du.Status.Message, "worker pod", du.Status.Message)
+	s.waitBackupDone(t, name)
+	s.requireNoLeftovers(t)
+
+	// The next backup succeeds and is correct.
+	s.movedRoundTrip(t, ns, dir, nil, naming.BackupActionName)
+}
+
+// spec.cancel (what Velero sets when an operation times out or the server restarts)
+// moves an InProgress DataUpload through Canceling to Canceled and removes what the mover
+// exposed.
+func TestCancelMidMove(t *testing.T) {
+	s := env
+	ns := s.namespace(t, "cancel")
+	dir := s.pvc(t, ns, "data", "3Gi", corev1.PersistentVolumeFilesystem)
+	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 1536<<20))
+
+	name := ns + "-b"
+	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
+	t.Cleanup(func() { s.deleteBackup(t, name) })
+	var du velerov2alpha1.DataUpload
+	poll(t, "the DataUpload to be InProgress", 5*time.Minute, func(ctx context.Context) (bool, error) {
+		var l velerov2alpha1.DataUploadList
+		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: name}); err != nil || len(l.Items) == 0 {
+			return false, err
+		}
+		du = l.Items[0]
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress, nil
+	})
+	patch := crclient.RawPatch("application/merge-patch+json", []byte(`{"spec":{"cancel":true}}`))
+	require.NoError(t, s.c.Patch(ctxT(t), &du, patch))
+	poll(t, "the DataUpload to be Canceled", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(&du), &du)
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseCanceled, err
+	})
+	s.waitBackupDone(t, name)
+	s.requireNoLeftovers(t)
+}
+
+func (s *stack) waitBackupDone(t *testing.T, name string) {
+	t.Helper()
+	poll(t, "backup "+name+" to finish", 5*time.Minute, func(ctx context.Context) (bool, error) {
+		var b velerov1.Backup
+		if err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b); err != nil {
+			return false, err
+		}
+		switch b.Status.Phase {
+		case velerov1.BackupPhaseCompleted, velerov1.BackupPhasePartiallyFailed, velerov1.BackupPhaseFailed:
+			return true, nil
+		}
+		return false, nil
+	})
+}
+
+// writeRandomBlocks writes size bytes of random data (incompressible, undeduplicable) to
+// path, or over the start of a block device image.
+func writeRandomBlocks(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

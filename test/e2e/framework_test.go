@@ -1,0 +1,397 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	veleroclient "github.com/vmware-tanzu/velero/pkg/client"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+// stack is what hack/stack/up.sh exported in $STACK_RUN/env.
+type stack struct {
+	c            crclient.Client
+	veleroNS     string
+	velero       string // velero CLI
+	kopia        string // kopia CLI, same module version snapmove links
+	run          string
+	csiStateDir  string
+	storageClass string
+	snapClass    string
+	s3Endpoint   string
+	bucket       string
+	bslPrefix    string
+	accessKey    string
+	secretKey    string
+}
+
+var env *stack
+
+func TestMain(m *testing.M) {
+	s, err := newStack()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n(start the stack first: make stack-up; then source $STACK_RUN/env)\n", err)
+		os.Exit(2)
+	}
+	env = s
+	os.Exit(m.Run())
+}
+
+func newStack() (*stack, error) {
+	get := func(k string) (string, error) {
+		v := os.Getenv(k)
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", k)
+		}
+		return v, nil
+	}
+	s := &stack{}
+	for k, dst := range map[string]*string{
+		"VELERO_NAMESPACE": &s.veleroNS, "VELERO": &s.velero, "KOPIA": &s.kopia, "STACK_RUN": &s.run,
+		"CSI_STATEDIR": &s.csiStateDir, "STORAGE_CLASS": &s.storageClass, "SNAPSHOT_CLASS": &s.snapClass,
+		"S3_ENDPOINT": &s.s3Endpoint, "BUCKET": &s.bucket, "BSL_PREFIX": &s.bslPrefix,
+		"AWS_ACCESS_KEY_ID": &s.accessKey, "AWS_SECRET_ACCESS_KEY": &s.secretKey,
+	} {
+		v, err := get(k)
+		if err != nil {
+			return nil, err
+		}
+		*dst = v
+	}
+	c, err := veleroclient.NewFactory("snapmove-e2e", veleroclient.VeleroConfig{}).KubebuilderClient()
+	if err != nil {
+		return nil, err
+	}
+	s.c = c
+	return s, nil
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// run executes a CLI and returns its combined output; it fails the test on a non-zero exit.
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := runErr(name, args...)
+	require.NoError(t, err, "%s %s:\n%s", filepath.Base(name), strings.Join(args, " "), out)
+	return out
+}
+
+func runErr(name string, args ...string) (string, error) {
+	var b bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &b, &b
+	err := cmd.Run()
+	return b.String(), err
+}
+
+func (s *stack) veleroCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	return run(t, s.velero, append([]string{"-n", s.veleroNS}, args...)...)
+}
+
+// poll calls cond every interval until it returns true or the timeout passes. cond's error
+// ends the wait at once.
+func poll(t *testing.T, what string, timeout time.Duration, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(ctxT(t), time.Second, timeout, true, cond)
+	require.NoError(t, err, "waiting for %s", what)
+}
+
+// namespace creates a fresh namespace and deletes it when the test ends.
+func (s *stack) namespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	require.NoError(t, s.c.Create(ctxT(t), ns))
+	t.Cleanup(func() { s.deleteNamespace(t, ns.Name) })
+	return ns.Name
+}
+
+func (s *stack) deleteNamespace(t *testing.T, name string) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := s.c.Delete(ctx, ns); err != nil && !apierrors.IsNotFound(err) {
+		t.Logf("deleting namespace %s: %v", name, err)
+		return
+	}
+	_ = wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKey{Name: name}, &corev1.Namespace{})
+		return apierrors.IsNotFound(err), nil
+	})
+}
+
+// pvc creates a PVC of the stack's CSI storage class and waits until it is bound. It
+// returns the host directory (filesystem) or image file (block) that backs the volume.
+func (s *stack) pvc(t *testing.T, ns, name, size string, mode corev1.PersistentVolumeMode) string {
+	t.Helper()
+	p := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To(s.storageClass),
+			VolumeMode:       ptr.To(mode),
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)},
+			},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), p))
+	return s.volumePath(t, ns, name)
+}
+
+// volumePath waits for the PVC to be bound and returns where the test CSI driver keeps
+// its data on this host.
+func (s *stack) volumePath(t *testing.T, ns, name string) string {
+	t.Helper()
+	var pv corev1.PersistentVolume
+	poll(t, "PVC "+ns+"/"+name+" to be bound", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		var p corev1.PersistentVolumeClaim
+		if err := s.c.Get(ctx, crclient.ObjectKey{Namespace: ns, Name: name}, &p); err != nil {
+			return false, crclient.IgnoreNotFound(err)
+		}
+		if p.Status.Phase != corev1.ClaimBound {
+			return false, nil
+		}
+		return true, s.c.Get(ctx, crclient.ObjectKey{Name: p.Spec.VolumeName}, &pv)
+	})
+	require.NotNil(t, pv.Spec.CSI, "PV %s is not a CSI volume", pv.Name)
+	if pv.Spec.VolumeMode != nil && *pv.Spec.VolumeMode == corev1.PersistentVolumeBlock {
+		return filepath.Join(s.csiStateDir, "volumes", pv.Spec.CSI.VolumeHandle+".img")
+	}
+	return filepath.Join(s.csiStateDir, "volumes", pv.Spec.CSI.VolumeHandle)
+}
+
+// app runs a pod that keeps the PVC mounted, as the application using it would.
+func (s *stack) app(t *testing.T, ns, pvc string, block bool) {
+	t.Helper()
+	c := corev1.Container{
+		Name: "app", Image: "docker.io/snapmove/busybox:1", ImagePullPolicy: corev1.PullNever,
+		Command: []string{"/bin/busybox", "sleep", "3600"},
+	}
+	if block {
+		c.VolumeDevices = []corev1.VolumeDevice{{Name: "data", DevicePath: "/dev/data"}}
+	} else {
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-" + pvc, Labels: map[string]string{"app": pvc}},
+		Spec: corev1.PodSpec{
+			HostNetwork:                   true,
+			AutomountServiceAccountToken:  ptr.To(false),
+			TerminationGracePeriodSeconds: ptr.To[int64](1),
+			Containers:                    []corev1.Container{c},
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc}}}},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), pod))
+	poll(t, "pod "+ns+"/"+pod.Name+" to run", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		if err := s.c.Get(ctx, crclient.ObjectKeyFromObject(pod), pod); err != nil {
+			return false, err
+		}
+		return pod.Status.Phase == corev1.PodRunning, nil
+	})
+}
+
+// backup runs `velero backup create NAME ARGS... --wait` and returns the finished Backup.
+func (s *stack) backup(t *testing.T, name string, args ...string) *velerov1.Backup {
+	t.Helper()
+	s.veleroCLI(t, append([]string{"backup", "create", name, "--wait"}, args...)...)
+	b := &velerov1.Backup{}
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, b))
+	t.Cleanup(func() { s.deleteBackup(t, name) })
+	return b
+}
+
+func (s *stack) deleteBackup(t *testing.T, name string) {
+	if _, err := runErr(s.velero, "-n", s.veleroNS, "backup", "delete", name, "--confirm"); err != nil {
+		t.Logf("deleting backup %s: %v", name, err)
+	}
+}
+
+func (s *stack) restore(t *testing.T, name string, args ...string) *velerov1.Restore {
+	t.Helper()
+	s.veleroCLI(t, append([]string{"restore", "create", name, "--wait"}, args...)...)
+	r := &velerov1.Restore{}
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, r))
+	t.Cleanup(func() {
+		_, _ = runErr(s.velero, "-n", s.veleroNS, "restore", "delete", name, "--confirm")
+	})
+	return r
+}
+
+func (s *stack) dataUploads(t *testing.T, backup string) []velerov2alpha1.DataUpload {
+	t.Helper()
+	var l velerov2alpha1.DataUploadList
+	require.NoError(t, s.c.List(ctxT(t), &l, crclient.InNamespace(s.veleroNS),
+		crclient.MatchingLabels{velerov1.BackupNameLabel: backup}))
+	return l.Items
+}
+
+func (s *stack) dataDownloads(t *testing.T, restore string) []velerov2alpha1.DataDownload {
+	t.Helper()
+	var l velerov2alpha1.DataDownloadList
+	require.NoError(t, s.c.List(ctxT(t), &l, crclient.InNamespace(s.veleroNS),
+		crclient.MatchingLabels{velerov1.RestoreNameLabel: restore}))
+	return l.Items
+}
+
+// volumeSnapshots lists the VolumeSnapshots in the given namespaces (all if none).
+func (s *stack) volumeSnapshots(t *testing.T, namespaces ...string) []snapshotv1.VolumeSnapshot {
+	t.Helper()
+	var out []snapshotv1.VolumeSnapshot
+	if len(namespaces) == 0 {
+		namespaces = []string{""}
+	}
+	for _, ns := range namespaces {
+		var l snapshotv1.VolumeSnapshotList
+		require.NoError(t, s.c.List(ctxT(t), &l, crclient.InNamespace(ns)))
+		out = append(out, l.Items...)
+	}
+	return out
+}
+
+// leftovers lists what the mover or plugins may have left behind for a backup or restore:
+// worker pods, exposed PVCs, VolumeSnapshots and VolumeSnapshotContents it made.
+func (s *stack) leftovers(t *testing.T) []string {
+	t.Helper()
+	ctx := ctxT(t)
+	var found []string
+	var pods corev1.PodList
+	require.NoError(t, s.c.List(ctx, &pods, crclient.InNamespace(s.veleroNS), crclient.HasLabels{naming.ManagedByLabel}))
+	for _, p := range pods.Items {
+		found = append(found, "pod "+p.Name)
+	}
+	var pvcs corev1.PersistentVolumeClaimList
+	require.NoError(t, s.c.List(ctx, &pvcs, crclient.InNamespace(s.veleroNS)))
+	for _, p := range pvcs.Items {
+		found = append(found, "pvc "+p.Name)
+	}
+	var vss snapshotv1.VolumeSnapshotList
+	require.NoError(t, s.c.List(ctx, &vss))
+	for _, v := range vss.Items {
+		found = append(found, "volumesnapshot "+v.Namespace+"/"+v.Name)
+	}
+	var vscs snapshotv1.VolumeSnapshotContentList
+	require.NoError(t, s.c.List(ctx, &vscs))
+	for _, v := range vscs.Items {
+		found = append(found, "volumesnapshotcontent "+v.Name)
+	}
+	return found
+}
+
+// requireNoLeftovers waits briefly for asynchronous cleanup, then fails listing what remains.
+func (s *stack) requireNoLeftovers(t *testing.T) {
+	t.Helper()
+	var left []string
+	_ = wait.PollUntilContextTimeout(ctxT(t), 2*time.Second, 90*time.Second, true, func(context.Context) (bool, error) {
+		left = s.leftovers(t)
+		return len(left) == 0, nil
+	})
+	require.Empty(t, left, "objects left behind")
+}
+
+// backupLogs returns `velero backup logs NAME`.
+func (s *stack) backupLogs(t *testing.T, name string) string {
+	t.Helper()
+	return s.veleroCLI(t, "backup", "logs", name)
+}
+
+// repoPassword reads the repository password the mover uses (Velero's secret).
+func (s *stack) repoPassword(t *testing.T) string {
+	t.Helper()
+	var sec corev1.Secret
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: "velero-repo-credentials"}, &sec))
+	return strings.TrimSpace(string(sec.Data["repository-password"]))
+}
+
+// kopiaConnect connects the kopia CLI to the repository of one source namespace, read-only,
+// as a user inspecting Velero's repository would, and returns the kopia args prefix.
+func (s *stack) kopiaConnect(t *testing.T, ns, prefix string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := []string{"--config-file", filepath.Join(dir, "repo.config")}
+	args := append([]string{"repository", "connect", "s3", "--bucket", s.bucket, "--prefix", prefix,
+		"--endpoint", s.s3Endpoint, "--disable-tls", "--access-key", s.accessKey, "--secret-access-key", s.secretKey,
+		"--password", s.repoPassword(t), "--cache-directory", filepath.Join(dir, "cache"), "--readonly"}, cfg...)
+	run(t, s.kopia, args...)
+	return cfg
+}
+
+// requireDescribeShowsMove checks that `velero backup describe --details` tells the user
+// that the PVC's data was moved, and by which action. Velero lists the PVC under its
+// backup item operations in every configuration; the per-volume "Data Movement" section
+// comes from Velero's volume info, which Velero only writes when it runs with EnableCSI
+// (internal/volume/volumes_information.go generateVolumeInfoFromDataUpload).
+func (s *stack) requireDescribeShowsMove(t *testing.T, backup, ns, pvc, action string) {
+	t.Helper()
+	details := s.veleroCLI(t, "backup", "describe", backup, "--details")
+	require.Contains(t, details, "Operation for persistentvolumeclaims "+ns+"/"+pvc, details)
+	require.Regexp(t, `Backup Item Action Plugin:\s+`+regexp.QuoteMeta(action), details)
+	if s.features() == naming.FeatureEnableCSI {
+		require.Regexp(t, `Data Mover: `+naming.DataMover, details)
+	}
+}
+
+// features returns the --features the Velero server currently runs with.
+func (s *stack) features() string {
+	b, err := os.ReadFile(filepath.Join(s.run, "velero", "features"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func runEnv(extraEnv []string, name string, args ...string) (string, error) {
+	var b bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.Stdout, cmd.Stderr = &b, &b
+	err := cmd.Run()
+	return b.String(), err
+}
+
+// repoRoot is the repository checkout the suite runs from (test/e2e/../..).
+func repoRoot() string {
+	wd, _ := os.Getwd()
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
+}
+
+func sha256File(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	require.NoError(t, err)
+	return hex.EncodeToString(h.Sum(nil))
+}
