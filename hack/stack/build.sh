@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# build.sh: build every binary and image the local stack needs, from the Go module proxy and Debian apt only.
+#
+#   hack/stack/build.sh
+#
+# Output: $SNAPMOVE_CACHE/stack-<hash of versions.env>/{bin,images,manifests} (default cache
+# $HOME/.cache/snapmove), outside the repo. Idempotent: pinned third-party binaries are built once per
+# versions.env; the repo's own programs (test CSI driver, hack/tools, the kopia CLI from the snapmove
+# module) are rebuilt every run, which costs seconds because go build skips up-to-date binaries.
+# A cold build compiles for ~25 min on 2 cores and needs ~20 GB of disk (Go build + module cache).
+# Builds run one at a time; each prints a heartbeat every 30 s. Build logs: $STACK_HOME/logs/build-*.log.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+MIN_FREE_GB=${SNAPMOVE_MIN_FREE_GB:-20}
+SRC=$STACK_HOME/src
+mkdir -p "$STACK_BIN" "$STACK_IMAGES" "$STACK_MANIFESTS" "$SRC" "$STACK_HOME/logs"
+exec 9> "$STACK_HOME/.build.lock"
+flock -n 9 || die "another build.sh holds $STACK_HOME/.build.lock"
+log "stack $STACK_KEY: building into $STACK_HOME"
+
+# --- apt ---
+apt_install() {
+  local missing=() p
+  for p in $APT_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2> /dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && { log "apt: all packages present"; return; }
+  log "apt: installing ${missing[*]}"
+  # Keep package maintainer scripts from starting etcd/containerd services (they would take our ports).
+  local policy=/usr/sbin/policy-rc.d added=0
+  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy && added=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq > "$STACK_HOME/logs/apt.log" 2>&1 &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+      >> "$STACK_HOME/logs/apt.log" 2>&1 || { [ $added = 0 ] || rm -f $policy; tail -20 "$STACK_HOME/logs/apt.log" >&2; die "apt-get failed"; }
+  [ $added = 0 ] || rm -f $policy
+  log "apt: done"
+}
+apt_install
+command -v go > /dev/null || die "go is not on PATH"
+
+# --- helpers ---
+need() { # need BIN...: true if any of the binaries is missing
+  local b
+  for b in "$@"; do [ -x "$STACK_BIN/$b" ] || return 0; done
+  return 1
+}
+
+check_disk() {
+  local d free
+  for d in "$STACK_HOME" "$(go env GOCACHE)" "$(go env GOMODCACHE)"; do
+    mkdir -p "$d"
+    free=$(($(df --output=avail -k "$d" | tail -1) / 1024 / 1024))
+    [ "$free" -ge "$MIN_FREE_GB" ] ||
+      die "only ${free} GB free on the filesystem of $d; a cold stack build needs ~${MIN_FREE_GB} GB (set SNAPMOVE_MIN_FREE_GB to override)"
+  done
+}
+
+# run_build NAME CMD...: run a build step with output to logs/build-NAME.log, a heartbeat every 30 s and
+# a progress line with its duration at the end. On failure print the log tail and stop.
+run_build() {
+  local name=$1 logf=$STACK_HOME/logs/build-$1.log s rc=0 i=0
+  shift
+  s=$(date +%s)
+  log "building $name ..."
+  "$@" > "$logf" 2>&1 &
+  local pid=$!
+  while kill -0 $pid 2> /dev/null; do
+    sleep 1
+    i=$((i + 1))
+    if ((i % 30 == 0)); then log "  ... still building $name ($((i / 60))m$((i % 60))s, log $logf)"; fi
+  done
+  wait $pid || rc=$?
+  if [ $rc -ne 0 ]; then
+    tail -30 "$logf" >&2
+    die "building $name failed (exit $rc); full log: $logf"
+  fi
+  log "built $name in $(($(date +%s) - s))s"
+}
+
+# modcopy MODULE@VERSION DIR: a writable copy of a module out of the module cache.
+modcopy() {
+  local dir
+  [ -d "$2" ] && return 0
+  dir=$(go mod download -json "$1" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  [ -n "$dir" ] || die "go mod download $1 gave no Dir"
+  cp -r "$dir" "$2.tmp"
+  chmod -R u+w "$2.tmp"
+  mv "$2.tmp" "$2"
+}
+
+# gobuild OUT ARGS...: go build -trimpath -o a temp file, then move it into place (no half-written binaries).
+gobuild() {
+  local out=$1
+  shift
+  go build -trimpath -o "$out.tmp" "$@" && mv "$out.tmp" "$out"
+}
+
+export GOFLAGS="-mod=mod -buildvcs=false" # third-party module copies: let go.mod/go.sum be completed
+
+HEAVY="kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl snapshot-controller csi-snapshotter
+csi-provisioner velero velero-plugin-for-aws minio"
+# shellcheck disable=SC2086
+if need $HEAVY; then check_disk; fi
+
+# --- kubernetes: a scratch module requiring k8s.io/kubernetes with its staging repos pinned ---
+build_k8s() {
+  local d=$SRC/k8s gomod
+  if [ ! -f "$d/go.sum" ]; then
+    mkdir -p "$d"
+    gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
+    {
+      printf 'module snapmove.local/stack/k8s\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+      grep -E '^\s*k8s.io/[a-z0-9-]+ => \./staging' "$gomod" | awk -v v="$K8S_STAGING_VERSION" '{print "\t"$1" => "$1" "v}'
+      printf ')\n'
+    } > "$d/go.mod"
+    (cd "$d" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION")
+  fi
+  local ld="-s -w" p minor
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$K8S_BUILD_DATE"
+  done
+  cd "$d"
+  case $1 in
+    # kubectl goes into an image (smoke test of in-cluster API access), so it must be static.
+    kubectl) CGO_ENABLED=0 gobuild "$STACK_BIN/kubectl" -ldflags="$ld" k8s.io/kubernetes/cmd/kubectl ;;
+    *) gobuild "$STACK_BIN/$1" -ldflags="$ld" "k8s.io/kubernetes/cmd/$1" ;;
+  esac
+}
+for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+  if need $c; then run_build $c build_k8s $c; fi
+done
+
+# --- external-snapshotter: its nested ./client replace must point at the published client module ---
+build_snapshotter() {
+  local d=$SRC/external-snapshotter
+  modcopy "github.com/kubernetes-csi/external-snapshotter/v8@$SNAPSHOTTER_VERSION" "$d"
+  sed -i "s#^replace github.com/kubernetes-csi/external-snapshotter/client/v8 => ./client\$#replace github.com/kubernetes-csi/external-snapshotter/client/v8 => github.com/kubernetes-csi/external-snapshotter/client/v8 $SNAPSHOTTER_VERSION#" "$d/go.mod"
+  cd "$d" && gobuild "$STACK_BIN/$1" -ldflags="-s -w -X main.version=$SNAPSHOTTER_VERSION" "./cmd/$1"
+}
+for c in snapshot-controller csi-snapshotter; do
+  if need $c; then run_build $c build_snapshotter $c; fi
+done
+if [ ! -f "$STACK_MANIFESTS/snapshot-crds/.done" ]; then
+  crd=$(go mod download -json "github.com/kubernetes-csi/external-snapshotter/client/v8@$SNAPSHOTTER_VERSION" |
+    sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')/config/crd
+  mkdir -p "$STACK_MANIFESTS/snapshot-crds"
+  cp "$crd"/*_*.yaml "$STACK_MANIFESTS/snapshot-crds/" # the kustomization.yaml there is not for kubectl apply
+  touch "$STACK_MANIFESTS/snapshot-crds/.done"
+  log "snapshot CRDs copied"
+fi
+
+# --- external-provisioner ---
+build_provisioner() {
+  modcopy "github.com/kubernetes-csi/external-provisioner/v5@$PROVISIONER_VERSION" "$SRC/external-provisioner"
+  cd "$SRC/external-provisioner" &&
+    gobuild "$STACK_BIN/csi-provisioner" -ldflags="-s -w -X main.version=$PROVISIONER_VERSION" ./cmd/csi-provisioner
+}
+if need csi-provisioner; then run_build csi-provisioner build_provisioner; fi
+
+# --- velero: keeps its kopia replace; plus replaces for k8s patch releases the mirror lacks ---
+build_velero() {
+  local d=$SRC/velero b=github.com/vmware-tanzu/velero/pkg/buildinfo
+  modcopy "github.com/vmware-tanzu/velero@$VELERO_VERSION" "$d"
+  if ! grep -q 'snapmove stack: versions missing' "$d/go.mod"; then
+    printf '\n// snapmove stack: versions missing from the module proxy mirror\nreplace (\n%s\n)\n' \
+      "$(echo "$VELERO_EXTRA_REPLACES" | sed 's/^/\t/')" >> "$d/go.mod"
+  fi
+  cd "$d" && gobuild "$STACK_BIN/velero" \
+    -ldflags="-s -w -X $b.Version=$VELERO_VERSION -X $b.GitSHA=$VELERO_VERSION -X $b.GitTreeState=clean" ./cmd/velero
+}
+if need velero; then run_build velero build_velero; fi
+build_velero_aws() {
+  modcopy "github.com/vmware-tanzu/velero-plugin-for-aws@$VELERO_AWS_VERSION" "$SRC/velero-plugin-for-aws"
+  cd "$SRC/velero-plugin-for-aws" && gobuild "$STACK_BIN/velero-plugin-for-aws" -ldflags="-s -w" ./velero-plugin-for-aws
+}
+if need velero-plugin-for-aws; then run_build velero-plugin-for-aws build_velero_aws; fi
+if [ ! -s "$STACK_MANIFESTS/velero-crds.yaml" ]; then
+  KUBECONFIG=/dev/null "$STACK_BIN/velero" install --crds-only --dry-run -o yaml > "$STACK_MANIFESTS/velero-crds.yaml.tmp"
+  mv "$STACK_MANIFESTS/velero-crds.yaml.tmp" "$STACK_MANIFESTS/velero-crds.yaml"
+  log "velero CRDs rendered"
+fi
+
+# --- MinIO ---
+build_minio() {
+  modcopy "github.com/minio/minio@$MINIO_VERSION" "$SRC/minio"
+  cd "$SRC/minio" && gobuild "$STACK_BIN/minio" -ldflags="-s -w" .
+}
+if need minio; then run_build minio build_minio; fi
+
+# --- the repo's own programs: rebuilt every run (go build skips up-to-date binaries) ---
+export GOFLAGS="-mod=readonly -buildvcs=false" # never touch the repo's go.mod/go.sum
+# kopia CLI from the snapmove module (go.mod: `tool github.com/kopia/kopia`, so go.sum covers the CLI's
+# packages), so it is exactly the kopia (Velero's fork, via replace) snapmove links.
+run_build kopia sh -c "cd '$REPO_ROOT' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/kopia' github.com/kopia/kopia"
+run_build tools sh -c "cd '$REPO_ROOT/hack/tools' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/' ./imgtool ./s3mb &&
+  CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/pause' ./pause"
+if [ "$(cd "$REPO_ROOT/test/csidriver" && go list -f '{{.Name}}' . 2> /dev/null)" = main ]; then
+  run_build csidriver sh -c "cd '$REPO_ROOT/test/csidriver' && go build -trimpath -o '$STACK_BIN/csidriver' ."
+else
+  log "WARNING: test/csidriver has no main package yet; csidriver not built (up.sh needs it)"
+fi
+
+# --- images (docker-archive tarballs for ctr import); cheap, redone when an input is newer ---
+image() { # image REF TAR ENTRYPOINT SRC=DST...
+  local ref=$1 tar=$2 ep=$3 f stale=0
+  shift 3
+  [ -s "$tar" ] || stale=1
+  for f in "${@%%=*}" "$STACK_BIN/imgtool"; do [ "$f" -nt "$tar" ] && stale=1; done
+  [ $stale = 1 ] || return 0
+  "$STACK_BIN/imgtool" -ref "$ref" -out "$tar.tmp" -entrypoint "$ep" "$@" && mv "$tar.tmp" "$tar"
+  log "image $ref -> $tar"
+}
+image "$PAUSE_IMAGE" "$STACK_IMAGES/pause.tar" /pause "$STACK_BIN/pause=/pause"
+image "$BUSYBOX_IMAGE" "$STACK_IMAGES/busybox.tar" /bin/busybox,sh /bin/busybox=/bin/busybox
+image "$KUBECTL_IMAGE" "$STACK_IMAGES/kubectl.tar" /kubectl "$STACK_BIN/kubectl=/kubectl"
+
+log "all built: bin $STACK_BIN, images $STACK_IMAGES"

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# up.sh: start the local stack from the binaries build.sh made, all as host processes on 127.0.0.1:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the test CSI driver + snapshot-controller,
+# csi-snapshotter, csi-provisioner, MinIO, containerd + kubelet (node snapmove-node), and the Velero server.
+#
+#   hack/stack/up.sh                      # then: . /tmp/snapmove-stack/env
+#   SNAPMOVE_BINARY=/path/snapmove hack/stack/up.sh   # also install the snapmove plugin into Velero
+#   VELERO_FEATURES=EnableCSI hack/stack/up.sh        # Velero server --features (default: none)
+#
+# Takes ~15 s. Writes $RUN/env (export lines for tests). Refuses to start over a live stack; wipes what a
+# stopped one left behind. Stop with down.sh. Logs: $RUN/logs/<process>.log.
+#
+# Node networking: pods must use hostNetwork. containerd gets a CNI config with only the `loopback`
+# plugin, so the runtime reports NetworkReady and the node goes Ready honestly (the kubelet's own
+# condition; nothing is patched). The scheduler then places pods normally (no nodeName needed). A pod
+# without hostNetwork fails at sandbox creation, because that network gives it no eth0 address.
+# The service CIDR is 127.0.100.0/24 and a socat relay forwards 127.0.100.1:443 (the `kubernetes`
+# Service) to the apiserver, so hostNetwork pods reach the API with plain in-cluster config.
+# `kubectl logs/exec` do not work (the node has no usable address); read container logs from
+# /var/log/pods/<namespace>_<pod>_<uid>/<container>/0.log instead.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+for b in etcd etcdctl containerd runc ctr socat openssl losetup; do
+  command -v $b > /dev/null || die "$b not found: run hack/stack/build.sh (it installs the apt packages)"
+done
+[ -x /usr/lib/cni/loopback ] || die "/usr/lib/cni/loopback not found: run hack/stack/build.sh"
+for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl snapshot-controller csi-snapshotter \
+  csi-provisioner velero velero-plugin-for-aws minio kopia s3mb csidriver; do
+  [ -x "$STACK_BIN/$b" ] || die "$STACK_BIN/$b missing: run hack/stack/build.sh"
+done
+for i in pause busybox kubectl; do [ -s "$STACK_IMAGES/$i.tar" ] || die "$STACK_IMAGES/$i.tar missing: run hack/stack/build.sh"; done
+[ -s "$STACK_MANIFESTS/velero-crds.yaml" ] || die "$STACK_MANIFESTS/velero-crds.yaml missing: run hack/stack/build.sh"
+
+# --- refuse a live stack; wipe a stopped one ---
+for n in $STACK_PROCS; do
+  if p=$(pid_of "$n"); then die "$n is still running (pid $p) in $RUN: run hack/stack/down.sh first"; fi
+done
+if [ -e "$RUN" ]; then
+  if [ ! -f "$RUN/.snapmove-stack" ] && [ -n "$(ls -A "$RUN")" ]; then
+    die "$RUN exists and is not a snapmove stack run dir; refusing to wipe it"
+  fi
+fi
+host_cleanup || die "could not clean up after the previous stack (see above)"
+[ -z "$(mounts_under "$RUN")" ] || die "mounts remain under $RUN"
+rm -rf "$RUN"
+for port in 2379 2380 2381 6443 9000 9001 10248 10250 10257 10259 8085 6060; do
+  if (echo > /dev/tcp/127.0.0.1/$port) 2> /dev/null; then die "127.0.0.1:$port is in use by another process"; fi
+done
+if (echo > /dev/tcp/127.0.100.1/443) 2> /dev/null; then die "127.0.100.1:443 is in use by another process"; fi
+mkdir -p "$RUN"/{pids,logs,pki,etcd,csi,csi-data,velero/plugins,s3/minio,containerd/cni} "$KUBELET_ROOT/plugins_registry"
+touch "$RUN/.snapmove-stack"
+export KUBECONFIG=$RUN/kubeconfig
+P=$RUN/pki
+
+# --- PKI ---
+(
+  cd "$P"
+  openssl genrsa -out sa.key 2048
+  openssl rsa -in sa.key -pubout -out sa.pub
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj /CN=snapmove-stack-ca
+  openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver
+  printf 'subjectAltName=IP:127.0.0.1,IP:127.0.100.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n' > ext.cnf
+  openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile ext.cnf
+  echo "snapmove-admin-token,admin,admin-uid,system:masters" > tokens.csv
+) > "$RUN/logs/pki.log" 2>&1 || die "openssl failed (log $RUN/logs/pki.log)"
+cat > "$KUBECONFIG" << EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: snapmove, cluster: {server: "https://127.0.0.1:6443", certificate-authority: "$P/ca.crt"}}]
+users: [{name: admin, user: {token: snapmove-admin-token}}]
+contexts: [{name: snapmove, context: {cluster: snapmove, user: admin}}]
+current-context: snapmove
+EOF
+log "PKI written"
+
+# --- etcd, and what does not need the API (MinIO, containerd) while the apiserver boots ---
+start etcd etcd --name snapmove --data-dir "$RUN/etcd" \
+  --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+  --initial-cluster snapmove=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381
+
+# This MinIO build accepts only minioadmin:minioadmin whatever MINIO_ROOT_* say.
+start minio env MINIO_ROOT_USER=minioadmin MINIO_ROOT_PASSWORD=minioadmin MINIO_UPDATE=off \
+  "$STACK_BIN/minio" server "$RUN/s3/minio" --address 127.0.0.1:9000 --console-address 127.0.0.1:9001
+
+C=$RUN/containerd
+# restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE, so runc cannot set the pause container's
+# negative oom_score_adj and every sandbox would fail ("can't get final child's PID from pipe").
+cat > "$C/config.toml" << EOF
+version = 2
+root = "$C/root"
+state = "$C/state"
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$C/cni"
+EOF
+# loopback-only network (see the header): makes the runtime network ready without a pod network.
+cat > "$C/cni/10-snapmove-loopback.conflist" << 'EOF'
+{"cniVersion": "0.4.0", "name": "snapmove-loopback", "plugins": [{"type": "loopback"}]}
+EOF
+start containerd containerd --config "$C/config.toml"
+
+waitup etcd 30 env ETCDCTL_API=3 etcdctl --endpoints http://127.0.0.1:2379 endpoint health
+log "etcd up"
+
+# --- apiserver (+ service relay), controller-manager, scheduler ---
+start kube-apiserver "$STACK_BIN/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
+  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port=6443 \
+  --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" \
+  --token-auth-file="$P/tokens.csv" --authorization-mode=Node,RBAC \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
+  --service-cluster-ip-range=127.0.100.0/24 --allow-privileged=true --endpoint-reconciler-type=none \
+  --enable-admission-plugins=NamespaceLifecycle,ServiceAccount,DefaultStorageClass,PersistentVolumeClaimResize
+start svc-relay socat TCP-LISTEN:443,bind=127.0.100.1,fork,reuseaddr TCP:127.0.0.1:6443
+
+waitup containerd 30 test -S "$CONTAINERD_SOCK"
+for i in pause busybox kubectl; do
+  ctr -a "$CONTAINERD_SOCK" -n k8s.io images import "$STACK_IMAGES/$i.tar" > "$RUN/logs/import-$i.log" 2>&1 ||
+    die "importing $i.tar failed (log $RUN/logs/import-$i.log)"
+done
+log "containerd up, images imported"
+
+waitup kube-apiserver 90 kctl get --raw /readyz
+log "apiserver ready"
+start kube-controller-manager "$STACK_BIN/kube-controller-manager" --kubeconfig="$KUBECONFIG" \
+  --authentication-kubeconfig="$KUBECONFIG" --authorization-kubeconfig="$KUBECONFIG" \
+  --bind-address=127.0.0.1 --secure-port=10257 --leader-elect=false --use-service-account-credentials=false \
+  --service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" \
+  --controllers='*,-nodeipam,-cloud-node-lifecycle,-service,-route,-bootstrapsigner,-tokencleaner'
+start kube-scheduler "$STACK_BIN/kube-scheduler" --kubeconfig="$KUBECONFIG" \
+  --authentication-kubeconfig="$KUBECONFIG" --authorization-kubeconfig="$KUBECONFIG" \
+  --bind-address=127.0.0.1 --secure-port=10259 --leader-elect=false
+
+# --- CRDs: snapshot (incl. group snapshot) + Velero ---
+kctl apply -f "$STACK_MANIFESTS/snapshot-crds/" > "$RUN/logs/crds.log"
+kctl apply -f "$STACK_MANIFESTS/velero-crds.yaml" >> "$RUN/logs/crds.log"
+kctl wait --for condition=established --timeout=60s crd --all > /dev/null
+log "CRDs established"
+
+# --- CSI: test driver (serves kubelet plugin registration itself) + sidecars ---
+start csidriver "$STACK_BIN/csidriver" --endpoint "unix://$RUN/csi/csi.sock" --drivername "$CSI_DRIVER" \
+  --nodeid "$NODE_NAME" --statedir "$RUN/csi-data" \
+  --kubelet-registration-path "$KUBELET_ROOT/plugins_registry/$CSI_DRIVER-reg.sock"
+waitup csidriver 30 test -S "$RUN/csi/csi.sock"
+start snapshot-controller "$STACK_BIN/snapshot-controller" --kubeconfig="$KUBECONFIG" --leader-election=false
+start csi-snapshotter "$STACK_BIN/csi-snapshotter" --kubeconfig="$KUBECONFIG" --csi-address="$RUN/csi/csi.sock" \
+  --leader-election=false
+# Topology=false: the StorageClass is Immediate, so provisioning never waits for a node anyway.
+start csi-provisioner "$STACK_BIN/csi-provisioner" --kubeconfig="$KUBECONFIG" --csi-address="$RUN/csi/csi.sock" \
+  --leader-election=false --feature-gates=Topology=false --extra-create-metadata
+kctl apply -f - > /dev/null << EOF
+apiVersion: storage.k8s.io/v1
+kind: CSIDriver
+metadata: {name: $CSI_DRIVER}
+spec: {attachRequired: false, podInfoOnMount: true, volumeLifecycleModes: [Persistent], fsGroupPolicy: File}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: $STORAGE_CLASS, annotations: {storageclass.kubernetes.io/is-default-class: "true"}}
+provisioner: $CSI_DRIVER
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+allowVolumeExpansion: true
+---
+apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshotClass
+metadata: {name: $SNAPSHOT_CLASS, labels: {velero.io/csi-volumesnapshot-class: "true"}}
+driver: $CSI_DRIVER
+deletionPolicy: Delete
+EOF
+log "CSI driver and sidecars started"
+
+# --- kubelet ---
+cat > "$RUN/kubelet-config.yaml" << EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
+authorization: {mode: AlwaysAllow}
+cgroupDriver: cgroupfs
+failSwapOn: false
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
+resolvConf: ""
+hairpinMode: none
+evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+enforceNodeAllocatable: []
+EOF
+start kubelet "$STACK_BIN/kubelet" --config="$RUN/kubelet-config.yaml" --kubeconfig="$KUBECONFIG" \
+  --hostname-override="$NODE_NAME" --node-ip=127.0.0.1 --root-dir="$KUBELET_ROOT"
+
+# --- S3 bucket, Velero objects (while the kubelet registers) ---
+waitup minio 60 curl -sf http://127.0.0.1:9000/minio/health/live
+"$STACK_BIN/s3mb" 127.0.0.1:9000 minioadmin minioadmin velero 2> "$RUN/logs/s3mb.log" || die "creating bucket velero failed"
+log "MinIO up, bucket velero"
+printf '[default]\naws_access_key_id = minioadmin\naws_secret_access_key = minioadmin\n' > "$RUN/velero/credentials"
+kctl create namespace velero > /dev/null
+kctl -n velero create secret generic cloud-credentials --from-file=cloud="$RUN/velero/credentials" > /dev/null
+kctl apply -f - > /dev/null << EOF
+# Velero reads its own Deployment's image for restore helpers; restores fail without it.
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: velero, namespace: velero, labels: {component: velero}}
+spec:
+  replicas: 0
+  selector: {matchLabels: {component: velero}}
+  template:
+    metadata: {labels: {component: velero}}
+    spec: {containers: [{name: velero, image: "velero/velero:$VELERO_VERSION"}]}
+---
+apiVersion: velero.io/v1
+kind: BackupStorageLocation
+metadata: {name: default, namespace: velero}
+spec:
+  provider: aws
+  default: true
+  objectStorage: {bucket: velero, prefix: backups}
+  credential: {name: cloud-credentials, key: cloud}
+  config: {region: us-east-1, s3ForcePathStyle: "true", s3Url: "http://127.0.0.1:9000"}
+EOF
+
+waitup kubelet 60 sh -c "'$STACK_BIN/kubectl' get csinode $NODE_NAME -o jsonpath='{.spec.drivers[*].name}' | grep -qw $CSI_DRIVER"
+waitup kubelet 60 kctl wait --for=condition=Ready --timeout=1s node/$NODE_NAME
+# The kubelet registers the node with the node.kubernetes.io/not-ready:NoSchedule taint; KCM's
+# nodelifecycle controller lifts it once the node is Ready. Until then the scheduler places nothing.
+waitup kube-controller-manager 60 sh -c "! '$STACK_BIN/kubectl' get node $NODE_NAME -o jsonpath='{.spec.taints[*].key}' | grep -q ."
+log "kubelet up: node $NODE_NAME Ready, CSINode lists $CSI_DRIVER"
+
+# --- Velero server ---
+cp -f "$STACK_BIN/velero-plugin-for-aws" "$RUN/velero/plugins/"
+if [ -n "${SNAPMOVE_BINARY:-}" ]; then
+  # what the helm chart's initContainer does
+  "$SNAPMOVE_BINARY" install "$RUN/velero/plugins" > "$RUN/logs/snapmove-install.log" 2>&1 ||
+    die "$SNAPMOVE_BINARY install failed (log $RUN/logs/snapmove-install.log)"
+  log "snapmove installed into $RUN/velero/plugins"
+fi
+velero_start
+log "velero up (features: '${VELERO_FEATURES:-}'), BSL default Available"
+
+cat > "$RUN/env" << EOF
+export KUBECONFIG=$KUBECONFIG
+export VELERO_NAMESPACE=velero
+export VELERO=$STACK_BIN/velero
+export KOPIA=$STACK_BIN/kopia
+export KUBECTL=$STACK_BIN/kubectl
+export S3_ENDPOINT=127.0.0.1:9000
+export AWS_ACCESS_KEY_ID=minioadmin
+export AWS_SECRET_ACCESS_KEY=minioadmin
+export BUCKET=velero
+export BSL_PREFIX=backups
+export CSI_STATEDIR=$RUN/csi-data
+export CSI_DRIVER=$CSI_DRIVER
+export STACK_RUN=$RUN
+export STACK_BIN=$STACK_BIN
+export STORAGE_CLASS=$STORAGE_CLASS
+export SNAPSHOT_CLASS=$SNAPSHOT_CLASS
+export NODE_NAME=$NODE_NAME
+EOF
+log "stack up; environment: . $RUN/env"
