@@ -4,7 +4,8 @@
 #
 # - host networking for the controller and the worker pods: the stack has no pod network (no
 #   CNI plugin with addresses: everything listens on 127.0.0.1, see hack/stack/up.sh), and the
-#   controller's metrics/health endpoints are bound to 127.0.0.1 for the same reason;
+#   controller's metrics/health endpoints are bound to 127.0.0.1 for the same reason (and,
+#   sharing the host's ports, the old pod must be gone before the new one starts: Recreate);
 # - a shorter prepareTimeout, so the e2e cases that must fail in preparation fail quickly.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh"
@@ -16,6 +17,8 @@ k -n velero patch configmap snapmove-mover --type merge \
   -p '{"data":{"workerHostNetwork":"true","prepareTimeout":"3m"}}' > /dev/null
 k -n velero patch deployment snapmove-mover --type json -p '[
   {"op":"add","path":"/spec/template/spec/hostNetwork","value":true},
+  {"op":"replace","path":"/spec/strategy","value":{"type":"Recreate"}},
+  {"op":"remove","path":"/spec/template/spec/containers/0/ports"},
   {"op":"replace","path":"/spec/template/spec/containers/0/args","value":[
     "--namespace=$(VELERO_NAMESPACE)",
     "--worker-image='"${SNAPMOVE_IMAGE:-ghcr.io/snapmove/snapmove:v0.1.0}"'",

@@ -59,7 +59,10 @@ func TestSeedRoundTrip(t *testing.T) {
 	run(t, s.kopia, append([]string{"snapshot", "restore", du.Status.SnapshotID, restored}, kcfg...)...)
 	kgot, err := treecheck.Manifest(restored)
 	require.NoError(t, err)
-	require.Empty(t, treecheck.Compare(want, kgot, treecheck.Options{}), "kopia CLI restore differs")
+	// The kopia CLI restores a directory's mtime as the newest mtime below it (what kopia
+	// records in directory summaries), not the directory's own: snapmove's restore keeps
+	// the real one, which the check of the restored volume below verifies.
+	require.Empty(t, treecheck.Compare(want, kgot, treecheck.Options{IgnoreDirMtime: true}), "kopia CLI restore differs")
 
 	s.deleteNamespace(t, ns)
 
@@ -73,7 +76,7 @@ func TestSeedRoundTrip(t *testing.T) {
 
 	got, err := treecheck.Manifest(s.volumePath(t, ns, pvc))
 	require.NoError(t, err)
-	require.Empty(t, treecheck.Compare(want, got, treecheck.Options{}), "restored volume differs")
+	require.Empty(t, treecheck.Compare(want, got, treecheck.Options{CheckAllocation: true, ExactSymlinkMtime: true}), "restored volume differs")
 	s.requireNoLeftovers(t)
 }
 

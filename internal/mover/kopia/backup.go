@@ -253,12 +253,24 @@ func findPreviousSnapshot(ctx context.Context, rep repo.Repository, si snapshot.
 
 // setupPolicy persists the source policy Velero's uploader persists (setupPolicy,
 // getDefaultPolicy) and returns the effective policy tree.
+//
+// One deliberate difference: Velero's policy inherits kopia's file-ignore defaults, so its
+// mover silently leaves out every directory holding a CACHEDIR.TAG and whatever a
+// .kopiaignore file in the volume lists. A volume backup must hold the whole volume, so
+// both are switched off here: cache directories are kept, and the only dot-ignore file
+// name is one that cannot exist (a name with a "/" never appears in a directory listing).
+// kopia cannot express "no dot-ignore files" otherwise: an empty list inherits the default.
 func setupPolicy(ctx context.Context, w repo.RepositoryWriter, si snapshot.SourceInfo, parallel int) (*policy.Tree, error) {
 	keep := policy.OptionalInt(math.MaxInt32)
 	par := policy.OptionalInt(parallel)
 	above := policy.OptionalInt64(parallelUploadAboveSize)
 	ignoreUnknown := policy.OptionalBool(true)
+	keepCacheDirs := policy.OptionalBool(false)
 	pol := &policy.Policy{
+		FilesPolicy: policy.FilesPolicy{
+			IgnoreCacheDirectories: &keepCacheDirs,
+			DotIgnoreFiles:         []string{noDotIgnoreFile},
+		},
 		RetentionPolicy: policy.RetentionPolicy{
 			KeepLatest: &keep, KeepAnnual: &keep, KeepDaily: &keep,
 			KeepHourly: &keep, KeepMonthly: &keep, KeepWeekly: &keep,
@@ -277,6 +289,9 @@ func setupPolicy(ctx context.Context, w repo.RepositoryWriter, si snapshot.Sourc
 	tree, err := policy.TreeForSource(ctx, w, si)
 	return tree, errors.Wrap(err, "reading source policy")
 }
+
+// noDotIgnoreFile is a dot-ignore file name no directory can contain.
+const noDotIgnoreFile = "snapmove/backs-up-everything"
 
 // failedEntries lists the entries the upload could not read, except unknown types
 // (sockets, FIFOs), which the policy ignores as Velero's does.

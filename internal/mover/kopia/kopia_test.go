@@ -27,6 +27,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snapmove/snapmove/internal/mover/repository"
+	"github.com/snapmove/snapmove/test/datagen"
+	"github.com/snapmove/snapmove/test/treecheck"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
@@ -607,4 +609,25 @@ func TestWriteDataModes(t *testing.T) {
 	}
 	require.True(t, allZero(make([]byte, 3<<20)))
 	require.False(t, allZero(append(make([]byte, 2<<20), 1)))
+}
+
+// TestBackupKeepsEverything: the awkward tree of test/datagen (including a directory with a
+// CACHEDIR.TAG and a .kopiaignore that lists files) comes back complete. Velero's uploader
+// would leave those out (kopia's default file-ignore policy).
+func TestBackupKeepsEverything(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	require.NoError(t, datagen.GenTricky(src))
+	want, err := treecheck.Manifest(src)
+	require.NoError(t, err)
+	r := openRepo(t, testLocation(t), Options{Create: true})
+
+	res, err := r.Backup(ctx, backupReq(src))
+	require.NoError(t, err)
+	dst := t.TempDir()
+	_, err = r.Restore(ctx, RestoreRequest{SnapshotID: res.SnapshotID, Path: dst, WriteSparse: true})
+	require.NoError(t, err)
+	got, err := treecheck.Manifest(dst)
+	require.NoError(t, err)
+	require.Empty(t, treecheck.Compare(want, got, treecheck.Options{CheckAllocation: true, ExactSymlinkMtime: true}))
 }

@@ -77,8 +77,12 @@ type Config struct {
 	Name      string // the DataUpload's or DataDownload's
 	Path      string // the volume (mount point or device)
 	Block     bool
-	// WriteSparseDefault applies to filesystem restores whose DataDownload does not set
-	// dataMoverConfig.WriteSparseFiles.
+	// WriteSparseDefault says whether filesystem restores keep holes (zero runs become
+	// holes). A DataDownload's dataMoverConfig.WriteSparseFiles can only turn it on:
+	// Velero writes that key into every DataDownload, "false" unless the user passed
+	// `velero restore create --write-sparse-files` (pkg/util/uploader StoreRestoreConfig),
+	// so "false" there means "not asked", not "fill the holes". The mover's settings
+	// (writeSparseFiles: false) are the way to get fully allocated files.
 	WriteSparseDefault bool
 	// TerminationLog is where the result goes (the kubelet reads /dev/termination-log).
 	TerminationLog string
@@ -174,8 +178,8 @@ func (w *Worker) restore(ctx context.Context) (expose.Result, error) {
 	}
 	sparse := w.Config.WriteSparseDefault
 	if v, ok := dd.Spec.DataMoverConfig[configWriteSparse]; ok {
-		if b, err := strconv.ParseBool(v); err == nil {
-			sparse = b
+		if b, err := strconv.ParseBool(v); err == nil && b {
+			sparse = true
 		}
 	}
 	repo, err := w.open(ctx, dd.Spec.BackupStorageLocation, dd.Spec.SourceNamespace, false)

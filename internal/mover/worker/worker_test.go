@@ -243,11 +243,14 @@ func TestRestore(t *testing.T) {
 		snapshotID string
 		config     map[string]string
 		block      bool
+		sparseOff  bool // mover settings writeSparseFiles: false
 		wantSparse bool
 		wantOpen   bool
 	}{
 		{name: "default sparse", snapshotID: "k1", wantSparse: true, wantOpen: true},
-		{name: "DataDownload says no sparse", snapshotID: "k1", config: map[string]string{"WriteSparseFiles": "false", "ParallelFilesDownload": "8"}, wantOpen: true},
+		{name: "Velero's default false keeps holes", snapshotID: "k1", config: map[string]string{"WriteSparseFiles": "false", "ParallelFilesDownload": "8"}, wantSparse: true, wantOpen: true},
+		{name: "settings off", snapshotID: "k1", sparseOff: true, config: map[string]string{"WriteSparseFiles": "false"}, wantOpen: true},
+		{name: "settings off, user asked for sparse", snapshotID: "k1", sparseOff: true, config: map[string]string{"WriteSparseFiles": "true"}, wantSparse: true, wantOpen: true},
 		{name: "block is never sparse", snapshotID: "k1", block: true, config: map[string]string{"WriteSparseFiles": "true"}, wantOpen: true},
 		{name: "no snapshot", snapshotID: "", wantOpen: false},
 	}
@@ -255,6 +258,7 @@ func TestRestore(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "dd-1", dd(velerov2alpha1.DataDownloadPhaseInProgress, tc.snapshotID, tc.config))
 			e.w.Config.Block = tc.block
+			e.w.Config.WriteSparseDefault = !tc.sparseOff
 			e.w.Config.Path = expose.VolumePath(expose.Restore, tc.block)
 			e.repo.restore = func(ctx context.Context, req RestoreRequest) (RestoreResult, error) {
 				req.OnProgress(Progress{TotalBytes: 10, BytesDone: 5})
