@@ -83,7 +83,7 @@ func TestDDAcceptedExposes(t *testing.T) {
 		e.reconcileDD()
 		pvc := ourPVC(ddName)
 		require.True(t, e.exists(pvc))
-		require.Equal(t, "4Gi", pvc.Spec.Resources.Requests.Storage().String(), "max(request, snapshot size rounded up)")
+		require.Equal(t, "1Gi", pvc.Spec.Resources.Requests.Storage().String(), "the target request: a filesystem snapshot's logical size does not size the volume")
 		require.Equal(t, "wffc", *pvc.Spec.StorageClassName)
 		require.Equal(t, nodeA, pvc.Annotations[expose.SelectedNodeAnnotation])
 		require.Equal(t, "DataDownload", pvc.OwnerReferences[0].Kind)

@@ -192,8 +192,7 @@ type RestorePVCParams struct {
 const SelectedNodeAnnotation = "volume.kubernetes.io/selected-node"
 
 // RestorePVC is the PVC in Velero's namespace the worker restores into: same class,
-// access modes and volume mode as the target, and at least as large as both the target's
-// request and the snapshot (rounded up to whole GiB).
+// access modes and volume mode as the target, sized by RestoreSize.
 func RestorePVC(p RestorePVCParams) *corev1.PersistentVolumeClaim {
 	size := RestoreSize(p.Target, p.SnapshotSize)
 	pvc := &corev1.PersistentVolumeClaim{
@@ -222,18 +221,27 @@ func RestorePVC(p RestorePVCParams) *corev1.PersistentVolumeClaim {
 	return pvc
 }
 
-// RestoreSize is max(target request, snapshotSize rounded up to GiB).
+// RestoreSize is the size of the volume a restore writes. It is the target PVC's request,
+// which Velero restored from the backed-up PVC, so the volume comes back at the size it
+// had. The snapshot size only matters where the data cannot fit otherwise:
+//   - a block volume's snapshot is the whole device: the volume is at least that large,
+//     exactly (a device of another size is another device);
+//   - a filesystem snapshot's size is the sum of its files' logical sizes, which sparse
+//     files can make larger than the volume that held them, so it only stands in, rounded
+//     up to whole GiB, when the target has no request.
 func RestoreSize(target *corev1.PersistentVolumeClaim, snapshotSize int64) resource.Quantity {
 	req := target.Spec.Resources.Requests[corev1.ResourceStorage]
-	const gib = int64(1) << 30
-	if snapshotSize > 0 && snapshotSize < math.MaxInt64-gib {
-		rounded := (snapshotSize + gib - 1) / gib * gib
-		if req.IsZero() || req.Value() < rounded {
-			return *resource.NewQuantity(rounded, resource.BinarySI)
-		}
+	block := target.Spec.VolumeMode != nil && *target.Spec.VolumeMode == corev1.PersistentVolumeBlock
+	switch {
+	case block && snapshotSize > req.Value():
+		return *resource.NewQuantity(snapshotSize, resource.BinarySI)
+	case req.IsZero() && snapshotSize > 0 && snapshotSize < math.MaxInt64-gib:
+		return *resource.NewQuantity((snapshotSize+gib-1)/gib*gib, resource.BinarySI)
 	}
 	return req.DeepCopy()
 }
+
+const gib = int64(1) << 30
 
 // PodParams describe a worker pod.
 type PodParams struct {

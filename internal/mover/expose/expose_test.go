@@ -126,9 +126,15 @@ func TestGoldenRestore(t *testing.T) {
 func TestRestoreSize(t *testing.T) {
 	pvc := func(q string) *corev1.PersistentVolumeClaim {
 		p := &corev1.PersistentVolumeClaim{}
+		p.Spec.VolumeMode = ptr.To(corev1.PersistentVolumeFilesystem)
 		if q != "" {
 			p.Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(q)}
 		}
+		return p
+	}
+	blockPVC := func(q string) *corev1.PersistentVolumeClaim {
+		p := pvc(q)
+		p.Spec.VolumeMode = ptr.To(corev1.PersistentVolumeBlock)
 		return p
 	}
 	tests := []struct {
@@ -138,10 +144,12 @@ func TestRestoreSize(t *testing.T) {
 		want     string
 	}{
 		{"request wins", pvc("10Gi"), 5 << 30, "10Gi"},
-		{"snapshot rounded up", pvc("1Gi"), 1<<30 + 1, "2Gi"},
-		{"exact GiB", pvc("1Gi"), 1 << 30, "1Gi"},
+		{"filesystem: sparse files larger than the volume", pvc("1Gi"), 3 << 30, "1Gi"},
+		{"filesystem: the request as it was", pvc("256Mi"), 100 << 20, "256Mi"},
 		{"unknown snapshot size", pvc("500Mi"), 0, "500Mi"},
-		{"no request", pvc(""), 100, "1Gi"},
+		{"no request: snapshot rounded up to GiB", pvc(""), 100, "1Gi"},
+		{"block: the device size exactly", blockPVC("256Mi"), 256 << 20, "256Mi"},
+		{"block: a device larger than the request", blockPVC("256Mi"), 300 << 20, "300Mi"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
