@@ -180,6 +180,7 @@ func TestWrongRepositoryPassword(t *testing.T) {
 	require.Len(t, dus, 1)
 	require.Equal(t, velerov2alpha1.DataUploadPhaseFailed, dus[0].Status.Phase)
 	require.Contains(t, strings.ToLower(dus[0].Status.Message), "password", dus[0].Status.Message)
+	s.requireEvent(t, dus[0].Name)
 	s.requireNoLeftovers(t)
 }
 

@@ -1,0 +1,211 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+// withMoverSettings changes keys of the mover's settings ConfigMap for the rest of the test.
+func (s *stack) withMoverSettings(t *testing.T, data map[string]string) {
+	t.Helper()
+	key := crclient.ObjectKey{Namespace: s.veleroNS, Name: naming.MoverConfigMapName}
+	var cm corev1.ConfigMap
+	require.NoError(t, s.c.Get(ctxT(t), key, &cm))
+	before := map[string]string{}
+	for k, v := range cm.Data {
+		before[k] = v
+	}
+	for k, v := range data {
+		cm.Data[k] = v
+	}
+	require.NoError(t, s.c.Update(ctxT(t), &cm))
+	t.Cleanup(func() {
+		var cur corev1.ConfigMap
+		if err := s.c.Get(context.Background(), key, &cur); err == nil {
+			cur.Data = before
+			_ = s.c.Update(context.Background(), &cur)
+		}
+	})
+}
+
+// bigVolume makes a namespace with a PVC holding size bytes of random data, large enough
+// that a move takes seconds.
+func (s *stack) bigVolume(t *testing.T, prefix string, pvcs ...string) string {
+	t.Helper()
+	ns := s.namespace(t, prefix)
+	for _, p := range pvcs {
+		dir := s.pvc(t, ns, p, "2Gi", corev1.PersistentVolumeFilesystem)
+		require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 1<<30))
+	}
+	return ns
+}
+
+func (s *stack) waitDataUpload(t *testing.T, backup string, what string, cond func(velerov2alpha1.DataUpload) bool) velerov2alpha1.DataUpload {
+	t.Helper()
+	var found velerov2alpha1.DataUpload
+	poll(t, what, 5*time.Minute, func(ctx context.Context) (bool, error) {
+		var l velerov2alpha1.DataUploadList
+		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: backup}); err != nil {
+			return false, err
+		}
+		for _, du := range l.Items {
+			if cond(du) {
+				found = du
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return found
+}
+
+// The mover controller restarting while a worker moves data re-attaches to the running
+// worker: the DataUpload completes and the backup with it.
+func TestControllerRestartMidMove(t *testing.T) {
+	s := env
+	ns := s.bigVolume(t, "restart", "data")
+	name := ns + "-b"
+	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
+	t.Cleanup(func() { s.deleteBackup(t, name) })
+	s.waitDataUpload(t, name, "the DataUpload to be InProgress", func(du velerov2alpha1.DataUpload) bool {
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
+	})
+
+	var pods corev1.PodList
+	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(s.veleroNS),
+		crclient.MatchingLabels{"app.kubernetes.io/name": "snapmove-mover"}))
+	require.NotEmpty(t, pods.Items)
+	for i := range pods.Items {
+		require.NoError(t, s.c.Delete(ctxT(t), &pods.Items[i], crclient.GracePeriodSeconds(0)))
+	}
+
+	s.waitBackupDone(t, name)
+	var b velerov1.Backup
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b))
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
+	du := s.dataUploads(t, name)[0]
+	require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, du.Status.Phase, du.Status.Message)
+	require.Equal(t, int64(1<<30), du.Status.Progress.TotalBytes)
+	s.requireNoLeftovers(t)
+}
+
+// A worker pod that no node can run fails the DataUpload after prepareTimeout with a
+// diagnosis that names the pod and why it is not scheduled, and cleans everything up.
+func TestPrepareTimeoutDiagnosis(t *testing.T) {
+	s := env
+	s.withMoverSettings(t, map[string]string{
+		"workerNodeSelector": `{"snapmove.io/no-such-node": "true"}`,
+		"prepareTimeout":     "20s",
+	})
+	ns, _ := s.smallVolume(t, "unsched")
+	name := ns + "-b"
+	b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
+	require.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
+	du := s.dataUploads(t, name)[0]
+	require.Equal(t, velerov2alpha1.DataUploadPhaseFailed, du.Status.Phase)
+	msg := strings.ToLower(du.Status.Message)
+	require.Contains(t, msg, "worker pod", du.Status.Message)
+	require.True(t, strings.Contains(msg, "node") || strings.Contains(msg, "schedul"), du.Status.Message)
+	require.NotContains(t, msg, "timed out waiting", "a diagnosis, not a timeout")
+	s.requireEvent(t, du.Name)
+	s.requireNoLeftovers(t)
+}
+
+// More DataUploads than maxConcurrent wait in New and say they are queued.
+func TestQueuedOverConcurrencyLimit(t *testing.T) {
+	s := env
+	s.withMoverSettings(t, map[string]string{"maxConcurrent": "1"})
+	ns := s.bigVolume(t, "queue", "one", "two")
+	name := ns + "-b"
+	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
+	t.Cleanup(func() { s.deleteBackup(t, name) })
+	queued := s.waitDataUpload(t, name, "a DataUpload saying it is queued", func(du velerov2alpha1.DataUpload) bool {
+		return (du.Status.Phase == "" || du.Status.Phase == velerov2alpha1.DataUploadPhaseNew) &&
+			strings.HasPrefix(du.Status.Message, "queued")
+	})
+	t.Logf("queued: %s", queued.Status.Message)
+	s.waitBackupDone(t, name)
+	for _, du := range s.dataUploads(t, name) {
+		require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, du.Status.Phase, du.Status.Message)
+	}
+	s.requireNoLeftovers(t)
+}
+
+// A BackupStorageLocation whose bucket does not exist: the mover fails the DataUpload at
+// once with a message naming the bucket, before exposing anything, and creates nothing in
+// the object store. The DataUpload is made the way Velero's own CSI action makes one
+// (Velero itself refuses to back up to an unavailable location).
+func TestMissingBucket(t *testing.T) {
+	s := env
+	var def velerov1.BackupStorageLocation
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: "default"}, &def))
+	bsl := &velerov1.BackupStorageLocation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, Name: "nobucket"},
+		Spec:       *def.Spec.DeepCopy(),
+	}
+	bsl.Spec.Default = false
+	bsl.Spec.ObjectStorage.Bucket = "snapmove-no-such-bucket"
+	require.NoError(t, s.c.Create(ctxT(t), bsl))
+	t.Cleanup(func() { _ = s.c.Delete(context.Background(), bsl) })
+
+	ns, _ := s.smallVolume(t, "nobucket")
+	vs := &snapshotv1.VolumeSnapshot{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data-snap"},
+		Spec: snapshotv1.VolumeSnapshotSpec{
+			Source:                  snapshotv1.VolumeSnapshotSource{PersistentVolumeClaimName: ptr.To("data")},
+			VolumeSnapshotClassName: ptr.To(s.snapClass),
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), vs))
+	du := &velerov2alpha1.DataUpload{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, GenerateName: ns + "-"},
+		Spec: velerov2alpha1.DataUploadSpec{
+			SnapshotType: velerov2alpha1.SnapshotTypeCSI,
+			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{
+				VolumeSnapshot: vs.Name, StorageClass: s.storageClass, SnapshotClass: s.snapClass,
+			},
+			SourcePVC: "data", SourceNamespace: ns, DataMover: naming.DataMover,
+			BackupStorageLocation: bsl.Name, OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), du))
+	t.Cleanup(func() { _ = s.c.Delete(context.Background(), du) })
+
+	poll(t, "the DataUpload to fail", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(du), du)
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseFailed, err
+	})
+	require.Contains(t, du.Status.Message, "snapmove-no-such-bucket", du.Status.Message)
+	require.Contains(t, strings.ToLower(du.Status.Message), "bucket", du.Status.Message)
+	s.requireEvent(t, du.Name)
+	s.requireNoLeftovers(t)
+}
+
+// requireEvent checks that a Warning Event was recorded on the named DataUpload.
+func (s *stack) requireEvent(t *testing.T, name string) {
+	t.Helper()
+	var evs corev1.EventList
+	require.NoError(t, s.c.List(ctxT(t), &evs, crclient.InNamespace(s.veleroNS)))
+	for _, e := range evs.Items {
+		if e.InvolvedObject.Name == name && e.Type == corev1.EventTypeWarning {
+			return
+		}
+	}
+	t.Fatalf("no Warning Event on DataUpload %s", name)
+}
