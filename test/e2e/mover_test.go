@@ -10,6 +10,8 @@ import (
 	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
@@ -147,28 +149,87 @@ func TestQueuedOverConcurrencyLimit(t *testing.T) {
 	s.requireNoLeftovers(t)
 }
 
-// A BackupStorageLocation whose bucket does not exist: the mover fails the DataUpload at
-// once with a message naming the bucket, before exposing anything, and creates nothing in
-// the object store. The DataUpload is made the way Velero's own CSI action makes one
-// (Velero itself refuses to back up to an unavailable location).
-func TestMissingBucket(t *testing.T) {
+// A BackupStorageLocation the mover cannot use fails the DataUpload before anything is
+// exposed, with a message naming the cause, a Warning Event, and nothing created in the
+// object store or left in the cluster. The DataUpload is made the way Velero's own CSI
+// action makes one: Velero itself refuses to back up to a location it finds unavailable,
+// but a location can break between its validation and the move.
+func TestObjectStoreFailures(t *testing.T) {
 	s := env
-	var def velerov1.BackupStorageLocation
-	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: "default"}, &def))
-	bsl := &velerov1.BackupStorageLocation{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, Name: "nobucket"},
-		Spec:       *def.Spec.DeepCopy(),
-	}
-	bsl.Spec.Default = false
-	bsl.Spec.ObjectStorage.Bucket = "snapmove-no-such-bucket"
-	require.NoError(t, s.c.Create(ctxT(t), bsl))
-	t.Cleanup(func() { _ = s.c.Delete(context.Background(), bsl) })
+	for _, tc := range []struct {
+		name  string
+		bsl   func(t *testing.T, bsl *velerov1.BackupStorageLocation)
+		want  []string // in the message, case-insensitive
+		check func(t *testing.T)
+	}{{
+		name: "missing bucket",
+		bsl: func(_ *testing.T, bsl *velerov1.BackupStorageLocation) {
+			bsl.Spec.ObjectStorage.Bucket = "snapmove-no-such-bucket"
+		},
+		want: []string{`bucket "snapmove-no-such-bucket"`, "does not exist"},
+		check: func(t *testing.T) {
+			exists, err := s.s3Client(t).BucketExists(ctxT(t), "snapmove-no-such-bucket")
+			require.NoError(t, err)
+			require.False(t, exists, "the mover created the missing bucket")
+		},
+	}, {
+		name: "bad credentials",
+		bsl: func(t *testing.T, bsl *velerov1.BackupStorageLocation) {
+			sec := &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, Name: bsl.Name + "-credentials"},
+				StringData: map[string]string{"cloud": "[default]\naws_access_key_id=snapmove-wrong\naws_secret_access_key=snapmove-wrong\n"},
+			}
+			require.NoError(t, s.c.Create(ctxT(t), sec))
+			t.Cleanup(func() { _ = s.c.Delete(context.Background(), sec) })
+			bsl.Spec.Credential = &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: sec.Name}, Key: "cloud"}
+		},
+		want: []string{"access to repository", "denied"},
+	}, {
+		name: "unreachable endpoint",
+		bsl: func(_ *testing.T, bsl *velerov1.BackupStorageLocation) {
+			bsl.Spec.Config["s3Url"] = "http://127.0.0.1:9" // nothing listens on the discard port
+		},
+		want: []string{"unreachable", "127.0.0.1:9"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var def velerov1.BackupStorageLocation
+			require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: "default"}, &def))
+			bsl := &velerov1.BackupStorageLocation{
+				ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, Name: "broken-" + strings.ReplaceAll(tc.name, " ", "-")},
+				Spec:       *def.Spec.DeepCopy(),
+			}
+			bsl.Spec.Default = false
+			tc.bsl(t, bsl)
+			require.NoError(t, s.c.Create(ctxT(t), bsl))
+			t.Cleanup(func() { _ = s.c.Delete(context.Background(), bsl) })
 
-	ns, _ := s.smallVolume(t, "nobucket")
+			ns, _ := s.smallVolume(t, "store")
+			du := s.dataUploadLikeVelero(t, ns, "data", bsl.Name)
+			poll(t, "the DataUpload to fail", 3*time.Minute, func(ctx context.Context) (bool, error) {
+				err := s.c.Get(ctx, crclient.ObjectKeyFromObject(du), du)
+				return du.Status.Phase == velerov2alpha1.DataUploadPhaseFailed, err
+			})
+			t.Logf("DataUpload %s: %s", du.Name, du.Status.Message)
+			for _, w := range tc.want {
+				require.Contains(t, strings.ToLower(du.Status.Message), strings.ToLower(w), du.Status.Message)
+			}
+			s.requireEvent(t, du.Name)
+			s.requireNoLeftovers(t)
+			if tc.check != nil {
+				tc.check(t)
+			}
+		})
+	}
+}
+
+// dataUploadLikeVelero snapshots ns/pvc and creates the DataUpload Velero's CSI action
+// would create for it, for datamover snapmove, to the given location.
+func (s *stack) dataUploadLikeVelero(t *testing.T, ns, pvc, bsl string) *velerov2alpha1.DataUpload {
+	t.Helper()
 	vs := &snapshotv1.VolumeSnapshot{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data-snap"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pvc + "-snap"},
 		Spec: snapshotv1.VolumeSnapshotSpec{
-			Source:                  snapshotv1.VolumeSnapshotSource{PersistentVolumeClaimName: ptr.To("data")},
+			Source:                  snapshotv1.VolumeSnapshotSource{PersistentVolumeClaimName: ptr.To(pvc)},
 			VolumeSnapshotClassName: ptr.To(s.snapClass),
 		},
 	}
@@ -180,21 +241,21 @@ func TestMissingBucket(t *testing.T) {
 			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{
 				VolumeSnapshot: vs.Name, StorageClass: s.storageClass, SnapshotClass: s.snapClass,
 			},
-			SourcePVC: "data", SourceNamespace: ns, DataMover: naming.DataMover,
-			BackupStorageLocation: bsl.Name, OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+			SourcePVC: pvc, SourceNamespace: ns, DataMover: naming.DataMover,
+			BackupStorageLocation: bsl, OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
 		},
 	}
 	require.NoError(t, s.c.Create(ctxT(t), du))
 	t.Cleanup(func() { _ = s.c.Delete(context.Background(), du) })
+	return du
+}
 
-	poll(t, "the DataUpload to fail", 3*time.Minute, func(ctx context.Context) (bool, error) {
-		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(du), du)
-		return du.Status.Phase == velerov2alpha1.DataUploadPhaseFailed, err
-	})
-	require.Contains(t, du.Status.Message, "snapmove-no-such-bucket", du.Status.Message)
-	require.Contains(t, strings.ToLower(du.Status.Message), "bucket", du.Status.Message)
-	s.requireEvent(t, du.Name)
-	s.requireNoLeftovers(t)
+// s3Client talks to the stack's MinIO with its root credentials.
+func (s *stack) s3Client(t *testing.T) *minio.Client {
+	t.Helper()
+	c, err := minio.New(s.s3Endpoint, &minio.Options{Creds: credentials.NewStaticV4(s.accessKey, s.secretKey, "")})
+	require.NoError(t, err)
+	return c
 }
 
 // requireEvent checks that a Warning Event was recorded on the named DataUpload.

@@ -83,8 +83,9 @@ func TestSeedRoundTrip(t *testing.T) {
 // TestKopiaPrefixSlash records what happens when a user connects the kopia CLI with the
 // repository prefix without its trailing "/" (velero#7316): kopia treats the prefix as a
 // plain string prefix, so "backups/kopia/ns" looks for "backups/kopia/nskopia.repository"
-// and finds no repository. snapmove's docs and `snapmove mover kopia-connect` print the
-// prefix with the slash.
+// and finds no repository. The kopia CLI offers no way to accept both forms, so README.md
+// gives the connect command with the slash; this test fails when kopia starts accepting
+// the prefix without it, so the docs can drop the warning.
 func TestKopiaPrefixSlash(t *testing.T) {
 	s := env
 	ns := s.namespace(t, "slash")
