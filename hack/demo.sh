@@ -23,7 +23,7 @@ PVC=data-postgres-0
 B=demo-$(date +%H%M%S)
 step() { echo; echo "[$(elapsed)] ==> $*"; }
 
-step "Building the local stack (cached after the first run; the first build compiles Kubernetes, Velero and MinIO: ~25 min)"
+step "Building the local stack (cached after the first run; the first build compiles Kubernetes, Velero and MinIO: ~17 min on 2 cores)"
 hack/stack/build.sh | sed 's/^/    /'
 step "Building snapmove and the demo's data generator"
 make -s build

@@ -7,7 +7,7 @@
 # $HOME/.cache/snapmove), outside the repo. Idempotent: pinned third-party binaries are built once per
 # versions.env; the repo's own programs (test CSI driver, hack/tools, the kopia CLI from the snapmove
 # module) are rebuilt every run, which costs seconds because go build skips up-to-date binaries.
-# A cold build compiles for ~25 min on 2 cores and needs ~20 GB of disk (Go build + module cache).
+# A cold build compiles for ~17 min on 2 cores and needs ~20 GB of disk (Go build + module cache).
 # Builds run one at a time; each prints a heartbeat every 30 s. Build logs: $STACK_HOME/logs/build-*.log.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
