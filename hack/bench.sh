@@ -28,10 +28,16 @@
 #   BENCH_DROP_CACHES=1  drop the page cache before every timed step (cold; root); default:
 #                        the source is read just before (warm)
 #   BENCH_BLOCK=0        skip snapmove's block-volume rows
+#   BENCH_FRESH_FS=1     every restore, CLI's and snapmove's, writes to a new ext4 filesystem
+#                        (loop-mounted sparse image; root): a worker restores into a newly
+#                        provisioned volume. 0 restores into a directory of $BENCH_OUT's
+#                        filesystem, where ext4 then spends over half of a 2,500-file
+#                        restore's CPU stepping over the inodes the previous series freed.
 #
 # Wall times on a shared machine swing 1.5–3x with the neighbours' load: compare the
 # ratios, which come from runs minutes apart, and the load column; don't run this next to
-# other heavy jobs. Repositories, caches and restores are deleted after every series.
+# other heavy jobs. Byte counts go through awk as %.0f: Debian's awk (mawk) clamps %d at
+# 2^31-1, which once made the 2 GiB file a byte short and hid the CLI's repository growth. Repositories, caches and restores are deleted after every series.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,6 +50,7 @@ if [[ ${BENCH_QUICK:-0} == 1 ]]; then
 fi
 DROP=${BENCH_DROP_CACHES:-0}
 BLOCK=${BENCH_BLOCK:-1}
+FRESH_FS=${BENCH_FRESH_FS:-1}
 NPROC=$(nproc)
 DATA=$OUT/data
 WORK=$OUT/work
@@ -52,7 +59,7 @@ RES=$OUT/results.tsv
 K=$OUT/kopia
 DG=$OUT/datagen
 KT=$OUT/kopia.test
-LARGE_SIZE=$(awk -v s="$SCALE" 'BEGIN { m = int(2048 * s); if (m < 1) m = 1; printf "%d", m * 1048576 }')
+LARGE_SIZE=$(awk -v s="$SCALE" 'BEGIN { m = int(2048 * s); if (m < 1) m = 1; printf "%.0f", m * 1048576 }')
 PG_SEED=42 LARGE_SEED=7 PG_MUT_SEED=101 LARGE_MUT_SEED=201
 
 export KOPIA_PASSWORD=perf-password KOPIA_CHECK_FOR_UPDATES=false
@@ -73,7 +80,18 @@ check_disk() {
 	((free >= need)) || die "only $free MB free in $OUT, need $need MB (BENCH_SCALE shrinks the data)"
 }
 
-cleanup() { rm -rf "$WORK" "$DATA"/run-* "$LOGS"/kopia; }
+# unmount_all: every fresh filesystem still mounted below $OUT (a failed step leaves them).
+unmount_all() { findmnt -rn -o TARGET | grep "^$OUT/" | sort -r | xargs -r umount 2>/dev/null || true; }
+cleanup() { unmount_all; rm -rf "$WORK" "$DATA"/run-* "$LOGS"/kopia; }
+
+# fresh_fs DIR BYTES: mount a new ext4 filesystem on DIR, a sparse image of 2 × BYTES + 1 GiB
+# beside it, with its inode tables and journal written now rather than lazily during the step.
+fresh_fs() {
+	mkdir -p "$1"
+	truncate -s $(($2 * 2 + (1 << 30))) "$1.img"
+	{ mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$1.img" && mount -o loop "$1.img" "$1"; } ||
+		die "BENCH_FRESH_FS=1 needs root and loop devices (BENCH_FRESH_FS=0 restores into a directory)"
+}
 trap cleanup EXIT
 
 prepare() {
@@ -110,7 +128,7 @@ warm_or_drop() { # PATH
 	fi
 }
 
-file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%d", n }'; }
+file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%.0f", n }'; }
 
 # timed REP DATASET STEP BYTES REPO cmd...: run the command under /usr/bin/time -v and record it.
 timed() {
@@ -160,8 +178,13 @@ cli_series() { # REP DATASET
 	local id
 	id=$("$K" snapshot list "$src" --json | grep -o '"id": *"[^"]*"' | tail -1 | cut -d'"' -f4)
 	[[ -n $id ]] || die "no snapshot of $src"
+	if [[ $FRESH_FS == 1 ]]; then
+		fresh_fs "$WORK/restore-fs" "$bytes"
+		rst=$WORK/restore-fs/target
+	fi
 	warm_or_drop ""
 	timed "$rep" "$ds" restore "$bytes" "" sh -c "'$K' snapshot restore '$id' '$rst' --parallel=$NPROC && sync"
+	[[ $FRESH_FS == 1 ]] && umount "$WORK/restore-fs"
 	unset KOPIA_CONFIG_PATH KOPIA_LOG_DIR
 	rm -rf "$WORK" "$LOGS/kopia"
 }
@@ -172,7 +195,7 @@ snapmove_series() { # REP DATASET
 	for b in BackupFirst BackupNoop Backup5pct Restore; do
 		out=$LOGS/out.snapmove.$ds.$b.$rep
 		la=$(load1)
-		PERF_DATA=$DATA PERF_SCALE=$SCALE PERF_PARALLEL=$NPROC PERF_DROP_CACHES=$DROP \
+		PERF_DATA=$DATA PERF_SCALE=$SCALE PERF_PARALLEL=$NPROC PERF_DROP_CACHES=$DROP PERF_FRESH_FS=$FRESH_FS \
 			"$KT" -test.run '^$' -test.bench "^Benchmark$b\$/^$ds\$" -test.benchtime 1x -test.count 1 \
 			-test.timeout 2h >"$out" 2>&1 || die "snapmove $b/$ds failed: see $out"
 		grep -q "^Benchmark$b/$ds" "$out" || die "snapmove $b/$ds printed no result: see $out"
@@ -183,7 +206,7 @@ snapmove_series() { # REP DATASET
 				for (i = 3; i < NF; i += 2) m[$(i + 1)] = $i
 				wall = m["ns/op"] / 1e9
 				bytes = (m["MB/s"] > 0) ? m["MB/s"] * 1e6 * wall : 0
-				printf "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%.1f\t%.2f\t%d\t%s\t%.1f\n", rep, "snapmove", ds, step, wall, m["cpu-s/GB"], m["peak-RSS-MiB"], m["repo-MB"], bytes, la, m["base-RSS-MiB"]
+				printf "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%.1f\t%.2f\t%.0f\t%s\t%.1f\n", rep, "snapmove", ds, step, wall, m["cpu-s/GB"], m["peak-RSS-MiB"], m["repo-MB"], bytes, la, m["base-RSS-MiB"]
 			}' "$out" | while IFS=$'\t' read -r -a f; do record "${f[@]}"; done
 	done
 }
@@ -197,7 +220,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == 0) p
 report() {
 	local ds cds step cw sw cc sc cr sr crepo srepo label
 	echo
-	echo "snapmove vs kopia CLI $("$K" --version 2>/dev/null | awk '{ print $1 }'), medians of $REPS run(s), scale $SCALE, $([[ $DROP == 1 ]] && echo cold || echo warm) page cache"
+	echo "snapmove vs kopia CLI $("$K" --version 2>/dev/null | awk '{ print $1 }'), medians of $REPS run(s), scale $SCALE, $([[ $DROP == 1 ]] && echo cold || echo warm) page cache, restores to $([[ $FRESH_FS == 1 ]] && echo "a new ext4 filesystem each" || echo "a directory of $OUT")"
 	echo "machine: $NPROC CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 	printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' dataset step "CLI s" "snap s" ratio "CLI cpu" "snap cpu" "CLI RSS" "snap RSS" "CLI repo" "snap repo"
 	printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' "" "" wall wall snap/CLI "s/GB" "s/GB" MiB MiB MB MB

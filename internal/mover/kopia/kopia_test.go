@@ -27,9 +27,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snapmove/snapmove/internal/mover/repository"
+	"github.com/snapmove/snapmove/internal/naming"
 	"github.com/snapmove/snapmove/test/datagen"
 	"github.com/snapmove/snapmove/test/treecheck"
-	"github.com/snapmove/snapmove/internal/naming"
 )
 
 const testPassword = "test-password"
