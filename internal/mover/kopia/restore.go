@@ -304,6 +304,10 @@ func (rs *restorer) runJob(ctx context.Context, j job) error {
 		}
 		rs.done.Add(c.Length)
 	}
+	if n := len(j.chunks); n > 0 {
+		first, last := j.chunks[0], j.chunks[n-1]
+		startWriteback(f, first.Start, last.Start+last.Length-first.Start)
+	}
 	if t.pending.Add(-1) > 0 {
 		return nil
 	}

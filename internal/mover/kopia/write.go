@@ -96,6 +96,20 @@ func (rs *restorer) writeZeros(f *os.File, off, n int64, mode writeMode) error {
 	return nil
 }
 
+// startWriteback asks the kernel to start writing f's bytes in [off, off+n) to the
+// device now, without waiting for it (sync_file_range SYNC_FILE_RANGE_WRITE). Otherwise
+// the page cache keeps a restore as dirty pages (up to vm.dirty_background_ratio of
+// memory: all of a 1 GB volume on a 24 GiB node) and the disk idles while chunks are
+// decrypted, then the final syncfs writes everything: measured, 1.15 GB in 2,500 files
+// onto a new ext4 spent about a third of the restore in that syncfs. A hint only: a
+// filesystem without it returns an error, which changes nothing, and the final sync
+// still makes the restore durable.
+func startWriteback(f *os.File, off, n int64) {
+	if n > 0 {
+		_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+	}
+}
+
 func pwriteAll(f *os.File, b []byte, off int64) error {
 	_, err := f.WriteAt(b, off)
 	return err
