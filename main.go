@@ -7,7 +7,8 @@
 //	snapmove mover worker backup|restore [flags]
 //	                                   move one volume's bytes (run inside the worker pod)
 //
-// In plugin mode stdout belongs to go-plugin: nothing here may print to it.
+// Each subcommand lives in one file of internal/cmd. In plugin mode stdout belongs to
+// go-plugin: nothing here may print to it.
 package main
 
 import (
@@ -17,8 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/snapmove/snapmove/internal/install"
-	"github.com/snapmove/snapmove/internal/mover"
+	"github.com/snapmove/snapmove/internal/cmd"
 	"github.com/snapmove/snapmove/internal/plugin"
 )
 
@@ -27,41 +27,35 @@ func main() {
 		plugin.Serve()
 		return
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
 	switch os.Args[1] {
 	case "install":
-		if len(os.Args) != 3 {
-			fail(fmt.Errorf("usage: snapmove install DIR"))
-		}
-		dst, err := install.Self(os.Args[2])
-		if err != nil {
-			fail(err)
-		}
-		fmt.Fprintf(os.Stderr, "installed %s\n", dst)
+		err = cmd.Install(os.Args[2:])
 	case "mover":
-		if len(os.Args) < 3 {
-			fail(fmt.Errorf("usage: snapmove mover controller|worker ..."))
-		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		var err error
-		switch os.Args[2] {
-		case "controller":
-			err = mover.RunController(ctx, os.Args[3:])
-		case "worker":
-			err = mover.RunWorker(ctx, os.Args[3:])
-		default:
-			err = fmt.Errorf("unknown mover command %q: want controller or worker", os.Args[2])
-		}
-		if err != nil {
-			fail(err)
-		}
+		err = mover(ctx, os.Args[2:])
 	default:
 		// Velero execs plugins with the server's own flags (and nothing else).
+		stop()
 		plugin.Serve()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "snapmove: %v\n", err)
+		stop()
+		os.Exit(1)
 	}
 }
 
-func fail(err error) {
-	fmt.Fprintf(os.Stderr, "snapmove: %v\n", err)
-	os.Exit(1)
+func mover(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: snapmove mover controller|worker [flags]")
+	}
+	switch args[0] {
+	case "controller":
+		return cmd.MoverController(ctx, args[1:])
+	case "worker":
+		return cmd.MoverWorker(ctx, args[1:])
+	}
+	return fmt.Errorf("unknown mover command %q: want controller or worker", args[0])
 }

@@ -38,9 +38,14 @@
 # ratios, which come from runs minutes apart, and the load column; don't run this next to
 # other heavy jobs. Byte counts go through awk as %.0f: Debian's awk (mawk) clamps %d at
 # 2^31-1, which once made the 2 GiB file a byte short and hid the CLI's repository growth. Repositories, caches and restores are deleted after every series.
+#
+# Stdout carries only the report; progress, rows and errors go to stderr.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=stack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh" # log, die
+ROOT=$REPO_ROOT
+exec 3>&1 1>&2 # the report goes to fd 3 (stdout)
 OUT=${BENCH_OUT:-/tmp/snapmove-bench}
 SCALE=${BENCH_SCALE:-1}
 REPS=${BENCH_REPS:-3}
@@ -64,8 +69,6 @@ PG_SEED=42 LARGE_SEED=7 PG_MUT_SEED=101 LARGE_MUT_SEED=201
 
 export KOPIA_PASSWORD=perf-password KOPIA_CHECK_FOR_UPDATES=false
 
-log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "bench: $*"; exit 1; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
 awk -v s="$SCALE" 'BEGIN { exit !(s > 0 && s <= 1) }' || die "BENCH_SCALE=$SCALE: want a number in (0, 1]"
@@ -266,4 +269,4 @@ for ((rep = 1; rep <= REPS; rep++)); do
 		fi
 	done
 done
-report | tee "${RUN_RES%.tsv}.txt"
+report | tee "${RUN_RES%.tsv}.txt" >&3

@@ -74,13 +74,13 @@ func (s *Snapshotter) Snapshot(ctx context.Context, req Request, timeout time.Du
 	if err := s.Client.Create(ctx, vs); err != nil {
 		return nil, nil, errors.Wrapf(err, "creating VolumeSnapshot for PVC %s/%s", req.PVC.Namespace, req.PVC.Name)
 	}
-	log := s.Log.WithField("volumeSnapshot", vs.Namespace+"/"+vs.Name)
-	log.Infof("Created VolumeSnapshot with class %s", req.ClassName)
+	log := s.Log.WithField("volumeSnapshot", client.ObjectKeyFromObject(vs).String())
+	log.Infof("created VolumeSnapshot with class %s", req.ClassName)
 
 	vsc, err := s.Wait(ctx, vs, req.Driver, timeout)
 	if err != nil {
 		if cerr := s.Cleanup(context.WithoutCancel(ctx), vs); cerr != nil {
-			log.WithError(cerr).Warn("Cleaning up the failed VolumeSnapshot")
+			log.WithError(cerr).Warn("cleaning up the failed VolumeSnapshot")
 		}
 		return nil, nil, err
 	}
@@ -122,7 +122,7 @@ func (s *Snapshotter) Wait(ctx context.Context, vs *snapshotv1.VolumeSnapshot, d
 			return nil, errors.Errorf("VolumeSnapshot %s was deleted while waiting for its snapshot handle", id)
 		case err != nil:
 			apiErr = errors.Wrapf(err, "getting VolumeSnapshot %s", id)
-			log.WithError(err).Warn("Getting VolumeSnapshot; retrying")
+			log.WithError(err).Warn("getting VolumeSnapshot; retrying")
 		default:
 			apiErr = nil
 			vsErr = ""
@@ -140,7 +140,7 @@ func (s *Snapshotter) Wait(ctx context.Context, vs *snapshotv1.VolumeSnapshot, d
 				vsc := &snapshotv1.VolumeSnapshotContent{}
 				if err := s.Client.Get(ctx, client.ObjectKey{Name: boundTo}, vsc); err != nil {
 					apiErr = errors.Wrapf(err, "getting VolumeSnapshotContent %s of VolumeSnapshot %s", boundTo, id)
-					log.WithError(err).Warn("Getting VolumeSnapshotContent; retrying")
+					log.WithError(err).Warn("getting VolumeSnapshotContent; retrying")
 				} else {
 					if vsc.Status != nil && vsc.Status.SnapshotHandle != nil && *vsc.Status.SnapshotHandle != "" {
 						return vsc, nil
@@ -222,6 +222,6 @@ func (s *Snapshotter) Cleanup(ctx context.Context, vs *snapshotv1.VolumeSnapshot
 	if err := s.Client.Delete(ctx, cur); err != nil && !apierrors.IsNotFound(err) {
 		return errors.Wrapf(err, "deleting VolumeSnapshot %s", key)
 	}
-	s.Log.WithField("volumeSnapshot", key.String()).Info("Deleted VolumeSnapshot")
+	s.Log.WithField("volumeSnapshot", key.String()).Info("deleted VolumeSnapshot")
 	return nil
 }

@@ -12,20 +12,15 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vmware-tanzu/velero/pkg/builder"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/snapmove/snapmove/internal/testkit"
 )
 
 const driver = "hostpath.csi.k8s.io"
-
-func testScheme(t *testing.T) *runtime.Scheme {
-	s := runtime.NewScheme()
-	require.NoError(t, snapshotv1.AddToScheme(s))
-	return s
-}
 
 func request() Request {
 	pvc := builder.ForPersistentVolumeClaim("app", "data").ObjectMeta(builder.WithLabels("app", "db")).Result()
@@ -131,8 +126,7 @@ func TestSnapshot(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var gets atomic.Int32
-			var c client.WithWatch
-			c = fake.NewClientBuilder().WithScheme(testScheme(t)).WithInterceptorFuncs(interceptor.Funcs{
+			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithInterceptorFuncs(interceptor.Funcs{
 				Create: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 					if _, ok := obj.(*snapshotv1.VolumeSnapshot); ok && tt.createErr != nil {
 						return tt.createErr
@@ -177,7 +171,7 @@ func TestSnapshot(t *testing.T) {
 func TestCleanup(t *testing.T) {
 	vs := builder.ForVolumeSnapshot("app", "vs1").Status().BoundVolumeSnapshotContentName("vsc1").Result()
 	vsc := builder.ForVolumeSnapshotContent("vsc1").DeletionPolicy(snapshotv1.VolumeSnapshotContentRetain).Result()
-	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(vs, vsc).Build()
+	c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(vs, vsc).Build()
 	s := &Snapshotter{Client: c, Log: logrus.New()}
 
 	require.NoError(t, s.Cleanup(context.Background(), vs))

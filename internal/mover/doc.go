@@ -1,10 +1,15 @@
-// Package mover holds the entry points of the bundled data mover: RunController (the
-// `snapmove mover controller` Deployment) and RunWorker (`snapmove mover worker
-// backup|restore`, run in the per-volume worker pods). Each parses its own flags,
-// builds its clients and wires the repository: this is the one place where the
-// controller and the worker meet internal/mover/repository and internal/mover/kopia.
+// Package mover is the root of the bundled data mover; it holds no code. Its packages:
 //
-// It holds no logic of its own beyond that wiring and the translation of kopia's errors
-// into the controller's permanent/transient classification; the phases live in
-// internal/mover/controller, the byte moving in internal/mover/worker.
+//	controller  the phases of DataUploads, DataDownloads and snapshot delete requests
+//	expose      pure builders of what a movement creates (snapshot, PVC, worker pod)
+//	worker      what runs in a worker pod: wait, open the repository, move, report
+//	connect     the one path from a BackupStorageLocation to an open repository
+//	repository  BackupStorageLocation to repository location, and the password secret
+//	kopia       the data path; the only package that imports kopia
+//	datapath    the request, result and error types that worker and kopia share
+//	config      the mover's settings ConfigMap
+//
+// The commands that run the controller and the worker are in internal/cmd. Nothing here
+// imports internal/plugin, nor does internal/plugin import anything here: what both
+// sides agree on lives in internal/naming.
 package mover

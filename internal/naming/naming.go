@@ -58,23 +58,3 @@ func UploadOperationID(backupUID, pvcUID string) string {
 func DownloadOperationID(restoreUID, backedUpPVCUID string) string {
 	return label.GetValidName("dd-" + restoreUID + "." + backedUpPVCUID)
 }
-
-// SnapshotSourcePath is the kopia source path of a moved volume, identical to Velero's
-// data mover (pkg/uploader/provider/kopia.go: "<requester>/kopia/<ns>/<pvc>"), so the
-// kopia CLI lists default@default:snapshot-data-upload-download/kopia/<ns>/<pvc> and
-// Velero's and our snapshots are each other's parents.
-func SnapshotSourcePath(namespace, pvc string) string {
-	return SnapshotRequester + "/kopia/" + namespace + "/" + pvc
-}
-
-// Kopia identity and tags Velero's uploader writes (pkg/uploader/kopia/snapshot.go).
-const (
-	SnapshotRequester   = "snapshot-data-upload-download"
-	SnapshotUploader    = "kopia"
-	RepoUser            = "default"
-	RepoHost            = "default"
-	TagRequester        = "snapshot-requester"
-	TagUploader         = "snapshot-uploader"
-	SnapshotPin         = "velero-pin"
-	SnapshotDescription = "Kopia Uploader"
-)

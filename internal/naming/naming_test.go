@@ -13,7 +13,6 @@ func TestOperationIDs(t *testing.T) {
 	}{
 		{"upload short", UploadOperationID("b", "p"), "du-b.p"},
 		{"download short", DownloadOperationID("r", "p"), "dd-r.p"},
-		{"source path", SnapshotSourcePath("default", "data-postgres-0"), "snapshot-data-upload-download/kopia/default/data-postgres-0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

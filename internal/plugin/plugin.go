@@ -90,7 +90,7 @@ func register(srv framework.Server, settings func() Settings, newClient clientFu
 		}
 	}
 	srv.RegisterBackupItemActionV2(naming.BackupActionName, handler(func(c client.Client, log logrus.FieldLogger, s Settings) any {
-		log.Debugf("Starting snapmove backup action (EnableCSI %t, default snapshot move data %t)", s.EnableCSI, s.DefaultSnapshotMoveData)
+		log.Debugf("starting snapmove backup action (EnableCSI %t, default snapshot move data %t)", s.EnableCSI, s.DefaultSnapshotMoveData)
 		return backup.NewAction(c, log, backup.Options{EnableCSI: s.EnableCSI, DefaultSnapshotMoveData: s.DefaultSnapshotMoveData})
 	}))
 	srv.RegisterRestoreItemActionV2(naming.RestoreActionName, handler(func(c client.Client, log logrus.FieldLogger, s Settings) any {

@@ -11,11 +11,12 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/builder"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/snapmove/snapmove/internal/testkit"
 )
 
 const driver = "hostpath.csi.k8s.io"
@@ -164,8 +165,7 @@ func TestChoose(t *testing.T) {
 }
 
 func TestList(t *testing.T) {
-	scheme := runtime.NewScheme()
-	require.NoError(t, snapshotv1.AddToScheme(scheme))
+	scheme := testkit.Scheme(t)
 	a := class("a", driver)
 
 	tests := []struct {

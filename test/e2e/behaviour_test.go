@@ -4,9 +4,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +14,7 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -59,7 +57,7 @@ func TestAmbiguousSnapshotClass(t *testing.T) {
 	second := &snapshotv1.VolumeSnapshotClass{
 		ObjectMeta: metav1.ObjectMeta{Name: "zz-second-labelled",
 			Labels: map[string]string{velerov1.VolumeSnapshotClassSelectorLabel: "true"}},
-		Driver:         os.Getenv("CSI_DRIVER"),
+		Driver:         s.csiDriver,
 		DeletionPolicy: snapshotv1.VolumeSnapshotContentDelete,
 	}
 	require.NoError(t, s.c.Create(ctxT(t), second))
@@ -196,24 +194,15 @@ func TestWorkerPodDeletedMidMove(t *testing.T) {
 	name := ns + "-b1"
 	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
 	t.Cleanup(func() { s.deleteBackup(t, name) })
-	var du velerov2alpha1.DataUpload
-	poll(t, "the DataUpload to be InProgress", 5*time.Minute, func(ctx context.Context) (bool, error) {
-		var l velerov2alpha1.DataUploadList
-		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: name}); err != nil || len(l.Items) == 0 {
-			return false, err
-		}
-		du = l.Items[0]
-		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress, nil
+	du := s.waitDataUpload(t, name, "the DataUpload to be InProgress", func(du velerov2alpha1.DataUpload) bool {
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
 	var pods corev1.PodList
 	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{naming.DataUploadLabel: du.Name}))
 	require.Len(t, pods.Items, 1)
 	require.NoError(t, s.c.Delete(ctxT(t), &pods.Items[0], crclient.GracePeriodSeconds(0)))
 
-	poll(t, "the DataUpload to fail", 3*time.Minute, func(ctx context.Context) (bool, error) {
-		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(&du), &du)
-		return du.Status.Phase == velerov2alpha1.DataUploadPhaseFailed, err
-	})
+	s.waitDataUploadPhase(t, &du, velerov2alpha1.DataUploadPhaseFailed)
 	require.Contains(t, du.Status.Message, "worker pod", du.Status.Message)
 	s.waitBackupDone(t, name)
 	s.requireNoLeftovers(t)
@@ -224,60 +213,45 @@ func TestWorkerPodDeletedMidMove(t *testing.T) {
 
 // spec.cancel (what Velero sets when an operation times out or the server restarts)
 // moves an InProgress DataUpload through Canceling to Canceled and removes what the mover
-// exposed.
+// exposed. The backup of the namespace's two PVCs ends PartiallyFailed; its restore then
+// brings back the good PVC byte for byte and refuses the canceled one with a message that
+// names the backup, the PVC and why, instead of binding an empty volume to it (Velero
+// keeps the Canceled DataUpload in the backup, as a result without a snapshot ID).
 func TestCancelMidMove(t *testing.T) {
 	s := env
 	ns := s.namespace(t, "cancel")
 	dir := s.pvc(t, ns, "data", "3Gi", corev1.PersistentVolumeFilesystem)
 	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 1536<<20))
+	goodDir := s.pvc(t, ns, "good", "256Mi", corev1.PersistentVolumeFilesystem)
+	require.NoError(t, writeRandomBlocks(filepath.Join(goodDir, "file"), 4<<20))
+	goodSum := sha256File(t, filepath.Join(goodDir, "file"))
 
 	name := ns + "-b"
 	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
 	t.Cleanup(func() { s.deleteBackup(t, name) })
-	var du velerov2alpha1.DataUpload
-	poll(t, "the DataUpload to be InProgress", 5*time.Minute, func(ctx context.Context) (bool, error) {
-		var l velerov2alpha1.DataUploadList
-		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: name}); err != nil || len(l.Items) == 0 {
-			return false, err
-		}
-		du = l.Items[0]
-		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress, nil
+	du := s.waitDataUpload(t, name, "the DataUpload of PVC data to be InProgress", func(du velerov2alpha1.DataUpload) bool {
+		return du.Spec.SourcePVC == "data" && du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
 	patch := crclient.RawPatch("application/merge-patch+json", []byte(`{"spec":{"cancel":true}}`))
 	require.NoError(t, s.c.Patch(ctxT(t), &du, patch))
-	poll(t, "the DataUpload to be Canceled", 3*time.Minute, func(ctx context.Context) (bool, error) {
-		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(&du), &du)
-		return du.Status.Phase == velerov2alpha1.DataUploadPhaseCanceled, err
-	})
+	s.waitDataUploadPhase(t, &du, velerov2alpha1.DataUploadPhaseCanceled)
 	s.waitBackupDone(t, name)
 	s.requireNoLeftovers(t)
-}
+	var b velerov1.Backup
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b))
+	require.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
 
-func (s *stack) waitBackupDone(t *testing.T, name string) {
-	t.Helper()
-	poll(t, "backup "+name+" to finish", 5*time.Minute, func(ctx context.Context) (bool, error) {
-		var b velerov1.Backup
-		if err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b); err != nil {
-			return false, err
-		}
-		switch b.Status.Phase {
-		case velerov1.BackupPhaseCompleted, velerov1.BackupPhasePartiallyFailed, velerov1.BackupPhaseFailed:
-			return true, nil
-		}
-		return false, nil
-	})
-}
-
-// writeRandomBlocks writes size bytes of random data (incompressible, undeduplicable) to
-// path, or over the start of a block device image.
-func writeRandomBlocks(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
+	// The user loses the namespace and restores what the backup holds.
+	s.deleteNamespace(t, ns)
+	r := s.restore(t, ns+"-r", "--from-backup", name)
+	require.Equal(t, velerov1.RestorePhasePartiallyFailed, r.Status.Phase, "a PVC without data is an error, not a success")
+	require.Equal(t, goodSum, sha256File(t, filepath.Join(s.volumePath(t, ns, "good"), "file")), "the good PVC is byte-identical")
+	err := s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: ns, Name: "data"}, &corev1.PersistentVolumeClaim{})
+	require.True(t, apierrors.IsNotFound(err), "no PVC, and so no empty volume, for the canceled upload: %v", err)
+	logs := s.veleroCLI(t, "restore", "describe", r.Name, "--details")
+	require.Contains(t, logs, "PVC "+ns+"/data of backup "+name+" has no data to restore: its DataUpload "+du.Name+" ended Canceled", logs)
+	for _, dd := range s.dataDownloads(t, r.Name) {
+		require.NotEqual(t, ns+"/data", dd.Spec.TargetVolume.Namespace+"/"+dd.Spec.TargetVolume.PVC, "no DataDownload for the PVC without data")
 	}
-	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	s.requireNoLeftovers(t)
 }

@@ -8,5 +8,8 @@
 // on what a user sees: Backup/Restore phases and logs, DataUpload/DataDownload status,
 // restored bytes, the kopia CLI's listing. Each test uses its own namespaces and cleans up.
 //
+// framework_test.go holds the stack (read once from the environment), the per-test
+// context, and every helper and wait; the other files hold only tests.
+//
 //	make stack-up && make e2e
 package e2e

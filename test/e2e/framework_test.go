@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -14,10 +15,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
@@ -26,11 +30,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/naming"
+	"github.com/snapmove/snapmove/test/treecheck"
 )
 
 // stack is what hack/stack/up.sh exported in $STACK_RUN/env.
@@ -41,6 +47,7 @@ type stack struct {
 	kopia        string // kopia CLI, same module version snapmove links
 	run          string
 	csiStateDir  string
+	csiDriver    string
 	storageClass string
 	snapClass    string
 	s3Endpoint   string
@@ -73,7 +80,7 @@ func newStack() (*stack, error) {
 	s := &stack{}
 	for k, dst := range map[string]*string{
 		"VELERO_NAMESPACE": &s.veleroNS, "VELERO": &s.velero, "KOPIA": &s.kopia, "STACK_RUN": &s.run,
-		"CSI_STATEDIR": &s.csiStateDir, "STORAGE_CLASS": &s.storageClass, "SNAPSHOT_CLASS": &s.snapClass,
+		"CSI_STATEDIR": &s.csiStateDir, "CSI_DRIVER": &s.csiDriver, "STORAGE_CLASS": &s.storageClass, "SNAPSHOT_CLASS": &s.snapClass,
 		"S3_ENDPOINT": &s.s3Endpoint, "BUCKET": &s.bucket, "BSL_PREFIX": &s.bslPrefix,
 		"AWS_ACCESS_KEY_ID": &s.accessKey, "AWS_SECRET_ACCESS_KEY": &s.secretKey,
 	} {
@@ -91,9 +98,31 @@ func newStack() (*stack, error) {
 	return s, nil
 }
 
+// testTimeout bounds the API calls of one test; polls have their own, shorter timeouts.
+const testTimeout = 20 * time.Minute
+
+var (
+	testCtxMu sync.Mutex
+	testCtxs  = map[*testing.T]context.Context{}
+)
+
+// ctxT returns the test's context: made on the test's first call with testTimeout, the
+// same one for every later call (poll loops included), cancelled when the test ends.
+// Subtests get their own. Cleanups use context.Background(): they may outlive it.
 func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	t.Cleanup(cancel)
+	testCtxMu.Lock()
+	defer testCtxMu.Unlock()
+	if ctx, ok := testCtxs[t]; ok {
+		return ctx
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	testCtxs[t] = ctx
+	t.Cleanup(func() {
+		cancel()
+		testCtxMu.Lock()
+		delete(testCtxs, t)
+		testCtxMu.Unlock()
+	})
 	return ctx
 }
 
@@ -264,26 +293,10 @@ func (s *stack) dataDownloads(t *testing.T, restore string) []velerov2alpha1.Dat
 	return l.Items
 }
 
-// volumeSnapshots lists the VolumeSnapshots in the given namespaces (all if none).
-func (s *stack) volumeSnapshots(t *testing.T, namespaces ...string) []snapshotv1.VolumeSnapshot {
-	t.Helper()
-	var out []snapshotv1.VolumeSnapshot
-	if len(namespaces) == 0 {
-		namespaces = []string{""}
-	}
-	for _, ns := range namespaces {
-		var l snapshotv1.VolumeSnapshotList
-		require.NoError(t, s.c.List(ctxT(t), &l, crclient.InNamespace(ns)))
-		out = append(out, l.Items...)
-	}
-	return out
-}
-
 // leftovers lists what the mover or plugins may have left behind for a backup or restore:
 // worker pods, exposed PVCs, VolumeSnapshots and VolumeSnapshotContents it made.
-func (s *stack) leftovers(t *testing.T) []string {
+func (s *stack) leftovers(ctx context.Context, t *testing.T) []string {
 	t.Helper()
-	ctx := ctxT(t)
 	var found []string
 	var pods corev1.PodList
 	require.NoError(t, s.c.List(ctx, &pods, crclient.InNamespace(s.veleroNS), crclient.HasLabels{naming.ManagedByLabel}))
@@ -312,8 +325,8 @@ func (s *stack) leftovers(t *testing.T) []string {
 func (s *stack) requireNoLeftovers(t *testing.T) {
 	t.Helper()
 	var left []string
-	_ = wait.PollUntilContextTimeout(ctxT(t), 2*time.Second, 90*time.Second, true, func(context.Context) (bool, error) {
-		left = s.leftovers(t)
+	_ = wait.PollUntilContextTimeout(ctxT(t), 2*time.Second, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		left = s.leftovers(ctx, t)
 		return len(left) == 0, nil
 	})
 	require.Empty(t, left, "objects left behind")
@@ -394,4 +407,252 @@ func sha256File(t *testing.T, path string) string {
 	_, err = io.Copy(h, f)
 	require.NoError(t, err)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// smallVolume makes a namespace with a PVC "data" holding a small tree (a file and a
+// symlink); it returns the namespace and the volume's host directory.
+func (s *stack) smallVolume(t *testing.T, prefix string) (string, string) {
+	t.Helper()
+	ns := s.namespace(t, prefix)
+	dir := s.pvc(t, ns, "data", "256Mi", corev1.PersistentVolumeFilesystem)
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "a", "b"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a", "b", "file"), []byte(prefix), 0o640))
+	require.NoError(t, os.Symlink("a/b/file", filepath.Join(dir, "link")))
+	return ns, dir
+}
+
+// bigVolume makes a namespace with a PVC holding size bytes of random data, large enough
+// that a move takes seconds.
+func (s *stack) bigVolume(t *testing.T, prefix string, pvcs ...string) string {
+	t.Helper()
+	ns := s.namespace(t, prefix)
+	for _, p := range pvcs {
+		dir := s.pvc(t, ns, p, "2Gi", corev1.PersistentVolumeFilesystem)
+		require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 1<<30))
+	}
+	return ns
+}
+
+// writeRandomBlocks writes size bytes of random data (incompressible, undeduplicable) to
+// path, or over the start of a block device image.
+func writeRandomBlocks(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (s *stack) waitBackupDone(t *testing.T, name string) {
+	t.Helper()
+	poll(t, "backup "+name+" to finish", 5*time.Minute, func(ctx context.Context) (bool, error) {
+		var b velerov1.Backup
+		if err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b); err != nil {
+			return false, err
+		}
+		switch b.Status.Phase {
+		case velerov1.BackupPhaseCompleted, velerov1.BackupPhasePartiallyFailed, velerov1.BackupPhaseFailed:
+			return true, nil
+		}
+		return false, nil
+	})
+}
+
+// waitDataUpload waits for a DataUpload of the backup for which cond holds and returns it.
+func (s *stack) waitDataUpload(t *testing.T, backup string, what string, cond func(velerov2alpha1.DataUpload) bool) velerov2alpha1.DataUpload {
+	t.Helper()
+	var found velerov2alpha1.DataUpload
+	poll(t, what, 5*time.Minute, func(ctx context.Context) (bool, error) {
+		var l velerov2alpha1.DataUploadList
+		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: backup}); err != nil {
+			return false, err
+		}
+		for _, du := range l.Items {
+			if cond(du) {
+				found = du
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return found
+}
+
+// waitDataUploadPhase re-reads du until it reaches phase; du is left as last read.
+func (s *stack) waitDataUploadPhase(t *testing.T, du *velerov2alpha1.DataUpload, phase velerov2alpha1.DataUploadPhase) {
+	t.Helper()
+	poll(t, "DataUpload "+du.Name+" to be "+string(phase), 3*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(du), du)
+		return du.Status.Phase == phase, err
+	})
+}
+
+// requireEvent checks that a Warning Event was recorded on the named DataUpload.
+func (s *stack) requireEvent(t *testing.T, name string) {
+	t.Helper()
+	var evs corev1.EventList
+	require.NoError(t, s.c.List(ctxT(t), &evs, crclient.InNamespace(s.veleroNS)))
+	for _, e := range evs.Items {
+		if e.InvolvedObject.Name == name && e.Type == corev1.EventTypeWarning {
+			return
+		}
+	}
+	t.Fatalf("no Warning Event on DataUpload %s", name)
+}
+
+// withVeleroFeatures restarts the Velero server with the given --features for the rest of
+// the test and restores the stack's default afterwards.
+func (s *stack) withVeleroFeatures(t *testing.T, features string) {
+	t.Helper()
+	if s.features() == features {
+		return
+	}
+	before := s.features()
+	restart := func(f string) error {
+		cmd := []string{filepath.Join(repoRoot(), "hack", "stack", "velero.sh"), "restart"}
+		out, err := runEnv([]string{"VELERO_FEATURES=" + f}, cmd[0], cmd[1:]...)
+		if err != nil {
+			t.Logf("velero.sh restart: %s", out)
+		}
+		return err
+	}
+	require.NoError(t, restart(features))
+	t.Cleanup(func() { _ = restart(before) })
+}
+
+// withMoverSettings changes keys of the mover's settings ConfigMap for the rest of the test.
+func (s *stack) withMoverSettings(t *testing.T, data map[string]string) {
+	t.Helper()
+	key := crclient.ObjectKey{Namespace: s.veleroNS, Name: naming.MoverConfigMapName}
+	var cm corev1.ConfigMap
+	require.NoError(t, s.c.Get(ctxT(t), key, &cm))
+	before := map[string]string{}
+	for k, v := range cm.Data {
+		before[k] = v
+	}
+	for k, v := range data {
+		cm.Data[k] = v
+	}
+	require.NoError(t, s.c.Update(ctxT(t), &cm))
+	t.Cleanup(func() {
+		var cur corev1.ConfigMap
+		if err := s.c.Get(context.Background(), key, &cur); err == nil {
+			cur.Data = before
+			_ = s.c.Update(context.Background(), &cur)
+		}
+	})
+}
+
+// snapshotCounter records every VolumeSnapshot that appears in a namespace while it runs,
+// by UID, so a test can prove a backup cut exactly one snapshot per PVC even though the
+// mover deletes the snapshot before the backup completes.
+type snapshotCounter struct {
+	mu   sync.Mutex
+	uids map[types.UID]string
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func (s *stack) countSnapshots(t *testing.T, ns string) *snapshotCounter {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &snapshotCounter{uids: map[types.UID]string{}, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		_ = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			var l snapshotv1.VolumeSnapshotList
+			if err := s.c.List(ctx, &l, crclient.InNamespace(ns)); err == nil {
+				c.mu.Lock()
+				for _, vs := range l.Items {
+					c.uids[vs.UID] = vs.Name
+				}
+				c.mu.Unlock()
+			}
+			return false, nil
+		})
+	}()
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *snapshotCounter) close() { c.stop(); <-c.done }
+
+func (c *snapshotCounter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.uids)
+}
+
+// movedRoundTrip backs up namespace ns (one PVC "data" already filled at dir), deletes the
+// namespace, restores it and checks the bytes and the VolumeSnapshot/DataUpload counts.
+// It returns the DataUpload for further checks.
+func (s *stack) movedRoundTrip(t *testing.T, ns, dir string, backupArgs []string, wantAction string) velerov2alpha1.DataUpload {
+	t.Helper()
+	want, err := treecheck.Manifest(dir)
+	require.NoError(t, err)
+	counter := s.countSnapshots(t, ns)
+
+	name := ns + "-b"
+	b := s.backup(t, name, append([]string{"--include-namespaces", ns, "--snapshot-move-data"}, backupArgs...)...)
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
+	counter.close()
+	require.Equal(t, 1, counter.count(), "VolumeSnapshots cut in %s during the backup", ns)
+	dus := s.dataUploads(t, name)
+	require.Len(t, dus, 1, "DataUploads of the backup")
+	require.Equal(t, naming.DataMover, dus[0].Spec.DataMover)
+	require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, dus[0].Status.Phase, dus[0].Status.Message)
+	s.requireDescribeShowsMove(t, name, ns, "data", wantAction)
+	s.requireNoLeftovers(t)
+
+	s.deleteNamespace(t, ns)
+	rname := ns + "-r"
+	r := s.restore(t, rname, "--from-backup", name)
+	require.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+	dds := s.dataDownloads(t, rname)
+	require.Len(t, dds, 1, "DataDownloads of the restore")
+	require.Equal(t, velerov2alpha1.DataDownloadPhaseCompleted, dds[0].Status.Phase, dds[0].Status.Message)
+	got, err := treecheck.Manifest(s.volumePath(t, ns, "data"))
+	require.NoError(t, err)
+	require.Empty(t, treecheck.Compare(want, got, treecheck.Options{}))
+	s.requireNoLeftovers(t)
+	return dus[0]
+}
+
+// dataUploadLikeVelero snapshots ns/pvc and creates the DataUpload Velero's CSI action
+// would create for it, for datamover snapmove, to the given location.
+func (s *stack) dataUploadLikeVelero(t *testing.T, ns, pvc, bsl string) *velerov2alpha1.DataUpload {
+	t.Helper()
+	vs := &snapshotv1.VolumeSnapshot{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pvc + "-snap"},
+		Spec: snapshotv1.VolumeSnapshotSpec{
+			Source:                  snapshotv1.VolumeSnapshotSource{PersistentVolumeClaimName: ptr.To(pvc)},
+			VolumeSnapshotClassName: ptr.To(s.snapClass),
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), vs))
+	du := &velerov2alpha1.DataUpload{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, GenerateName: ns + "-"},
+		Spec: velerov2alpha1.DataUploadSpec{
+			SnapshotType: velerov2alpha1.SnapshotTypeCSI,
+			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{
+				VolumeSnapshot: vs.Name, StorageClass: s.storageClass, SnapshotClass: s.snapClass,
+			},
+			SourcePVC: pvc, SourceNamespace: ns, DataMover: naming.DataMover,
+			BackupStorageLocation: bsl, OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), du))
+	t.Cleanup(func() { _ = s.c.Delete(context.Background(), du) })
+	return du
+}
+
+// s3Client talks to the stack's MinIO with its root credentials.
+func (s *stack) s3Client(t *testing.T) *minio.Client {
+	t.Helper()
+	c, err := minio.New(s.s3Endpoint, &minio.Options{Creds: credentials.NewStaticV4(s.accessKey, s.secretKey, "")})
+	require.NoError(t, err)
+	return c
 }

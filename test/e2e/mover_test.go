@@ -4,78 +4,16 @@ package e2e
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/snapmove/snapmove/internal/naming"
 )
-
-// withMoverSettings changes keys of the mover's settings ConfigMap for the rest of the test.
-func (s *stack) withMoverSettings(t *testing.T, data map[string]string) {
-	t.Helper()
-	key := crclient.ObjectKey{Namespace: s.veleroNS, Name: naming.MoverConfigMapName}
-	var cm corev1.ConfigMap
-	require.NoError(t, s.c.Get(ctxT(t), key, &cm))
-	before := map[string]string{}
-	for k, v := range cm.Data {
-		before[k] = v
-	}
-	for k, v := range data {
-		cm.Data[k] = v
-	}
-	require.NoError(t, s.c.Update(ctxT(t), &cm))
-	t.Cleanup(func() {
-		var cur corev1.ConfigMap
-		if err := s.c.Get(context.Background(), key, &cur); err == nil {
-			cur.Data = before
-			_ = s.c.Update(context.Background(), &cur)
-		}
-	})
-}
-
-// bigVolume makes a namespace with a PVC holding size bytes of random data, large enough
-// that a move takes seconds.
-func (s *stack) bigVolume(t *testing.T, prefix string, pvcs ...string) string {
-	t.Helper()
-	ns := s.namespace(t, prefix)
-	for _, p := range pvcs {
-		dir := s.pvc(t, ns, p, "2Gi", corev1.PersistentVolumeFilesystem)
-		require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 1<<30))
-	}
-	return ns
-}
-
-func (s *stack) waitDataUpload(t *testing.T, backup string, what string, cond func(velerov2alpha1.DataUpload) bool) velerov2alpha1.DataUpload {
-	t.Helper()
-	var found velerov2alpha1.DataUpload
-	poll(t, what, 5*time.Minute, func(ctx context.Context) (bool, error) {
-		var l velerov2alpha1.DataUploadList
-		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: backup}); err != nil {
-			return false, err
-		}
-		for _, du := range l.Items {
-			if cond(du) {
-				found = du
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	return found
-}
 
 // The mover controller restarting while a worker moves data re-attaches to the running
 // worker: the DataUpload completes and the backup with it.
@@ -205,10 +143,7 @@ func TestObjectStoreFailures(t *testing.T) {
 
 			ns, _ := s.smallVolume(t, "store")
 			du := s.dataUploadLikeVelero(t, ns, "data", bsl.Name)
-			poll(t, "the DataUpload to fail", 3*time.Minute, func(ctx context.Context) (bool, error) {
-				err := s.c.Get(ctx, crclient.ObjectKeyFromObject(du), du)
-				return du.Status.Phase == velerov2alpha1.DataUploadPhaseFailed, err
-			})
+			s.waitDataUploadPhase(t, du, velerov2alpha1.DataUploadPhaseFailed)
 			t.Logf("DataUpload %s: %s", du.Name, du.Status.Message)
 			for _, w := range tc.want {
 				require.Contains(t, strings.ToLower(du.Status.Message), strings.ToLower(w), du.Status.Message)
@@ -220,53 +155,4 @@ func TestObjectStoreFailures(t *testing.T) {
 			}
 		})
 	}
-}
-
-// dataUploadLikeVelero snapshots ns/pvc and creates the DataUpload Velero's CSI action
-// would create for it, for datamover snapmove, to the given location.
-func (s *stack) dataUploadLikeVelero(t *testing.T, ns, pvc, bsl string) *velerov2alpha1.DataUpload {
-	t.Helper()
-	vs := &snapshotv1.VolumeSnapshot{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pvc + "-snap"},
-		Spec: snapshotv1.VolumeSnapshotSpec{
-			Source:                  snapshotv1.VolumeSnapshotSource{PersistentVolumeClaimName: ptr.To(pvc)},
-			VolumeSnapshotClassName: ptr.To(s.snapClass),
-		},
-	}
-	require.NoError(t, s.c.Create(ctxT(t), vs))
-	du := &velerov2alpha1.DataUpload{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, GenerateName: ns + "-"},
-		Spec: velerov2alpha1.DataUploadSpec{
-			SnapshotType: velerov2alpha1.SnapshotTypeCSI,
-			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{
-				VolumeSnapshot: vs.Name, StorageClass: s.storageClass, SnapshotClass: s.snapClass,
-			},
-			SourcePVC: pvc, SourceNamespace: ns, DataMover: naming.DataMover,
-			BackupStorageLocation: bsl, OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
-		},
-	}
-	require.NoError(t, s.c.Create(ctxT(t), du))
-	t.Cleanup(func() { _ = s.c.Delete(context.Background(), du) })
-	return du
-}
-
-// s3Client talks to the stack's MinIO with its root credentials.
-func (s *stack) s3Client(t *testing.T) *minio.Client {
-	t.Helper()
-	c, err := minio.New(s.s3Endpoint, &minio.Options{Creds: credentials.NewStaticV4(s.accessKey, s.secretKey, "")})
-	require.NoError(t, err)
-	return c
-}
-
-// requireEvent checks that a Warning Event was recorded on the named DataUpload.
-func (s *stack) requireEvent(t *testing.T, name string) {
-	t.Helper()
-	var evs corev1.EventList
-	require.NoError(t, s.c.List(ctxT(t), &evs, crclient.InNamespace(s.veleroNS)))
-	for _, e := range evs.Items {
-		if e.InvolvedObject.Name == name && e.Type == corev1.EventTypeWarning {
-			return
-		}
-	}
-	t.Fatalf("no Warning Event on DataUpload %s", name)
 }

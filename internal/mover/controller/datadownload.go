@@ -38,21 +38,29 @@ func (r *DataDownloadReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.Client.Get(ctx, req.NamespacedName, dd); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	return r.reconcile(ctx, download{dd}, downloadHandler{r.Reconciler})
+	return machine[download]{r.Reconciler, downloadHandler{r.Reconciler}}.reconcile(ctx, download{dd})
 }
 
 type downloadHandler struct{ r *Reconciler }
 
 func (h downloadHandler) pvcLabel() string            { return "restore PVC" }
-func (h downloadHandler) doneMessage(movement) string { return "" }
+func (h downloadHandler) doneMessage(download) string { return "" }
 
-func targetKey(dd *velerov2alpha1.DataDownload) string {
-	return dd.Spec.TargetVolume.Namespace + "/" + dd.Spec.TargetVolume.PVC
+func (h downloadHandler) lostWorker(m download) string {
+	return fmt.Sprintf("worker pod %s disappeared while moving data (deleted or evicted); the volume was not fully restored", key(m))
 }
 
-func (h downloadHandler) expose(ctx context.Context, m movement, cfg config.Config, log logrus.FieldLogger) (string, error) {
-	r, dd := h.r, m.(download).dd
+func targetKey(dd *velerov2alpha1.DataDownload) string {
+	return describe(dd.Spec.TargetVolume.Namespace, dd.Spec.TargetVolume.PVC)
+}
+
+func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Config, log logrus.FieldLogger) (string, error) {
+	r, dd := h.r, m.dd
 	ns, name := r.Options.Namespace, dd.Name
+	if dd.Spec.SnapshotID == "" {
+		// A backed-up empty volume has a snapshot of its own: no ID means no data.
+		return "", permanentf(ReasonPrepareFailed, "spec.snapshotID is empty: the backup holds no data for PVC %s (its upload did not complete); nothing is restored rather than an empty volume", targetKey(dd))
+	}
 
 	restorePVC := &corev1.PersistentVolumeClaim{}
 	havePVC, err := get(ctx, r.Client, ns, name, restorePVC)
@@ -121,7 +129,7 @@ func (h downloadHandler) expose(ctx context.Context, m movement, cfg config.Conf
 	return "", nil
 }
 
-func (h downloadHandler) record(m movement, res expose.Result) {
+func (h downloadHandler) record(m download, res expose.Result) {
 	p := m.progress()
 	p.TotalBytes, p.BytesDone = res.TotalBytes, res.TotalBytes
 }
@@ -152,8 +160,8 @@ func (h downloadHandler) restoredPV(ctx context.Context, dd *velerov2alpha1.Data
 }
 
 // finish hands the restored PV to the target PVC; each call does what is left.
-func (h downloadHandler) finish(ctx context.Context, m movement, log logrus.FieldLogger) (string, error) {
-	r, dd := h.r, m.(download).dd
+func (h downloadHandler) finish(ctx context.Context, m download, log logrus.FieldLogger) (string, error) {
+	r, dd := h.r, m.dd
 	ns, name := r.Options.Namespace, dd.Name
 	pv, err := h.restoredPV(ctx, dd)
 	if err != nil {
@@ -252,24 +260,45 @@ func (h downloadHandler) finish(ctx context.Context, m movement, log logrus.Fiel
 		return fmt.Sprintf("waiting for PVC %s to bind to PV %s", targetKey(dd), pv.Name), nil
 	}
 
-	// 6. Give the PV its reclaim policy back.
-	if orig, ok := pv.Annotations[annReclaimPolicy]; ok {
+	// 6. Give the PV its reclaim policy back, and drop our label: the volume is the
+	// user's now, and nothing of the mover may select it again (a later DataDownload of
+	// the same name cleans up by that label).
+	_, hasPolicy := pv.Annotations[annReclaimPolicy]
+	_, hasLabel := pv.Labels[naming.DataDownloadLabel]
+	if hasPolicy || hasLabel {
 		patch := client.MergeFrom(pv.DeepCopy())
-		if orig != "" {
+		if orig := pv.Annotations[annReclaimPolicy]; orig != "" {
 			pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimPolicy(orig)
 		}
 		delete(pv.Annotations, annReclaimPolicy)
+		delete(pv.Labels, naming.DataDownloadLabel)
 		if err := r.Client.Patch(ctx, pv, patch); err != nil {
-			return "", errors.Wrapf(err, "restoring the reclaim policy of PV %s", pv.Name)
+			return "", errors.Wrapf(err, "handing PV %s over (reclaim policy, label)", pv.Name)
 		}
 	}
 	return "", nil
 }
 
+// userClaim names the claim outside Velero's namespace that pv is bound to, if that claim
+// exists: such a PV is a user's volume, whatever labels it carries.
+func (h downloadHandler) userClaim(ctx context.Context, pv *corev1.PersistentVolume) (string, error) {
+	ref := pv.Spec.ClaimRef
+	if ref == nil || ref.Name == "" || ref.Namespace == h.r.Options.Namespace {
+		return "", nil
+	}
+	claim := &corev1.PersistentVolumeClaim{}
+	found, err := get(ctx, h.r.Reader, ref.Namespace, ref.Name, claim)
+	if err != nil || !found || (ref.UID != "" && claim.UID != ref.UID) {
+		return "", err
+	}
+	return describe(ref.Namespace, ref.Name), nil
+}
+
 // cleanup deletes the worker pod, the restore PVC and its volume, and any PV restored
-// for this DataDownload that was not handed to the target PVC.
-func (h downloadHandler) cleanup(ctx context.Context, m movement, log logrus.FieldLogger) error {
-	r, dd := h.r, m.(download).dd
+// for this DataDownload that was not handed to the target PVC. A PV bound to a user's
+// claim is never deleted.
+func (h downloadHandler) cleanup(ctx context.Context, m download, log logrus.FieldLogger) error {
+	r, dd := h.r, m.dd
 	ns, name := r.Options.Namespace, dd.Name
 	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		return err
@@ -298,6 +327,12 @@ func (h downloadHandler) cleanup(ctx context.Context, m movement, log logrus.Fie
 					return err
 				}
 			}
+			continue
+		}
+		if claim, err := h.userClaim(ctx, pv); err != nil {
+			return err
+		} else if claim != "" {
+			log.WithField("pv", pv.Name).Warnf("leaving PV alone: it carries label %s=%s but is bound to PVC %s", naming.DataDownloadLabel, name, claim)
 			continue
 		}
 		if err := r.setReclaimPolicy(ctx, pv, corev1.PersistentVolumeReclaimDelete); err != nil {

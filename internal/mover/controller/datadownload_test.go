@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/naming"
 )
@@ -59,7 +60,7 @@ func TestDDAcceptedExposes(t *testing.T) {
 	})
 	t.Run("nothing to restore from", func(t *testing.T) {
 		e := newEnv(t, nil, dataDownload(velerov2alpha1.DataDownloadPhaseAccepted), bsl(), targetPVC("immediate"))
-		e.repos.verifyErr = Permanent(ReasonRepositoryError, errString("no kopia repository at s3://bucket/velero/kopia/app/"))
+		e.repos.verifyErr = datapath.Permanent(ReasonRepositoryError, errString("no kopia repository at s3://bucket/velero/kopia/app/"))
 		e.reconcileDD()
 		dd := e.dd()
 		require.Equal(t, velerov2alpha1.DataDownloadPhaseFailed, dd.Status.Phase)
@@ -148,12 +149,14 @@ func TestDDRebind(t *testing.T) {
 	require.True(t, e.exists(pvNow))
 	require.Equal(t, corev1.PersistentVolumeReclaimDelete, pvNow.Spec.PersistentVolumeReclaimPolicy)
 	require.NotContains(t, pvNow.Annotations, annReclaimPolicy)
+	require.NotContains(t, pvNow.Labels, naming.DataDownloadLabel, "the user's volume carries no mover label")
 	e.requireEvent(ReasonCompleted)
 }
 
 func TestDDTargetDeletedDuringHandOver(t *testing.T) {
 	dd := dataDownload(velerov2alpha1.DataDownloadPhaseInProgress)
-	dd.Status.Message = finishingPrefix
+	dd.Status.Message = "reworded by a later version"
+	dd.Annotations = map[string]string{annResultRecorded: "true"}
 	pv := builder.ForPersistentVolume("pv-restored").ReclaimPolicy(corev1.PersistentVolumeReclaimRetain).Phase(corev1.VolumeReleased).Result()
 	pv.Labels = map[string]string{naming.DataDownloadLabel: ddName}
 	pv.Annotations = map[string]string{annReclaimPolicy: "Delete"}
@@ -199,4 +202,39 @@ func TestDDCancel(t *testing.T) {
 			require.False(t, e.exists(ourPVC(ddName)))
 		})
 	}
+}
+
+// A DataUploadResult of a Failed or Canceled upload has no snapshot ID (Velero keeps
+// every DataUpload of a PartiallyFailed backup): the restore of that PVC fails at once,
+// nothing is exposed, and no empty volume is ever bound in place of the data.
+func TestDDWithoutSnapshotIDFailsBeforeExposing(t *testing.T) {
+	dd := dataDownload(velerov2alpha1.DataDownloadPhaseAccepted)
+	dd.Spec.SnapshotID = ""
+	e := newEnv(t, nil, dd, bsl(), targetPVC("immediate"), storageClass("immediate", false))
+	e.reconcileDD()
+	got := e.dd()
+	require.Equal(t, velerov2alpha1.DataDownloadPhaseFailed, got.Status.Phase)
+	require.Equal(t, "spec.snapshotID is empty: the backup holds no data for PVC app/data-0 (its upload did not complete); nothing is restored rather than an empty volume", got.Status.Message)
+	require.Empty(t, e.repos.verified, "no repository check")
+	require.False(t, e.exists(ourPVC(ddName)), "no restore PVC")
+	require.False(t, e.exists(ourPod(ddName)), "no worker pod")
+	e.requireEvent(ReasonPrepareFailed)
+}
+
+// A PV that still carries our label from an earlier DataDownload of the same name (as
+// PVs restored before the label was dropped at hand-over do) but is bound to a user's
+// claim is never deleted by a later cleanup.
+func TestDDCleanupNeverDeletesAUsersVolume(t *testing.T) {
+	dd := dataDownload(velerov2alpha1.DataDownloadPhaseFailed) // ended, finalizer left: cleanup runs
+	live := builder.ForPersistentVolume("pv-live").ClaimRef("other", "db").Phase(corev1.VolumeBound).Result()
+	live.Labels = map[string]string{naming.DataDownloadLabel: ddName}
+	live.Spec.ClaimRef.UID = "db-uid"
+	claim := builder.ForPersistentVolumeClaim("other", "db").VolumeName("pv-live").Phase(corev1.ClaimBound).Result()
+	claim.UID = "db-uid"
+	orphan := builder.ForPersistentVolume("pv-orphan").ReclaimPolicy(corev1.PersistentVolumeReclaimRetain).Result()
+	orphan.Labels = map[string]string{naming.DataDownloadLabel: ddName}
+	e := newEnv(t, nil, dd, live, claim, orphan, targetPVC("immediate"))
+	e.reconcileDD()
+	require.True(t, e.exists(&corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-live"}}), "a user's volume stays")
+	require.False(t, e.exists(&corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-orphan"}}), "our orphan goes")
 }

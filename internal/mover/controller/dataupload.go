@@ -39,15 +39,19 @@ func (r *DataUploadReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := r.Client.Get(ctx, req.NamespacedName, du); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	return r.reconcile(ctx, upload{du}, uploadHandler{r.Reconciler})
+	return machine[upload]{r.Reconciler, uploadHandler{r.Reconciler}}.reconcile(ctx, upload{du})
 }
 
 type uploadHandler struct{ r *Reconciler }
 
 func (h uploadHandler) pvcLabel() string { return "backup PVC" }
 
-func (h uploadHandler) expose(ctx context.Context, m movement, cfg config.Config, log logrus.FieldLogger) (string, error) {
-	r, du := h.r, m.(upload).du
+func (h uploadHandler) lostWorker(m upload) string {
+	return fmt.Sprintf("worker pod %s disappeared while moving data (deleted or evicted); the next backup of this volume will start from the last complete snapshot", key(m))
+}
+
+func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, log logrus.FieldLogger) (string, error) {
+	r, du := h.r, m.du
 	ns, name := r.Options.Namespace, du.Name
 	if du.Spec.SnapshotType != "" && du.Spec.SnapshotType != velerov2alpha1.SnapshotTypeCSI {
 		return "", permanentf(ReasonPrepareFailed, "snapshotType %q is not supported (only CSI)", du.Spec.SnapshotType)
@@ -320,23 +324,22 @@ func (h uploadHandler) sourceTopology(ctx context.Context, du *velerov2alpha1.Da
 	return pv.Spec.NodeAffinity.Required.DeepCopy(), nil
 }
 
-func (h uploadHandler) record(m movement, res expose.Result) {
-	du := m.(upload).du
+func (h uploadHandler) record(m upload, res expose.Result) {
+	du := m.du
 	du.Status.SnapshotID = res.SnapshotID
 	du.Status.IncrementalBytes = res.IncrementalBytes
 	du.Status.Progress.TotalBytes = res.TotalBytes
 	du.Status.Progress.BytesDone = res.TotalBytes
-	du.Status.NodeOS = velerov2alpha1.NodeOSLinux
 }
 
-func (h uploadHandler) finish(ctx context.Context, m movement, log logrus.FieldLogger) (string, error) {
-	if m.(upload).du.Status.SnapshotID == "" {
+func (h uploadHandler) finish(ctx context.Context, m upload, log logrus.FieldLogger) (string, error) {
+	if m.du.Status.SnapshotID == "" {
 		return "", permanentf(ReasonInvalidResult, "worker pod %s reported success without a snapshot ID", key(m))
 	}
 	return "", h.cleanup(ctx, m, log)
 }
 
-func (h uploadHandler) doneMessage(m movement) string {
+func (h uploadHandler) doneMessage(m upload) string {
 	if m.progress().TotalBytes == 0 {
 		return "the volume was empty; an empty snapshot was stored"
 	}
@@ -345,8 +348,8 @@ func (h uploadHandler) doneMessage(m movement) string {
 
 // cleanup deletes the worker pod, the backup PVC (and its volume), our snapshot (and
 // with it the storage snapshot) and the user's VolumeSnapshot if it is still there.
-func (h uploadHandler) cleanup(ctx context.Context, m movement, log logrus.FieldLogger) error {
-	r, du := h.r, m.(upload).du
+func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLogger) error {
+	r, du := h.r, m.du
 	ns, name := r.Options.Namespace, du.Name
 	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		return err
@@ -373,28 +376,6 @@ func (h uploadHandler) cleanup(ctx context.Context, m movement, log logrus.Field
 
 func duOwner(du *velerov2alpha1.DataUpload) metav1.OwnerReference {
 	return expose.OwnerReference(velerov2alpha1.SchemeGroupVersion.String(), "DataUpload", du)
-}
-
-// podParams are the worker pod settings common to backups and restores.
-func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.OwnerReference, pvc string, block bool, cfg config.Config, extra func(*expose.PodParams)) expose.PodParams {
-	flags := map[string]string{"cache-limit-mb": fmt.Sprint(cfg.CacheLimitMB)}
-	if r.Options.DefaultCredentials != "" {
-		flags["default-credentials-secret"] = r.Options.DefaultCredentials
-	}
-	if op == expose.Restore {
-		flags["write-sparse-default"] = expose.FormatBool(cfg.WriteSparseFiles)
-	}
-	p := expose.PodParams{
-		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
-		Image: r.Options.WorkerImage, ImagePullPolicy: cfg.WorkerImagePullPolicy, ServiceAccount: r.Options.WorkerServiceAccount,
-		PVC: pvc, Block: block, HostNetwork: cfg.WorkerHostNetwork, Resources: cfg.WorkerResources,
-		CacheSize: cfg.CacheSizeLimit, Args: expose.WorkerArgs(flags),
-		NodeSelector: cfg.WorkerNodeSelector, Tolerations: cfg.WorkerTolerations, PriorityClassName: cfg.WorkerPriorityClassName,
-	}
-	if extra != nil {
-		extra(&p)
-	}
-	return p
 }
 
 func containsFold(s, sub string) bool {

@@ -17,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/naming"
 )
@@ -57,7 +59,7 @@ func TestDataMoverFilter(t *testing.T) {
 func TestNewClaims(t *testing.T) {
 	e := newEnv(t, nil, backupFixtures(dataUpload(""))...)
 	res := e.reconcileDU()
-	require.True(t, res.Requeue)
+	require.Equal(t, nextPhase, res.RequeueAfter)
 	du := e.du()
 	require.Equal(t, velerov2alpha1.DataUploadPhaseAccepted, du.Status.Phase)
 	require.Equal(t, "controller-node", du.Status.AcceptedByNode)
@@ -71,7 +73,7 @@ func TestNewClaimConflict(t *testing.T) {
 	}}
 	e := newEnv(t, funcs, backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseNew))...)
 	res := e.reconcileDU() // no error: someone else won
-	require.False(t, res.Requeue)
+	require.Zero(t, res.RequeueAfter)
 	require.Equal(t, velerov2alpha1.DataUploadPhaseNew, e.du().Status.Phase)
 }
 
@@ -152,9 +154,9 @@ func TestAcceptedRepositoryErrors(t *testing.T) {
 		want    string
 		waiting bool
 	}{
-		{name: "wrong password", err: Permanent(ReasonRepositoryError, errString("the repository password in secret velero/velero-repo-credentials does not open the kopia repository at s3://bucket/velero/kopia/app/")),
+		{name: "wrong password", err: datapath.Permanent(ReasonRepositoryError, errString("the repository password in secret velero/velero-repo-credentials does not open the kopia repository at s3://bucket/velero/kopia/app/")),
 			want: "the repository password in secret velero/velero-repo-credentials does not open the kopia repository at s3://bucket/velero/kopia/app/"},
-		{name: "bucket missing", err: Permanent("", errString("bucket bucket does not exist (s3://bucket/velero/kopia/app/)")), want: "bucket bucket does not exist"},
+		{name: "bucket missing", err: datapath.Permanent("", errString("bucket bucket does not exist (s3://bucket/velero/kopia/app/)")), want: "bucket bucket does not exist"},
 		{name: "BSL missing", noBSL: true, want: "BackupStorageLocation velero/default does not exist"},
 		{name: "transient", err: errString("connection reset"), waiting: true,
 			want: "waiting: checking the kopia repository for namespace app on BackupStorageLocation default: connection reset"},
@@ -255,6 +257,7 @@ func TestAcceptedExposes(t *testing.T) {
 	du := e.du()
 	require.Equal(t, velerov2alpha1.DataUploadPhasePrepared, du.Status.Phase)
 	require.Equal(t, nodeA, du.Status.Node)
+	require.Equal(t, velerov2alpha1.NodeOSLinux, du.Status.NodeOS, "set where Velero's own controller sets it: at Prepared")
 	require.Empty(t, du.Status.Message)
 }
 
@@ -425,7 +428,6 @@ func TestPrepared(t *testing.T) {
 		du := e.du()
 		require.Equal(t, velerov2alpha1.DataUploadPhaseInProgress, du.Status.Phase)
 		require.Equal(t, t0, du.Status.StartTimestamp.Time.UTC())
-		require.Equal(t, velerov2alpha1.NodeOSLinux, du.Status.NodeOS)
 	})
 	t.Run("node full", func(t *testing.T) {
 		other := dataDownload(velerov2alpha1.DataDownloadPhaseInProgress)
@@ -434,6 +436,20 @@ func TestPrepared(t *testing.T) {
 		e.cfg.PerNode = 1
 		res := e.reconcileDU()
 		require.Equal(t, queuedRequeue, res.RequeueAfter)
+		du := e.du()
+		require.Equal(t, velerov2alpha1.DataUploadPhasePrepared, du.Status.Phase)
+		require.Equal(t, "queued on node node-a: 1 data movements in progress there (perNode limit 1)", du.Status.Message)
+	})
+	// A settings ConfigMap broken while movements run: claimed ones keep the last valid
+	// settings (here perNode 1), never silently fall back to defaults (perNode 2).
+	t.Run("settings broken later keep the last valid ones", func(t *testing.T) {
+		other := dataDownload(velerov2alpha1.DataDownloadPhaseInProgress)
+		other.Status.Node = nodeA
+		e := newEnv(t, nil, prepared(), workerPod(duName, corev1.PodRunning), other)
+		e.cfg.PerNode = 1
+		e.reconcileDU() // the mover saw valid settings
+		e.cfg, e.cfgErr = config.Default(), errString("mover settings ConfigMap velero/snapmove-mover is invalid: key perNode: want a number")
+		e.reconcileDU()
 		du := e.du()
 		require.Equal(t, velerov2alpha1.DataUploadPhasePrepared, du.Status.Phase)
 		require.Equal(t, "queued on node node-a: 1 data movements in progress there (perNode limit 1)", du.Status.Message)
@@ -449,7 +465,7 @@ func TestPrepared(t *testing.T) {
 
 func inProgress() *velerov2alpha1.DataUpload {
 	du := dataUpload(velerov2alpha1.DataUploadPhaseInProgress)
-	du.Status.Node = nodeA
+	du.Status.Node, du.Status.NodeOS = nodeA, velerov2alpha1.NodeOSLinux
 	du.Status.StartTimestamp = &metav1.Time{Time: t0}
 	du.Status.Progress.TotalBytes, du.Status.Progress.BytesDone = 100, 40
 	return du
@@ -546,7 +562,8 @@ func TestFinishingSurvivesRestart(t *testing.T) {
 	du := inProgress()
 	du.Status.SnapshotID = "k0123"
 	du.Status.Progress.TotalBytes, du.Status.Progress.BytesDone = 1000, 1000
-	du.Status.Message = finishingPrefix
+	du.Status.Message = "reworded by a later version"
+	du.Annotations = map[string]string{annResultRecorded: "true"}
 	e := newEnv(t, nil, du, ourVS())
 	e.reconcileDU()
 	got := e.du()

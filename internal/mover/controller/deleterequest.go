@@ -16,12 +16,26 @@ import (
 // DeleteRequestReconciler forgets kopia snapshots of deleted backups. The delete plugin
 // cannot reach the repository (only the mover links kopia), so it creates a ConfigMap
 // labelled naming.DeleteRequestLabel=true per snapshot; this reconciler deletes the
-// snapshot and sets the request's phase to Completed or Failed (with a message). The
-// plugin deletes the ConfigMap. A request is answered once; transient repository errors
-// are retried for deleteRetryFor after the request was created.
+// snapshot and sets the request's phase to Completed or Failed (with a message).
+//
+// A request is a durable job: transient repository errors (the store is down, the mover
+// was scaled to zero when Velero deleted the backup) are retried with the controller's
+// backoff for as long as it takes, since Velero deletes the backup whatever its delete
+// actions say and nobody else would ever forget the snapshot. Only a permanent error
+// (the BSL is gone, the password does not open the repository) ends a request Failed,
+// with a Warning Event. Answered requests are deleted here after a while (the plugin,
+// when it is still waiting, deletes them first).
 type DeleteRequestReconciler struct{ *Reconciler }
 
-const deleteRetryFor = 2 * time.Minute
+// How long an answered request stays: long enough for a waiting plugin to read the
+// answer, and for a person to see a failure (with its Event) before it goes.
+const (
+	completedRequestTTL = time.Minute
+	failedRequestTTL    = 24 * time.Hour
+)
+
+// deleteRequestAnsweredKey, in a request's data: when the mover answered it (RFC 3339).
+const deleteRequestAnsweredKey = "answeredAt"
 
 // ReasonSnapshotDeleteFailed is the Event reason on a failed delete request.
 const ReasonSnapshotDeleteFailed = "SnapshotDeleteFailed"
@@ -32,28 +46,31 @@ func (r *DeleteRequestReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.Client.Get(ctx, req.NamespacedName, cm); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if cm.Labels[naming.DeleteRequestLabel] != "true" || cm.Data[naming.DeleteRequestPhaseKey] != "" || cm.DeletionTimestamp != nil {
+	if cm.Labels[naming.DeleteRequestLabel] != "true" || cm.DeletionTimestamp != nil {
 		return ctrl.Result{}, nil
+	}
+	if cm.Data[naming.DeleteRequestPhaseKey] != "" {
+		return r.expire(ctx, cm)
 	}
 	log := r.Log.WithFields(map[string]any{
 		"backup": cm.Data[naming.DeleteRequestBackupKey], "snapshotID": cm.Data[naming.DeleteRequestSnapKey],
-		"pvc": cm.Data[naming.DeleteRequestNSKey] + "/" + cm.Data[naming.DeleteRequestPVCKey],
+		"pvc": describe(cm.Data[naming.DeleteRequestNSKey], cm.Data[naming.DeleteRequestPVCKey]),
 	})
 
 	phase, msg, err := r.forget(ctx, cm)
 	if err != nil {
-		if r.Clock.Since(cm.CreationTimestamp.Time) < deleteRetryFor {
-			log.WithError(err).Warn("deleting snapshot failed; retrying")
-			return ctrl.Result{}, err
-		}
-		phase, msg = naming.DeleteRequestFailed, err.Error()
+		log.WithError(err).Warnf("deleting snapshot failed (request %s, %s old); retrying",
+			describe(cm.Namespace, cm.Name), r.Clock.Since(cm.CreationTimestamp.Time).Round(time.Second))
+		return ctrl.Result{}, err
 	}
 
+	now := r.Clock.Now().UTC().Format(time.RFC3339)
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if cm.Data == nil {
 			cm.Data = map[string]string{}
 		}
 		cm.Data[naming.DeleteRequestPhaseKey] = phase
+		cm.Data[deleteRequestAnsweredKey] = now
 		if msg != "" {
 			cm.Data[naming.DeleteRequestMessageKey] = msg
 		}
@@ -79,10 +96,26 @@ func (r *DeleteRequestReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 			r.Recorder.Event(cm, corev1.EventTypeWarning, ReasonSnapshotDeleteFailed, msg)
 		}
 		log.Warn(msg)
-	} else {
-		log.Info("snapshot deleted")
+		return ctrl.Result{RequeueAfter: failedRequestTTL}, nil
 	}
-	return ctrl.Result{}, nil
+	log.Info("snapshot deleted")
+	return ctrl.Result{RequeueAfter: completedRequestTTL}, nil
+}
+
+// expire deletes an answered request once its time is up.
+func (r *DeleteRequestReconciler) expire(ctx context.Context, cm *corev1.ConfigMap) (ctrl.Result, error) {
+	ttl := completedRequestTTL
+	if cm.Data[naming.DeleteRequestPhaseKey] == naming.DeleteRequestFailed {
+		ttl = failedRequestTTL
+	}
+	answered := cm.CreationTimestamp.Time
+	if at, err := time.Parse(time.RFC3339, cm.Data[deleteRequestAnsweredKey]); err == nil {
+		answered = at
+	}
+	if left := ttl - r.Clock.Since(answered); left > 0 {
+		return ctrl.Result{RequeueAfter: left}, nil
+	}
+	return ctrl.Result{}, r.deleteIfExists(ctx, cm)
 }
 
 // forget deletes the snapshot. A non-nil error is transient.

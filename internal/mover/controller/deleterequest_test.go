@@ -7,11 +7,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
@@ -50,17 +52,26 @@ func TestDeleteRequests(t *testing.T) {
 		wantPhase   string
 		wantMessage string
 		wantErr     bool
+		wantGone    bool
 		wantCalls   []string
 	}{
 		{name: "deleted", wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/k0123"}},
 		{name: "no snapshot ID", data: map[string]string{naming.DeleteRequestSnapKey: "-"}, wantPhase: naming.DeleteRequestCompleted, wantMessage: "no snapshot to delete"},
 		{name: "BSL missing", noBSL: true, wantPhase: naming.DeleteRequestFailed, wantMessage: "BackupStorageLocation velero/default does not exist"},
-		{name: "permanent repository error", deleteErr: Permanent(ReasonRepositoryError, errString("wrong repository password for s3://bucket/velero/kopia/app/")),
+		{name: "permanent repository error", deleteErr: datapath.Permanent(ReasonRepositoryError, errString("wrong repository password for s3://bucket/velero/kopia/app/")),
 			wantPhase: naming.DeleteRequestFailed, wantMessage: "wrong repository password for s3://bucket/velero/kopia/app/", wantCalls: []string{"default/app/k0123"}},
 		{name: "transient error is retried", deleteErr: errString("connection reset"), wantErr: true, wantCalls: []string{"default/app/k0123"}},
-		{name: "transient error for too long", deleteErr: errString("connection reset"), age: 3 * time.Minute,
-			wantPhase: naming.DeleteRequestFailed, wantMessage: "connection reset", wantCalls: []string{"default/app/k0123"}},
-		{name: "already answered", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestCompleted}, wantPhase: naming.DeleteRequestCompleted},
+		// Velero deleted the backup long ago; the store was down all along: still retried.
+		{name: "transient error is retried whatever the age", deleteErr: errString("connection reset"), age: 72 * time.Hour,
+			wantErr: true, wantCalls: []string{"default/app/k0123"}},
+		{name: "answered, kept for the plugin", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestCompleted, deleteRequestAnsweredKey: t0.Format(time.RFC3339)},
+			age: 30 * time.Second, wantPhase: naming.DeleteRequestCompleted},
+		{name: "answered, expired", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestCompleted, deleteRequestAnsweredKey: t0.Format(time.RFC3339)},
+			age: 2 * time.Minute, wantGone: true},
+		{name: "failed, kept a day", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestFailed, naming.DeleteRequestMessageKey: "x", deleteRequestAnsweredKey: t0.Format(time.RFC3339)},
+			age: 23 * time.Hour, wantPhase: naming.DeleteRequestFailed, wantMessage: "x"},
+		{name: "failed, expired", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestFailed, deleteRequestAnsweredKey: t0.Format(time.RFC3339)},
+			age: 25 * time.Hour, wantGone: true},
 		{name: "not a request", data: map[string]string{}, wantPhase: ""},
 	}
 	for _, tc := range tests {
@@ -83,12 +94,19 @@ func TestDeleteRequests(t *testing.T) {
 				require.NoError(t, err)
 			}
 			got := &corev1.ConfigMap{}
+			if tc.wantGone {
+				require.True(t, apierrors.IsNotFound(e.c.Get(context.Background(), client.ObjectKeyFromObject(cm), got)))
+				return
+			}
 			require.NoError(t, e.c.Get(context.Background(), client.ObjectKeyFromObject(cm), got))
 			require.Equal(t, tc.wantPhase, got.Data[naming.DeleteRequestPhaseKey])
 			require.Equal(t, tc.wantMessage, got.Data[naming.DeleteRequestMessageKey])
 			require.Equal(t, tc.wantCalls, e.repos.deleted)
-			if tc.wantPhase == naming.DeleteRequestFailed {
+			if tc.wantPhase == naming.DeleteRequestFailed && tc.data[naming.DeleteRequestPhaseKey] == "" {
 				e.requireEvent(ReasonSnapshotDeleteFailed)
+			}
+			if tc.wantPhase != "" && tc.data[naming.DeleteRequestPhaseKey] == "" {
+				require.NotEmpty(t, got.Data[deleteRequestAnsweredKey], "answer time recorded")
 			}
 		})
 	}

@@ -21,7 +21,7 @@ const EventUIDField = "involvedObject.uid"
 
 // diagnosePending says why m's worker pod is not running yet, in one line built from
 // the PVC's and the pod's state and their latest Events.
-func (r *Reconciler) diagnosePending(ctx context.Context, m movement, h handler, pod *corev1.Pod) string {
+func (r *Reconciler) diagnosePending(ctx context.Context, m movement, pvcLabel string, pod *corev1.Pod) string {
 	var first, rest []string
 	podKey := key(m)
 
@@ -29,16 +29,16 @@ func (r *Reconciler) diagnosePending(ctx context.Context, m movement, h handler,
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Options.Namespace, Name: m.object().GetName()}, pvc)
 	switch {
 	case apierrors.IsNotFound(err):
-		rest = append(rest, fmt.Sprintf("%s %s does not exist", h.pvcLabel(), podKey))
+		rest = append(rest, fmt.Sprintf("%s %s does not exist", pvcLabel, podKey))
 	case err != nil:
-		rest = append(rest, fmt.Sprintf("%s %s cannot be read: %v", h.pvcLabel(), podKey, err))
+		rest = append(rest, fmt.Sprintf("%s %s cannot be read: %v", pvcLabel, podKey, err))
 	case pvc.Status.Phase != corev1.ClaimBound:
 		phase := pvc.Status.Phase
 		if phase == "" {
 			phase = corev1.ClaimPending
 		}
 		ev := r.latestEvent(ctx, pvc.UID)
-		line := fmt.Sprintf("%s %s is %s", h.pvcLabel(), podKey, phase)
+		line := fmt.Sprintf("%s %s is %s", pvcLabel, podKey, phase)
 		if ev != nil {
 			line += ": " + oneLine(ev.Message)
 		}

@@ -13,13 +13,15 @@
 //
 // Reconcile derives everything from the cluster (the object, its worker pod, PVC and
 // snapshots), so a restarted controller re-attaches to running workers. Each phase is one
-// small function; kind-specific steps (expose, finish, cleanup) live in dataupload.go and
-// datadownload.go behind the handler interface. Preparation that cannot finish is
+// small method of machine[M], generic over the kind's movement, with no type switches;
+// kind-specific steps (expose, record, finish, cleanup, messages) live in dataupload.go
+// and datadownload.go behind handler[M]. State the phases branch on lives in fields and
+// annotations (annResultRecorded), never in status.message. Preparation that cannot finish is
 // reported with a diagnosis (PVC events, scheduling conditions, snapshot errors) in
 // status.message while waiting and in the failure message, and every failure is also an
 // Event on the object.
 //
 // The package moves no bytes and does not import kopia: the repository is reached through
-// the Repositories interface, and the bytes are moved by the worker pod
+// the Repositories interface (implemented by internal/mover/connect), and the bytes are moved by the worker pod
 // (internal/mover/worker). Objects are built by internal/mover/expose.
 package controller

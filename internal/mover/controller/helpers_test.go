@@ -22,7 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
@@ -34,6 +33,7 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/naming"
+	"github.com/snapmove/snapmove/internal/testkit"
 )
 
 const (
@@ -47,12 +47,7 @@ const (
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func testScheme(t *testing.T) *runtime.Scheme {
-	s := runtime.NewScheme()
-	require.NoError(t, clientgoscheme.AddToScheme(s))
-	require.NoError(t, velerov1.AddToScheme(s))
-	require.NoError(t, velerov2alpha1.AddToScheme(s))
-	require.NoError(t, snapshotv1.AddToScheme(s))
-	return s
+	return testkit.Scheme(t)
 }
 
 // fakeRepos records calls and returns the configured errors.

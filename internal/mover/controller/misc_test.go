@@ -94,12 +94,16 @@ func TestVerifierRemembersSuccessOnly(t *testing.T) {
 	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true))
 	require.Equal(t, 2, repos.calls, "a success is remembered, a failure is not")
 
-	b.ResourceVersion = "2" // the BSL was edited
+	b.ResourceVersion = "2" // Velero validated the BSL: same repository
+	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true))
+	require.Equal(t, 2, repos.calls, "a validation does not invalidate the check")
+	b.Spec.ObjectStorage.Prefix = "elsewhere" // the BSL was edited: another repository
 	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true))
 	require.Equal(t, 3, repos.calls)
 	now = now.Add(verifiedFor)
 	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true))
 	require.Equal(t, 4, repos.calls)
+	require.Empty(t, v.locks, "no lock outlives its callers")
 }
 
 func TestLogr(t *testing.T) {

@@ -37,6 +37,7 @@ type movement interface {
 	newObject() client.Object
 	replace(fresh client.Object)
 	kind() string
+	logKey() string // the log field that names the object: dataUpload, dataDownload
 	op() expose.Operation
 	dataMover() string
 	phase() string
@@ -48,10 +49,14 @@ type movement interface {
 	setAccepted(by string, at metav1.Time)
 	node() string
 	setNode(string)
+	// setNodeOS records the OS of the node the worker runs on (status.nodeOS, which
+	// Velero's restore reads to place a later restore).
+	setNodeOS(velerov2alpha1.NodeOS)
 	startedAt() *metav1.Time
 	setStarted(at metav1.Time)
 	setCompleted(at metav1.Time)
 	progress() *shared.DataMoveOperationProgress
+	incrementalBytes() int64 // 0 where the kind has none
 }
 
 type upload struct{ du *velerov2alpha1.DataUpload }
@@ -60,6 +65,10 @@ func (u upload) object() client.Object                       { return u.du }
 func (u upload) newObject() client.Object                    { return &velerov2alpha1.DataUpload{} }
 func (u upload) replace(fresh client.Object)                 { *u.du = *fresh.(*velerov2alpha1.DataUpload) }
 func (u upload) kind() string                                { return "DataUpload" }
+func (u upload) logKey() string                              { return "dataUpload" }
+func (u upload) setNodeOS(os velerov2alpha1.NodeOS)          { u.du.Status.NodeOS = os }
+func (u upload) incrementalBytes() int64                     { return u.du.Status.IncrementalBytes }
+func (u upload) setStarted(at metav1.Time)                   { u.du.Status.StartTimestamp = &at }
 func (u upload) op() expose.Operation                        { return expose.Backup }
 func (u upload) dataMover() string                           { return u.du.Spec.DataMover }
 func (u upload) phase() string                               { return string(u.du.Status.Phase) }
@@ -76,10 +85,6 @@ func (u upload) progress() *shared.DataMoveOperationProgress { return &u.du.Stat
 func (u upload) setAccepted(by string, at metav1.Time) {
 	u.du.Status.AcceptedByNode, u.du.Status.AcceptedTimestamp = by, &at
 }
-func (u upload) setStarted(at metav1.Time) {
-	u.du.Status.StartTimestamp = &at
-	u.du.Status.NodeOS = velerov2alpha1.NodeOSLinux
-}
 
 type download struct{ dd *velerov2alpha1.DataDownload }
 
@@ -87,6 +92,9 @@ func (d download) object() client.Object                       { return d.dd }
 func (d download) newObject() client.Object                    { return &velerov2alpha1.DataDownload{} }
 func (d download) replace(fresh client.Object)                 { *d.dd = *fresh.(*velerov2alpha1.DataDownload) }
 func (d download) kind() string                                { return "DataDownload" }
+func (d download) logKey() string                              { return "dataDownload" }
+func (d download) setNodeOS(velerov2alpha1.NodeOS)             {} // DataDownload has no status.nodeOS
+func (d download) incrementalBytes() int64                     { return 0 }
 func (d download) op() expose.Operation                        { return expose.Restore }
 func (d download) dataMover() string                           { return d.dd.Spec.DataMover }
 func (d download) phase() string                               { return string(d.dd.Status.Phase) }
@@ -106,4 +114,4 @@ func (d download) setAccepted(by string, at metav1.Time) {
 }
 
 // key is namespace/name of m, for messages.
-func key(m movement) string { return m.object().GetNamespace() + "/" + m.object().GetName() }
+func key(m movement) string { return describe(m.object().GetNamespace(), m.object().GetName()) }

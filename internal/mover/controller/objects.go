@@ -25,6 +25,11 @@ const (
 	// annReclaimPolicy, on a restored PV being handed over: its reclaim policy before we
 	// set Retain; removed once restored.
 	annReclaimPolicy = "snapmove.io/original-reclaim-policy"
+	// annResultRecorded, on a DataUpload or DataDownload: "true" once its worker
+	// succeeded and the result is in the status. From then on the worker pod is expected
+	// to be gone, and only cleanup (and a restore's hand-over) is left. State the phase
+	// machine branches on lives here, not in status.message, which is for people.
+	annResultRecorded = "snapmove.io/result-recorded"
 
 	annBindCompleted      = "pv.kubernetes.io/bind-completed"
 	annBoundByController  = "pv.kubernetes.io/bound-by-controller"
@@ -46,6 +51,18 @@ func get(ctx context.Context, reader client.Reader, namespace, name string, obj 
 // kindOf is the Go type name of obj, which is its Kind for the API types used here.
 func kindOf(obj client.Object) string { return reflect.TypeOf(obj).Elem().Name() }
 
+// setAnnotation sets key=value on obj's annotations.
+func setAnnotation(obj client.Object, key, value string) {
+	a := obj.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[key] = value
+	obj.SetAnnotations(a)
+}
+
+// describe is how messages and logs name an object: namespace/name, or name alone for a
+// cluster-scoped object.
 func describe(namespace, name string) string {
 	if namespace == "" {
 		return name

@@ -3,12 +3,13 @@ package controller
 import (
 	"context"
 	"fmt"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,12 +58,20 @@ type Reconciler struct {
 
 	admission *admission
 	verifier  *verifier
+	lastValid *lastSettings
+}
+
+// lastSettings remembers the last valid mover settings (Reconciler.settings).
+type lastSettings struct {
+	mu  sync.Mutex
+	cfg *config.Config
 }
 
 // NewReconciler fills the unexported parts of r.
 func NewReconciler(r Reconciler) *Reconciler {
 	r.admission = newAdmission()
 	r.verifier = newVerifier()
+	r.lastValid = &lastSettings{}
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
@@ -75,15 +84,19 @@ func NewReconciler(r Reconciler) *Reconciler {
 
 // Requeue intervals.
 const (
+	// nextPhase: a phase moved on and the next one can start at once. A fixed short
+	// delay rather than the rate limiter's backoff, which is for errors.
+	nextPhase      = 10 * time.Millisecond
 	queuedRequeue  = 5 * time.Second  // waiting for a concurrency slot
 	waitRequeue    = 10 * time.Second // waiting for a snapshot, PVC or pod
 	movingRequeue  = time.Minute      // safety net while the worker runs (pod events drive us)
 	invalidRequeue = 30 * time.Second // settings ConfigMap invalid
 )
 
-// finishingPrefix marks, in status.message, a movement whose worker succeeded and whose
-// result is already in the status: from then on a missing worker pod is expected.
-const finishingPrefix = "data moved; finishing"
+// finishingMessage is status.message of a movement whose worker succeeded and whose result
+// is recorded (annResultRecorded): what is left is cleanup and, for a restore, the
+// hand-over.
+const finishingMessage = "data moved; finishing"
 
 // Event reasons.
 const (
@@ -99,35 +112,43 @@ const (
 	ReasonSettingsInvalid   = "SettingsInvalid"
 )
 
-// handler is the kind-specific part of a movement's phases.
-type handler interface {
+// handler is the kind-specific part of a movement's phases; M is the kind's movement.
+// The shared phase machine (machine) calls it and never looks at the kind itself.
+type handler[M movement] interface {
 	// expose makes sure everything the worker pod needs exists, the pod included. A
-	// non-empty wait says what is not ready yet; a *PermanentError fails the movement.
-	expose(ctx context.Context, m movement, cfg config.Config, log logrus.FieldLogger) (wait string, err error)
+	// non-empty wait says what is not ready yet; a *datapath.PermanentError fails the
+	// movement.
+	expose(ctx context.Context, m M, cfg config.Config, log logrus.FieldLogger) (wait string, err error)
 	// record copies a successful worker's result into m's status.
-	record(m movement, res expose.Result)
+	record(m M, res expose.Result)
 	// finish runs once the result is recorded: cleanup, and for a restore handing the
 	// volume to the user's PVC. A non-empty wait means "not done yet".
-	finish(ctx context.Context, m movement, log logrus.FieldLogger) (wait string, err error)
+	finish(ctx context.Context, m M, log logrus.FieldLogger) (wait string, err error)
 	// cleanup deletes (requests deletion of) everything created for m. Idempotent.
-	cleanup(ctx context.Context, m movement, log logrus.FieldLogger) error
+	cleanup(ctx context.Context, m M, log logrus.FieldLogger) error
 	// doneMessage is status.message of a Completed movement ("" for none).
-	doneMessage(m movement) string
+	doneMessage(m M) string
+	// lostWorker is the failure message when the worker pod vanished while moving data:
+	// what it means for the user's data.
+	lostWorker(m M) string
 	// pvcLabel names the worker's PVC in messages ("backup PVC", "restore PVC").
 	pvcLabel() string
 }
 
+// machine is the phase machine of one kind of movement: the shared phases, with the
+// kind's handler.
+type machine[M movement] struct {
+	*Reconciler
+	h handler[M]
+}
+
 func (r *Reconciler) logFor(m movement) logrus.FieldLogger {
-	k := "dataUpload"
-	if m.op() == expose.Restore {
-		k = "dataDownload"
-	}
-	return r.Log.WithFields(logrus.Fields{k: m.object().GetName(), "phase": m.phase()})
+	return r.Log.WithFields(logrus.Fields{m.logKey(): m.object().GetName(), "phase": m.phase()})
 }
 
 // reconcile is the shared phase machine: filter, finalizer/deletion, then one function
 // per phase.
-func (r *Reconciler) reconcile(ctx context.Context, m movement, h handler) (ctrl.Result, error) {
+func (r machine[M]) reconcile(ctx context.Context, m M) (ctrl.Result, error) {
 	if m.dataMover() != naming.DataMover { // also filtered by the predicate
 		return ctrl.Result{}, nil
 	}
@@ -138,7 +159,7 @@ func (r *Reconciler) reconcile(ctx context.Context, m movement, h handler) (ctrl
 			return ctrl.Result{}, nil
 		}
 		// Someone else ended it (or we crashed between cleanup and finalizer removal).
-		if err := h.cleanup(ctx, m, log); err != nil {
+		if err := r.h.cleanup(ctx, m, log); err != nil {
 			return ctrl.Result{}, err
 		}
 		return ctrl.Result{}, r.removeFinalizer(ctx, m)
@@ -147,26 +168,54 @@ func (r *Reconciler) reconcile(ctx context.Context, m movement, h handler) (ctrl
 		if !controllerutil.ContainsFinalizer(obj, naming.MoverFinalizer) {
 			return ctrl.Result{}, nil // never claimed: nothing of ours exists
 		}
-		return r.cancel(ctx, m, h, log, fmt.Sprintf("%s was deleted while %s", m.kind(), phaseOrNew(m.phase())))
+		return r.cancel(ctx, m, log, fmt.Sprintf("%s was deleted while %s", m.kind(), phaseOrNew(m.phase())))
 	}
 
-	cfg, cfgErr := r.Settings(ctx)
+	cfg, cfgErr := r.settings(ctx)
 	switch m.phase() {
 	case "", phaseNew:
-		return r.onNew(ctx, m, h, cfg, cfgErr, log)
-	case phaseAccepted:
-		return r.onAccepted(ctx, m, h, cfg, log)
-	case phasePrepared:
-		return r.onPrepared(ctx, m, h, cfg, log)
+		return r.onNew(ctx, m, cfg, cfgErr, log)
+	case phaseAccepted, phasePrepared:
+		switch {
+		case cfgErr == nil:
+		case cfg != nil:
+			log.WithError(cfgErr).Warn("mover settings are invalid: keeping the last valid settings")
+		case !m.cancelRequested():
+			msg := "waiting: " + cfgErr.Error() + "; no valid settings were seen since the mover started"
+			return ctrl.Result{RequeueAfter: invalidRequeue}, r.setMessage(ctx, m, msg)
+		default: // canceling needs no settings
+			d := config.Default()
+			cfg = &d
+		}
+		if m.phase() == phaseAccepted {
+			return r.onAccepted(ctx, m, *cfg, log)
+		}
+		return r.onPrepared(ctx, m, *cfg, log)
 	case phaseInProgress:
-		return r.onInProgress(ctx, m, h, log)
+		return r.onInProgress(ctx, m, log)
 	case phaseCanceling:
-		return r.cancel(ctx, m, h, log, "canceled while moving data")
+		return r.cancel(ctx, m, log, "canceled while moving data")
 	default:
 		log.Warnf("unknown phase %q; leaving the object alone", m.phase())
 		return ctrl.Result{}, nil
 	}
 }
+
+// settings returns the mover settings. When they cannot be read or are invalid, err says
+// why and cfg is the last valid settings this process saw (nil: none): objects already
+// claimed keep going with those, never with defaults that nobody asked for.
+func (r *Reconciler) settings(ctx context.Context) (cfg *config.Config, err error) {
+	c, err := r.Settings(ctx)
+	r.lastValid.mu.Lock()
+	defer r.lastValid.mu.Unlock()
+	if err == nil {
+		r.lastValid.cfg = &c
+		return &c, nil
+	}
+	return r.lastValid.cfg, err
+}
+
+func isNew(p string) bool { return p == "" || p == phaseNew }
 
 func phaseOrNew(p string) string {
 	if p == "" {
@@ -176,9 +225,9 @@ func phaseOrNew(p string) string {
 }
 
 // onNew: cancel, queue behind the concurrency limit, or claim (one optimistic update).
-func (r *Reconciler) onNew(ctx context.Context, m movement, h handler, cfg config.Config, cfgErr error, log logrus.FieldLogger) (ctrl.Result, error) {
+func (r machine[M]) onNew(ctx context.Context, m M, cfg *config.Config, cfgErr error, log logrus.FieldLogger) (ctrl.Result, error) {
 	if m.cancelRequested() {
-		return r.cancel(ctx, m, h, log, "canceled before it was accepted")
+		return r.cancel(ctx, m, log, "canceled before it was accepted")
 	}
 	if cfgErr != nil {
 		msg := "not accepted: " + cfgErr.Error()
@@ -218,18 +267,18 @@ func (r *Reconciler) onNew(ctx context.Context, m movement, h handler, cfg confi
 	}
 	r.admission.reserve(m.object().GetUID(), "", now)
 	log.Info("accepted")
-	return ctrl.Result{Requeue: true}, nil
+	return ctrl.Result{RequeueAfter: nextPhase}, nil
 }
 
 // onAccepted: expose (repository check first), then wait for the worker pod to run, or
 // fail with a diagnosis once the prepare timeout has passed.
-func (r *Reconciler) onAccepted(ctx context.Context, m movement, h handler, cfg config.Config, log logrus.FieldLogger) (ctrl.Result, error) {
+func (r machine[M]) onAccepted(ctx context.Context, m M, cfg config.Config, log logrus.FieldLogger) (ctrl.Result, error) {
 	if m.cancelRequested() {
-		return r.cancel(ctx, m, h, log, "canceled while preparing")
+		return r.cancel(ctx, m, log, "canceled while preparing")
 	}
-	wait, err := h.expose(ctx, m, cfg, log)
+	wait, err := r.h.expose(ctx, m, cfg, log)
 	if p, ok := asPermanent(err); ok {
-		return r.fail(ctx, m, h, log, p.Reason, p.Error())
+		return r.fail(ctx, m, log, p.Reason, p.Error())
 	}
 	if err != nil {
 		return ctrl.Result{}, err
@@ -245,13 +294,13 @@ func (r *Reconciler) onAccepted(ctx context.Context, m movement, h handler, cfg 
 		case pod.Status.Phase == corev1.PodRunning:
 			return r.toPrepared(ctx, m, pod, log)
 		case pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded:
-			return r.fail(ctx, m, h, log, ReasonWorkerFailed,
+			return r.fail(ctx, m, log, ReasonWorkerFailed,
 				fmt.Sprintf("worker pod %s exited before moving data: %s", key(m), podFailure(pod)))
 		default:
 			if msg := podCannotStart(pod); msg != "" {
-				return r.fail(ctx, m, h, log, ReasonPrepareFailed, fmt.Sprintf("worker pod %s cannot start: %s", key(m), msg))
+				return r.fail(ctx, m, log, ReasonPrepareFailed, fmt.Sprintf("worker pod %s cannot start: %s", key(m), msg))
 			}
-			wait = r.diagnosePending(ctx, m, h, pod)
+			wait = r.diagnosePending(ctx, m, r.h.pvcLabel(), pod)
 		}
 	}
 
@@ -262,7 +311,7 @@ func (r *Reconciler) onAccepted(ctx context.Context, m movement, h handler, cfg 
 	}
 	left := timeout - r.Clock.Since(since)
 	if left <= 0 {
-		return r.fail(ctx, m, h, log, ReasonPrepareTimeout, fmt.Sprintf("%s (still not ready after %s)", wait, timeout))
+		return r.fail(ctx, m, log, ReasonPrepareTimeout, fmt.Sprintf("%s (still not ready after %s)", wait, timeout))
 	}
 	after := waitRequeue
 	if left < after {
@@ -276,24 +325,25 @@ func (r *Reconciler) toPrepared(ctx context.Context, m movement, pod *corev1.Pod
 	if err := r.write(ctx, m, func(m movement) {
 		m.setPhase(phasePrepared)
 		m.setNode(node)
+		m.setNodeOS(velerov2alpha1.NodeOSLinux) // worker pods run on Linux nodes only
 		m.setMessage("")
 	}); err != nil {
 		return ctrl.Result{}, err
 	}
 	log.WithField("node", node).Info("prepared")
-	return ctrl.Result{Requeue: true}, nil
+	return ctrl.Result{RequeueAfter: nextPhase}, nil
 }
 
 // onPrepared: the worker pod runs; start moving unless the node is full.
-func (r *Reconciler) onPrepared(ctx context.Context, m movement, h handler, cfg config.Config, log logrus.FieldLogger) (ctrl.Result, error) {
+func (r machine[M]) onPrepared(ctx context.Context, m M, cfg config.Config, log logrus.FieldLogger) (ctrl.Result, error) {
 	if m.cancelRequested() {
-		return r.cancel(ctx, m, h, log, "canceled while preparing")
+		return r.cancel(ctx, m, log, "canceled while preparing")
 	}
 	pod, err := r.pod(ctx, m)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if res, err, done := r.checkWorkerGone(ctx, m, h, pod, log, false); done {
+	if done, res, err := r.checkWorkerGone(ctx, m, pod, log, false); done {
 		return res, err
 	}
 
@@ -324,42 +374,33 @@ func (r *Reconciler) onPrepared(ctx context.Context, m movement, h handler, cfg 
 }
 
 // checkWorkerGone fails m when its worker pod is missing or ended (Prepared and
-// InProgress). done reports that it decided.
-func (r *Reconciler) checkWorkerGone(ctx context.Context, m movement, h handler, pod *corev1.Pod, log logrus.FieldLogger, moving bool) (ctrl.Result, error, bool) {
-	if pod == nil {
-		if moving {
-			res, err := r.fail(ctx, m, h, log, ReasonWorkerDisappeared, disappeared(m))
-			return res, err, true
-		}
-		res, err := r.fail(ctx, m, h, log, ReasonWorkerDisappeared,
+// InProgress). done reports that it decided, and then res and err are the result.
+func (r machine[M]) checkWorkerGone(ctx context.Context, m M, pod *corev1.Pod, log logrus.FieldLogger, moving bool) (done bool, res ctrl.Result, err error) {
+	switch {
+	case pod == nil && moving:
+		res, err = r.fail(ctx, m, log, ReasonWorkerDisappeared, r.h.lostWorker(m))
+	case pod == nil:
+		res, err = r.fail(ctx, m, log, ReasonWorkerDisappeared,
 			fmt.Sprintf("worker pod %s disappeared before moving data (deleted or evicted)", key(m)))
-		return res, err, true
+	case pod.Status.Phase == corev1.PodFailed || (!moving && pod.Status.Phase == corev1.PodSucceeded):
+		res, err = r.fail(ctx, m, log, ReasonWorkerFailed, fmt.Sprintf("worker pod %s failed: %s", key(m), podFailure(pod)))
+	default:
+		return false, ctrl.Result{}, nil
 	}
-	if pod.Status.Phase == corev1.PodFailed || (!moving && pod.Status.Phase == corev1.PodSucceeded) {
-		res, err := r.fail(ctx, m, h, log, ReasonWorkerFailed, fmt.Sprintf("worker pod %s failed: %s", key(m), podFailure(pod)))
-		return res, err, true
-	}
-	return ctrl.Result{}, nil, false
-}
-
-func disappeared(m movement) string {
-	if m.op() == expose.Backup {
-		return fmt.Sprintf("worker pod %s disappeared while moving data (deleted or evicted); the next backup of this volume will start from the last complete snapshot", key(m))
-	}
-	return fmt.Sprintf("worker pod %s disappeared while moving data (deleted or evicted); the volume was not fully restored", key(m))
+	return true, res, err
 }
 
 // onInProgress: watch the worker; on success record its result, then finish.
-func (r *Reconciler) onInProgress(ctx context.Context, m movement, h handler, log logrus.FieldLogger) (ctrl.Result, error) {
+func (r machine[M]) onInProgress(ctx context.Context, m M, log logrus.FieldLogger) (ctrl.Result, error) {
 	if m.cancelRequested() {
 		if err := r.write(ctx, m, func(m movement) { m.setPhase(phaseCanceling) }); err != nil {
 			return ctrl.Result{}, err
 		}
 		log.Info("canceling")
-		return ctrl.Result{Requeue: true}, nil
+		return ctrl.Result{RequeueAfter: nextPhase}, nil
 	}
-	if strings.HasPrefix(m.message(), finishingPrefix) {
-		return r.finish(ctx, m, h, log)
+	if m.object().GetAnnotations()[annResultRecorded] == "true" {
+		return r.finish(ctx, m, log)
 	}
 	pod, err := r.pod(ctx, m)
 	if err != nil {
@@ -375,7 +416,7 @@ func (r *Reconciler) onInProgress(ctx context.Context, m movement, h handler, lo
 			return ctrl.Result{}, errors.Wrapf(err, "getting worker pod %s", key(m))
 		}
 	}
-	if res, err, done := r.checkWorkerGone(ctx, m, h, pod, log, true); done {
+	if done, res, err := r.checkWorkerGone(ctx, m, pod, log, true); done {
 		return res, err
 	}
 	if pod.Status.Phase != corev1.PodSucceeded {
@@ -384,53 +425,50 @@ func (r *Reconciler) onInProgress(ctx context.Context, m movement, h handler, lo
 
 	res, err := expose.ParseResult(expose.TerminationMessage(pod))
 	if err != nil {
-		return r.fail(ctx, m, h, log, ReasonInvalidResult, fmt.Sprintf("worker pod %s succeeded but its result cannot be read: %v", key(m), err))
+		return r.fail(ctx, m, log, ReasonInvalidResult, fmt.Sprintf("worker pod %s succeeded but its result cannot be read: %v", key(m), err))
 	}
-	if err := r.write(ctx, m, func(m movement) {
-		h.record(m, res)
-		m.setMessage(finishingPrefix)
+	if err := r.write(ctx, m, func(movement) {
+		r.h.record(m, res) // m is the object being written
+		m.setMessage(finishingMessage)
+		setAnnotation(m.object(), annResultRecorded, "true")
 	}); err != nil {
 		return ctrl.Result{}, err
 	}
-	return r.finish(ctx, m, h, log)
+	return r.finish(ctx, m, log)
 }
 
-func (r *Reconciler) finish(ctx context.Context, m movement, h handler, log logrus.FieldLogger) (ctrl.Result, error) {
-	wait, err := h.finish(ctx, m, log)
+func (r machine[M]) finish(ctx context.Context, m M, log logrus.FieldLogger) (ctrl.Result, error) {
+	wait, err := r.h.finish(ctx, m, log)
 	if p, ok := asPermanent(err); ok {
-		return r.fail(ctx, m, h, log, p.Reason, p.Error())
+		return r.fail(ctx, m, log, p.Reason, p.Error())
 	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if wait != "" {
-		return ctrl.Result{RequeueAfter: waitRequeue}, r.setMessage(ctx, m, finishingPrefix+": "+wait)
+		return ctrl.Result{RequeueAfter: waitRequeue}, r.setMessage(ctx, m, finishingMessage+": "+wait)
 	}
 	now := metav1.NewTime(r.Clock.Now())
-	written, err := r.terminal(ctx, m, func(m movement) {
+	written, err := r.terminal(ctx, m, func(movement) { // m is the object being written
 		m.setPhase(phaseCompleted)
 		m.setCompleted(now)
 		p := m.progress()
 		p.BytesDone = p.TotalBytes
-		m.setMessage(h.doneMessage(m))
+		m.setMessage(r.h.doneMessage(m))
 	})
 	if err != nil || !written {
 		return ctrl.Result{}, err
 	}
 	p := m.progress()
-	incremental := int64(0)
-	if u, ok := m.(upload); ok {
-		incremental = u.du.Status.IncrementalBytes
-	}
-	r.Metrics.ended(m.op(), phaseCompleted, r.took(m), p.TotalBytes, incremental)
+	r.Metrics.ended(m.op(), phaseCompleted, r.took(m), p.TotalBytes, m.incrementalBytes())
 	r.event(m, corev1.EventTypeNormal, ReasonCompleted, fmt.Sprintf("moved %d bytes", p.TotalBytes))
 	log.WithField("phase", phaseCompleted).Info("completed")
 	return ctrl.Result{}, nil
 }
 
 // fail cleans up and ends m as Failed with msg (also recorded as a Warning Event).
-func (r *Reconciler) fail(ctx context.Context, m movement, h handler, log logrus.FieldLogger, reason, msg string) (ctrl.Result, error) {
-	if err := h.cleanup(ctx, m, log); err != nil {
+func (r machine[M]) fail(ctx context.Context, m M, log logrus.FieldLogger, reason, msg string) (ctrl.Result, error) {
+	if err := r.h.cleanup(ctx, m, log); err != nil {
 		return ctrl.Result{}, err
 	}
 	now := metav1.NewTime(r.Clock.Now())
@@ -452,8 +490,8 @@ func (r *Reconciler) fail(ctx context.Context, m movement, h handler, log logrus
 }
 
 // cancel cleans up and ends m as Canceled.
-func (r *Reconciler) cancel(ctx context.Context, m movement, h handler, log logrus.FieldLogger, msg string) (ctrl.Result, error) {
-	if err := h.cleanup(ctx, m, log); err != nil {
+func (r machine[M]) cancel(ctx context.Context, m M, log logrus.FieldLogger, msg string) (ctrl.Result, error) {
+	if err := r.h.cleanup(ctx, m, log); err != nil {
 		return ctrl.Result{}, err
 	}
 	now := metav1.NewTime(r.Clock.Now())
@@ -487,7 +525,9 @@ func (r *Reconciler) took(m movement) time.Duration {
 func (r *Reconciler) write(ctx context.Context, m movement, mutate func(movement)) error {
 	_, err := r.update(ctx, m, func(m movement) {
 		mutate(m)
-		if m.object().GetDeletionTimestamp() == nil {
+		// Held while claimed and not ended: a New object (queued, settings invalid) is
+		// not ours yet, and must not outlive a mover that is uninstalled.
+		if m.object().GetDeletionTimestamp() == nil && !isNew(m.phase()) {
 			controllerutil.AddFinalizer(m.object(), naming.MoverFinalizer)
 		}
 	})

@@ -2,11 +2,16 @@ package controller
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"sync"
 	"time"
 
 	"github.com/pkg/errors"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 )
 
 // Repositories reaches Velero's unified kopia repositories. The controller only checks
@@ -15,7 +20,7 @@ import (
 type Repositories interface {
 	// Verify resolves bsl for sourceNamespace, makes sure the repository password
 	// exists, opens the repository (creating it when create is set) and closes it again.
-	// It blocks for the whole open. A *PermanentError means the repository cannot be
+	// It blocks for the whole open. A *datapath.PermanentError means the repository cannot be
 	// used as configured (wrong password, missing bucket, unreachable endpoint, bad
 	// credentials, nothing to restore from); its message names the cause and the
 	// location. Any other error may go away on its own.
@@ -26,32 +31,14 @@ type Repositories interface {
 	DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace, snapshotID string) error
 }
 
-// PermanentError is a failure that retrying cannot fix. Reason is the CamelCase reason of
-// the Event recorded with it.
-type PermanentError struct {
-	Reason string
-	Err    error
-}
-
-func (e *PermanentError) Error() string { return e.Err.Error() }
-func (e *PermanentError) Unwrap() error { return e.Err }
-
-// Permanent marks err as permanent.
-func Permanent(reason string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &PermanentError{Reason: reason, Err: err}
-}
-
-// permanentf is Permanent with a formatted message.
+// permanentf is datapath.Permanent with a formatted message.
 func permanentf(reason, format string, args ...any) error {
-	return &PermanentError{Reason: reason, Err: errors.Errorf(format, args...)}
+	return &datapath.PermanentError{Reason: reason, Err: errors.Errorf(format, args...)}
 }
 
 // asPermanent reports whether err is (or wraps) a *PermanentError.
-func asPermanent(err error) (*PermanentError, bool) {
-	var p *PermanentError
+func asPermanent(err error) (*datapath.PermanentError, bool) {
+	var p *datapath.PermanentError
 	ok := errors.As(err, &p)
 	return p, ok
 }
@@ -62,26 +49,52 @@ func asPermanent(err error) (*PermanentError, bool) {
 // only costs one more open.
 type verifier struct {
 	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	locks map[string]*repoLock
 	ok    map[string]time.Time
+}
+
+// repoLock serializes the checks of one repository; users counts the callers holding or
+// waiting for it, so that it is forgotten when the last one leaves.
+type repoLock struct {
+	sync.Mutex
+	users int
 }
 
 const verifiedFor = 5 * time.Minute
 
 func newVerifier() *verifier {
-	return &verifier{locks: map[string]*sync.Mutex{}, ok: map[string]time.Time{}}
+	return &verifier{locks: map[string]*repoLock{}, ok: map[string]time.Time{}}
+}
+
+// repoKey identifies the repository of namespace ns on bsl by what decides where it is
+// and how it is reached: the BSL's spec, not its resourceVersion, which Velero changes
+// at every validation (about once a minute) without changing the repository.
+func repoKey(bsl *velerov1.BackupStorageLocation, ns string) string {
+	spec, err := json.Marshal(bsl.Spec)
+	if err != nil { // cannot happen for this type; never share a key then
+		return string(bsl.UID) + "/" + bsl.ResourceVersion + "/" + ns
+	}
+	sum := sha256.Sum256(spec)
+	return bsl.Namespace + "/" + bsl.Name + "/" + hex.EncodeToString(sum[:]) + "/" + ns
 }
 
 func (v *verifier) verify(ctx context.Context, repos Repositories, now func() time.Time, bsl *velerov1.BackupStorageLocation, ns string, create bool) error {
-	// The BSL's resourceVersion is part of the key: an edited BSL is checked again.
-	k := string(bsl.UID) + "/" + bsl.ResourceVersion + "/" + ns
+	k := repoKey(bsl, ns)
 	v.mu.Lock()
 	lock, found := v.locks[k]
 	if !found {
-		lock = &sync.Mutex{}
+		lock = &repoLock{}
 		v.locks[k] = lock
 	}
+	lock.users++
 	v.mu.Unlock()
+	defer func() {
+		v.mu.Lock()
+		if lock.users--; lock.users == 0 {
+			delete(v.locks, k)
+		}
+		v.mu.Unlock()
+	}()
 
 	lock.Lock()
 	defer lock.Unlock()
@@ -99,7 +112,6 @@ func (v *verifier) verify(ctx context.Context, repos Repositories, now func() ti
 	for key, t := range v.ok { // forget old entries
 		if now().Sub(t) >= verifiedFor {
 			delete(v.ok, key)
-			delete(v.locks, key)
 		}
 	}
 	v.mu.Unlock()

@@ -2,9 +2,6 @@ package expose
 
 import (
 	"context"
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -17,23 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/yaml"
+
+	"github.com/snapmove/snapmove/internal/testkit"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-func golden(t *testing.T, name string, obj any) {
-	t.Helper()
-	got, err := yaml.Marshal(obj)
-	require.NoError(t, err)
-	path := filepath.Join("testdata", name+".yaml")
-	if *update {
-		require.NoError(t, os.WriteFile(path, got, 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test -update to create %s", path)
-	require.Equal(t, string(want), string(got), "golden file %s differs; run go test -update if intended", path)
-}
 
 func duOwner() metav1.OwnerReference {
 	du := builder.ForDataUpload("velero", "backup-1-abcde").Result()
@@ -87,17 +70,17 @@ func backupPodParams() PodParams {
 
 func TestGoldenBackup(t *testing.T) {
 	p := SnapshotParams{Name: "backup-1-abcde", Namespace: "velero", Source: sourceContent(), SnapshotClass: ptr.To("csi-hostpath-snapclass")}
-	golden(t, "backup-vsc", BackupVolumeSnapshotContent(p))
-	golden(t, "backup-vs", BackupVolumeSnapshot(p))
-	golden(t, "backup-pvc", BackupPVC(BackupPVCParams{
+	testkit.Golden(t, "testdata/backup-vsc.yaml", BackupVolumeSnapshotContent(p))
+	testkit.Golden(t, "testdata/backup-vs.yaml", BackupVolumeSnapshot(p))
+	testkit.Golden(t, "testdata/backup-pvc.yaml", BackupPVC(BackupPVCParams{
 		Name: "backup-1-abcde", Namespace: "velero", Owner: duOwner(), StorageClass: "csi-hostpath-sc",
 		AccessMode: corev1.ReadOnlyMany, VolumeMode: corev1.PersistentVolumeFilesystem, Size: resource.MustParse("1Gi"),
 	}))
-	golden(t, "backup-pod", WorkerPod(backupPodParams()))
+	testkit.Golden(t, "testdata/backup-pod.yaml", WorkerPod(backupPodParams()))
 
 	block := backupPodParams()
 	block.Block, block.ReadOnlyClaim, block.HostNetwork, block.NodeAffinity = true, false, true, nil
-	golden(t, "backup-block-pod", WorkerPod(block))
+	testkit.Golden(t, "testdata/backup-block-pod.yaml", WorkerPod(block))
 }
 
 func TestGoldenRestore(t *testing.T) {
@@ -107,11 +90,11 @@ func TestGoldenRestore(t *testing.T) {
 		Result()
 	target.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
 	target.Spec.VolumeMode = ptr.To(corev1.PersistentVolumeFilesystem)
-	golden(t, "restore-pvc", RestorePVC(RestorePVCParams{
+	testkit.Golden(t, "testdata/restore-pvc.yaml", RestorePVC(RestorePVCParams{
 		Name: "restore-1-fghij", Namespace: "velero", Owner: ddOwner(), Target: target,
 		SnapshotSize: 3<<30 + 1, SelectedNode: "node-2",
 	}))
-	golden(t, "restore-pod", WorkerPod(PodParams{
+	testkit.Golden(t, "testdata/restore-pod.yaml", WorkerPod(PodParams{
 		Operation: Restore, Name: "restore-1-fghij", Namespace: "velero", Owner: ddOwner(),
 		Image: "ghcr.io/snapmove/snapmove:v0.1.0", ImagePullPolicy: corev1.PullIfNotPresent,
 		ServiceAccount: "snapmove-worker", PVC: "restore-1-fghij", CacheSize: resource.MustParse("6Gi"),

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/kopia/kopia/fs"
@@ -26,7 +25,7 @@ import (
 	"github.com/sirupsen/logrus"
 	velerokopia "github.com/vmware-tanzu/velero/pkg/kopia"
 
-	"github.com/snapmove/snapmove/internal/naming"
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 )
 
 const (
@@ -50,83 +49,52 @@ const (
 	defaultMaxBackupParallel = 4
 )
 
-// Progress is a snapshot of a running backup or restore, in bytes of file data.
-type Progress struct{ TotalBytes, BytesDone int64 }
-
-// BackupRequest says what to back up.
-type BackupRequest struct {
-	// SourceNamespace and SourcePVC name the kopia source:
-	// default@default:snapshot-data-upload-download/kopia/<ns>/<pvc>.
-	SourceNamespace, SourcePVC string
-	// Path is the mounted volume directory, or with Block the block device (a regular
-	// file is accepted too, for tests).
-	Path  string
-	Block bool
-	// Tags are added to the snapshot manifest (e.g. velero.io/async-operation-id);
-	// snapshot-requester and snapshot-uploader are always Velero's values.
-	Tags map[string]string
-	// Parallel is the number of files read at once; 0 means NumCPU, at most
-	// defaultMaxBackupParallel.
-	Parallel int
-	// OnProgress, when set, is called from the upload at most every ProgressInterval
-	// (0: DefaultProgressInterval), and once more at the end with both fields equal to
-	// the snapshot's total file size. Calls never overlap; none follows the last.
-	OnProgress       func(Progress)
-	ProgressInterval time.Duration
-}
-
-// BackupResult describes the snapshot a backup wrote.
-type BackupResult struct {
-	SnapshotID string
-	// TotalBytes is the snapshot's total file size; IncrementalBytes the part of it that
-	// was read because the parent snapshot did not cover it (Velero: total - cached).
-	TotalBytes, IncrementalBytes int64
-	// Empty: the volume held no file data; the snapshot exists nonetheless.
-	Empty bool
-}
-
 // Backup snapshots req.Path into the repository. The newest complete snapshot of the same
 // source written by Velero's data mover or by us is the parent, so unchanged files are
 // not read again. Cancelling ctx aborts the upload and writes no manifest. When some
 // entries could not be read the snapshot is still saved: the result carries its ID and
 // the error lists the entries.
-func (r *Repository) Backup(ctx context.Context, req BackupRequest) (BackupResult, error) {
+//
+// req.Parallel 0 means NumCPU, at most defaultMaxBackupParallel. req.OnProgress is called
+// from the upload at most every req.ProgressInterval (0: DefaultProgressInterval), and
+// once more at the end with both fields equal to the snapshot's total file size; calls
+// never overlap and none follows the last.
+func (r *Repository) Backup(ctx context.Context, req datapath.BackupRequest) (datapath.BackupResult, error) {
 	if r.opts.ReadOnly {
-		return BackupResult{}, errors.Errorf("backing up PVC %s/%s: repository at %s is open read-only", req.SourceNamespace, req.SourcePVC, r.loc)
+		return datapath.BackupResult{}, errors.Errorf("backing up PVC %s/%s: repository at %s is open read-only", req.SourceNamespace, req.SourcePVC, r.loc)
 	}
 	if req.SourceNamespace == "" || req.SourcePVC == "" || req.Path == "" {
-		return BackupResult{}, errors.New("backing up a volume: namespace, PVC and path are required")
+		return datapath.BackupResult{}, errors.New("backing up a volume: namespace, PVC and path are required")
 	}
 	log := r.log.WithField("pvc", req.SourceNamespace+"/"+req.SourcePVC)
 	kctx := velerokopia.SetupKopiaLog(ctx, log)
 
 	source, total, closeSource, err := backupSource(req.Path, req.Block)
 	if err != nil {
-		return BackupResult{}, errors.Wrapf(err, "backing up PVC %s/%s", req.SourceNamespace, req.SourcePVC)
+		return datapath.BackupResult{}, errors.Wrapf(err, "backing up PVC %s/%s", req.SourceNamespace, req.SourcePVC)
 	}
 	defer closeSource()
 
 	sourceInfo := snapshot.SourceInfo{
-		UserName: naming.RepoUser,
-		Host:     naming.RepoHost,
-		Path:     path.Clean(naming.SnapshotSourcePath(req.SourceNamespace, req.SourcePVC)),
+		UserName: repoUser,
+		Host:     repoHost,
+		Path:     path.Clean(snapshotSourcePath(req.SourceNamespace, req.SourcePVC)),
 	}
 	tags := make(map[string]string, len(req.Tags)+2)
 	for k, v := range req.Tags {
 		tags[k] = v
 	}
-	tags[naming.TagRequester] = naming.SnapshotRequester
-	tags[naming.TagUploader] = naming.SnapshotUploader
+	tags[tagRequester] = snapshotRequester
+	tags[tagUploader] = snapshotUploader
 
 	parallel := req.Parallel
 	if parallel <= 0 {
 		parallel = min(runtime.NumCPU(), defaultMaxBackupParallel)
 	}
-	defer lowerGCTarget()()
 	progress := newUploadProgress(req.OnProgress, req.ProgressInterval, total, log)
 
 	var (
-		result  BackupResult
+		result  datapath.BackupResult
 		man     *snapshot.Manifest
 		started = time.Now()
 	)
@@ -137,7 +105,7 @@ func (r *Repository) Backup(ctx context.Context, req BackupRequest) (BackupResul
 				return err
 			}
 			if previous != nil {
-				log.WithField("parentSnapshot", previous.ID).Info("Backing up incrementally")
+				log.WithField("parentSnapshot", previous.ID).Info("backing up incrementally")
 			}
 			policyTree, err := setupPolicy(ctx, w, sourceInfo, parallel)
 			if err != nil {
@@ -165,13 +133,13 @@ func (r *Repository) Backup(ctx context.Context, req BackupRequest) (BackupResul
 				return errors.Errorf("upload incomplete: %s", man.IncompleteReason)
 			}
 			man.Tags = tags
-			man.Description = naming.SnapshotDescription
-			man.Pins = []string{naming.SnapshotPin}
+			man.Description = snapshotDescription
+			man.Pins = []string{snapshotPin}
 			id, err := snapshot.SaveSnapshot(ctx, w, man)
 			if err != nil {
 				return errors.Wrap(err, "saving snapshot manifest")
 			}
-			result = BackupResult{
+			result = datapath.BackupResult{
 				SnapshotID:       string(id),
 				TotalBytes:       man.Stats.TotalFileSize,
 				IncrementalBytes: max(0, man.Stats.TotalFileSize-progress.cached.Load()),
@@ -180,7 +148,7 @@ func (r *Repository) Backup(ctx context.Context, req BackupRequest) (BackupResul
 			return nil
 		})
 	if err != nil {
-		return BackupResult{}, errors.Wrapf(err, "backing up PVC %s/%s to repository at %s", req.SourceNamespace, req.SourcePVC, r.loc)
+		return datapath.BackupResult{}, errors.Wrapf(err, "backing up PVC %s/%s to repository at %s", req.SourceNamespace, req.SourcePVC, r.loc)
 	}
 	progress.finish(result.TotalBytes)
 	log.WithFields(logrus.Fields{
@@ -188,7 +156,7 @@ func (r *Repository) Backup(ctx context.Context, req BackupRequest) (BackupResul
 		"totalBytes":       result.TotalBytes,
 		"incrementalBytes": result.IncrementalBytes,
 		"duration":         time.Since(started).Round(time.Millisecond).String(),
-	}).Info("Backed up volume")
+	}).Info("backed up volume")
 
 	if failed := failedEntries(man); len(failed) > 0 {
 		return result, errors.Errorf("backing up PVC %s/%s: snapshot %s is missing entries that could not be read: %s",
@@ -250,8 +218,8 @@ func findPreviousSnapshot(ctx context.Context, rep repo.Repository, si snapshot.
 	var newest *snapshot.Manifest
 	for _, m := range mans {
 		if m.IncompleteReason != "" ||
-			m.Tags[naming.TagRequester] != tags[naming.TagRequester] ||
-			m.Tags[naming.TagUploader] != tags[naming.TagUploader] {
+			m.Tags[tagRequester] != tags[tagRequester] ||
+			m.Tags[tagUploader] != tags[tagUploader] {
 			continue
 		}
 		if newest == nil || m.StartTime.After(newest.StartTime) {
@@ -330,7 +298,7 @@ type uploadProgress struct {
 
 	hashed, cached, estimated atomic.Int64
 	fixedTotal                int64
-	report                    func(Progress)
+	report                    func(datapath.Progress)
 	interval                  time.Duration
 	next                      atomic.Int64
 	log                       logrus.FieldLogger
@@ -339,7 +307,7 @@ type uploadProgress struct {
 	finished bool
 }
 
-func newUploadProgress(report func(Progress), interval time.Duration, fixedTotal int64, log logrus.FieldLogger) *uploadProgress {
+func newUploadProgress(report func(datapath.Progress), interval time.Duration, fixedTotal int64, log logrus.FieldLogger) *uploadProgress {
 	if interval <= 0 {
 		interval = DefaultProgressInterval
 	}
@@ -372,10 +340,10 @@ func (p *uploadProgress) FinishedDirectory(string) { p.maybeReport() }
 func (p *uploadProgress) Error(entryPath string, err error, isIgnored bool) {
 	entry := p.log.WithError(err).WithField("path", entryPath)
 	if isIgnored {
-		entry.Warn("Ignored an entry that could not be backed up")
+		entry.Warn("ignored an entry that could not be backed up")
 		return
 	}
-	entry.Error("Could not back up an entry")
+	entry.Error("could not back up an entry")
 }
 
 func (p *uploadProgress) maybeReport() {
@@ -398,7 +366,7 @@ func (p *uploadProgress) maybeReport() {
 	if total == 0 {
 		total = p.estimated.Load()
 	}
-	p.report(Progress{TotalBytes: total, BytesDone: p.hashed.Load() + p.cached.Load()})
+	p.report(datapath.Progress{TotalBytes: total, BytesDone: p.hashed.Load() + p.cached.Load()})
 }
 
 // finish sends the last report; no report follows it.
@@ -409,11 +377,5 @@ func (p *uploadProgress) finish(total int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.finished = true
-	p.report(Progress{TotalBytes: total, BytesDone: total})
-}
-
-// isBlockDevice reports whether mode is a block device (not a character device).
-func isBlockDevice(st os.FileInfo) bool {
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	return ok && sys.Mode&syscall.S_IFMT == syscall.S_IFBLK
+	p.report(datapath.Progress{TotalBytes: total, BytesDone: total})
 }

@@ -58,6 +58,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 	"github.com/snapmove/snapmove/test/datagen"
 	"github.com/snapmove/snapmove/test/treecheck"
@@ -290,13 +291,13 @@ func (r *perfRun) open(b *testing.B, loc repository.Location, cacheDir string, c
 
 // backup runs one backup in this process (setup: a parent snapshot) the way a worker
 // does: open, back up, close.
-func (r *perfRun) backup(b *testing.B, loc repository.Location, cacheDir string, src perfSource) BackupResult {
+func (r *perfRun) backup(b *testing.B, loc repository.Location, cacheDir string, src perfSource) datapath.BackupResult {
 	b.Helper()
 	ctx := context.Background()
 	rep := r.open(b, loc, cacheDir, false)
-	res, err := rep.Backup(ctx, BackupRequest{
+	res, err := rep.Backup(ctx, datapath.BackupRequest{
 		SourceNamespace: "perf", SourcePVC: "data", Path: src.path, Block: src.block,
-		Parallel: r.env.parallel, OnProgress: func(Progress) {},
+		Parallel: r.env.parallel, OnProgress: func(datapath.Progress) {},
 	})
 	if err != nil {
 		b.Fatal(err)

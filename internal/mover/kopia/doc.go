@@ -13,6 +13,8 @@
 // single large file restores on every worker; all-zero blocks become holes when asked
 // (WriteSparse) and are allocated without writing data otherwise.
 //
-// It must not know about Kubernetes objects, read the environment or flags, or run
-// repository maintenance (Velero's maintenance jobs own that, as default@default).
+// It must not know about Kubernetes objects, read the environment or flags, run
+// repository maintenance (Velero's maintenance jobs own that, as default@default), or
+// tune the process (garbage collector target, FreeOSMemory): the controller calls it on
+// every repository check, and the worker tunes itself.
 package kopia

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"testing"
 
 	"github.com/kopia/kopia/repo/manifest"
@@ -15,6 +14,8 @@ import (
 	"github.com/kopia/kopia/snapshot/policy"
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 )
 
 func TestRestoreReadsWithinBudget(t *testing.T) {
@@ -37,7 +38,7 @@ func TestRestoreReadsWithinBudget(t *testing.T) {
 	require.NoError(t, err)
 	file, err := blockFile(ctx, r.rep, man.RootEntry)
 	require.NoError(t, err)
-	chunks, err := newRestorer(r.rep, RestoreRequest{}, 0, logrus.New()).chunks(ctx, file.ObjectID, file.FileSize)
+	chunks, err := newRestorer(r.rep, datapath.RestoreRequest{}, 0, logrus.New()).chunks(ctx, file.ObjectID, file.FileSize)
 	require.NoError(t, err)
 	require.Greater(t, len(chunks), 4)
 	var maxCost int64 // of one read
@@ -59,7 +60,7 @@ func TestRestoreReadsWithinBudget(t *testing.T) {
 			readBudget = tc.budget
 			target := filepath.Join(t.TempDir(), "target")
 			require.NoError(t, os.WriteFile(target, nil, 0o600))
-			rreq := RestoreRequest{SnapshotID: res.SnapshotID, Path: target, Block: true, Parallel: tc.parallel}
+			rreq := datapath.RestoreRequest{SnapshotID: res.SnapshotID, Path: target, Block: true, Parallel: tc.parallel}
 			rs := newRestorer(r.rep, rreq, int64(len(data)), logrus.New())
 			require.NoError(t, rs.restoreBlock(ctx, man.RootEntry, target))
 
@@ -87,40 +88,6 @@ func TestReadCost(t *testing.T) {
 		{n: 1 << 30, want: readBudget}, // capped: any chunk can be read
 	} {
 		require.Equal(t, tc.want, readCost(tc.n), "readCost(%d)", tc.n)
-	}
-}
-
-// gcPercent returns the collector's target without changing it.
-func gcPercent() int {
-	v := debug.SetGCPercent(100)
-	debug.SetGCPercent(v)
-	return v
-}
-
-func TestLowerGCTarget(t *testing.T) {
-	old := debug.SetGCPercent(100)
-	t.Cleanup(func() { debug.SetGCPercent(old) })
-
-	for _, tc := range []struct {
-		name       string
-		start      int
-		wantDuring int
-	}{
-		{name: "the default is lowered", start: 100, wantDuring: dataPathGCPercent},
-		{name: "a lower GOGC is kept", start: 10, wantDuring: 10},
-		{name: "a collector turned off stays off", start: -1, wantDuring: -1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			debug.SetGCPercent(tc.start)
-			first := lowerGCTarget()
-			second := lowerGCTarget() // a concurrent operation
-			require.Equal(t, tc.wantDuring, gcPercent())
-			first()
-			first() // idempotent
-			require.Equal(t, tc.wantDuring, gcPercent(), "the second operation still runs")
-			second()
-			require.Equal(t, tc.start, gcPercent())
-		})
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/kopia/kopia/repo"
@@ -27,7 +27,6 @@ import (
 	velerokopia "github.com/vmware-tanzu/velero/pkg/kopia"
 
 	"github.com/snapmove/snapmove/internal/mover/repository"
-	"github.com/snapmove/snapmove/internal/naming"
 )
 
 const (
@@ -64,10 +63,10 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.Hostname == "" {
-		o.Hostname = naming.RepoHost
+		o.Hostname = repoHost
 	}
 	if o.Username == "" {
-		o.Username = naming.RepoUser
+		o.Username = repoUser
 	}
 	if o.CacheLimitMB == 0 {
 		o.CacheLimitMB = defaultCacheLimitMB
@@ -80,13 +79,17 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Repository is an open kopia repository. Its methods may be called concurrently.
+// Repository is an open kopia repository. Its methods may be called concurrently; none
+// may be called after Close, except Close.
 type Repository struct {
 	loc    repository.Location
 	opts   Options
 	rep    repo.DirectRepository
 	tmpDir string
 	log    logrus.FieldLogger
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open connects to the repository at loc, creating it first when opts.Create is set and
@@ -111,7 +114,7 @@ func Open(ctx context.Context, loc repository.Location, password string, opts Op
 	}
 	defer func() {
 		if err := st.Close(kctx); err != nil {
-			log.WithError(err).Warn("Closing repository storage")
+			log.WithError(err).Warn("closing repository storage")
 		}
 	}()
 
@@ -126,7 +129,6 @@ func Open(ctx context.Context, loc repository.Location, password string, opts Op
 		if err := createRepository(kctx, st, loc, password, log); err != nil {
 			return nil, err
 		}
-		releaseKeyDerivationMemory()
 	}
 
 	r := &Repository{loc: loc, opts: opts, log: log}
@@ -137,7 +139,6 @@ func Open(ctx context.Context, loc repository.Location, password string, opts Op
 		_ = os.RemoveAll(r.tmpDir)
 		return nil, err
 	}
-	releaseKeyDerivationMemory()
 	if !opts.ReadOnly {
 		if err := r.ensureInitialized(kctx, st); err != nil {
 			_ = r.Close(ctx)
@@ -165,7 +166,7 @@ func createRepository(ctx context.Context, st blob.Storage, loc repository.Locat
 	}
 	if err := repo.Initialize(ctx, st, opts, password); err != nil {
 		if stderrors.Is(err, repo.ErrAlreadyInitialized) {
-			log.Info("Repository was created concurrently by another client")
+			log.Info("repository was created concurrently by another client")
 			return nil
 		}
 		if classified := classifyStorageError(err, loc); classified != nil {
@@ -173,7 +174,7 @@ func createRepository(ctx context.Context, st blob.Storage, loc repository.Locat
 		}
 		return errors.Wrapf(err, "creating repository at %s", loc)
 	}
-	log.Info("Created repository")
+	log.Info("created repository")
 	return nil
 }
 
@@ -204,7 +205,7 @@ func (r *Repository) connect(ctx context.Context, st blob.Storage, password stri
 	}
 
 	rep, err := repo.Open(ctx, configFile, password, &repo.Options{
-		OnFatalError: func(err error) { r.log.WithError(err).Error("Kopia reported a fatal repository error") },
+		OnFatalError: func(err error) { r.log.WithError(err).Error("kopia reported a fatal repository error") },
 	})
 	if err != nil {
 		if classified := classifyStorageError(err, r.loc); classified != nil {
@@ -246,14 +247,6 @@ func (r *Repository) cachingOptions() content.CachingOptions {
 	}
 }
 
-// releaseKeyDerivationMemory returns the garbage of the password key derivation to the
-// operating system. Opening a repository derives its key with scrypt, which allocates
-// 64 MiB at once; left to the collector, that sets the next heap goal to twice its size
-// and the data path's first allocations fill it, which added up to 64 MiB to the peak
-// RSS of a worker (measured: 219 → 150 MiB for a restore). One collection of a
-// still-small heap costs about a millisecond.
-func releaseKeyDerivationMemory() { debug.FreeOSMemory() }
-
 // udmRepoMetadata is the content of the udmrepo.Repository blob.
 type udmRepoMetadata struct {
 	UniqueID []byte `json:"uniqueID"`
@@ -291,7 +284,7 @@ func (r *Repository) ensureInitialized(ctx context.Context, st blob.Storage) err
 	if err := st.PutBlob(ctx, udmRepoBlobID, &byteBuffer{b: payload}, blob.PutOptions{}); err != nil {
 		return errors.Wrapf(err, "writing %s of repository at %s", udmRepoBlobID, r.loc)
 	}
-	r.log.Info("Initialized repository for Velero")
+	r.log.Info("initialized repository for Velero")
 	return nil
 }
 
@@ -306,7 +299,7 @@ func (r *Repository) writeInitParameters(ctx context.Context) error {
 		return nil
 	}
 	if params.Owner != "" {
-		r.log.WithField("owner", params.Owner).Warn("Overwriting the maintenance parameters of the repository")
+		r.log.WithField("owner", params.Owner).Warn("overwriting the maintenance parameters of the repository")
 	}
 	err = repo.WriteSession(ctx, r.rep, repo.WriteSessionOptions{Purpose: "set init parameters"},
 		func(ctx context.Context, w repo.RepositoryWriter) error {
@@ -318,18 +311,22 @@ func (r *Repository) writeInitParameters(ctx context.Context) error {
 }
 
 // Close closes the repository and removes the temporary kopia config (and the cache when
-// it was temporary).
+// it was temporary). It is idempotent and safe to call concurrently: the first call
+// closes, later calls wait for it and return its result.
 func (r *Repository) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() { r.closeErr = r.close(ctx) })
+	return r.closeErr
+}
+
+func (r *Repository) close(ctx context.Context) error {
 	var err error
 	if r.rep != nil {
 		err = r.rep.Close(ctx)
-		r.rep = nil
 	}
 	if r.tmpDir != "" {
 		if rmErr := os.RemoveAll(r.tmpDir); rmErr != nil && err == nil {
 			err = rmErr
 		}
-		r.tmpDir = ""
 	}
 	return errors.Wrapf(err, "closing repository at %s", r.loc)
 }

@@ -12,7 +12,9 @@ package kopia
 //
 // The repository is opened as the worker opens it: a backup creates it when missing and
 // uses a cache (PERF_CACHE_DIR, default a temporary one; PERF_CACHE_MB, default 5000);
-// a restore opens it read-only without a cache unless PERF_CACHE_MB says otherwise.
+// a restore opens it read-only without a cache unless PERF_CACHE_MB says otherwise. The
+// process is tuned as the worker tunes itself (tuneLikeWorker): this package leaves the
+// garbage collector alone.
 // Optional: PERF_BLOCK=1 (block volume), PERF_SPARSE=1 (WriteSparse), PERF_PARALLEL=N,
 // PERF_PVC=name, PERF_CPUPROFILE=file, PERF_MEMPROFILE=file (heap profile after the
 // operation: go tool pprof -sample_index=alloc_space). The result is one JSON line on
@@ -24,6 +26,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"syscall"
@@ -32,6 +35,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
 
@@ -75,19 +79,20 @@ func TestPerf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tuneLikeWorker()
 	opened := time.Since(start)
 	out := map[string]any{"op": op}
 	switch op {
 	case "backup":
-		res, err := r.Backup(ctx, BackupRequest{SourceNamespace: "perf", SourcePVC: pvc, Path: os.Getenv("PERF_SRC"),
-			Block: os.Getenv("PERF_BLOCK") == "1", Parallel: int(num("PERF_PARALLEL")), OnProgress: func(Progress) {}})
+		res, err := r.Backup(ctx, datapath.BackupRequest{SourceNamespace: "perf", SourcePVC: pvc, Path: os.Getenv("PERF_SRC"),
+			Block: os.Getenv("PERF_BLOCK") == "1", Parallel: int(num("PERF_PARALLEL")), OnProgress: func(datapath.Progress) {}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		out["snapshotID"], out["totalBytes"], out["incrementalBytes"] = res.SnapshotID, res.TotalBytes, res.IncrementalBytes
 	case "restore":
-		res, err := r.Restore(ctx, RestoreRequest{SnapshotID: os.Getenv("PERF_SNAPSHOT"), Path: os.Getenv("PERF_DST"),
-			Block: os.Getenv("PERF_BLOCK") == "1", WriteSparse: os.Getenv("PERF_SPARSE") == "1", Parallel: int(num("PERF_PARALLEL")), OnProgress: func(Progress) {}})
+		res, err := r.Restore(ctx, datapath.RestoreRequest{SnapshotID: os.Getenv("PERF_SNAPSHOT"), Path: os.Getenv("PERF_DST"),
+			Block: os.Getenv("PERF_BLOCK") == "1", WriteSparse: os.Getenv("PERF_SPARSE") == "1", Parallel: int(num("PERF_PARALLEL")), OnProgress: func(datapath.Progress) {}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,4 +125,20 @@ func TestPerf(t *testing.T) {
 	out["startRSSMiB"] = startRSS / 1024
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
+}
+
+// workerGCPercent is the collector target the worker sets while a backup or a restore
+// runs (its dataPathGCPercent): the data path's garbage is mostly pointer-free chunk
+// data, and Go's default of 100 added half the peak RSS of a restore.
+const workerGCPercent = 25
+
+// tuneLikeWorker does what the worker process does after opening a repository, so that
+// the peak RSS measured here is a worker's: it returns the garbage of the password key
+// derivation (scrypt, 64 MiB) to the operating system, and lowers the collector's target
+// to workerGCPercent unless GOGC set a lower one (or turned the collector off).
+func tuneLikeWorker() {
+	debug.FreeOSMemory()
+	if old := debug.SetGCPercent(workerGCPercent); old < workerGCPercent {
+		debug.SetGCPercent(old)
+	}
 }

@@ -55,6 +55,15 @@ func EnsurePassword(ctx context.Context, c client.Client, veleroNamespace string
 	}
 }
 
+// Password returns the repository password from secret velero-repo-credentials (key
+// repository-password) in veleroNamespace, like EnsurePassword but never creating it: it
+// is what paths that only read or forget (restore, check, delete) use, since a password
+// made up for them could never open an existing repository. A missing secret is an
+// error for which apierrors.IsNotFound holds.
+func Password(ctx context.Context, c client.Client, veleroNamespace string) (string, error) {
+	return readPassword(ctx, c, veleroNamespace)
+}
+
 func readPassword(ctx context.Context, c client.Client, namespace string) (string, error) {
 	secret := &corev1.Secret{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: PasswordSecretName}, secret); err != nil {

@@ -3,9 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,49 +17,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 )
 
-// Progress is how far a data movement is.
-type Progress struct{ TotalBytes, BytesDone int64 }
-
-// BackupRequest is one volume backup. OnProgress is called at most every
-// ProgressInterval, from the mover's goroutines; it must not block.
-type BackupRequest struct {
-	SourceNamespace, SourcePVC string
-	Path                       string
-	Block                      bool
-	Tags                       map[string]string
-	Parallel                   int
-	OnProgress                 func(Progress)
-	ProgressInterval           time.Duration
-}
-
-// BackupResult is a finished backup.
-type BackupResult struct {
-	SnapshotID                   string
-	TotalBytes, IncrementalBytes int64
-	Empty                        bool
-}
-
-// RestoreRequest is one volume restore.
-type RestoreRequest struct {
-	SnapshotID       string
-	Path             string
-	Block            bool
-	Parallel         int
-	WriteSparse      bool
-	OnProgress       func(Progress)
-	ProgressInterval time.Duration
-}
-
-// RestoreResult is a finished restore.
-type RestoreResult struct{ TotalBytes int64 }
-
-// Repository moves bytes; Backup and Restore block until done or ctx is canceled.
+// Repository moves bytes (*kopia.Repository, through package connect). Backup and
+// Restore block until done or ctx is canceled; Close may be called once they returned.
 type Repository interface {
-	Backup(ctx context.Context, req BackupRequest) (BackupResult, error)
-	Restore(ctx context.Context, req RestoreRequest) (RestoreResult, error)
+	Backup(ctx context.Context, req datapath.BackupRequest) (datapath.BackupResult, error)
+	Restore(ctx context.Context, req datapath.RestoreRequest) (datapath.RestoreResult, error)
 	Close(ctx context.Context) error
 }
 
@@ -150,8 +114,8 @@ func (w *Worker) backup(ctx context.Context) (expose.Result, error) {
 	if id := du.Labels[asyncOperationIDLabel]; id != "" {
 		tags[asyncOperationIDLabel] = id
 	}
-	log.WithField("pvc", du.Spec.SourceNamespace+"/"+du.Spec.SourcePVC).Info("backing up")
-	res, err := repo.Backup(moveCtx, BackupRequest{
+	log.WithField("pvc", types.NamespacedName{Namespace: du.Spec.SourceNamespace, Name: du.Spec.SourcePVC}.String()).Info("backing up")
+	res, err := repo.Backup(moveCtx, datapath.BackupRequest{
 		SourceNamespace: du.Spec.SourceNamespace, SourcePVC: du.Spec.SourcePVC,
 		Path: w.Config.Path, Block: w.Config.Block, Tags: tags,
 		Parallel:   parallel(du.Spec.DataMoverConfig, configParallelUpload),
@@ -161,7 +125,7 @@ func (w *Worker) backup(ctx context.Context) (expose.Result, error) {
 	if err != nil {
 		return expose.Result{}, w.moveError(moveCtx, err, "backing up %s", w.Config.Path)
 	}
-	rep.flush(ctx, Progress{res.TotalBytes, res.TotalBytes})
+	rep.flush(ctx, datapath.Progress{TotalBytes: res.TotalBytes, BytesDone: res.TotalBytes})
 	log.WithField("snapshotID", res.SnapshotID).Infof("backed up %d bytes (%d incremental)", res.TotalBytes, res.IncrementalBytes)
 	return expose.Result{SnapshotID: res.SnapshotID, TotalBytes: res.TotalBytes, IncrementalBytes: res.IncrementalBytes, Empty: res.Empty}, nil
 }
@@ -173,8 +137,10 @@ func (w *Worker) restore(ctx context.Context) (expose.Result, error) {
 	}
 	log := w.Log.WithField("dataDownload", dd.Name)
 	if dd.Spec.SnapshotID == "" {
-		log.Info("no snapshot ID: the backed-up volume had no data; nothing to restore")
-		return expose.Result{}, nil
+		// Never an empty volume in place of data: a backed-up empty volume has a snapshot
+		// of its own, so a missing ID means the upload never completed (Velero keeps the
+		// DataUploads of a PartiallyFailed backup, Failed and Canceled ones included).
+		return expose.Result{}, errors.Errorf("DataDownload %s has no snapshot ID: the backup holds no data for this volume (its upload did not complete); refusing to restore an empty volume", dd.Name)
 	}
 	sparse := w.Config.WriteSparseDefault
 	if v, ok := dd.Spec.DataMoverConfig[configWriteSparse]; ok {
@@ -192,7 +158,7 @@ func (w *Worker) restore(ctx context.Context) (expose.Result, error) {
 	defer stop()
 	rep := w.reporter(moveCtx, dd)
 	log.WithField("snapshotID", dd.Spec.SnapshotID).Info("restoring")
-	res, err := repo.Restore(moveCtx, RestoreRequest{
+	res, err := repo.Restore(moveCtx, datapath.RestoreRequest{
 		SnapshotID: dd.Spec.SnapshotID, Path: w.Config.Path, Block: w.Config.Block,
 		Parallel:    parallel(dd.Spec.DataMoverConfig, configParallelDownload),
 		WriteSparse: sparse && !w.Config.Block,
@@ -202,7 +168,7 @@ func (w *Worker) restore(ctx context.Context) (expose.Result, error) {
 	if err != nil {
 		return expose.Result{}, w.moveError(moveCtx, err, "restoring snapshot %s to %s", dd.Spec.SnapshotID, w.Config.Path)
 	}
-	rep.flush(ctx, Progress{res.TotalBytes, res.TotalBytes})
+	rep.flush(ctx, datapath.Progress{TotalBytes: res.TotalBytes, BytesDone: res.TotalBytes})
 	log.Infof("restored %d bytes", res.TotalBytes)
 	return expose.Result{TotalBytes: res.TotalBytes}, nil
 }
@@ -216,6 +182,7 @@ func (w *Worker) open(ctx context.Context, bslName, sourceNamespace string, forW
 	if err != nil {
 		return nil, errors.Wrapf(err, "opening the kopia repository for namespace %s on BackupStorageLocation %s", sourceNamespace, bslName)
 	}
+	releaseKeyDerivationMemory()
 	return repo, nil
 }
 
@@ -304,7 +271,7 @@ type reporter struct {
 	w      *Worker
 	obj    client.Object
 	mu     sync.Mutex
-	latest *Progress
+	latest *datapath.Progress
 	kick   chan struct{}
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -346,7 +313,7 @@ func (w *Worker) reporter(ctx context.Context, obj client.Object) *reporter {
 	return r
 }
 
-func (r *reporter) update(p Progress) {
+func (r *reporter) update(p datapath.Progress) {
 	r.mu.Lock()
 	r.latest = &p
 	r.mu.Unlock()
@@ -362,9 +329,9 @@ func (r *reporter) stop() {
 }
 
 // flush writes p now (the final value).
-func (r *reporter) flush(ctx context.Context, p Progress) { r.patch(ctx, p) }
+func (r *reporter) flush(ctx context.Context, p datapath.Progress) { r.patch(ctx, p) }
 
-func (r *reporter) patch(ctx context.Context, p Progress) {
+func (r *reporter) patch(ctx context.Context, p datapath.Progress) {
 	body, _ := json.Marshal(map[string]any{"status": map[string]any{"progress": map[string]int64{
 		"totalBytes": p.TotalBytes, "bytesDone": p.BytesDone,
 	}}})
@@ -440,17 +407,4 @@ func parallel(cfg map[string]string, k string) int {
 		return 0
 	}
 	return n
-}
-
-// SetMemoryLimit sets the Go runtime's soft memory limit to 80% of limitBytes (the
-// container's memory limit, from the downward API), leaving room for what the runtime
-// does not account (kernel buffers, cgo). Empty or invalid values change nothing.
-func SetMemoryLimit(limitBytes string, log logrus.FieldLogger) {
-	n, err := strconv.ParseInt(strings.TrimSpace(limitBytes), 10, 64)
-	if err != nil || n <= 0 {
-		return
-	}
-	soft := n / 10 * 8
-	debug.SetMemoryLimit(soft)
-	log.WithField("memoryLimit", fmt.Sprint(soft)).Debug("set Go memory limit")
 }

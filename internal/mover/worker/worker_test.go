@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,21 +17,22 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	"github.com/vmware-tanzu/velero/pkg/builder"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/naming"
+	"github.com/snapmove/snapmove/internal/testkit"
 )
 
 type fakeRepo struct {
 	mu         sync.Mutex
-	backup     func(ctx context.Context, req BackupRequest) (BackupResult, error)
-	restore    func(ctx context.Context, req RestoreRequest) (RestoreResult, error)
-	backups    []BackupRequest
-	restores   []RestoreRequest
+	backup     func(ctx context.Context, req datapath.BackupRequest) (datapath.BackupResult, error)
+	restore    func(ctx context.Context, req datapath.RestoreRequest) (datapath.RestoreResult, error)
+	backups    []datapath.BackupRequest
+	restores   []datapath.RestoreRequest
 	closed     bool
 	openedBSL  string
 	openedNS   string
@@ -50,14 +50,14 @@ func (f *fakeRepo) Open(_ context.Context, bsl *velerov1.BackupStorageLocation, 
 	return f, nil
 }
 
-func (f *fakeRepo) Backup(ctx context.Context, req BackupRequest) (BackupResult, error) {
+func (f *fakeRepo) Backup(ctx context.Context, req datapath.BackupRequest) (datapath.BackupResult, error) {
 	f.mu.Lock()
 	f.backups = append(f.backups, req)
 	f.mu.Unlock()
 	return f.backup(ctx, req)
 }
 
-func (f *fakeRepo) Restore(ctx context.Context, req RestoreRequest) (RestoreResult, error) {
+func (f *fakeRepo) Restore(ctx context.Context, req datapath.RestoreRequest) (datapath.RestoreResult, error) {
 	f.mu.Lock()
 	f.restores = append(f.restores, req)
 	f.mu.Unlock()
@@ -65,13 +65,6 @@ func (f *fakeRepo) Restore(ctx context.Context, req RestoreRequest) (RestoreResu
 }
 
 func (f *fakeRepo) Close(context.Context) error { f.closed = true; return nil }
-
-func scheme(t *testing.T) *runtime.Scheme {
-	s := runtime.NewScheme()
-	require.NoError(t, velerov1.AddToScheme(s))
-	require.NoError(t, velerov2alpha1.AddToScheme(s))
-	return s
-}
 
 func du(phase velerov2alpha1.DataUploadPhase) *velerov2alpha1.DataUpload {
 	d := builder.ForDataUpload("velero", "du-1").DataMover(naming.DataMover).BackupStorageLocation("default").
@@ -96,7 +89,7 @@ type env struct {
 
 func newEnv(t *testing.T, name string, objs ...client.Object) *env {
 	e := &env{repo: &fakeRepo{}, log: filepath.Join(t.TempDir(), "termination-log")}
-	e.c = fake.NewClientBuilder().WithScheme(scheme(t)).
+	e.c = fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).
 		WithObjects(append(objs, builder.ForBackupStorageLocation("velero", "default").Result())...).
 		WithInterceptorFuncs(interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 			e.patches.Add(1)
@@ -125,14 +118,14 @@ func (e *env) getDU(t *testing.T) *velerov2alpha1.DataUpload {
 
 func TestBackupSucceeds(t *testing.T) {
 	e := newEnv(t, "du-1", du(velerov2alpha1.DataUploadPhaseInProgress))
-	e.repo.backup = func(ctx context.Context, req BackupRequest) (BackupResult, error) {
-		req.OnProgress(Progress{TotalBytes: 1000, BytesDone: 100})
+	e.repo.backup = func(ctx context.Context, req datapath.BackupRequest) (datapath.BackupResult, error) {
+		req.OnProgress(datapath.Progress{TotalBytes: 1000, BytesDone: 100})
 		time.Sleep(50 * time.Millisecond)
 		for i := 0; i < 100; i++ { // a burst of updates is throttled
-			req.OnProgress(Progress{TotalBytes: 1000, BytesDone: int64(200 + i)})
+			req.OnProgress(datapath.Progress{TotalBytes: 1000, BytesDone: int64(200 + i)})
 		}
 		time.Sleep(50 * time.Millisecond)
-		return BackupResult{SnapshotID: "k0123", TotalBytes: 1000, IncrementalBytes: 250}, nil
+		return datapath.BackupResult{SnapshotID: "k0123", TotalBytes: 1000, IncrementalBytes: 250}, nil
 	}
 	require.NoError(t, e.w.Backup(context.Background()))
 
@@ -163,9 +156,9 @@ func TestBackupSucceeds(t *testing.T) {
 func TestBackupWaitsForInProgress(t *testing.T) {
 	e := newEnv(t, "du-1", du(velerov2alpha1.DataUploadPhasePrepared))
 	started := make(chan struct{})
-	e.repo.backup = func(ctx context.Context, req BackupRequest) (BackupResult, error) {
+	e.repo.backup = func(ctx context.Context, req datapath.BackupRequest) (datapath.BackupResult, error) {
 		close(started)
-		return BackupResult{SnapshotID: "k1"}, nil
+		return datapath.BackupResult{SnapshotID: "k1"}, nil
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- e.w.Backup(context.Background()) }()
@@ -185,10 +178,10 @@ func TestBackupWaitsForInProgress(t *testing.T) {
 func TestBackupCanceledWhileMoving(t *testing.T) {
 	e := newEnv(t, "du-1", du(velerov2alpha1.DataUploadPhaseInProgress))
 	moving := make(chan struct{})
-	e.repo.backup = func(ctx context.Context, req BackupRequest) (BackupResult, error) {
+	e.repo.backup = func(ctx context.Context, req datapath.BackupRequest) (datapath.BackupResult, error) {
 		close(moving)
 		<-ctx.Done()
-		return BackupResult{}, errors.Wrap(ctx.Err(), "uploading")
+		return datapath.BackupResult{}, errors.Wrap(ctx.Err(), "uploading")
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- e.w.Backup(context.Background()) }()
@@ -229,7 +222,9 @@ func TestBackupFailures(t *testing.T) {
 			}
 			e := newEnv(t, "du-1", objs...)
 			e.repo.openErr = tc.open
-			e.repo.backup = func(context.Context, BackupRequest) (BackupResult, error) { return BackupResult{}, tc.backup }
+			e.repo.backup = func(context.Context, datapath.BackupRequest) (datapath.BackupResult, error) {
+				return datapath.BackupResult{}, tc.backup
+			}
 			err := e.w.Backup(context.Background())
 			require.EqualError(t, err, tc.want)
 			require.Equal(t, tc.want, e.message(t))
@@ -252,7 +247,7 @@ func TestRestore(t *testing.T) {
 		{name: "settings off", snapshotID: "k1", sparseOff: true, config: map[string]string{"WriteSparseFiles": "false"}, wantOpen: true},
 		{name: "settings off, user asked for sparse", snapshotID: "k1", sparseOff: true, config: map[string]string{"WriteSparseFiles": "true"}, wantSparse: true, wantOpen: true},
 		{name: "block is never sparse", snapshotID: "k1", block: true, config: map[string]string{"WriteSparseFiles": "true"}, wantOpen: true},
-		{name: "no snapshot", snapshotID: "", wantOpen: false},
+		{name: "no snapshot is refused, never restored empty", snapshotID: "", wantOpen: false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -260,16 +255,18 @@ func TestRestore(t *testing.T) {
 			e.w.Config.Block = tc.block
 			e.w.Config.WriteSparseDefault = !tc.sparseOff
 			e.w.Config.Path = expose.VolumePath(expose.Restore, tc.block)
-			e.repo.restore = func(ctx context.Context, req RestoreRequest) (RestoreResult, error) {
-				req.OnProgress(Progress{TotalBytes: 10, BytesDone: 5})
-				return RestoreResult{TotalBytes: 10}, nil
+			e.repo.restore = func(ctx context.Context, req datapath.RestoreRequest) (datapath.RestoreResult, error) {
+				req.OnProgress(datapath.Progress{TotalBytes: 10, BytesDone: 5})
+				return datapath.RestoreResult{TotalBytes: 10}, nil
 			}
-			require.NoError(t, e.w.Restore(context.Background()))
+			err := e.w.Restore(context.Background())
 			require.Equal(t, tc.wantOpen, e.repo.openCalled)
 			if !tc.wantOpen {
-				require.Equal(t, `{"totalBytes":0}`, e.message(t))
+				require.ErrorContains(t, err, "has no snapshot ID: the backup holds no data for this volume")
+				require.Contains(t, e.message(t), "refusing to restore an empty volume")
 				return
 			}
+			require.NoError(t, err)
 			require.False(t, e.repo.forWrite, "restores open read-only")
 			req := e.repo.restores[0]
 			require.Equal(t, tc.wantSparse, req.WriteSparse)
@@ -288,20 +285,11 @@ func TestRestore(t *testing.T) {
 
 func TestLongMessageIsTruncated(t *testing.T) {
 	e := newEnv(t, "du-1", du(velerov2alpha1.DataUploadPhaseInProgress))
-	e.repo.backup = func(context.Context, BackupRequest) (BackupResult, error) {
-		return BackupResult{}, errors.New(strings.Repeat("x", 10000))
+	e.repo.backup = func(context.Context, datapath.BackupRequest) (datapath.BackupResult, error) {
+		return datapath.BackupResult{}, errors.New(strings.Repeat("x", 10000))
 	}
 	require.Error(t, e.w.Backup(context.Background()))
 	msg := e.message(t)
 	require.Len(t, msg, expose.MaxMessage)
 	require.True(t, strings.HasSuffix(msg, "..."))
-}
-
-func TestSetMemoryLimit(t *testing.T) {
-	old := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(old)
-	SetMemoryLimit("1000", logrus.New())
-	require.Equal(t, int64(800), debug.SetMemoryLimit(-1))
-	SetMemoryLimit("", logrus.New())
-	require.Equal(t, int64(800), debug.SetMemoryLimit(-1))
 }

@@ -68,24 +68,24 @@ func (a *Action) AppliesTo() (velero.ResourceSelector, error) {
 // claim is returned unchanged with the reason logged. Errors fail only this PVC.
 func (a *Action) Execute(item runtime.Unstructured, backup *velerov1.Backup) (runtime.Unstructured, []velero.ResourceIdentifier, string, []velero.ResourceIdentifier, error) {
 	ctx := context.Background()
-	log := a.log.WithField("backup", backup.Namespace+"/"+backup.Name)
+	log := a.log.WithField("backup", client.ObjectKeyFromObject(backup).String())
 
 	if backup.Status.Phase == velerov1.BackupPhaseFinalizing || backup.Status.Phase == velerov1.BackupPhaseFinalizingPartiallyFailed {
-		log.Debug("Backup is finalizing: nothing to do for PVCs")
+		log.Debug("backup is finalizing: nothing to do for PVCs")
 		return item, nil, "", nil, nil
 	}
 	pvc := &corev1.PersistentVolumeClaim{}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(item.UnstructuredContent(), pvc); err != nil {
 		return nil, nil, "", nil, errors.Wrap(err, "converting item to PersistentVolumeClaim")
 	}
-	log = log.WithField("pvc", pvc.Namespace+"/"+pvc.Name)
+	log = log.WithField("pvc", client.ObjectKeyFromObject(pvc).String())
 
 	pv, skip, err := a.claim(ctx, item, pvc, backup, log)
 	if err != nil {
 		return nil, nil, "", nil, err
 	}
 	if skip != "" {
-		log.Infof("Skipping PVC: %s", skip)
+		log.Infof("skipping PVC: %s", skip)
 		return item, nil, "", nil, nil
 	}
 
@@ -114,7 +114,7 @@ func (a *Action) Execute(item runtime.Unstructured, backup *velerov1.Backup) (ru
 	if err != nil {
 		return nil, nil, "", nil, errors.Wrapf(err, "choosing the VolumeSnapshotClass for PVC %s/%s", pvc.Namespace, pvc.Name)
 	}
-	log.Infof("Using VolumeSnapshotClass %s (%s)", className, why)
+	log.Infof("using VolumeSnapshotClass %s (%s)", className, why)
 
 	vs, vsc, err := a.snapshots.Snapshot(ctx, csisnapshot.Request{
 		PVC: pvc, BackupName: backup.Name, ClassName: className, Driver: driver,
@@ -122,7 +122,7 @@ func (a *Action) Execute(item runtime.Unstructured, backup *velerov1.Backup) (ru
 	if err != nil {
 		return nil, nil, "", nil, errors.Wrapf(err, "snapshotting PVC %s/%s", pvc.Namespace, pvc.Name)
 	}
-	log = log.WithField("volumeSnapshot", vs.Namespace+"/"+vs.Name)
+	log = log.WithField("volumeSnapshot", client.ObjectKeyFromObject(vs).String())
 
 	du := NewDataUpload(DataUploadParams{
 		Backup: backup, PVC: pvc, StorageClass: storageClass, VolumeSnapshot: vs.Name,
@@ -130,11 +130,11 @@ func (a *Action) Execute(item runtime.Unstructured, backup *velerov1.Backup) (ru
 	})
 	if err := a.client.Create(ctx, du); err != nil {
 		if cerr := a.snapshots.Cleanup(context.WithoutCancel(ctx), vs); cerr != nil {
-			log.WithError(cerr).Warn("Cleaning up the VolumeSnapshot after the DataUpload failed")
+			log.WithError(cerr).Warn("cleaning up the VolumeSnapshot after the DataUpload failed")
 		}
 		return nil, nil, "", nil, errors.Wrapf(err, "creating DataUpload for PVC %s/%s", pvc.Namespace, pvc.Name)
 	}
-	log.WithField("dataUpload", du.Name).Info("Created DataUpload for the snapmove mover")
+	log.WithField("dataUpload", du.Name).Info("created DataUpload for the snapmove mover")
 	return a.started(item, backup, du)
 }
 
@@ -182,7 +182,7 @@ func (a *Action) claim(ctx context.Context, item runtime.Unstructured, pvc *core
 		return nil, "", errors.Wrapf(err, "evaluating the volume policies for PVC %s/%s", pvc.Namespace, pvc.Name)
 	}
 	if custom {
-		log.Info("Claiming PVC: a volume policy with action custom, mover snapmove matches it")
+		log.Info("claiming PVC: a volume policy with action custom, mover snapmove matches it")
 		return pv, "", nil
 	}
 	matched, actionType, actionParams, err := vh.GetActionParameters(item, kuberesource.PersistentVolumeClaims)
@@ -211,7 +211,7 @@ func (a *Action) claim(ctx context.Context, item runtime.Unstructured, pvc *core
 	if !should {
 		return nil, "Velero's volume rules say no snapshot (a pod opted it into fs-backup, or backup.spec.snapshotVolumes is false)", nil
 	}
-	log.Info("Claiming PVC: EnableCSI is off, so snapmove moves every eligible CSI volume")
+	log.Info("claiming PVC: EnableCSI is off, so snapmove moves every eligible CSI volume")
 	return pv, "", nil
 }
 
@@ -260,7 +260,7 @@ func (a *Action) Cancel(operationID string, backup *velerov1.Backup) error {
 	if err != nil {
 		return err
 	}
-	a.log.WithFields(logrus.Fields{"backup": backup.Namespace + "/" + backup.Name, "dataUpload": du.Name, "operationID": operationID}).Info("Canceling DataUpload")
+	a.log.WithFields(logrus.Fields{"backup": client.ObjectKeyFromObject(backup).String(), "dataUpload": du.Name, "operationID": operationID}).Info("canceling DataUpload")
 	return operation.CancelDataUpload(ctx, a.client, du)
 }
 

@@ -29,21 +29,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/snapmove/snapmove/internal/naming"
+	"github.com/snapmove/snapmove/internal/testkit"
 )
 
 const (
 	driver   = "hostpath.csi.k8s.io"
 	policyCM = "snapmove-policy"
 )
-
-func testScheme(t *testing.T) *runtime.Scheme {
-	s := runtime.NewScheme()
-	require.NoError(t, corev1.AddToScheme(s))
-	require.NoError(t, velerov1.AddToScheme(s))
-	require.NoError(t, velerov2alpha1.AddToScheme(s))
-	require.NoError(t, snapshotv1.AddToScheme(s))
-	return s
-}
 
 func backupFixture() *builder.BackupBuilder {
 	return builder.ForBackup("velero", "nightly").ObjectMeta(builder.WithUID("backup-uid")).
@@ -274,7 +266,7 @@ func TestExecute(t *testing.T) {
 			if !hasClass(objects) {
 				objects = append(objects, labelledClass("csi-snapclass"))
 			}
-			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objects...).
+			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(objects...).
 				WithInterceptorFuncs(snapshotControllerFuncs(tt.createErr, tt.listErr)).Build()
 			opts := tt.opts
 			opts.SnapshotInterval = 5 * time.Millisecond
@@ -373,7 +365,7 @@ func TestExecuteConcurrent(t *testing.T) {
 	for i := 0; i < n; i++ {
 		objects = append(objects, csiPV(fmt.Sprintf("data%d", i)))
 	}
-	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objects...).
+	c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(objects...).
 		WithInterceptorFuncs(snapshotControllerFuncs(nil, nil)).Build()
 	a := NewAction(c, logrus.New(), Options{SnapshotInterval: time.Millisecond})
 	backup := backupFixture().Result()
@@ -405,7 +397,7 @@ func TestProgressAndCancel(t *testing.T) {
 	backup := backupFixture().Result()
 	du := builder.ForDataUpload("velero", "nightly-abc").Labels(map[string]string{velerov1.AsyncOperationIDLabel: "du-op"}).
 		Phase(velerov2alpha1.DataUploadPhaseFailed).Message("repository unreachable").Result()
-	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(du).Build()
+	c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(du).Build()
 	a := NewAction(c, logrus.New(), Options{})
 
 	p, err := a.Progress("du-op", backup)

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/snapmove/snapmove/internal/naming"
@@ -105,7 +106,7 @@ func MarkPVC(item runtime.Unstructured, backupName, volumeSnapshot string, du *v
 	}
 	annotations[velerov1.VolumeSnapshotLabel] = volumeSnapshot
 	annotations[velerov1.MustIncludeAdditionalItemAnnotation] = "true"
-	annotations[velerov1.DataUploadNameAnnotation] = du.Namespace + "/" + du.Name
+	annotations[velerov1.DataUploadNameAnnotation] = types.NamespacedName{Namespace: du.Namespace, Name: du.Name}.String()
 	u.SetAnnotations(annotations)
 	return u
 }

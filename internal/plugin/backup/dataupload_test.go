@@ -1,9 +1,6 @@
 package backup
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,23 +10,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/yaml"
 
 	"github.com/snapmove/snapmove/internal/naming"
+	"github.com/snapmove/snapmove/internal/testkit"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.WriteFile(path, got, 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test -update to create %s", path)
-	require.Equal(t, string(want), string(got))
-}
 
 func TestNewDataUpload(t *testing.T) {
 	tests := []struct {
@@ -57,9 +41,7 @@ func TestNewDataUpload(t *testing.T) {
 				SnapshotClass: "csi-snapclass", Driver: "hostpath.csi.k8s.io",
 				OperationID: naming.UploadOperationID("backup-uid", "pvc-uid"),
 			})
-			b, err := yaml.Marshal(du)
-			require.NoError(t, err)
-			golden(t, tt.golden, b)
+			testkit.Golden(t, "testdata/"+tt.golden, du)
 		})
 	}
 }

@@ -22,8 +22,11 @@ import (
 )
 
 const (
-	// DefaultTimeout bounds the wait for the mover per DataUpload.
-	DefaultTimeout = 2 * time.Minute
+	// DefaultTimeout bounds the wait for the mover per DataUpload. Velero runs delete
+	// actions one after another and only logs their errors, so the plugin waits briefly
+	// for an answer to report and never holds the deletion for minutes: the request is a
+	// durable job that the mover retries until the snapshot is gone.
+	DefaultTimeout = 10 * time.Second
 	// DefaultInterval is how often the request is looked at.
 	DefaultInterval = time.Second
 )
@@ -91,8 +94,9 @@ func NewDeleteRequest(backup *velerov1.Backup, du *velerov2alpha1.DataUpload) *c
 	}
 }
 
-// Execute asks the mover to delete the kopia snapshot of a snapmove DataUpload and blocks
-// until it has (at most Options.Timeout). DataUploads of other movers and DataUploads
+// Execute asks the mover to delete the kopia snapshot of a snapmove DataUpload and waits
+// briefly for its answer (at most Options.Timeout); an unanswered request stays for the
+// mover. DataUploads of other movers and DataUploads
 // without a snapshot ID are ignored.
 func (a *Action) Execute(input *velero.DeleteItemActionExecuteInput) error {
 	du := &velerov2alpha1.DataUpload{}
@@ -100,7 +104,7 @@ func (a *Action) Execute(input *velero.DeleteItemActionExecuteInput) error {
 		return errors.Wrap(err, "converting item to DataUpload")
 	}
 	backup := input.Backup
-	log := a.log.WithFields(logrus.Fields{"backup": backup.Namespace + "/" + backup.Name, "dataUpload": du.Name})
+	log := a.log.WithFields(logrus.Fields{"backup": client.ObjectKeyFromObject(backup).String(), "dataUpload": du.Name})
 	if du.Spec.DataMover != naming.DataMover {
 		log.Debugf("DataUpload belongs to data mover %q: not ours", du.Spec.DataMover)
 		return nil
@@ -118,9 +122,9 @@ func (a *Action) Execute(input *velero.DeleteItemActionExecuteInput) error {
 		if !apierrors.IsAlreadyExists(err) {
 			return errors.Wrapf(err, "creating snapshot delete request for DataUpload %s", du.Name)
 		}
-		log.Infof("Snapshot delete request %s exists already: waiting for it", key)
+		log.Infof("snapshot delete request %s exists already: waiting for it", key)
 	} else {
-		log.Infof("Created snapshot delete request %s", key)
+		log.Infof("created snapshot delete request %s", key)
 	}
 	return a.wait(ctx, key, du, log)
 }
@@ -134,26 +138,26 @@ func (a *Action) wait(ctx context.Context, key client.ObjectKey, du *velerov2alp
 		err := a.client.Get(ctx, key, cm)
 		switch {
 		case apierrors.IsNotFound(err):
-			log.Infof("Snapshot delete request %s is gone: taking it as processed", key)
+			log.Infof("snapshot delete request %s is gone: taking it as processed", key)
 			return nil
 		case err != nil:
-			log.WithError(err).Warnf("Getting snapshot delete request %s; retrying", key)
+			log.WithError(err).Warnf("getting snapshot delete request %s; retrying", key)
 		default:
 			switch cm.Data[naming.DeleteRequestPhaseKey] {
 			case naming.DeleteRequestCompleted:
-				log.Info("The snapmove mover deleted the snapshot")
+				log.Info("the snapmove mover deleted the snapshot")
 				return a.remove(ctx, cm)
 			case naming.DeleteRequestFailed:
 				msg := cm.Data[naming.DeleteRequestMessageKey]
 				if err := a.remove(ctx, cm); err != nil {
-					log.WithError(err).Warn("Removing the failed snapshot delete request")
+					log.WithError(err).Warn("removing the failed snapshot delete request")
 				}
 				return errors.Errorf("the snapmove mover could not delete snapshot %s of PVC %s/%s: %s",
 					du.Status.SnapshotID, du.Spec.SourceNamespace, du.Spec.SourcePVC, msg)
 			}
 		}
 		if !time.Now().Before(deadline) {
-			return errors.Errorf("the snapmove mover did not process snapshot delete request %s within %s: is the mover controller running? The request stays in place and will be processed when it runs", key, a.opts.Timeout)
+			return errors.Errorf("the snapmove mover did not process snapshot delete request %s within %s: is the mover controller running? The request stays in place; the mover deletes the snapshot when it runs, retrying until it succeeds", key, a.opts.Timeout)
 		}
 		select {
 		case <-ctx.Done():

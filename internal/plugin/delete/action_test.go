@@ -20,14 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/snapmove/snapmove/internal/naming"
+	"github.com/snapmove/snapmove/internal/testkit"
 )
-
-func testScheme(t *testing.T) *runtime.Scheme {
-	s := runtime.NewScheme()
-	require.NoError(t, corev1.AddToScheme(s))
-	require.NoError(t, velerov2alpha1.AddToScheme(s))
-	return s
-}
 
 func dataUpload(mover, snapshotID string) *velerov2alpha1.DataUpload {
 	return builder.ForDataUpload("velero", "nightly-abc12").DataMover(mover).SnapshotID(snapshotID).
@@ -101,7 +95,7 @@ func TestExecute(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var gets atomic.Int32
 			var created *corev1.ConfigMap
-			b := fake.NewClientBuilder().WithScheme(testScheme(t)).WithInterceptorFuncs(interceptor.Funcs{
+			b := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithInterceptorFuncs(interceptor.Funcs{
 				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 					if tt.createErr != nil {
 						return tt.createErr

@@ -12,16 +12,11 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/builder"
 	"github.com/vmware-tanzu/velero/pkg/plugin/velero"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-)
 
-func scheme(t *testing.T) *runtime.Scheme {
-	s := runtime.NewScheme()
-	require.NoError(t, velerov2alpha1.AddToScheme(s))
-	return s
-}
+	"github.com/snapmove/snapmove/internal/testkit"
+)
 
 var (
 	started   = metav1.NewTime(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
@@ -107,7 +102,7 @@ func TestFindAndCancel(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(tt.objects...).Build()
+			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(tt.objects...).Build()
 			du, err := FindDataUpload(context.Background(), c, "velero", "du-1")
 			if tt.wantErr != "" {
 				require.EqualError(t, err, tt.wantErr)
@@ -124,7 +119,7 @@ func TestFindAndCancel(t *testing.T) {
 	}
 
 	dd := builder.ForDataDownload("velero", "dd").Labels(map[string]string{velerov1.AsyncOperationIDLabel: "dd-1"}).Result()
-	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(dd).Build()
+	c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(dd).Build()
 	found, err := FindDataDownload(context.Background(), c, "velero", "dd-1")
 	require.NoError(t, err)
 	require.NoError(t, CancelDataDownload(context.Background(), c, found))

@@ -3,6 +3,7 @@ package restore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
@@ -14,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -69,10 +71,10 @@ func (a *Action) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.R
 	if mapped, ok := restore.Spec.NamespaceMapping[pvc.Namespace]; ok {
 		targetNS = mapped
 	}
-	log := a.log.WithFields(logrus.Fields{"restore": restore.Namespace + "/" + restore.Name, "pvc": targetNS + "/" + pvc.Name})
+	log := a.log.WithFields(logrus.Fields{"restore": client.ObjectKeyFromObject(restore).String(), "pvc": types.NamespacedName{Namespace: targetNS, Name: pvc.Name}.String()})
 	unchanged := &velero.RestoreItemActionExecuteOutput{UpdatedItem: input.Item}
 	skip := func(format string, args ...any) (*velero.RestoreItemActionExecuteOutput, error) {
-		log.Infof("Leaving PVC alone: "+format, args...)
+		log.Infof("leaving PVC alone: "+format, args...)
 		return unchanged, nil
 	}
 
@@ -89,7 +91,7 @@ func (a *Action) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.R
 		return nil, errors.Wrapf(err, "checking whether PVC %s/%s exists", targetNS, pvc.Name)
 	}
 	if restore.Spec.RestorePVs != nil && !*restore.Spec.RestorePVs {
-		log.Info("Restore does not restore PV data (spec.restorePVs false): clearing the PVC's volume and data source")
+		log.Info("restore does not restore PV data (spec.restorePVs false): clearing the PVC's volume and data source")
 		return &velero.RestoreItemActionExecuteOutput{UpdatedItem: clearVolumeSource(input.Item)}, nil
 	}
 
@@ -112,6 +114,14 @@ func (a *Action) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.R
 	if result.DataMover != naming.DataMover {
 		return skip("its data was moved by data mover %q, not %s", result.DataMover, naming.DataMover)
 	}
+	if result.SnapshotID == "" {
+		// A backed-up empty volume has a snapshot of its own: no ID means no data. Velero
+		// keeps every DataUpload of a PartiallyFailed backup, Failed and Canceled ones
+		// too (pkg/restore/actions/dataupload_retrieve_action.go), so this is a restore
+		// error for this PVC, never an empty volume in place of the data.
+		return nil, errors.Errorf("PVC %s/%s of backup %s has no data to restore: %s; the PVC is not restored rather than restored empty",
+			pvc.Namespace, pvc.Name, backup.Name, a.uploadOutcome(ctx, backup, &pvc))
+	}
 
 	opID := naming.DownloadOperationID(string(restore.UID), string(fromBackup.UID))
 	log = log.WithFields(logrus.Fields{"operationID": opID, "snapshotID": result.SnapshotID})
@@ -130,9 +140,29 @@ func (a *Action) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.R
 		if err := a.client.Create(ctx, dd); err != nil {
 			return nil, errors.Wrapf(err, "creating DataDownload for PVC %s/%s", targetNS, pvc.Name)
 		}
-		log.WithField("dataDownload", dd.Name).Info("Created DataDownload for the snapmove mover")
+		log.WithField("dataDownload", dd.Name).Info("created DataDownload for the snapmove mover")
 	}
 	return &velero.RestoreItemActionExecuteOutput{UpdatedItem: updated, OperationID: opID}, nil
+}
+
+// uploadOutcome says why the backup holds no snapshot of pvc: the phase and message of
+// its DataUpload while the cluster still has it.
+func (a *Action) uploadOutcome(ctx context.Context, backup *velerov1.Backup, pvc *corev1.PersistentVolumeClaim) string {
+	var list velerov2alpha1.DataUploadList
+	err := a.client.List(ctx, &list, client.InNamespace(backup.Namespace),
+		client.MatchingLabels{velerov1.BackupNameLabel: label.GetValidName(backup.Name)})
+	if err == nil {
+		for _, du := range list.Items {
+			if du.Spec.SourceNamespace == pvc.Namespace && du.Spec.SourcePVC == pvc.Name {
+				msg := fmt.Sprintf("its DataUpload %s ended %s", du.Name, du.Status.Phase)
+				if du.Status.Message != "" {
+					msg += " (" + du.Status.Message + ")"
+				}
+				return msg
+			}
+		}
+	}
+	return "its upload did not complete (the backup recorded no snapshot ID)"
 }
 
 func selectorValue(pvc *corev1.PersistentVolumeClaim) string {
@@ -195,7 +225,7 @@ func (a *Action) Cancel(operationID string, restore *velerov1.Restore) error {
 	if err != nil {
 		return err
 	}
-	a.log.WithFields(logrus.Fields{"restore": restore.Namespace + "/" + restore.Name, "dataDownload": dd.Name, "operationID": operationID}).Info("Canceling DataDownload")
+	a.log.WithFields(logrus.Fields{"restore": client.ObjectKeyFromObject(restore).String(), "dataDownload": dd.Name, "operationID": operationID}).Info("canceling DataDownload")
 	return operation.CancelDataDownload(ctx, a.client, dd)
 }
 

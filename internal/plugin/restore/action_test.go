@@ -3,9 +3,6 @@ package restore
 import (
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,37 +22,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/yaml"
 
 	"github.com/snapmove/snapmove/internal/naming"
+	"github.com/snapmove/snapmove/internal/testkit"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.WriteFile(path, got, 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test -update to create %s", path)
-	require.Equal(t, string(want), string(got))
-}
-
-func testScheme(t *testing.T) *runtime.Scheme {
-	s := runtime.NewScheme()
-	require.NoError(t, corev1.AddToScheme(s))
-	require.NoError(t, velerov1.AddToScheme(s))
-	require.NoError(t, velerov2alpha1.AddToScheme(s))
-	return s
-}
 
 func result(mover string) *velerov2alpha1.DataUploadResult {
 	return &velerov2alpha1.DataUploadResult{
 		BackupStorageLocation: "default", DataMover: mover, SnapshotID: "k1a2b3",
 		SourceNamespace: "app", SnapshotSize: 1 << 30, NodeOS: velerov2alpha1.NodeOSLinux,
 	}
+}
+
+func noSnapshot() *velerov2alpha1.DataUploadResult {
+	r := result("snapmove")
+	r.SnapshotID = ""
+	return r
 }
 
 func TestNewDataDownload(t *testing.T) {
@@ -66,9 +48,7 @@ func TestNewDataDownload(t *testing.T) {
 		Restore: restore, Backup: backup, Result: result("snapmove"), PVC: "data", TargetNamespace: "app-copy",
 		OperationID: naming.DownloadOperationID("restore-uid", "pvc-uid"),
 	})
-	b, err := yaml.Marshal(dd)
-	require.NoError(t, err)
-	golden(t, "datadownload.yaml", b)
+	testkit.Golden(t, "testdata/datadownload.yaml", dd)
 
 	noCfg := builder.ForRestore("velero", "r1").Result()
 	dd = NewDataDownload(DataDownloadParams{Restore: noCfg, Backup: builder.ForBackup("velero", "b").Result(), Result: result("snapmove")})
@@ -184,6 +164,20 @@ func TestExecute(t *testing.T) {
 			objects: []client.Object{backup},
 			wantErr: "no DataUploadResult ConfigMap for PVC app/data in restore r1",
 		},
+		// A PartiallyFailed backup: Velero turned the Canceled DataUpload into a result
+		// without a snapshot ID. The PVC's restore fails, naming why; never an empty volume.
+		{
+			name: "no snapshot ID: the upload was canceled",
+			objects: []client.Object{backup, resultCM(t, "app", "data", "restore-uid", noSnapshot()),
+				builder.ForDataUpload("velero", "nightly-x1").Labels(map[string]string{velerov1.BackupNameLabel: "nightly"}).
+					SourceNamespace("app").SourcePVC("data").Phase(velerov2alpha1.DataUploadPhaseCanceled).Message("canceled while moving data").Result()},
+			wantErr: "PVC app/data of backup nightly has no data to restore: its DataUpload nightly-x1 ended Canceled (canceled while moving data); the PVC is not restored rather than restored empty",
+		},
+		{
+			name:    "no snapshot ID, the DataUpload is gone",
+			objects: []client.Object{backup, resultCM(t, "app", "data", "restore-uid", noSnapshot())},
+			wantErr: "PVC app/data of backup nightly has no data to restore: its upload did not complete (the backup recorded no snapshot ID)",
+		},
 		{
 			name:    "namespace mapping",
 			restore: restoreB().NamespaceMappings("app", "app-copy").Result(),
@@ -223,7 +217,7 @@ func TestExecute(t *testing.T) {
 			if !hasBackup(objects) {
 				objects = append(objects, backup, resultCM(t, "app", "data", "restore-uid", result("snapmove")))
 			}
-			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objects...).WithInterceptorFuncs(interceptor.Funcs{
+			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(objects...).WithInterceptorFuncs(interceptor.Funcs{
 				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 					if tt.createErr != nil {
 						return tt.createErr
@@ -293,7 +287,7 @@ func TestProgressAndCancel(t *testing.T) {
 	restore := builder.ForRestore("velero", "r1").Result()
 	dd := builder.ForDataDownload("velero", "r1-abc").Labels(map[string]string{velerov1.AsyncOperationIDLabel: "dd-op"}).
 		Phase(velerov2alpha1.DataDownloadPhaseCanceled).Result()
-	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(dd).Build()
+	c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(dd).Build()
 	logger, _ := logtest.NewNullLogger()
 	a := NewAction(c, logger, Options{})
 

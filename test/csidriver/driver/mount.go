@@ -176,12 +176,3 @@ func loopBackingFile(dev string) (string, error) {
 	}
 	return strings.TrimSuffix(back, " (deleted)"), nil
 }
-
-// loopDevicesFor returns the loop devices whose backing file is image.
-func loopDevicesFor(image string) ([]string, error) {
-	out, err := run("losetup", "--noheadings", "--output", "NAME", "--associated", image)
-	if err != nil {
-		return nil, err
-	}
-	return strings.Fields(out), nil
-}

@@ -1,0 +1,96 @@
+package cmd
+
+import (
+	"os"
+	"strings"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// Defaults of the mover's flags.
+const (
+	DefaultWorkerServiceAccount = "snapmove-worker"
+	DefaultCredentialsSecret    = "cloud-credentials/cloud"
+	LeaderElectionID            = "snapmove-mover-controller"
+)
+
+func defaultNamespace() string {
+	if ns := os.Getenv("VELERO_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return "velero"
+}
+
+func scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, velerov1.AddToScheme, velerov2alpha1.AddToScheme, snapshotv1.AddToScheme} {
+		if err := add(s); err != nil {
+			return nil, errors.Wrap(err, "building the API scheme")
+		}
+	}
+	return s, nil
+}
+
+// cluster is how a command reaches the API server: its address and credentials, and the
+// scheme of the objects snapmove reads and writes.
+func cluster(kubeconfig string) (*rest.Config, *runtime.Scheme, error) {
+	cfg, err := restConfig(kubeconfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := scheme()
+	return cfg, s, err
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		return cfg, errors.Wrapf(err, "reading kubeconfig %s", kubeconfig)
+	}
+	cfg, err := ctrl.GetConfig()
+	return cfg, errors.Wrap(err, "finding the cluster (in-cluster config, KUBECONFIG or ~/.kube/config)")
+}
+
+func newLogger(level, format string) (*logrus.Logger, error) {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	l, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, errors.Wrapf(err, "parsing --log-level")
+	}
+	log.SetLevel(l)
+	switch format {
+	case "text":
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	case "json":
+		log.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return nil, errors.Errorf("--log-format %q: want text or json", format)
+	}
+	return log, nil
+}
+
+// parseSecretKey reads "name/key" ("name" alone means key "cloud"); "" means none.
+func parseSecretKey(v string) (*corev1.SecretKeySelector, error) {
+	if v == "" {
+		return nil, nil
+	}
+	name, key, found := strings.Cut(v, "/")
+	if !found {
+		key = "cloud"
+	}
+	if name == "" || key == "" || strings.Contains(key, "/") {
+		return nil, errors.Errorf("--default-credentials-secret %q: want NAME/KEY", v)
+	}
+	return &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key}, nil
+}

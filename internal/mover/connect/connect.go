@@ -1,0 +1,130 @@
+package connect
+
+import (
+	"context"
+
+	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/kopia"
+	"github.com/snapmove/snapmove/internal/mover/repository"
+	"github.com/snapmove/snapmove/internal/mover/worker"
+)
+
+// Connector connects to the repositories of Velero's namespace. The zero value is not
+// usable; fill every field that has no stated default.
+type Connector struct {
+	// Client reads BSL credential secrets and the password secret, and creates the
+	// password secret. It should not be a cache: secrets are not watched.
+	Client client.Client
+	// Namespace is Velero's: where the password secret and credential secrets live.
+	Namespace string
+	// DefaultCredentials is the secret key of BSLs that name none; nil: none.
+	DefaultCredentials *corev1.SecretKeySelector
+	// CacheDir and CacheLimitMB are kopia's local cache for writes (kopia.Options).
+	// Checks, deletes and restores never use a cache.
+	CacheDir     string
+	CacheLimitMB int64
+	Log          logrus.FieldLogger
+}
+
+// Connect opens the repository of sourceNamespace on bsl with opts (its Log is set here).
+// With opts.Create a missing password secret is created; otherwise it is a permanent
+// error, since no password made up now could open an existing repository. Errors that
+// retrying cannot fix are *datapath.PermanentError with an empty Reason.
+func (c *Connector) Connect(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, opts kopia.Options) (*kopia.Repository, error) {
+	loc, err := repository.ResolveLocation(ctx, c.Client, bsl, sourceNamespace, c.DefaultCredentials)
+	if err != nil {
+		return nil, datapath.Permanent("", err)
+	}
+	password, err := c.password(ctx, opts.Create)
+	if err != nil {
+		return nil, err
+	}
+	opts.Log = c.Log
+	repo, err := kopia.Open(ctx, loc, password, opts)
+	if err != nil {
+		return nil, c.classify(err)
+	}
+	c.Log.WithField("repository", loc.String()).Debug("opened the repository")
+	return repo, nil
+}
+
+func (c *Connector) password(ctx context.Context, create bool) (string, error) {
+	if create {
+		return repository.EnsurePassword(ctx, c.Client, c.Namespace)
+	}
+	password, err := repository.Password(ctx, c.Client, c.Namespace)
+	if apierrors.IsNotFound(errors.Cause(err)) {
+		return "", datapath.Permanent("", errors.Wrapf(err,
+			"no repository password: secret %s/%s is created by the first backup into a repository, and there is none",
+			c.Namespace, repository.PasswordSecretName))
+	}
+	return password, err
+}
+
+// classify marks kopia's storage and password errors permanent: retrying cannot fix a
+// wrong password, a missing bucket, denied access, an endpoint that does not answer or
+// a location without a repository.
+func (c *Connector) classify(err error) error {
+	switch {
+	case errors.Is(err, kopia.ErrWrongPassword):
+		return datapath.Permanent("", errors.Wrapf(err, "the password in secret %s/%s (key %s) does not open it",
+			c.Namespace, repository.PasswordSecretName, repository.PasswordSecretKey))
+	case errors.Is(err, kopia.ErrBucketNotFound), errors.Is(err, kopia.ErrAccessDenied),
+		errors.Is(err, kopia.ErrUnreachable), errors.Is(err, kopia.ErrNotInitialized):
+		return datapath.Permanent("", err)
+	}
+	return err
+}
+
+// Verify opens the repository of sourceNamespace on bsl (creating it when create is
+// set, read-only otherwise) and closes it again. It implements the controller's
+// Repositories; a check reads little, so it uses no local cache.
+func (c *Connector) Verify(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, create bool) error {
+	repo, err := c.Connect(ctx, bsl, sourceNamespace, kopia.Options{Create: create, ReadOnly: !create, CacheLimitMB: -1})
+	if err != nil {
+		return err
+	}
+	return repo.Close(ctx)
+}
+
+// DeleteSnapshot forgets snapshotID in the repository of sourceNamespace on bsl; a
+// location without a repository has nothing to forget. It implements the controller's
+// Repositories.
+func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace, snapshotID string) error {
+	repo, err := c.Connect(ctx, bsl, sourceNamespace, kopia.Options{CacheLimitMB: -1})
+	if errors.Is(err, kopia.ErrNotInitialized) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cErr := repo.Close(ctx); cErr != nil {
+			c.Log.WithError(cErr).Warn("closing the repository")
+		}
+	}()
+	return repo.DeleteSnapshot(ctx, snapshotID)
+}
+
+// Open implements the worker's Opener: a backup may create the repository and uses the
+// local cache; a restore opens read-only without a cache (it reads every content once,
+// so a cache would only double the disk writes).
+func (c *Connector) Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, forWrite bool) (worker.Repository, error) {
+	opts := kopia.Options{CacheDir: c.CacheDir, CacheLimitMB: c.CacheLimitMB, Create: forWrite, ReadOnly: !forWrite}
+	if !forWrite {
+		opts.CacheLimitMB = -1
+	}
+	repo, err := c.Connect(ctx, bsl, sourceNamespace, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.Log.WithFields(logrus.Fields{"backupStorageLocation": bsl.Name, "sourceNamespace": sourceNamespace}).Info("opened the repository")
+	return repo, nil
+}

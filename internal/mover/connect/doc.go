@@ -1,0 +1,11 @@
+// Package connect is the one path from a Velero BackupStorageLocation to an open kopia
+// repository: resolve the location and its credentials (internal/mover/repository), read
+// the repository password (created only by a backup into a new repository), open or
+// create the repository (internal/mover/kopia), and classify what went wrong as
+// permanent (datapath.PermanentError) or transient. The controller (repository checks,
+// snapshot deletes) and the worker (moving bytes) both connect through it, so they cannot
+// drift apart.
+//
+// It sits above repository and kopia (kopia imports repository, so this cannot live in
+// either). It holds no state between calls and knows nothing of phases or pods.
+package connect

@@ -1,0 +1,354 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pkg/errors"
+	"github.com/stretchr/testify/require"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+// The shared phase machine, tested the way external-snapshotter tests its controllers
+// (pkg/common-controller framework_test.go): one table of initial objects, injected API
+// errors and expected results, run once for each kind of movement. Kind-specific steps
+// (expose details, the restore's hand-over) are tested in dataupload_test.go and
+// datadownload_test.go.
+
+// kindUnderTest adapts one kind of movement to the table.
+type kindUnderTest struct {
+	name string
+	// object is the movement in phase (claimed, with our finalizer, unless New).
+	object func(phase string) client.Object
+	// exposed is what exists once expose has nothing left to do, the worker pod aside.
+	exposed func() []client.Object
+	// lostWorker is the start of the kind's message for a worker lost while moving.
+	lostWorker string
+	reconcile  func(ctx context.Context, r *Reconciler) (ctrl.Result, error)
+}
+
+var kindsUnderTest = []kindUnderTest{
+	{
+		name:   "DataUpload",
+		object: func(p string) client.Object { return dataUpload(velerov2alpha1.DataUploadPhase(p)) },
+		exposed: func() []client.Object {
+			vs := ourVS()
+			vs.Status = nil
+			pvc := ourPVC(duName)
+			pvc.Status.Phase = corev1.ClaimBound
+			return append(backupFixtures(nil)[1:], vs, pvc)
+		},
+		lostWorker: "worker pod velero/" + duName + " disappeared while moving data (deleted or evicted); the next backup",
+		reconcile: func(ctx context.Context, r *Reconciler) (ctrl.Result, error) {
+			return (&DataUploadReconciler{r}).Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: veleroNS, Name: duName}})
+		},
+	},
+	{
+		name:   "DataDownload",
+		object: func(p string) client.Object { return dataDownload(velerov2alpha1.DataDownloadPhase(p)) },
+		exposed: func() []client.Object {
+			pvc := ourPVC(ddName)
+			pvc.Status.Phase = corev1.ClaimBound
+			return []client.Object{bsl(), storageClass("immediate", false), targetPVC("immediate"), pvc}
+		},
+		lostWorker: "worker pod velero/" + ddName + " disappeared while moving data (deleted or evicted); the volume was not fully restored",
+		reconcile: func(ctx context.Context, r *Reconciler) (ctrl.Result, error) {
+			return (&DataDownloadReconciler{r}).Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: veleroNS, Name: ddName}})
+		},
+	},
+}
+
+func (k kindUnderTest) objectName() string {
+	if k.name == "DataUpload" {
+		return duName
+	}
+	return ddName
+}
+
+// reactorError fails the n-th call (1-based; 0: every call) of verb on objects of Go type
+// kind (as kindOf names it) with err, like external-snapshotter's reactorError.
+type reactorError struct {
+	verb string // get, create, update, patch, delete
+	kind string // Pod, DataUpload, DataDownload, PersistentVolumeClaim, ...
+	call int
+	err  error
+}
+
+// injector turns reactorErrors into interceptor functions and counts calls.
+type injector struct {
+	mu     sync.Mutex
+	errs   []reactorError
+	counts map[string]int
+}
+
+func (in *injector) fail(verb string, obj client.Object) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	k := verb + "/" + kindOf(obj)
+	in.counts[k]++
+	for _, e := range in.errs {
+		if e.verb == verb && e.kind == kindOf(obj) && (e.call == 0 || e.call == in.counts[k]) {
+			return e.err
+		}
+	}
+	return nil
+}
+
+func (in *injector) funcs() *interceptor.Funcs {
+	return &interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if err := in.fail("get", obj); err != nil {
+				return err
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if err := in.fail("create", obj); err != nil {
+				return err
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if err := in.fail("update", obj); err != nil {
+				return err
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if err := in.fail("patch", obj); err != nil {
+				return err
+			}
+			return c.Patch(ctx, obj, patch, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			if err := in.fail("delete", obj); err != nil {
+				return err
+			}
+			return c.Delete(ctx, obj, opts...)
+		},
+	}
+}
+
+var errServer = apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
+
+func TestPhaseMachine(t *testing.T) {
+	type machineTest struct {
+		name  string
+		phase string
+		// setup changes the movement before it is stored (cancel, deletion, annotations).
+		setup func(obj client.Object)
+		// pod is the worker pod's phase ("": no pod).
+		pod corev1.PodPhase
+		// podFailure is the terminated worker container's message (pod Failed).
+		podFailure string
+		exposed    bool // the kind's exposed objects exist
+		verifyErr  error
+		settings   error
+		errors     []reactorError
+
+		wantPhase string
+		// wantMessage is a prefix of status.message ("-": must be empty).
+		wantMessage string
+		wantEvents  []string // Event reasons, in order
+		wantErr     bool     // Reconcile returns an error (requeued with backoff)
+		wantPodGone bool
+		// wantDeleted: the object is gone (it was being deleted and our finalizer went).
+		wantDeleted bool
+		// wantFinalizer says whether our finalizer must be held afterwards.
+		wantFinalizer bool
+	}
+	kindLost := "<kind's lost-worker message>"
+	tests := []machineTest{
+		{name: "new is claimed", phase: phaseNew, wantPhase: phaseAccepted, wantMessage: "-", wantFinalizer: true},
+		{name: "new canceled", phase: phaseNew, setup: cancelIt, wantPhase: phaseCanceled,
+			wantMessage: "canceled before it was accepted", wantEvents: []string{ReasonCanceled}},
+		// Not claimed yet: no finalizer, so a New object never outlives an uninstalled mover.
+		{name: "new with invalid settings waits", phase: phaseNew, settings: errors.New("key perNode: want a number"),
+			wantPhase: phaseNew, wantMessage: "not accepted: key perNode: want a number", wantEvents: []string{ReasonSettingsInvalid}},
+		{name: "claim conflict: someone else won", phase: phaseNew,
+			errors:    []reactorError{{verb: "update", kind: "<movement>", call: 1, err: conflict(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"}})}},
+			wantPhase: phaseNew, wantMessage: "-"},
+		{name: "claim fails on the API server", phase: phaseNew,
+			errors:    []reactorError{{verb: "update", kind: "<movement>", err: errServer}},
+			wantPhase: phaseNew, wantErr: true},
+		{name: "accepted, repository permanently broken", phase: phaseAccepted,
+			verifyErr: datapath.Permanent("", errors.New("bucket bucket does not exist")),
+			wantPhase: phaseFailed, wantMessage: "bucket bucket does not exist", wantEvents: []string{ReasonRepositoryError}},
+		{name: "accepted, repository check fails for now", phase: phaseAccepted,
+			verifyErr: errors.New("connection reset by peer"),
+			wantPhase: phaseAccepted, wantMessage: "waiting: checking the kopia repository", wantFinalizer: true},
+		{name: "accepted, settings invalid and none valid seen: waits", phase: phaseAccepted, settings: errors.New("key perNode: want a number"),
+			wantPhase: phaseAccepted, wantMessage: "waiting: key perNode: want a number; no valid settings were seen", wantFinalizer: true},
+		{name: "accepted, settings invalid, canceled", phase: phaseAccepted, setup: cancelIt, settings: errors.New("key perNode: want a number"),
+			wantPhase: phaseCanceled, wantMessage: "canceled while preparing", wantEvents: []string{ReasonCanceled}},
+		{name: "accepted, pod runs", phase: phaseAccepted, exposed: true, pod: corev1.PodRunning,
+			wantPhase: phasePrepared, wantMessage: "-", wantFinalizer: true},
+		{name: "accepted, pod exited early", phase: phaseAccepted, exposed: true, pod: corev1.PodFailed, podFailure: "no such device",
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> exited before moving data", wantEvents: []string{ReasonWorkerFailed}, wantPodGone: true},
+		{name: "accepted, canceled", phase: phaseAccepted, setup: cancelIt, exposed: true, pod: corev1.PodPending,
+			wantPhase: phaseCanceled, wantMessage: "canceled while preparing", wantEvents: []string{ReasonCanceled}, wantPodGone: true},
+		{name: "prepared starts", phase: phasePrepared, pod: corev1.PodRunning,
+			wantPhase: phaseInProgress, wantMessage: "-", wantFinalizer: true},
+		{name: "prepared, pod gone", phase: phasePrepared,
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> disappeared before moving data", wantEvents: []string{ReasonWorkerDisappeared}},
+		{name: "in progress, still moving", phase: phaseInProgress, pod: corev1.PodRunning,
+			wantPhase: phaseInProgress, wantFinalizer: true},
+		{name: "in progress, pod lost", phase: phaseInProgress,
+			wantPhase: phaseFailed, wantMessage: kindLost, wantEvents: []string{ReasonWorkerDisappeared}},
+		{name: "in progress, pod read fails: no verdict", phase: phaseInProgress, pod: corev1.PodRunning,
+			errors:    []reactorError{{verb: "get", kind: "Pod", err: errServer}},
+			wantPhase: phaseInProgress, wantErr: true, wantFinalizer: true},
+		{name: "in progress, worker failed", phase: phaseInProgress, pod: corev1.PodFailed, podFailure: "reading /data/x: input/output error",
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> failed: reading /data/x: input/output error",
+			wantEvents: []string{ReasonWorkerFailed}, wantPodGone: true},
+		{name: "in progress, worker failed, cleanup fails: retried", phase: phaseInProgress, pod: corev1.PodFailed, podFailure: "boom",
+			errors:    []reactorError{{verb: "delete", kind: "Pod", err: errServer}},
+			wantPhase: phaseInProgress, wantErr: true, wantFinalizer: true},
+		{name: "in progress, worker succeeded with garbage", phase: phaseInProgress, pod: corev1.PodSucceeded, podFailure: "not json",
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> succeeded but its result cannot be read", wantEvents: []string{ReasonInvalidResult}},
+		{name: "in progress, write conflicts once", phase: phaseInProgress, pod: corev1.PodFailed, podFailure: "boom",
+			errors:    []reactorError{{verb: "update", kind: "<movement>", call: 1, err: conflict(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"}})}},
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> failed: boom", wantEvents: []string{ReasonWorkerFailed}, wantPodGone: true},
+		{name: "in progress, cancel requested", phase: phaseInProgress, setup: cancelIt, pod: corev1.PodRunning,
+			wantPhase: phaseCanceling, wantFinalizer: true},
+		{name: "canceling ends", phase: phaseCanceling, pod: corev1.PodRunning,
+			wantPhase: phaseCanceled, wantMessage: "canceled while moving data", wantEvents: []string{ReasonCanceled}, wantPodGone: true},
+		{name: "deleted while in progress", phase: phaseInProgress, setup: deleteIt, pod: corev1.PodRunning,
+			wantDeleted: true, wantEvents: []string{ReasonCanceled}, wantPodGone: true},
+		{name: "ended elsewhere, finalizer left: cleaned up", phase: phaseFailed, pod: corev1.PodRunning,
+			wantPhase: phaseFailed, wantPodGone: true},
+		{name: "ended elsewhere, cleanup fails: retried", phase: phaseFailed, pod: corev1.PodRunning,
+			errors:    []reactorError{{verb: "delete", kind: "Pod", err: errServer}},
+			wantPhase: phaseFailed, wantErr: true, wantFinalizer: true},
+	}
+	for _, k := range kindsUnderTest {
+		for _, tc := range tests {
+			t.Run(k.name+"/"+tc.name, func(t *testing.T) {
+				name := k.objectName()
+				obj := k.object(tc.phase)
+				if tc.setup != nil {
+					tc.setup(obj)
+				}
+				objs := []client.Object{obj, bsl()}
+				if tc.exposed {
+					objs = append(objs, k.exposed()...)
+				}
+				if tc.pod != "" {
+					pod := workerPod(name, tc.pod)
+					if tc.podFailure != "" {
+						code := int32(1)
+						if tc.pod == corev1.PodSucceeded {
+							code = 0
+						}
+						pod = terminated(pod, "Error", tc.podFailure, code)
+					}
+					objs = append(objs, pod)
+				}
+				in := &injector{counts: map[string]int{}}
+				for _, re := range tc.errors {
+					if re.kind == "<movement>" {
+						re.kind = k.name
+					}
+					in.errs = append(in.errs, re)
+				}
+				e := newEnv(t, in.funcs(), dedupe(objs)...)
+				e.repos.verifyErr = tc.verifyErr
+				e.cfgErr = tc.settings
+
+				_, err := k.reconcile(context.Background(), e.r)
+				if tc.wantErr {
+					require.Error(t, err)
+				} else {
+					require.NoError(t, err)
+				}
+				in.errs = nil // read back what is stored
+
+				var reasons []string
+				for _, ev := range e.events() {
+					reasons = append(reasons, strings.Fields(ev)[1])
+				}
+				require.Equal(t, tc.wantEvents, reasons)
+				if tc.wantPodGone {
+					require.False(t, e.exists(ourPod(name)), "worker pod deleted")
+				}
+				got := k.object("")
+				if tc.wantDeleted {
+					require.False(t, e.exists(got), "object deleted")
+					return
+				}
+				require.NoError(t, e.c.Get(context.Background(), client.ObjectKey{Namespace: veleroNS, Name: name}, got))
+				m := asMovement(got)
+				require.Equal(t, tc.wantPhase, phaseOrNew(m.phase()))
+				want := strings.NewReplacer("<name>", name, "<kind>", k.name).Replace(tc.wantMessage)
+				switch {
+				case want == kindLost:
+					require.True(t, strings.HasPrefix(m.message(), k.lostWorker), "message %q", m.message())
+				case want == "-":
+					require.Empty(t, m.message())
+				default:
+					require.True(t, strings.HasPrefix(m.message(), want), "message %q, want prefix %q", m.message(), want)
+				}
+				require.Equal(t, tc.wantFinalizer, hasFinalizer(got), "finalizer")
+			})
+		}
+	}
+}
+
+func cancelIt(obj client.Object) {
+	switch o := obj.(type) {
+	case *velerov2alpha1.DataUpload:
+		o.Spec.Cancel = true
+	case *velerov2alpha1.DataDownload:
+		o.Spec.Cancel = true
+	}
+}
+
+func deleteIt(obj client.Object) {
+	now := metav1.NewTime(t0)
+	obj.SetDeletionTimestamp(&now)
+}
+
+func asMovement(obj client.Object) movement {
+	if du, ok := obj.(*velerov2alpha1.DataUpload); ok {
+		return upload{du}
+	}
+	return download{obj.(*velerov2alpha1.DataDownload)}
+}
+
+func hasFinalizer(obj client.Object) bool {
+	for _, f := range obj.GetFinalizers() {
+		if f == naming.MoverFinalizer {
+			return true
+		}
+	}
+	return false
+}
+
+// dedupe keeps the first object of each kind and name (the fixtures overlap).
+func dedupe(objs []client.Object) []client.Object {
+	seen := map[string]bool{}
+	var out []client.Object
+	for _, o := range objs {
+		if o == nil {
+			continue
+		}
+		k := kindOf(o) + "/" + o.GetNamespace() + "/" + o.GetName()
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, o)
+		}
+	}
+	return out
+}

@@ -1,0 +1,59 @@
+package datapath
+
+import "time"
+
+// Progress is a snapshot of a running backup or restore, in bytes of file data.
+type Progress struct{ TotalBytes, BytesDone int64 }
+
+// BackupRequest says what to back up.
+type BackupRequest struct {
+	// SourceNamespace and SourcePVC name the kopia source:
+	// default@default:snapshot-data-upload-download/kopia/<ns>/<pvc>.
+	SourceNamespace, SourcePVC string
+	// Path is the mounted volume directory, or with Block the block device (a regular
+	// file is accepted too, for tests).
+	Path  string
+	Block bool
+	// Tags are added to the snapshot manifest (e.g. velero.io/async-operation-id);
+	// snapshot-requester and snapshot-uploader are always Velero's values.
+	Tags map[string]string
+	// Parallel is the number of files read at once; 0 lets the data path choose.
+	Parallel int
+	// OnProgress, when set, is called at most every ProgressInterval (0: the data path's
+	// default), and once more at the end with both fields equal to the snapshot's total
+	// file size. Calls never overlap; none follows the last. It must not block.
+	OnProgress       func(Progress)
+	ProgressInterval time.Duration
+}
+
+// BackupResult describes the snapshot a backup wrote.
+type BackupResult struct {
+	SnapshotID string
+	// TotalBytes is the snapshot's total file size; IncrementalBytes the part of it that
+	// was read because the parent snapshot did not cover it (Velero: total - cached).
+	TotalBytes, IncrementalBytes int64
+	// Empty: the volume held no file data; the snapshot exists nonetheless.
+	Empty bool
+}
+
+// RestoreRequest says what to restore where.
+type RestoreRequest struct {
+	SnapshotID string
+	// Path is the target directory (created if missing), or with Block the device
+	// (a regular file is accepted too, for tests).
+	Path  string
+	Block bool
+	// Parallel is the number of concurrent writers; 0 means NumCPU.
+	Parallel int
+	// WriteSparse turns all-zero filesystem blocks into holes. Without it, all-zero runs
+	// are allocated instead of written, so files keep their allocation but zeros cost no
+	// I/O. Block devices are always written in full.
+	WriteSparse bool
+	// OnProgress, when set, is called every ProgressInterval (0: the data path's default)
+	// and once at the end with both fields equal to the restored size. It must not block.
+	OnProgress       func(Progress)
+	ProgressInterval time.Duration
+}
+
+// RestoreResult describes a finished restore.
+type RestoreResult struct{ TotalBytes int64 }

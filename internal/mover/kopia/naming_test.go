@@ -1,0 +1,11 @@
+package kopia
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestSnapshotSourcePath(t *testing.T) {
+	require.Equal(t, "snapshot-data-upload-download/kopia/default/data-postgres-0", snapshotSourcePath("default", "data-postgres-0"))
+}
