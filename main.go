@@ -6,6 +6,8 @@
 //	snapmove mover controller [flags]  execute DataUploads/DataDownloads of datamover "snapmove"
 //	snapmove mover worker backup|restore [flags]
 //	                                   move one volume's bytes (run inside the worker pod)
+//	snapmove cancel backup|restore NAME
+//	                                   cancel every volume move of a running backup or restore
 //
 // Each subcommand lives in one file of internal/cmd. In plugin mode stdout belongs to
 // go-plugin: nothing here may print to it.
@@ -35,6 +37,8 @@ func main() {
 		err = cmd.Install(os.Args[2:])
 	case "mover":
 		err = mover(ctx, os.Args[2:])
+	case "cancel":
+		err = cmd.Cancel(ctx, os.Args[2:], os.Stdout)
 	default:
 		// Velero execs plugins with the server's own flags (and nothing else).
 		stop()

@@ -2,9 +2,13 @@ package cmd
 
 import (
 	"context"
+	"io"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/snapmove/snapmove/internal/cancel"
 )
 
 func TestParseSecretKey(t *testing.T) {
@@ -30,4 +34,26 @@ func TestUsageErrors(t *testing.T) {
 	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image="}), "--worker-image is required")
 	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image=x", "extra"}), "unexpected arguments")
 	require.ErrorContains(t, Install(nil), "usage: snapmove install DIR")
+}
+
+func TestCancelUsage(t *testing.T) {
+	ctx := context.Background()
+	require.ErrorContains(t, Cancel(ctx, nil, io.Discard), "usage: snapmove cancel backup|restore NAME")
+	require.ErrorContains(t, Cancel(ctx, []string{"schedule", "x"}, io.Discard), "usage: snapmove cancel backup|restore NAME")
+	require.ErrorContains(t, Cancel(ctx, []string{"backup", "x", "-o", "yaml"}, io.Discard), `-o "yaml": want text or json`)
+}
+
+func TestPrintCancel(t *testing.T) {
+	var b strings.Builder
+	require.NoError(t, printCancel(&b, &cancel.Result{Kind: cancel.Backup, Name: "nightly", VeleroPhase: "WaitingForPluginOperations",
+		AllEnded: true, Movements: []cancel.Movement{
+			{Name: "nightly-a", Volume: "app/data", Before: "InProgress", Phase: "Canceled", Message: "canceled while moving data", Asked: true},
+			{Name: "nightly-b", Volume: "app/logs", Before: "Completed", Phase: "Completed"},
+		}}))
+	require.Equal(t, `backup nightly: canceled 1 of 2 DataUploads (the others had ended or were canceled already)
+NAME       VOLUME    BEFORE      NOW        MESSAGE
+nightly-a  app/data  InProgress  Canceled   canceled while moving data
+nightly-b  app/logs  Completed   Completed  
+Velero's backup is WaitingForPluginOperations; Velero ends it once every move has ended (PartiallyFailed: a canceled move is a failed operation)
+`, b.String())
 }

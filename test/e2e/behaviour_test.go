@@ -211,9 +211,9 @@ func TestWorkerPodDeletedMidMove(t *testing.T) {
 	s.movedRoundTrip(t, ns, dir, nil, naming.BackupActionName)
 }
 
-// spec.cancel (what Velero sets when an operation times out or the server restarts)
-// moves an InProgress DataUpload through Canceling to Canceled and removes what the mover
-// exposed. The backup of the namespace's two PVCs ends PartiallyFailed; its restore then
+// `snapmove cancel backup NAME` (spec.cancel, what Velero sets when an operation times
+// out or the server restarts) moves an InProgress DataUpload through Canceling to Canceled
+// within seconds and removes what the mover exposed. The backup of the namespace's two PVCs ends PartiallyFailed; its restore then
 // brings back the good PVC byte for byte and refuses the canceled one with a message that
 // names the backup, the PVC and why, instead of binding an empty volume to it (Velero
 // keeps the Canceled DataUpload in the backup, as a result without a snapshot ID).
@@ -232,8 +232,10 @@ func TestCancelMidMove(t *testing.T) {
 	du := s.waitDataUpload(t, name, "the DataUpload of PVC data to be InProgress", func(du velerov2alpha1.DataUpload) bool {
 		return du.Spec.SourcePVC == "data" && du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
-	patch := crclient.RawPatch("application/merge-patch+json", []byte(`{"spec":{"cancel":true}}`))
-	require.NoError(t, s.c.Patch(ctxT(t), &du, patch))
+	out := s.snapmove(t, "cancel", "backup", name, "--wait", "2m")
+	t.Log(out)
+	require.Contains(t, out, "backup "+name+": canceled ")
+	require.Regexp(t, du.Name+`\s+`+ns+`/data\s+InProgress\s+Canceled`, out)
 	s.waitDataUploadPhase(t, &du, velerov2alpha1.DataUploadPhaseCanceled)
 	s.waitBackupDone(t, name)
 	s.requireNoLeftovers(t)
@@ -253,5 +255,41 @@ func TestCancelMidMove(t *testing.T) {
 	for _, dd := range s.dataDownloads(t, r.Name) {
 		require.NotEqual(t, ns+"/data", dd.Spec.TargetVolume.Namespace+"/"+dd.Spec.TargetVolume.PVC, "no DataDownload for the PVC without data")
 	}
+	s.requireNoLeftovers(t)
+}
+
+// `snapmove cancel restore NAME` stops a running restore's volume moves: the DataDownload
+// ends Canceled, the restore ends PartiallyFailed (Velero's doing: a canceled operation
+// is a failed one), and nothing the mover exposed is left.
+func TestCancelRestoreMidMove(t *testing.T) {
+	s := env
+	ns := s.bigVolume(t, "cancelr", "data")
+	name := ns + "-b"
+	b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
+	s.deleteNamespace(t, ns)
+
+	rname := ns + "-r"
+	s.veleroCLI(t, "restore", "create", rname, "--from-backup", name)
+	t.Cleanup(func() { _, _ = runErr(s.velero, "-n", s.veleroNS, "restore", "delete", rname, "--confirm") })
+	// As soon as the restore's DataDownload exists (being prepared or moving 1 GiB):
+	// a fast restore could finish before a test that waits for InProgress cancels it.
+	poll(t, "the DataDownload to exist", 5*time.Minute, func(ctx context.Context) (bool, error) {
+		var l velerov2alpha1.DataDownloadList
+		err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.RestoreNameLabel: rname})
+		return err == nil && len(l.Items) == 1, err
+	})
+	start := time.Now()
+	out := s.snapmove(t, "cancel", "restore", rname, "--wait", "2m")
+	t.Log(out)
+	require.Contains(t, out, "restore "+rname+": canceled 1 of 1 DataDownloads")
+	dds := s.dataDownloads(t, rname)
+	require.Len(t, dds, 1)
+	require.Equal(t, velerov2alpha1.DataDownloadPhaseCanceled, dds[0].Status.Phase, "canceled within %s", time.Since(start))
+	poll(t, "restore "+rname+" to end", 5*time.Minute, func(ctx context.Context) (bool, error) {
+		var r velerov1.Restore
+		err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: rname}, &r)
+		return r.Status.Phase == velerov1.RestorePhasePartiallyFailed, err
+	})
 	s.requireNoLeftovers(t)
 }

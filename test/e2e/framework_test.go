@@ -142,6 +142,12 @@ func runErr(name string, args ...string) (string, error) {
 	return b.String(), err
 }
 
+// snapmove runs the snapmove binary that `make build` made (bin/snapmove) against the stack.
+func (s *stack) snapmove(t *testing.T, args ...string) string {
+	t.Helper()
+	return run(t, filepath.Join(repoRoot(), "bin", "snapmove"), args...)
+}
+
 func (s *stack) veleroCLI(t *testing.T, args ...string) string {
 	t.Helper()
 	return run(t, s.velero, append([]string{"-n", s.veleroNS}, args...)...)
@@ -485,7 +491,7 @@ func (s *stack) waitDataUpload(t *testing.T, backup string, what string, cond fu
 // waitDataUploadPhase re-reads du until it reaches phase; du is left as last read.
 func (s *stack) waitDataUploadPhase(t *testing.T, du *velerov2alpha1.DataUpload, phase velerov2alpha1.DataUploadPhase) {
 	t.Helper()
-	poll(t, "DataUpload "+du.Name+" to be "+string(phase), 3*time.Minute, func(ctx context.Context) (bool, error) {
+	poll(t, "DataUpload "+du.Name+" to be "+string(phase), 5*time.Minute, func(ctx context.Context) (bool, error) {
 		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(du), du)
 		return du.Status.Phase == phase, err
 	})
@@ -623,7 +629,7 @@ func (s *stack) movedRoundTrip(t *testing.T, ns, dir string, backupArgs []string
 
 // dataUploadLikeVelero snapshots ns/pvc and creates the DataUpload Velero's CSI action
 // would create for it, for datamover snapmove, to the given location.
-func (s *stack) dataUploadLikeVelero(t *testing.T, ns, pvc, bsl string) *velerov2alpha1.DataUpload {
+func (s *stack) dataUploadLikeVelero(t *testing.T, ns, pvc, bsl string, opts ...func(*velerov2alpha1.DataUpload)) *velerov2alpha1.DataUpload {
 	t.Helper()
 	vs := &snapshotv1.VolumeSnapshot{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: pvc + "-snap"},
@@ -643,6 +649,9 @@ func (s *stack) dataUploadLikeVelero(t *testing.T, ns, pvc, bsl string) *velerov
 			SourcePVC: pvc, SourceNamespace: ns, DataMover: naming.DataMover,
 			BackupStorageLocation: bsl, OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
 		},
+	}
+	for _, o := range opts {
+		o(du)
 	}
 	require.NoError(t, s.c.Create(ctxT(t), du))
 	t.Cleanup(func() { _ = s.c.Delete(context.Background(), du) })

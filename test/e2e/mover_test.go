@@ -6,6 +6,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
@@ -99,6 +100,10 @@ func TestObjectStoreFailures(t *testing.T) {
 		bsl   func(t *testing.T, bsl *velerov1.BackupStorageLocation)
 		want  []string // in the message, case-insensitive
 		check func(t *testing.T)
+		// operationTimeout of the DataUpload (0: as Velero sets it, 10m); waitFirst is in
+		// the message while the mover still waits.
+		operationTimeout time.Duration
+		waitFirst        []string
 	}{{
 		name: "missing bucket",
 		bsl: func(_ *testing.T, bsl *velerov1.BackupStorageLocation) {
@@ -123,11 +128,16 @@ func TestObjectStoreFailures(t *testing.T) {
 		},
 		want: []string{"access to repository", "denied"},
 	}, {
+		// An endpoint that does not answer may come back (a restart, a network blink): the
+		// mover waits, says why in the message, and fails once the DataUpload's own
+		// operation timeout has passed, naming the cause.
 		name: "unreachable endpoint",
 		bsl: func(_ *testing.T, bsl *velerov1.BackupStorageLocation) {
 			bsl.Spec.Config["s3Url"] = "http://127.0.0.1:9" // nothing listens on the discard port
 		},
-		want: []string{"unreachable", "127.0.0.1:9"},
+		operationTimeout: 60 * time.Second,
+		waitFirst:        []string{"waiting: checking the kopia repository", "unreachable"},
+		want:             []string{"could not be checked for", "unreachable", "127.0.0.1:9"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var def velerov1.BackupStorageLocation
@@ -142,7 +152,22 @@ func TestObjectStoreFailures(t *testing.T) {
 			t.Cleanup(func() { _ = s.c.Delete(context.Background(), bsl) })
 
 			ns, _ := s.smallVolume(t, "store")
-			du := s.dataUploadLikeVelero(t, ns, "data", bsl.Name)
+			du := s.dataUploadLikeVelero(t, ns, "data", bsl.Name, func(du *velerov2alpha1.DataUpload) {
+				if tc.operationTimeout > 0 {
+					du.Spec.OperationTimeout.Duration = tc.operationTimeout
+				}
+			})
+			if len(tc.waitFirst) > 0 {
+				poll(t, "DataUpload "+du.Name+" to say what it waits for", 2*time.Minute, func(ctx context.Context) (bool, error) {
+					err := s.c.Get(ctx, crclient.ObjectKeyFromObject(du), du)
+					for _, w := range tc.waitFirst {
+						if !strings.Contains(du.Status.Message, w) {
+							return false, err
+						}
+					}
+					return du.Status.Phase == velerov2alpha1.DataUploadPhaseAccepted, err
+				})
+			}
 			s.waitDataUploadPhase(t, du, velerov2alpha1.DataUploadPhaseFailed)
 			t.Logf("DataUpload %s: %s", du.Name, du.Status.Message)
 			for _, w := range tc.want {

@@ -40,7 +40,7 @@ type Connector struct {
 func (c *Connector) Connect(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, opts kopia.Options) (*kopia.Repository, error) {
 	loc, err := repository.ResolveLocation(ctx, c.Client, bsl, sourceNamespace, c.DefaultCredentials)
 	if err != nil {
-		return nil, datapath.Permanent("", err)
+		return nil, locationError(err)
 	}
 	password, err := c.password(ctx, opts.Create)
 	if err != nil {
@@ -68,19 +68,38 @@ func (c *Connector) password(ctx context.Context, create bool) (string, error) {
 	return password, err
 }
 
-// classify marks kopia's storage and password errors permanent: retrying cannot fix a
-// wrong password, a missing bucket, denied access, an endpoint that does not answer or
-// a location without a repository.
+// classify marks kopia's storage and password errors permanent where retrying cannot
+// help: a wrong password, a missing bucket, denied access, a location without a
+// repository. An endpoint that does not answer (refused, reset, timed out, DNS), a 5xx or
+// throttling may pass: those stay transient, and the caller retries them within its
+// bound (the controller: the operation timeout; kopia's and the storage client's own
+// retries inside a move).
 func (c *Connector) classify(err error) error {
 	switch {
 	case errors.Is(err, kopia.ErrWrongPassword):
 		return datapath.Permanent("", errors.Wrapf(err, "the password in secret %s/%s (key %s) does not open it",
 			c.Namespace, repository.PasswordSecretName, repository.PasswordSecretKey))
-	case errors.Is(err, kopia.ErrBucketNotFound), errors.Is(err, kopia.ErrAccessDenied),
-		errors.Is(err, kopia.ErrUnreachable), errors.Is(err, kopia.ErrNotInitialized):
+	case errors.Is(err, kopia.ErrBucketNotFound), errors.Is(err, kopia.ErrAccessDenied), errors.Is(err, kopia.ErrNotInitialized):
 		return datapath.Permanent("", err)
 	}
 	return err
+}
+
+// locationError classifies what ResolveLocation returned: a failed API call that may
+// pass (a timeout, a 5xx, throttling while reading the credentials secret) is transient;
+// everything else (a missing secret or key, an unknown provider, a bad BSL config) is a
+// configuration error and permanent.
+func locationError(err error) error {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		switch {
+		case apierrors.IsNotFound(err), apierrors.IsForbidden(err), apierrors.IsUnauthorized(err),
+			apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+			return datapath.Permanent("", err)
+		}
+		return err
+	}
+	return datapath.Permanent("", err)
 }
 
 // Verify opens the repository of sourceNamespace on bsl (creating it when create is

@@ -8,7 +8,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -19,7 +21,7 @@ import (
 
 func TestClassify(t *testing.T) {
 	c := &Connector{Namespace: "velero"}
-	for _, sentinel := range []error{kopia.ErrWrongPassword, kopia.ErrBucketNotFound, kopia.ErrAccessDenied, kopia.ErrUnreachable, kopia.ErrNotInitialized} {
+	for _, sentinel := range []error{kopia.ErrWrongPassword, kopia.ErrBucketNotFound, kopia.ErrAccessDenied, kopia.ErrNotInitialized} {
 		err := c.classify(errors.Wrap(sentinel, "repository at s3://b/p"))
 		var p *datapath.PermanentError
 		require.True(t, errors.As(err, &p), "%v is permanent", sentinel)
@@ -29,6 +31,31 @@ func TestClassify(t *testing.T) {
 	require.Contains(t, err.Error(), "the password in secret velero/velero-repo-credentials (key repository-password) does not open it")
 	other := errors.New("boom")
 	require.Equal(t, other, c.classify(other))
+	// An object store that does not answer may come back: transient, retried in a bound.
+	unreachable := errors.Wrap(kopia.ErrUnreachable, "storage of repository at s3://b/p/ is unreachable")
+	var p *datapath.PermanentError
+	require.False(t, errors.As(c.classify(unreachable), &p), "unreachable is transient")
+}
+
+func TestLocationErrors(t *testing.T) {
+	gr := schema.GroupResource{Resource: "secrets"}
+	for _, tc := range []struct {
+		name      string
+		err       error
+		permanent bool
+	}{
+		{"secret missing", errors.Wrap(apierrors.NewNotFound(gr, "cloud-credentials"), "getting secret velero/cloud-credentials"), true},
+		{"secret forbidden", apierrors.NewForbidden(gr, "cloud-credentials", errors.New("rbac")), true},
+		{"API server timeout", errors.Wrap(apierrors.NewTimeoutError("request timed out", 1), "getting secret velero/cloud-credentials"), false},
+		{"API server 500", apierrors.NewInternalError(errors.New("etcdserver: leader changed")), false},
+		{"throttled", apierrors.NewTooManyRequests("slow down", 1), false},
+		{"unknown provider", errors.New(`BackupStorageLocation velero/default: provider "ftp" is not supported`), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p *datapath.PermanentError
+			require.Equal(t, tc.permanent, errors.As(locationError(tc.err), &p))
+		})
+	}
 }
 
 // Only a backup into a new repository may create the password: a made-up password could

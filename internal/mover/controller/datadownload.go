@@ -72,7 +72,7 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 		return "", err
 	}
 	if !havePVC && pod == nil {
-		if wait, err := r.verifyRepository(ctx, dd.Spec.BackupStorageLocation, dd.Spec.SourceNamespace, false, log); wait != "" || err != nil {
+		if wait, err := r.verifyRepository(ctx, m, dd.Spec.BackupStorageLocation, dd.Spec.SourceNamespace, false, cfg, log); wait != "" || err != nil {
 			return wait, err
 		}
 	}

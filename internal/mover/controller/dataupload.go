@@ -72,7 +72,7 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 	// The repository is checked before anything is exposed: nothing is created for a
 	// backup that cannot be stored.
 	if !haveVS && pod == nil {
-		if wait, err := r.verifyRepository(ctx, du.Spec.BackupStorageLocation, du.Spec.SourceNamespace, true, log); wait != "" || err != nil {
+		if wait, err := r.verifyRepository(ctx, m, du.Spec.BackupStorageLocation, du.Spec.SourceNamespace, true, cfg, log); wait != "" || err != nil {
 			return wait, err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pkg/errors"
 	"github.com/stretchr/testify/require"
@@ -153,7 +154,8 @@ func TestPhaseMachine(t *testing.T) {
 		pod corev1.PodPhase
 		// podFailure is the terminated worker container's message (pod Failed).
 		podFailure string
-		exposed    bool // the kind's exposed objects exist
+		exposed    bool          // the kind's exposed objects exist
+		age        time.Duration // how long ago the movement was accepted
 		verifyErr  error
 		settings   error
 		errors     []reactorError
@@ -188,6 +190,13 @@ func TestPhaseMachine(t *testing.T) {
 			wantPhase: phaseFailed, wantMessage: "bucket bucket does not exist", wantEvents: []string{ReasonRepositoryError}},
 		{name: "accepted, repository check fails for now", phase: phaseAccepted,
 			verifyErr: errors.New("connection reset by peer"),
+			wantPhase: phaseAccepted, wantMessage: "waiting: checking the kopia repository", wantFinalizer: true},
+		{name: "accepted, store unreachable past the operation timeout", phase: phaseAccepted, setup: operationTimeout(10 * time.Minute), age: 11 * time.Minute,
+			verifyErr: errors.New("storage of repository at s3://b/p/ is unreachable: connection refused"),
+			wantPhase: phaseFailed, wantEvents: []string{ReasonRepositoryError},
+			wantMessage: "the kopia repository for namespace app on BackupStorageLocation default could not be checked for 11m0s (the bound is the smaller of the operation timeout and the mover's prepareTimeout): storage of repository"},
+		{name: "accepted, store unreachable within the operation timeout: waits", phase: phaseAccepted, setup: operationTimeout(10 * time.Minute), age: 9 * time.Minute,
+			verifyErr: errors.New("storage of repository at s3://b/p/ is unreachable: connection refused"),
 			wantPhase: phaseAccepted, wantMessage: "waiting: checking the kopia repository", wantFinalizer: true},
 		{name: "accepted, settings invalid and none valid seen: waits", phase: phaseAccepted, settings: errors.New("key perNode: want a number"),
 			wantPhase: phaseAccepted, wantMessage: "waiting: key perNode: want a number; no valid settings were seen", wantFinalizer: true},
@@ -265,6 +274,7 @@ func TestPhaseMachine(t *testing.T) {
 				}
 				e := newEnv(t, in.funcs(), dedupe(objs)...)
 				e.repos.verifyErr = tc.verifyErr
+				e.clock.SetTime(t0.Add(tc.age))
 				e.cfgErr = tc.settings
 
 				_, err := k.reconcile(context.Background(), e.r)
@@ -312,6 +322,17 @@ func cancelIt(obj client.Object) {
 		o.Spec.Cancel = true
 	case *velerov2alpha1.DataDownload:
 		o.Spec.Cancel = true
+	}
+}
+
+func operationTimeout(d time.Duration) func(client.Object) {
+	return func(obj client.Object) {
+		switch o := obj.(type) {
+		case *velerov2alpha1.DataUpload:
+			o.Spec.OperationTimeout.Duration = d
+		case *velerov2alpha1.DataDownload:
+			o.Spec.OperationTimeout.Duration = d
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"time"
+
 	"github.com/vmware-tanzu/velero/pkg/apis/velero/shared"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,6 +59,8 @@ type movement interface {
 	setCompleted(at metav1.Time)
 	progress() *shared.DataMoveOperationProgress
 	incrementalBytes() int64 // 0 where the kind has none
+	// operationTimeout is spec.operationTimeout (0: unset).
+	operationTimeout() time.Duration
 }
 
 type upload struct{ du *velerov2alpha1.DataUpload }
@@ -67,6 +71,7 @@ func (u upload) replace(fresh client.Object)                 { *u.du = *fresh.(*
 func (u upload) kind() string                                { return "DataUpload" }
 func (u upload) logKey() string                              { return "dataUpload" }
 func (u upload) setNodeOS(os velerov2alpha1.NodeOS)          { u.du.Status.NodeOS = os }
+func (u upload) operationTimeout() time.Duration             { return u.du.Spec.OperationTimeout.Duration }
 func (u upload) incrementalBytes() int64                     { return u.du.Status.IncrementalBytes }
 func (u upload) setStarted(at metav1.Time)                   { u.du.Status.StartTimestamp = &at }
 func (u upload) op() expose.Operation                        { return expose.Backup }
@@ -94,6 +99,7 @@ func (d download) replace(fresh client.Object)                 { *d.dd = *fresh.
 func (d download) kind() string                                { return "DataDownload" }
 func (d download) logKey() string                              { return "dataDownload" }
 func (d download) setNodeOS(velerov2alpha1.NodeOS)             {} // DataDownload has no status.nodeOS
+func (d download) operationTimeout() time.Duration             { return d.dd.Spec.OperationTimeout.Duration }
 func (d download) incrementalBytes() int64                     { return 0 }
 func (d download) op() expose.Operation                        { return expose.Restore }
 func (d download) dataMover() string                           { return d.dd.Spec.DataMover }

@@ -628,10 +628,11 @@ func (r *Reconciler) storageLocation(ctx context.Context, name string) (*velerov
 	return bsl, nil
 }
 
-// verifyRepository checks the repository before anything is exposed. A transient
-// failure becomes a wait reason (shown in the message, and in the prepare-timeout
-// failure if it never clears).
-func (r *Reconciler) verifyRepository(ctx context.Context, bslName, sourceNamespace string, create bool, log logrus.FieldLogger) (string, error) {
+// verifyRepository checks the repository of m before anything is exposed. A transient
+// failure (the store does not answer, a 5xx, an API error reading a secret) becomes a wait
+// reason shown in the message, and is retried until repositoryWaitBound has passed since
+// m was accepted; then it fails m naming the cause. A permanent failure fails m at once.
+func (r *Reconciler) verifyRepository(ctx context.Context, m movement, bslName, sourceNamespace string, create bool, cfg config.Config, log logrus.FieldLogger) (string, error) {
 	bsl, err := r.storageLocation(ctx, bslName)
 	if err != nil {
 		return "", err
@@ -646,6 +647,26 @@ func (r *Reconciler) verifyRepository(ctx context.Context, bslName, sourceNamesp
 		}
 		return "", p
 	}
+	bound := repositoryWaitBound(m, cfg)
+	since := m.object().GetCreationTimestamp().Time
+	if at := m.acceptedAt(); at != nil {
+		since = at.Time
+	}
+	if waited := r.Clock.Since(since); waited >= bound {
+		return "", permanentf(ReasonRepositoryError, "the kopia repository for namespace %s on BackupStorageLocation %s could not be checked for %s (the bound is the smaller of the operation timeout and the mover's prepareTimeout): %v",
+			sourceNamespace, bslName, waited.Round(time.Second), err)
+	}
 	log.WithError(err).Warn("repository check failed; retrying")
 	return fmt.Sprintf("checking the kopia repository for namespace %s on BackupStorageLocation %s: %v", sourceNamespace, bslName, err), nil
+}
+
+// repositoryWaitBound is how long a repository that cannot be checked for a transient
+// reason is waited for: the movement's own spec.operationTimeout (Velero's
+// csiSnapshotTimeout, 10 minutes by default), at most the mover's prepareTimeout.
+func repositoryWaitBound(m movement, cfg config.Config) time.Duration {
+	bound := cfg.PrepareTimeout.Duration
+	if t := m.operationTimeout(); t > 0 && (bound <= 0 || t < bound) {
+		bound = t
+	}
+	return bound
 }

@@ -22,7 +22,9 @@ import (
 )
 
 // Causes Open reports; test with errors.Is. The error's message names the cause and the
-// location (repository.Location.String()).
+// location (repository.Location.String()). ErrUnreachable may pass (the store restarts,
+// the network blinks); the others need a person. Errors of none of these causes (a 5xx,
+// throttling) are left unclassified: transient.
 var (
 	ErrWrongPassword  = stderrors.New("wrong repository password")
 	ErrBucketNotFound = stderrors.New("bucket not found")

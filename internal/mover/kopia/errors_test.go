@@ -43,6 +43,12 @@ func TestClassifyStorageError(t *testing.T) {
 		{"azure auth failed", &azcore.ResponseError{ErrorCode: "AuthenticationFailed", StatusCode: 403}, ErrAccessDenied},
 		{"connection refused", &url.Error{Op: "Get", URL: "http://x", Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}, ErrUnreachable},
 		{"dns", &net.DNSError{Err: "no such host", Name: "x"}, ErrUnreachable},
+		{"connection reset", &url.Error{Op: "Put", URL: "http://x", Err: &net.OpError{Op: "read", Err: syscall.ECONNRESET}}, ErrUnreachable},
+		// A 5xx or throttling is not classified: the storage client retries it, and the
+		// caller treats it as transient.
+		{"s3 503", minio.ErrorResponse{Code: "ServiceUnavailable", StatusCode: 503}, nil},
+		{"s3 slow down", minio.ErrorResponse{Code: "SlowDown", StatusCode: 503}, nil},
+		{"s3 500", errors.Wrap(minio.ErrorResponse{Code: "InternalError", StatusCode: 500}, "putting blob"), nil},
 		{"deadline", context.DeadlineExceeded, ErrUnreachable},
 		{"tls", &url.Error{Op: "Get", URL: "https://x", Err: stderrors.New("tls: failed to verify certificate: x509: unknown authority")}, nil},
 		{"other", stderrors.New("boom"), nil},
