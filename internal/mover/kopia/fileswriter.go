@@ -38,7 +38,9 @@ func readCost(n int64) int64 { return min(3*n+decryptBufferBytes, readBudget) }
 
 // fileTarget is one file being written by one or more jobs.
 type fileTarget struct {
-	path  string
+	dir   *targetDir // holding name; held until the file is done (nil for a block device)
+	name  string
+	path  string // for messages
 	attrs *attrs // nil for a block device
 	size  int64
 	mode  writeMode
@@ -99,6 +101,14 @@ func (rs *restorer) abandon(t *fileTarget) {
 			_ = t.f.Close()
 		}
 		t.mu.Unlock()
+		t.releaseDir()
+	}
+}
+
+// releaseDir releases the directory of a file that is done.
+func (t *fileTarget) releaseDir() {
+	if t.dir != nil {
+		t.dir.release()
 	}
 }
 
@@ -125,12 +135,13 @@ func (rs *restorer) runJob(ctx context.Context, j job) error {
 		return nil
 	}
 	// last job of the file
+	defer t.releaseDir()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.keep {
 		return nil
 	}
-	err = applyFileAttributes(f, t.path, t.attrs)
+	err = t.dir.setFileAttributes(f, t.name, t.attrs)
 	if closeErr := f.Close(); err == nil && closeErr != nil {
 		err = errors.Wrapf(closeErr, "closing %s", t.path)
 	}
@@ -144,7 +155,7 @@ func (t *fileTarget) open() (*os.File, error) {
 	if t.f != nil {
 		return t.f, nil
 	}
-	f, err := openForWrite(t.path)
+	f, err := t.dir.createFile(t.name)
 	if err != nil {
 		return nil, err
 	}

@@ -22,13 +22,17 @@ import (
 // A restore is split by job, as restic's restorer is: this file holds the API, the
 // restorer's state and progress; fileswriter.go the writer pool, the read budget and
 // chunk reads and writes; restoretree.go the walk of a directory snapshot and the
-// attributes it sets; restoreblock.go the restore of a block volume.
+// attributes it sets; beneath_unix.go how entries of the target are made and changed
+// (relative to open directories, never through a symlink); restoreblock.go the restore
+// of a block volume.
 
 // Restore writes snapshot req.SnapshotID to req.Path: file data, modes (including
 // setuid/setgid/sticky), owners, modification times, symlinks and empty directories.
-// Existing entries in the way are replaced; other existing entries are left alone. The
-// target filesystem (or device) is synced before Restore returns. Cancelling ctx stops it
-// with a partial tree.
+// Existing entries in the way are replaced; other existing entries are left alone.
+// Nothing is written outside req.Path: entries are made beneath it without following a
+// symlink, and a snapshot directory holding a name twice, or a name that is not one path
+// component, fails the restore. The target filesystem (or device) is synced before
+// Restore returns. Cancelling ctx stops it with a partial tree.
 //
 // req.Parallel 0 means NumCPU writers. Without req.WriteSparse, all-zero runs of
 // minAllocateRun (64 KiB) or more are allocated (fallocate) instead of written.

@@ -6,6 +6,7 @@ import (
 	stderrors "errors"
 	iofs "io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -24,15 +25,19 @@ const directoryStreamType = "kopia:directory"
 
 // restoredDir is a directory whose attributes are set once its content is written.
 type restoredDir struct {
-	path  string
+	rel   string // relative to the target, "." for the target itself
 	depth int
 	attrs *attrs
 }
 
+// maxRelPath bounds the paths of a snapshot below the target: what a backup could read
+// (PATH_MAX). It keeps the directories a walk holds open, and openat2's path, bounded.
+const maxRelPath = 4095
+
 // restoreTree restores a directory snapshot: walkers list directories (up to parallel at
 // once, inline when none is free) and create directories and symlinks; writers write
 // file data; directory attributes are set last, deepest first, then the filesystem is
-// synced.
+// synced. beneath_unix.go says how entries are reached.
 func (rs *restorer) restoreTree(ctx context.Context, root *snapshot.DirEntry, target string) error {
 	if root.Type != snapshot.EntryTypeDirectory {
 		return errors.Errorf("snapshot root is not a directory (type %q)", root.Type)
@@ -44,12 +49,18 @@ func (rs *restorer) restoreTree(ctx context.Context, root *snapshot.DirEntry, ta
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		return errors.Wrapf(err, "creating %s", target)
 	}
+	top, err := openTarget(target)
+	if err != nil {
+		return err
+	}
+	defer top.release()
 
 	err = rs.run(ctx, func(ctx context.Context, jobs chan<- job) error {
 		walkers, ctx := errgroup.WithContext(ctx)
 		walkers.SetLimit(rs.parallel)
 		w := &walker{rs: rs, jobs: jobs, group: walkers}
-		walkers.Go(func() error { return w.walk(ctx, root, target, 0) })
+		top.hold()
+		walkers.Go(func() error { return w.walk(ctx, root, top, ".", 0) })
 		return walkers.Wait()
 	})
 	if err != nil {
@@ -58,11 +69,11 @@ func (rs *restorer) restoreTree(ctx context.Context, root *snapshot.DirEntry, ta
 
 	sort.SliceStable(rs.dirs, func(i, j int) bool { return rs.dirs[i].depth > rs.dirs[j].depth })
 	for _, d := range rs.dirs {
-		if err := applyPathAttributes(d.path, d.attrs); err != nil {
+		if err := setDirAttributes(top, d.rel, d.attrs); err != nil {
 			return err
 		}
 	}
-	return syncFilesystem(target)
+	return syncFilesystem(top.f)
 }
 
 type walker struct {
@@ -71,34 +82,39 @@ type walker struct {
 	group *errgroup.Group
 }
 
-func (w *walker) walk(ctx context.Context, d *snapshot.DirEntry, target string, depth int) error {
+// walk restores the entries of snapshot directory d into dir, target directory rel, and
+// releases dir.
+func (w *walker) walk(ctx context.Context, d *snapshot.DirEntry, dir *targetDir, rel string, depth int) error {
+	defer dir.release()
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
-	if depth > 0 {
-		if err := makeDirectory(target); err != nil {
-			return err
-		}
-	}
 	w.rs.dirsMu.Lock()
-	w.rs.dirs = append(w.rs.dirs, restoredDir{path: target, depth: depth, attrs: attrsOf(d)})
+	w.rs.dirs = append(w.rs.dirs, restoredDir{rel: rel, depth: depth, attrs: attrsOf(d)})
 	w.rs.dirsMu.Unlock()
 
 	entries, err := readDirectory(ctx, w.rs.rep, d.ObjectID)
 	if err != nil {
-		return errors.Wrapf(err, "listing snapshot directory for %s", target)
+		return errors.Wrapf(err, "listing snapshot directory for %s", dir.path)
+	}
+	if err := checkNames(entries, dir.path); err != nil {
+		return err
 	}
 	var subdirs []*snapshot.DirEntry
 	for _, e := range entries {
-		if !isSafeName(e.Name) {
-			return errors.Errorf("refusing entry name %q in %s", e.Name, target)
+		p := dir.join(e.Name)
+		if len(rel)+1+len(e.Name) > maxRelPath {
+			return errors.Errorf("refusing %s: longer than %d bytes below the target", p, maxRelPath)
 		}
-		p := filepath.Join(target, e.Name)
 		switch e.Type {
 		case snapshot.EntryTypeDirectory:
 			subdirs = append(subdirs, e)
 		case snapshot.EntryTypeSymlink:
-			if err := restoreSymlink(ctx, w.rs.rep, e, p); err != nil {
+			link, err := readObject(ctx, w.rs.rep, e.ObjectID)
+			if err != nil {
+				return errors.Wrapf(err, "reading symlink %s from the snapshot", p)
+			}
+			if err := dir.symlink(e.Name, string(link), attrsOf(e)); err != nil {
 				return err
 			}
 		case snapshot.EntryTypeFile:
@@ -106,7 +122,7 @@ func (w *walker) walk(ctx context.Context, d *snapshot.DirEntry, target string, 
 			if err != nil {
 				return errors.Wrapf(err, "reading %s", p)
 			}
-			t := &fileTarget{path: p, attrs: attrsOf(e), size: e.FileSize, mode: w.rs.mode}
+			t := &fileTarget{dir: dir.hold(), name: e.Name, path: p, attrs: attrsOf(e), size: e.FileSize, mode: w.rs.mode}
 			if err := w.rs.enqueue(ctx, w.jobs, t, chunks); err != nil {
 				return err
 			}
@@ -115,13 +131,43 @@ func (w *walker) walk(ctx context.Context, d *snapshot.DirEntry, target string, 
 		}
 	}
 	for _, sd := range subdirs {
-		p := filepath.Join(target, sd.Name)
-		if w.group.TryGo(func() error { return w.walk(ctx, sd, p, depth+1) }) {
-			continue
-		}
-		if err := w.walk(ctx, sd, p, depth+1); err != nil {
+		sub, err := dir.mkdir(sd.Name)
+		if err != nil {
 			return err
 		}
+		subRel := path.Join(rel, sd.Name)
+		if w.group.TryGo(func() error { return w.walk(ctx, sd, sub, subRel, depth+1) }) {
+			continue
+		}
+		if err := w.walk(ctx, sd, sub, subRel, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkNames rejects a directory listing holding a name that is not one path component,
+// or a name twice (whose entries would race each other in the target): kopia writes
+// neither, so the snapshot is hostile or corrupt. dirPath names the directory in errors.
+func checkNames(entries []*snapshot.DirEntry, dirPath string) error {
+	sorted := true // as kopia writes them: no duplicates if strictly ascending
+	for i, e := range entries {
+		if !isSafeName(e.Name) {
+			return errors.Errorf("refusing entry name %q in %s", e.Name, dirPath)
+		}
+		if i > 0 && entries[i-1].Name >= e.Name {
+			sorted = false
+		}
+	}
+	if sorted {
+		return nil
+	}
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if seen[e.Name] {
+			return errors.Errorf("refusing snapshot directory %s: it holds two entries named %q", dirPath, e.Name)
+		}
+		seen[e.Name] = true
 	}
 	return nil
 }
@@ -145,48 +191,10 @@ func readDirectory(ctx context.Context, rep repo.Repository, oid object.ID) ([]*
 	return dm.Entries, nil
 }
 
-// isSafeName rejects names that would escape the target directory.
+// isSafeName reports whether name is one path component: not empty, ".", or "..", and
+// without "/" or NUL.
 func isSafeName(name string) bool {
-	return name != "" && name != "." && name != ".." && !strings.ContainsRune(name, '/')
-}
-
-// makeDirectory creates a directory, replacing a file or symlink in the way.
-func makeDirectory(p string) error {
-	err := os.Mkdir(p, 0o700)
-	if err == nil || !os.IsExist(err) {
-		return errors.Wrapf(err, "creating directory %s", p)
-	}
-	st, err := os.Lstat(p)
-	if err != nil {
-		return errors.Wrapf(err, "creating directory %s", p)
-	}
-	if st.IsDir() {
-		return nil
-	}
-	if err := os.Remove(p); err != nil {
-		return errors.Wrapf(err, "replacing %s with a directory", p)
-	}
-	return errors.Wrapf(os.Mkdir(p, 0o700), "creating directory %s", p)
-}
-
-func restoreSymlink(ctx context.Context, rep repo.Repository, e *snapshot.DirEntry, p string) error {
-	linkTarget, err := readObject(ctx, rep, e.ObjectID)
-	if err != nil {
-		return errors.Wrapf(err, "reading symlink %s from the snapshot", p)
-	}
-	if st, err := os.Lstat(p); err == nil {
-		if st.IsDir() {
-			if err := os.RemoveAll(p); err != nil {
-				return errors.Wrapf(err, "replacing directory %s with a symlink", p)
-			}
-		} else if err := os.Remove(p); err != nil {
-			return errors.Wrapf(err, "replacing %s with a symlink", p)
-		}
-	}
-	if err := os.Symlink(string(linkTarget), p); err != nil {
-		return errors.Wrapf(err, "creating symlink %s", p)
-	}
-	return applyPathAttributes(p, attrsOf(e))
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
 // attrs are the attributes a restore sets on an entry.
@@ -194,47 +202,15 @@ type attrs struct {
 	mode     os.FileMode // permission, setuid, setgid and sticky bits
 	uid, gid uint32
 	mtime    time.Time
-	symlink  bool
 }
 
 func attrsOf(de *snapshot.DirEntry) *attrs {
 	return &attrs{
-		mode:    os.FileMode(de.Permissions) & fs.ModBits, //nolint:gosec
-		uid:     de.UserID,
-		gid:     de.GroupID,
-		mtime:   de.ModTime.ToTime(),
-		symlink: de.Type == snapshot.EntryTypeSymlink,
+		mode:  os.FileMode(de.Permissions) & fs.ModBits, //nolint:gosec
+		uid:   de.UserID,
+		gid:   de.GroupID,
+		mtime: de.ModTime.ToTime(),
 	}
-}
-
-// applyFileAttributes sets owner, mode and mtime of a restored regular file: owner first
-// (chown clears setuid/setgid), then mode. Permission errors are ignored as Velero's
-// restore ignores them (a non-root mover cannot chown).
-func applyFileAttributes(f *os.File, p string, a *attrs) error {
-	if a == nil {
-		return nil
-	}
-	if err := ignorePermission(f.Chown(int(a.uid), int(a.gid))); err != nil {
-		return errors.Wrapf(err, "changing owner of %s", p)
-	}
-	if err := ignorePermission(f.Chmod(a.mode)); err != nil {
-		return errors.Wrapf(err, "changing mode of %s", p)
-	}
-	return setModTime(p, a.mtime)
-}
-
-// applyPathAttributes sets owner, mode (not for symlinks) and mtime of a directory or a
-// symlink, without following symlinks.
-func applyPathAttributes(p string, a *attrs) error {
-	if err := ignorePermission(os.Lchown(p, int(a.uid), int(a.gid))); err != nil {
-		return errors.Wrapf(err, "changing owner of %s", p)
-	}
-	if !a.symlink {
-		if err := ignorePermission(os.Chmod(p, a.mode)); err != nil {
-			return errors.Wrapf(err, "changing mode of %s", p)
-		}
-	}
-	return setModTime(p, a.mtime)
 }
 
 // ignorePermission drops permission errors (EPERM, EACCES, also wrapped), which a

@@ -8,24 +8,25 @@ import (
 	stderrors "errors"
 	"os"
 	"syscall"
-	"time"
 
 	"github.com/pkg/errors"
 	"golang.org/x/sys/unix"
 )
 
-// openForWrite creates or truncates a regular file without following a symlink in the
-// way (which is replaced).
-func openForWrite(p string) (*os.File, error) {
-	const flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	f, err := os.OpenFile(p, flags, 0o600)
-	if err != nil && stderrors.Is(err, unix.ELOOP) {
-		if rmErr := os.Remove(p); rmErr != nil {
-			return nil, errors.Wrapf(rmErr, "replacing symlink %s", p)
-		}
-		f, err = os.OpenFile(p, flags, 0o600)
+// openat2Beneath opens rel below dirfd with flags, resolving it beneath dirfd without
+// following symlinks (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS): a symlink or ".."
+// anywhere in rel fails. It returns errors.ErrUnsupported where openat2 is missing:
+// kernels before 5.6 (ENOSYS) and seccomp profiles older than it (EPERM).
+func openat2Beneath(dirfd int, rel string, flags int) (fd int, err error) {
+	how := &unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS} //nolint:gosec
+	err = ignoringEINTR(func() error {
+		fd, err = unix.Openat2(dirfd, rel, how)
+		return err
+	})
+	if err == unix.ENOSYS || err == unix.EPERM {
+		return -1, stderrors.ErrUnsupported
 	}
-	return f, errors.Wrapf(err, "creating %s", p)
+	return fd, err
 }
 
 // allocate allocates [off, off+n) of f without writing it (fallocate). It returns
@@ -53,21 +54,8 @@ func startWriteback(f *os.File, off, n int64) {
 }
 
 // syncFilesystem flushes the filesystem holding dir (Velero's flushVolume).
-func syncFilesystem(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return errors.Wrapf(err, "opening %s", dir)
-	}
-	defer d.Close() //nolint:errcheck
-	return errors.Wrapf(unix.Syncfs(int(d.Fd())), "syncing filesystem of %s", dir)
-}
-
-// setModTime sets the access and modification times of p to mtime without following a
-// symlink.
-func setModTime(p string, mtime time.Time) error {
-	ts := unix.NsecToTimespec(mtime.UnixNano())
-	err := unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
-	return errors.Wrapf(ignorePermission(err), "changing modification time of %s", p)
+func syncFilesystem(dir *os.File) error {
+	return errors.Wrapf(unix.Syncfs(int(dir.Fd())), "syncing filesystem of %s", dir.Name())
 }
 
 // isBlockDevice reports whether st is a block device (not a character device).

@@ -1,0 +1,399 @@
+//go:build unix
+
+package kopia
+
+// Restores of crafted snapshots: what kopia never writes (two entries of one name in a
+// directory, names that are not one path component) and targets holding symlinks that
+// point outside. Nothing outside the target may be created or changed.
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kopia/kopia/fs"
+	"github.com/kopia/kopia/repo"
+	"github.com/kopia/kopia/repo/object"
+	"github.com/kopia/kopia/snapshot"
+	"github.com/kopia/kopia/snapshot/snapshotfs"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
+)
+
+// craftNode is an entry of a crafted snapshot.
+type craftNode struct {
+	name string
+	typ  snapshot.EntryType
+	data string      // file content or symlink target
+	mode os.FileMode // 0: 0644 for files, 0755 for directories
+	kids []craftNode
+}
+
+func craftFile(name, data string) craftNode {
+	return craftNode{name: name, typ: snapshot.EntryTypeFile, data: data}
+}
+func craftLink(name, target string) craftNode {
+	return craftNode{name: name, typ: snapshot.EntryTypeSymlink, data: target}
+}
+func craftDir(name string, kids ...craftNode) craftNode {
+	return craftNode{name: name, typ: snapshot.EntryTypeDirectory, kids: kids}
+}
+
+var craftedMtime = time.Date(2020, 1, 2, 3, 4, 5, 6789, time.UTC)
+
+// writeSnapshot writes root as a snapshot the way kopia's snapshotfs does (file and
+// symlink objects, directory manifests in the given order, a snapshot manifest) and
+// returns its ID.
+func writeSnapshot(t *testing.T, r *Repository, root craftNode) string {
+	t.Helper()
+	var id string
+	err := repo.WriteSession(context.Background(), r.rep, repo.WriteSessionOptions{Purpose: "crafted snapshot"},
+		func(ctx context.Context, w repo.RepositoryWriter) error {
+			entry, err := writeCraftNode(ctx, w, root)
+			if err != nil {
+				return err
+			}
+			now := fs.UTCTimestampFromTime(time.Now())
+			mid, err := snapshot.SaveSnapshot(ctx, w, &snapshot.Manifest{
+				Source:    snapshot.SourceInfo{UserName: "default", Host: "default", Path: "crafted"},
+				StartTime: now, EndTime: now, RootEntry: entry,
+			})
+			id = string(mid)
+			return err
+		})
+	require.NoError(t, err)
+	return id
+}
+
+func writeCraftNode(ctx context.Context, w repo.RepositoryWriter, n craftNode) (*snapshot.DirEntry, error) {
+	e := &snapshot.DirEntry{Name: n.name, Type: n.typ, ModTime: fs.UTCTimestampFromTime(craftedMtime),
+		UserID: uint32(os.Getuid()), GroupID: uint32(os.Getgid())} //nolint:gosec
+	mode := n.mode
+	switch n.typ {
+	case snapshot.EntryTypeDirectory:
+		var dm snapshot.DirManifest
+		dm.StreamType = directoryStreamType
+		dm.Summary = &fs.DirectorySummary{}
+		for _, k := range n.kids {
+			ke, err := writeCraftNode(ctx, w, k)
+			if err != nil {
+				return nil, err
+			}
+			dm.Entries = append(dm.Entries, ke)
+		}
+		oid, err := snapshotfs.WriteDirManifest(ctx, w, n.name, &dm, "")
+		if err != nil {
+			return nil, err
+		}
+		e.ObjectID = oid
+		if mode == 0 {
+			mode = 0o755
+		}
+	default:
+		ow := w.NewObjectWriter(ctx, object.WriterOptions{Description: "crafted " + n.name})
+		defer ow.Close() //nolint:errcheck
+		if _, err := ow.Write([]byte(n.data)); err != nil {
+			return nil, err
+		}
+		oid, err := ow.Result()
+		if err != nil {
+			return nil, err
+		}
+		e.ObjectID = oid
+		e.FileSize = int64(len(n.data))
+		if mode == 0 {
+			mode = 0o644
+		}
+		if n.typ == snapshot.EntryTypeSymlink {
+			mode = 0o777
+		}
+	}
+	e.Permissions = snapshot.Permissions(mode)
+	return e, nil
+}
+
+// withBothResolutions runs f with openat2 (where the kernel has it) and with the
+// per-component openat walk that replaces it on older kernels.
+func withBothResolutions(t *testing.T, f func(t *testing.T)) {
+	for _, walk := range []bool{false, true} {
+		name := "openat2"
+		if walk {
+			name = "openat walk"
+		}
+		t.Run(name, func(t *testing.T) {
+			old := openat2Missing.Load()
+			openat2Missing.Store(walk)
+			t.Cleanup(func() { openat2Missing.Store(old) })
+			f(t)
+		})
+	}
+}
+
+// escapeSandbox is a base directory holding the restore target and an outside directory
+// (with one file) that a restore must not touch.
+type escapeSandbox struct {
+	base, target, outside, outsideFile string
+	before                             map[string]entryInfo
+}
+
+func newEscapeSandbox(t *testing.T) *escapeSandbox {
+	base := t.TempDir()
+	s := &escapeSandbox{base: base, target: filepath.Join(base, "target"), outside: filepath.Join(base, "outside")}
+	s.outsideFile = filepath.Join(s.outside, "keep")
+	require.NoError(t, os.Mkdir(s.target, 0o755))
+	require.NoError(t, os.Mkdir(s.outside, 0o755))
+	require.NoError(t, os.WriteFile(s.outsideFile, []byte("keep"), 0o640))
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	for _, p := range []string{s.outsideFile, s.outside, base} {
+		require.NoError(t, os.Chtimes(p, old, old))
+	}
+	s.before = s.describeOutside(t)
+	return s
+}
+
+// describeOutside describes the base directory and the outside tree, not the target.
+func (s *escapeSandbox) describeOutside(t *testing.T) map[string]entryInfo {
+	tree := describeTree(t, s.outside)
+	st, err := os.Lstat(s.base)
+	require.NoError(t, err)
+	tree["<base>"] = entryInfo{Mode: st.Mode(), ModTime: st.ModTime().UTC()}
+	names, err := os.ReadDir(s.base)
+	require.NoError(t, err)
+	for _, n := range names {
+		tree["<base>/"+n.Name()] = entryInfo{}
+	}
+	return tree
+}
+
+func (s *escapeSandbox) requireOutsideUntouched(t *testing.T) {
+	t.Helper()
+	requireSameTree(t, s.before, s.describeOutside(t))
+}
+
+// requireNoDescriptorsBelow fails if the process holds a descriptor of dir or of
+// anything below it: a restore closes every directory it opened. Linux only
+// (/proc/self/fd); elsewhere it checks nothing.
+func requireNoDescriptorsBelow(t *testing.T, dir string) {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, fd := range fds {
+		p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && (p == dir || strings.HasPrefix(p, dir+"/")) {
+			t.Errorf("descriptor %s is still open on %s", fd.Name(), p)
+		}
+	}
+}
+
+func TestRestoreRefusesHostileSnapshots(t *testing.T) {
+	ctx := context.Background()
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	for _, tc := range []struct {
+		name string
+		tree func(outside string) craftNode
+		want []string // in the error; "<target>" is replaced
+	}{{
+		name: "a directory and a symlink out of the target named x",
+		tree: func(outside string) craftNode {
+			return craftDir("", craftFile("a", "ok"), craftDir("x", craftFile("evil", "pwned")), craftLink("x", outside))
+		},
+		want: []string{`refusing snapshot directory <target>: it holds two entries named "x"`},
+	}, {
+		name: "a symlink out of the target, then a directory of its name holding a file",
+		tree: func(outside string) craftNode {
+			return craftDir("", craftDir("sub", craftLink("s", outside), craftDir("s", craftFile("evil", "pwned"),
+				craftDir("deeper", craftFile("evil2", "pwned")))))
+		},
+		want: []string{`refusing snapshot directory <target>/sub: it holds two entries named "s"`},
+	}, {
+		name: "two files of one name, unsorted",
+		tree: func(string) craftNode {
+			return craftDir("", craftFile("b", "1"), craftFile("a", "2"), craftFile("b", "3"))
+		},
+		want: []string{`two entries named "b"`},
+	}, {
+		name: "a bad name below files already queued",
+		tree: func(string) craftNode {
+			return craftDir("", craftFile("a", "1"), craftFile("b", "2"), craftDir("d", craftFile("c", "3"), craftFile("..", "pwned")))
+		},
+		want: []string{`refusing entry name ".." in <target>/d`},
+	}, {
+		name: "a file named ..",
+		tree: func(string) craftNode { return craftDir("", craftFile("..", "pwned")) },
+		want: []string{`refusing entry name ".." in <target>`},
+	}, {
+		name: "a directory named .. holding a file",
+		tree: func(string) craftNode { return craftDir("", craftDir("d", craftDir("..", craftFile("evil", "pwned")))) },
+		want: []string{`refusing entry name ".." in <target>/d`},
+	}, {
+		name: "a name with a slash",
+		tree: func(string) craftNode { return craftDir("", craftDir("a"), craftFile("a/b", "pwned")) },
+		want: []string{`refusing entry name "a/b" in <target>`},
+	}, {
+		name: "a symlink named ../outside/evil",
+		tree: func(string) craftNode { return craftDir("", craftLink("../outside/evil", "/")) },
+		want: []string{`refusing entry name "../outside/evil"`},
+	}, {
+		name: "an empty name",
+		tree: func(string) craftNode { return craftDir("", craftFile("", "pwned")) },
+		want: []string{`refusing entry name ""`},
+	}, {
+		name: "a name .",
+		tree: func(string) craftNode { return craftDir("", craftDir(".", craftFile("evil", "pwned"))) },
+		want: []string{`refusing entry name "."`},
+	}, {
+		name: "a name with NUL",
+		tree: func(string) craftNode { return craftDir("", craftFile("a\x00b", "pwned")) },
+		want: []string{`refusing entry name "a\x00b"`},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			withBothResolutions(t, func(t *testing.T) {
+				s := newEscapeSandbox(t)
+				id := writeSnapshot(t, r, tc.tree(s.outside))
+				_, err := r.Restore(ctx, datapath.RestoreRequest{SnapshotID: id, Path: s.target, Parallel: 4})
+				s.requireOutsideUntouched(t)
+				requireNoDescriptorsBelow(t, s.base)
+				require.Error(t, err)
+				for _, w := range tc.want {
+					require.ErrorContains(t, err, strings.ReplaceAll(w, "<target>", s.target))
+				}
+				_, err = os.Lstat(filepath.Join(s.target, "evil"))
+				require.True(t, os.IsNotExist(err), "nothing named evil in the target either")
+			})
+		})
+	}
+}
+
+// TestRestoreReplacesSymlinksOutOfTheTarget: symlinks already in the target that point
+// outside are entries in the way: replaced by the snapshot's file, directory or symlink,
+// never followed by a write, a chmod, a chown or a time change.
+func TestRestoreReplacesSymlinksOutOfTheTarget(t *testing.T) {
+	ctx := context.Background()
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	withBothResolutions(t, func(t *testing.T) {
+		s := newEscapeSandbox(t)
+		tree := craftDir("",
+			craftNode{name: "f", typ: snapshot.EntryTypeFile, data: "restored", mode: 0o750 | os.ModeSetuid},
+			craftNode{name: "d", typ: snapshot.EntryTypeDirectory, mode: 0o751 | os.ModeSticky, kids: []craftNode{craftFile("g", "in d")}},
+			craftNode{name: "keep", typ: snapshot.EntryTypeFile, data: "not the outside one", mode: 0o600},
+			craftLink("l", "f"),
+			craftDir("nested", craftNode{name: "e", typ: snapshot.EntryTypeDirectory, mode: 0o700,
+				kids: []craftNode{craftFile("h", "in e")}}),
+			craftFile("was-dir", "a file now"),
+			craftFile("was-fifo", "a file now"),
+		)
+		id := writeSnapshot(t, r, tree)
+
+		// in the way: symlinks out of the target where the snapshot has a file (f, and
+		// keep, pointing at the outside file of that name), a directory (d, and nested/e a
+		// level down) and a symlink (l)
+		require.NoError(t, os.Symlink(s.outsideFile, filepath.Join(s.target, "f")))
+		require.NoError(t, os.Symlink(s.outside, filepath.Join(s.target, "d")))
+		require.NoError(t, os.Symlink(s.outsideFile, filepath.Join(s.target, "keep")))
+		require.NoError(t, os.Symlink(s.outside, filepath.Join(s.target, "l")))
+		require.NoError(t, os.Mkdir(filepath.Join(s.target, "nested"), 0o700))
+		require.NoError(t, os.Symlink(s.outside, filepath.Join(s.target, "nested", "e")))
+		require.NoError(t, os.Symlink(s.outside, filepath.Join(s.target, "other"))) // not in the snapshot
+		// a directory where a file goes, holding symlinks out (removed, not followed), and
+		// a FIFO where a file goes (opening it for writing would wait for a reader)
+		require.NoError(t, os.MkdirAll(filepath.Join(s.target, "was-dir", "sub"), 0o755))
+		require.NoError(t, os.Symlink(s.outside, filepath.Join(s.target, "was-dir", "out")))
+		require.NoError(t, os.Symlink(s.outsideFile, filepath.Join(s.target, "was-dir", "sub", "out")))
+		require.NoError(t, unix.Mkfifo(filepath.Join(s.target, "was-fifo"), 0o600))
+
+		_, err := r.Restore(ctx, datapath.RestoreRequest{SnapshotID: id, Path: s.target, Parallel: 4})
+		require.NoError(t, err)
+		s.requireOutsideUntouched(t)
+		requireNoDescriptorsBelow(t, s.base)
+
+		got := describeTree(t, s.target)
+		require.Equal(t, os.FileMode(0o750)|os.ModeSetuid, got["f"].Mode)
+		require.Equal(t, os.ModeDir|os.ModeSticky|0o751, got["d"].Mode)
+		require.Equal(t, os.FileMode(0o600), got["keep"].Mode)
+		require.Equal(t, os.ModeSymlink, got["l"].Mode.Type())
+		require.Equal(t, "f", got["l"].Link)
+		require.Equal(t, os.ModeDir|0o700, got["nested/e"].Mode)
+		require.Equal(t, s.outside, got["other"].Link, "entries not in the snapshot are left alone")
+		for p, want := range map[string]string{"f": "restored", "d/g": "in d", "keep": "not the outside one", "nested/e/h": "in e",
+			"was-dir": "a file now", "was-fifo": "a file now"} {
+			b, err := os.ReadFile(filepath.Join(s.target, p))
+			require.NoError(t, err)
+			require.Equal(t, want, string(b), p)
+			require.True(t, got[p].ModTime.Equal(craftedMtime), p)
+		}
+		for _, p := range []string{"d", "nested/e", "l"} {
+			require.True(t, got[p].ModTime.Equal(craftedMtime), p)
+		}
+	})
+}
+
+// TestOpenBeneath: directories are reached below the target only through directories,
+// never through a symlink (out of the target or within it) or "..".
+func TestOpenBeneath(t *testing.T) {
+	withBothResolutions(t, func(t *testing.T) {
+		s := newEscapeSandbox(t)
+		require.NoError(t, os.MkdirAll(filepath.Join(s.target, "a", "b"), 0o755))
+		require.NoError(t, os.Symlink(s.outside, filepath.Join(s.target, "out")))
+		require.NoError(t, os.Symlink("b", filepath.Join(s.target, "a", "in")))
+		root, err := openTarget(s.target)
+		require.NoError(t, err)
+		defer root.release()
+
+		for rel, wantErr := range map[string]bool{
+			".": false, "a": false, "a/b": false,
+			"out": true, "out/x": true, "a/in": true, "a/in/x": true, "..": true, "a/../..": true, "missing": true,
+		} {
+			fd, err := openBeneath(root.fd, rel)
+			if wantErr {
+				require.Error(t, err, rel)
+				continue
+			}
+			require.NoError(t, err, rel)
+			f := os.NewFile(uintptr(fd), rel) //nolint:gosec
+			got, err := f.Stat()
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+			want, err := os.Stat(filepath.Join(s.target, rel))
+			require.NoError(t, err)
+			require.True(t, os.SameFile(want, got), rel)
+		}
+		s.requireOutsideUntouched(t)
+	})
+}
+
+func TestCheckNames(t *testing.T) {
+	entries := func(names ...string) []*snapshot.DirEntry {
+		var es []*snapshot.DirEntry
+		for _, n := range names {
+			es = append(es, &snapshot.DirEntry{Name: n})
+		}
+		return es
+	}
+	for _, tc := range []struct {
+		names []string
+		err   string
+	}{
+		{names: nil},
+		{names: []string{"a", "b", "c"}},
+		{names: []string{"c", "a", "b"}},
+		{names: []string{"a", "a"}, err: `refusing snapshot directory /t/d: it holds two entries named "a"`},
+		{names: []string{"b", "a", "c", "a"}, err: `two entries named "a"`},
+		{names: []string{"a", ".."}, err: `refusing entry name ".." in /t/d`},
+		{names: []string{"x/y"}, err: `refusing entry name "x/y"`},
+		{names: []string{"nul\x00"}, err: `refusing entry name "nul\x00"`},
+	} {
+		err := checkNames(entries(tc.names...), "/t/d")
+		if tc.err == "" {
+			require.NoError(t, err, "%q", tc.names)
+		} else {
+			require.ErrorContains(t, err, tc.err, "%q", tc.names)
+		}
+	}
+}
