@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/testkit"
 )
 
 func scheme(t *testing.T) *runtime.Scheme {
@@ -154,8 +156,12 @@ func TestHelmValues(t *testing.T) {
 			mover = append(mover, m)
 		}
 	}
+	if testkit.Updating() {
+		regenerateExtraObjects(t, mover)
+		return
+	}
 	require.True(t, reflect.DeepEqual(mover, values.ExtraObjects),
-		"velero-values.yaml extraObjects differ from mover.yaml: regenerate them (see the comment above extraObjects)")
+		"velero-values.yaml extraObjects differ from mover.yaml: run go test ./examples/ -update")
 	for _, o := range values.ExtraObjects {
 		ob, err := yaml.Marshal(o)
 		require.NoError(t, err)
@@ -167,4 +173,22 @@ func TestEveryExampleIsTested(t *testing.T) {
 	files, err := filepath.Glob("*.yaml")
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"mover.yaml", "resource-policy.yaml", "rook-ceph-volumesnapshotclass.yaml", "velero-values.yaml"}, files)
+}
+
+// extraObjectsMarker starts the generated part of velero-values.yaml: from this line to the
+// end of the file. Nothing before it is touched.
+const extraObjectsMarker = "# Generated from examples/mover.yaml by `go test ./examples/ -update`"
+
+// regenerateExtraObjects rewrites the end of velero-values.yaml, from extraObjectsMarker
+// on, with the objects of mover.yaml.
+func regenerateExtraObjects(t *testing.T, mover []map[string]any) {
+	t.Helper()
+	b, err := os.ReadFile("velero-values.yaml")
+	require.NoError(t, err)
+	head, _, found := strings.Cut(string(b), extraObjectsMarker)
+	require.True(t, found, "velero-values.yaml has no line %q", extraObjectsMarker)
+	gen, err := yaml.Marshal(map[string]any{"extraObjects": mover})
+	require.NoError(t, err)
+	out := head + extraObjectsMarker + "\n# (a test keeps the two equal). It assumes the release namespace is \"velero\"; change\n# the namespaces below if yours differs.\n" + string(gen)
+	require.NoError(t, os.WriteFile("velero-values.yaml", []byte(out), 0o644))
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/connect"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/mover/worker"
@@ -32,6 +33,7 @@ func MoverWorker(ctx context.Context, args []string) error {
 		cacheDir     = fs.String("cache-dir", os.Getenv(expose.EnvCacheDir), "kopia cache directory (default $"+expose.EnvCacheDir+"; empty: a temporary directory)")
 		cacheLimit   = fs.Int64("cache-limit-mb", 0, "kopia cache limit in MB (0: kopia's default)")
 		sparse       = fs.Bool("write-sparse-default", true, "restore zero runs as holes unless the DataDownload says otherwise (filesystem volumes)")
+		verify       = fs.String("verify", config.DefaultVerify, "what a backup reads back after saving its snapshot: none, metadata, sample:PERCENT or full")
 		termLog      = fs.String("termination-log", worker.DefaultTerminationLog, "where the result is written")
 		progressIvl  = fs.Duration("progress-interval", worker.DefaultProgressInterval, "how often status.progress is updated")
 		kubeconfig   = fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
@@ -49,6 +51,10 @@ func MoverWorker(ctx context.Context, args []string) error {
 	defaultCreds, err := parseSecretKey(*credentials)
 	if err != nil {
 		return err
+	}
+	verifyMode, err := config.ParseVerify(*verify)
+	if err != nil {
+		return errors.Wrap(err, "--verify")
 	}
 	name, path := *dataUpload, *source
 	if op == expose.Restore {
@@ -72,7 +78,7 @@ func MoverWorker(ctx context.Context, args []string) error {
 		Log:    log,
 		Config: worker.Config{
 			Namespace: *namespace, Name: name, Path: path, Block: *block, WriteSparseDefault: *sparse,
-			TerminationLog: *termLog, ProgressInterval: *progressIvl,
+			TerminationLog: *termLog, ProgressInterval: *progressIvl, Verify: verifyMode,
 		},
 	}
 	if op == expose.Backup {

@@ -24,6 +24,10 @@ const (
 	DataDownloadLabel  = PluginDomain + "/data-download" // on objects the mover creates for a DataDownload
 	MoverFinalizer     = PluginDomain + "/mover-cleanup"
 	MoverConfigMapName = "snapmove-mover" // optional mover settings in Velero's namespace
+	// VerifyAnnotation, on a Backup, overrides the mover setting `verify` for its volumes
+	// ("none", "metadata", "sample:<percent>", "full"); the backup plugin copies it onto
+	// each DataUpload, where the mover reads it.
+	VerifyAnnotation = PluginDomain + "/verify"
 )
 
 // Snapshot delete requests: the delete plugin cannot reach the kopia repository (only the

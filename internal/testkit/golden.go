@@ -25,3 +25,7 @@ func Golden(t *testing.T, path string, got any) {
 	require.NoError(t, err, "run go test -update to create %s", path)
 	require.Equal(t, string(want), string(b), "golden file %s differs; run go test -update if intended", path)
 }
+
+// Updating reports whether the tests run with -update: a test that generates a checked-in
+// file other than a golden file (e.g. an example derived from another) rewrites it then.
+func Updating() bool { return *update }

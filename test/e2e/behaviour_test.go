@@ -146,6 +146,34 @@ func TestBackupDeleteForgetsSnapshot(t *testing.T) {
 	var cms corev1.ConfigMapList
 	require.NoError(t, s.c.List(ctxT(t), &cms, crclient.InNamespace(s.veleroNS), crclient.HasLabels{naming.DeleteRequestLabel}))
 	require.Empty(t, cms.Items, "delete requests left behind")
+
+	// Deleting a backup always finishes: with the mover scaled to zero, Velero deletes the
+	// backup (the plugin waits at most 10 s), the request stays, and once the mover is back
+	// it forgets the snapshot and removes the request by itself.
+	name2 := ns + "-b2"
+	b = s.backup(t, name2, "--include-namespaces", ns, "--snapshot-move-data")
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name2))
+	id2 := s.dataUploads(t, name2)[0].Status.SnapshotID
+	s.scaleMover(t, 0)
+	s.veleroCLI(t, "backup", "delete", name2, "--confirm")
+	poll(t, "backup "+name2+" to be deleted with the mover down", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: name2}, &velerov1.Backup{})
+		return apierrors.IsNotFound(err), crclient.IgnoreNotFound(err)
+	})
+	require.NoError(t, s.c.List(ctxT(t), &cms, crclient.InNamespace(s.veleroNS), crclient.HasLabels{naming.DeleteRequestLabel}))
+	require.Len(t, cms.Items, 1, "the request waits for the mover")
+	ls = run(t, s.kopia, append([]string{"snapshot", "ls", "--all", "--manifest-id"}, kcfg...)...)
+	require.Contains(t, ls, id2, "not forgotten while the mover is down")
+	s.scaleMover(t, 1)
+	poll(t, "the mover to forget snapshot "+id2+" and remove its request", 4*time.Minute, func(ctx context.Context) (bool, error) {
+		var l corev1.ConfigMapList
+		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.HasLabels{naming.DeleteRequestLabel}); err != nil {
+			return false, err
+		}
+		return len(l.Items) == 0, nil
+	})
+	ls = run(t, s.kopia, append([]string{"snapshot", "ls", "--all", "--manifest-id"}, kcfg...)...)
+	require.NotContains(t, ls, id2, ls)
 }
 
 // A wrong repository password fails the DataUpload with a message that says so, and

@@ -4,13 +4,19 @@ package e2e
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/naming"
+	"github.com/snapmove/snapmove/test/treecheck"
 )
 
 // Without EnableCSI (the stack's default) Velero's CSI actions are off and snapmove's
@@ -54,4 +60,58 @@ func TestCoexistenceEnableCSIDataMover(t *testing.T) {
 	s.withVeleroFeatures(t, naming.FeatureEnableCSI)
 	ns, dir := s.smallVolume(t, "dm")
 	s.movedRoundTrip(t, ns, dir, []string{"--data-mover", naming.DataMover}, "velero.io/csi-pvc-backupper")
+}
+
+// The seed's configuration (EnableCSI, moving data by default) with snapmove in place of
+// Velero's node-agent. Velero's own CSI action cuts the snapshot and creates a DataUpload
+// for its built-in mover (spec.datamover ""), which node-agent would serve.
+//   - Without node-agent, such a DataUpload says within a minute why nothing moves it and
+//     what to change, with an Event, instead of waiting for Velero's 4-hour timeout.
+//   - With the mover setting serveVeleroDataMover, snapmove serves it: the seed's command
+//     completes, and the restore (Velero's CSI restore action, built-in mover) comes back
+//     byte-identical.
+func TestSeedConfigurationWithoutNodeAgent(t *testing.T) {
+	s := env
+	s.withVeleroFeatures(t, naming.FeatureEnableCSI)
+
+	t.Run("unserved says so", func(t *testing.T) {
+		ns, _ := s.smallVolume(t, "unserved")
+		du := s.dataUploadLikeVelero(t, ns, "data", "default", func(du *velerov2alpha1.DataUpload) { du.Spec.DataMover = "" })
+		start := time.Now()
+		poll(t, "DataUpload "+du.Name+" to say that nothing serves it", 3*time.Minute, func(ctx context.Context) (bool, error) {
+			err := s.c.Get(ctx, crclient.ObjectKeyFromObject(du), du)
+			return strings.Contains(du.Status.Message, "no data mover serves this DataUpload"), err
+		})
+		t.Logf("after %s: %s", time.Since(start).Round(time.Second), du.Status.Message)
+		require.Contains(t, du.Status.Message, "serveVeleroDataMover")
+		require.Equal(t, velerov2alpha1.DataUploadPhase(""), du.Status.Phase, "left alone")
+		s.requireEvent(t, du.Name)
+	})
+
+	t.Run("served when asked", func(t *testing.T) {
+		s.withMoverSettings(t, map[string]string{"serveVeleroDataMover": "true"})
+		ns, dir := s.smallVolume(t, "seedcfg")
+		want, err := treecheck.Manifest(dir)
+		require.NoError(t, err)
+		name := ns + "-b"
+		b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
+		require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
+		dus := s.dataUploads(t, name)
+		require.Len(t, dus, 1)
+		require.Equal(t, "", dus[0].Spec.DataMover, "Velero's built-in mover")
+		require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, dus[0].Status.Phase, dus[0].Status.Message)
+		require.NotEmpty(t, dus[0].Status.SnapshotID)
+		s.requireNoLeftovers(t)
+
+		s.deleteNamespace(t, ns)
+		r := s.restore(t, ns+"-r", "--from-backup", name)
+		require.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+		dds := s.dataDownloads(t, r.Name)
+		require.Len(t, dds, 1)
+		require.Equal(t, velerov2alpha1.DataDownloadPhaseCompleted, dds[0].Status.Phase, dds[0].Status.Message)
+		got, err := treecheck.Manifest(s.volumePath(t, ns, "data"))
+		require.NoError(t, err)
+		require.Empty(t, treecheck.Compare(want, got, treecheck.Options{}))
+		s.requireNoLeftovers(t)
+	})
 }

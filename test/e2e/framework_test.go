@@ -26,6 +26,7 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	veleroclient "github.com/vmware-tanzu/velero/pkg/client"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -530,6 +531,41 @@ func (s *stack) withVeleroFeatures(t *testing.T, features string) {
 	t.Cleanup(func() { _ = restart(before) })
 }
 
+// scaleMover sets the replicas of the mover's Deployment and waits until that many mover
+// pods run (or none is left); scaling back up is the caller's cleanup.
+func (s *stack) scaleMover(t *testing.T, replicas int32) {
+	t.Helper()
+	key := crclient.ObjectKey{Namespace: s.veleroNS, Name: "snapmove-mover"}
+	var d appsv1.Deployment
+	require.NoError(t, s.c.Get(ctxT(t), key, &d))
+	patch := crclient.MergeFrom(d.DeepCopy())
+	d.Spec.Replicas = ptr.To(replicas)
+	require.NoError(t, s.c.Patch(ctxT(t), &d, patch))
+	if replicas == 0 {
+		t.Cleanup(func() {
+			var cur appsv1.Deployment
+			if err := s.c.Get(context.Background(), key, &cur); err == nil && cur.Spec.Replicas != nil && *cur.Spec.Replicas == 0 {
+				p := crclient.MergeFrom(cur.DeepCopy())
+				cur.Spec.Replicas = ptr.To[int32](1)
+				_ = s.c.Patch(context.Background(), &cur, p)
+			}
+		})
+	}
+	poll(t, fmt.Sprintf("%d mover pods to run", replicas), 3*time.Minute, func(ctx context.Context) (bool, error) {
+		var pods corev1.PodList
+		if err := s.c.List(ctx, &pods, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{"app.kubernetes.io/name": "snapmove-mover"}); err != nil {
+			return false, err
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+				running++
+			}
+		}
+		return running == int(replicas) && (replicas > 0 || len(pods.Items) == 0), nil
+	})
+}
+
 // withMoverSettings changes keys of the mover's settings ConfigMap for the rest of the test.
 func (s *stack) withMoverSettings(t *testing.T, data map[string]string) {
 	t.Helper()
@@ -610,6 +646,8 @@ func (s *stack) movedRoundTrip(t *testing.T, ns, dir string, backupArgs []string
 	require.Len(t, dus, 1, "DataUploads of the backup")
 	require.Equal(t, naming.DataMover, dus[0].Spec.DataMover)
 	require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, dus[0].Status.Phase, dus[0].Status.Message)
+	require.Contains(t, dus[0].Status.Message, "verified (metadata): ", "every backup is read back before it is Completed")
+	require.Equal(t, dus[0].Status.Message, dus[0].Annotations["snapmove.io/verification"])
 	s.requireDescribeShowsMove(t, name, ns, "data", wantAction)
 	s.requireNoLeftovers(t)
 

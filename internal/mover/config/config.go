@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
@@ -42,6 +44,14 @@ type Config struct {
 	// WriteSparseFiles is the default for filesystem restores whose DataDownload does not
 	// set dataMoverConfig.WriteSparseFiles.
 	WriteSparseFiles bool `json:"writeSparseFiles"`
+	// ServeVeleroDataMover makes this mover also execute the DataUploads and DataDownloads
+	// of Velero's built-in data mover (spec.datamover "" or "velero"), which Velero's
+	// node-agent executes otherwise: for clusters that run snapmove instead of node-agent
+	// and keep Velero's defaults (`velero backup create --snapshot-move-data` with
+	// EnableCSI), and to restore backups that node-agent made. It is ignored while a
+	// node-agent DaemonSet runs in Velero's namespace: two movers must never race for one
+	// object.
+	ServeVeleroDataMover bool `json:"serveVeleroDataMover"`
 
 	WorkerHostNetwork       bool                        `json:"workerHostNetwork"`
 	WorkerResources         corev1.ResourceRequirements `json:"workerResources"`
@@ -53,6 +63,13 @@ type Config struct {
 	CacheSizeLimit resource.Quantity `json:"cacheSizeLimit"`
 	// CacheLimitMB is kopia's cache limit inside it; keep it well below CacheSizeLimit.
 	CacheLimitMB int64 `json:"cacheLimitMB"`
+
+	// Verify says what a backup reads back from the repository after saving its snapshot
+	// and before the DataUpload is Completed: "none", "metadata" (the manifest and every
+	// directory; entry counts and file bytes must match the upload's), "sample:<percent>"
+	// (also the content of that share of the files) or "full" (the content of every
+	// file). See ParseVerify. A DataUpload's annotation snapmove.io/verify overrides it.
+	Verify string `json:"verify"`
 }
 
 // Defaults.
@@ -61,6 +78,7 @@ const (
 	DefaultPerNode        = 2
 	DefaultPrepareTimeout = 30 * time.Minute
 	DefaultCacheLimitMB   = 4096
+	DefaultVerify         = "metadata"
 )
 
 // Default returns the settings used when the ConfigMap does not exist, and the base the
@@ -81,6 +99,7 @@ func Default() Config {
 		WorkerImagePullPolicy: corev1.PullIfNotPresent,
 		CacheSizeLimit:        resource.MustParse("6Gi"),
 		CacheLimitMB:          DefaultCacheLimitMB,
+		Verify:                DefaultVerify,
 	}
 }
 
@@ -115,6 +134,8 @@ func Parse(cm *corev1.ConfigMap) (Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return Default(), err
 	}
+	mode, _ := ParseVerify(cfg.Verify) // valid: Validate parsed it
+	cfg.Verify = FormatVerify(mode)
 	return cfg, nil
 }
 
@@ -152,6 +173,9 @@ func (c Config) Validate() error {
 	if !c.CacheSizeLimit.IsZero() && c.CacheLimitMB*1024*1024 > c.CacheSizeLimit.Value() {
 		problems = append(problems, fmt.Sprintf("cacheLimitMB (%d) does not fit in cacheSizeLimit (%s)", c.CacheLimitMB, c.CacheSizeLimit.String()))
 	}
+	if _, err := ParseVerify(c.Verify); err != nil {
+		problems = append(problems, "verify: "+err.Error())
+	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
 		return errors.New(strings.Join(problems, "; "))
@@ -165,6 +189,37 @@ func (c Config) BackupAccessMode(storageClass string) corev1.PersistentVolumeAcc
 		return m
 	}
 	return c.BackupPVCAccessMode
+}
+
+// ParseVerify reads a verify mode: "none", "metadata", "full" or "sample:<percent>" with
+// a whole percent from 1 to 100 ("sample:10" or "sample:10%"). Surrounding spaces are
+// ignored; anything else is an error.
+func ParseVerify(s string) (datapath.VerifyMode, error) {
+	s = strings.TrimSpace(s)
+	switch datapath.VerifyLevel(s) {
+	case datapath.VerifyNone, datapath.VerifyMetadata, datapath.VerifyFull:
+		return datapath.VerifyMode{Level: datapath.VerifyLevel(s)}, nil
+	}
+	if rest, ok := strings.CutPrefix(s, string(datapath.VerifySample)+":"); ok {
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), "%"))
+		if err != nil || n < 1 || n > 100 {
+			return datapath.VerifyMode{}, errors.Errorf("%q: the sample must be a whole percent from 1 to 100", s)
+		}
+		return datapath.VerifyMode{Level: datapath.VerifySample, Percent: n}, nil
+	}
+	return datapath.VerifyMode{}, errors.Errorf("unknown mode %q (want none, metadata, sample:<percent> or full)", s)
+}
+
+// FormatVerify is the text form of m that ParseVerify reads; the zero mode is
+// "metadata".
+func FormatVerify(m datapath.VerifyMode) string {
+	switch m.Level {
+	case "":
+		return string(datapath.VerifyMetadata)
+	case datapath.VerifySample:
+		return fmt.Sprintf("%s:%d", datapath.VerifySample, m.Percent)
+	}
+	return string(m.Level)
 }
 
 // Load reads the settings ConfigMap from namespace. A missing ConfigMap gives Default and

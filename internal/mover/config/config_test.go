@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
@@ -58,6 +59,19 @@ func TestParse(t *testing.T) {
 		{name: "bad access mode", data: map[string]string{"backupPVCAccessMode": "ReadMostly"}, wantErr: `unknown access mode "ReadMostly"`},
 		{name: "cache does not fit", data: map[string]string{"cacheSizeLimit": "1Gi"}, wantErr: "does not fit in cacheSizeLimit"},
 		{name: "zero timeout", data: map[string]string{"prepareTimeout": "0s"}, wantErr: "prepareTimeout must be positive"},
+		{name: "verify default", check: func(t *testing.T, c Config) { require.Equal(t, "metadata", c.Verify) }},
+		{name: "verify full", data: map[string]string{"verify": "full"}, check: func(t *testing.T, c Config) { require.Equal(t, "full", c.Verify) }},
+		{name: "verify none", data: map[string]string{"verify": "none"}, check: func(t *testing.T, c Config) { require.Equal(t, "none", c.Verify) }},
+		{name: "verify sample is written canonically", data: map[string]string{"verify": "sample:05%"},
+			check: func(t *testing.T, c Config) { require.Equal(t, "sample:5", c.Verify) }},
+		{name: "verify quoted", data: map[string]string{"verify": `"sample:10"`},
+			check: func(t *testing.T, c Config) { require.Equal(t, "sample:10", c.Verify) }},
+		{name: "verify unknown", data: map[string]string{"verify": "everything"}, wantErr: `verify: unknown mode "everything"`},
+		{name: "verify empty", data: map[string]string{"verify": `""`}, wantErr: `verify: unknown mode ""`},
+		{name: "verify sample zero", data: map[string]string{"verify": "sample:0"}, wantErr: "whole percent from 1 to 100"},
+		{name: "verify sample over 100", data: map[string]string{"verify": "sample:101"}, wantErr: "whole percent from 1 to 100"},
+		{name: "verify sample fraction", data: map[string]string{"verify": "sample:2.5"}, wantErr: "whole percent from 1 to 100"},
+		{name: "verify sample without percent", data: map[string]string{"verify": "sample"}, wantErr: `unknown mode "sample"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,4 +99,36 @@ func TestLoad(t *testing.T) {
 	}
 	_, err = Load(ctx, fake.NewClientBuilder().WithObjects(cm).Build(), "velero")
 	require.ErrorContains(t, err, "mover settings ConfigMap velero/snapmove-mover is invalid")
+}
+
+func TestParseVerify(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    datapath.VerifyMode
+		text    string
+		wantErr string
+	}{
+		{in: "none", want: datapath.VerifyMode{Level: datapath.VerifyNone}, text: "none"},
+		{in: "metadata", want: datapath.VerifyMode{Level: datapath.VerifyMetadata}, text: "metadata"},
+		{in: " full ", want: datapath.VerifyMode{Level: datapath.VerifyFull}, text: "full"},
+		{in: "sample:1", want: datapath.VerifyMode{Level: datapath.VerifySample, Percent: 1}, text: "sample:1"},
+		{in: "sample:100%", want: datapath.VerifyMode{Level: datapath.VerifySample, Percent: 100}, text: "sample:100"},
+		{in: "Full", wantErr: "unknown mode"},
+		{in: "sample:-1", wantErr: "whole percent"},
+		{in: "sample:x", wantErr: "whole percent"},
+		{in: "", wantErr: "unknown mode"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseVerify(tc.in)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+			require.Equal(t, tc.text, FormatVerify(got))
+		})
+	}
+	require.Equal(t, "metadata", FormatVerify(datapath.VerifyMode{}), "the zero mode is the default")
 }

@@ -9,6 +9,7 @@ import (
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/naming"
@@ -42,6 +43,12 @@ type activity struct {
 	node  string
 }
 
+// executedHere: a movement of this mover, or one of Velero's built-in mover that this
+// mover claimed (serveVeleroDataMover).
+func executedHere(obj client.Object, dataMover string) bool {
+	return dataMover == naming.DataMover || (isBuiltInMover(dataMover) && controllerutil.ContainsFinalizer(obj, naming.MoverFinalizer))
+}
+
 func listActivities(ctx context.Context, c client.Reader, namespace string) ([]activity, error) {
 	var out []activity
 	dus := &velerov2alpha1.DataUploadList{}
@@ -50,7 +57,7 @@ func listActivities(ctx context.Context, c client.Reader, namespace string) ([]a
 	}
 	for i := range dus.Items {
 		du := &dus.Items[i]
-		if du.Spec.DataMover == naming.DataMover {
+		if executedHere(du, du.Spec.DataMover) {
 			out = append(out, activity{expose.Backup, du.UID, string(du.Status.Phase), du.Status.Node})
 		}
 	}
@@ -60,7 +67,7 @@ func listActivities(ctx context.Context, c client.Reader, namespace string) ([]a
 	}
 	for i := range dds.Items {
 		dd := &dds.Items[i]
-		if dd.Spec.DataMover == naming.DataMover {
+		if executedHere(dd, dd.Spec.DataMover) {
 			out = append(out, activity{expose.Restore, dd.UID, string(dd.Status.Phase), dd.Status.Node})
 		}
 	}

@@ -295,6 +295,9 @@ func (h uploadHandler) workerPod(ctx context.Context, du *velerov2alpha1.DataUpl
 	}
 	block := pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock
 	readOnly := len(pvc.Spec.AccessModes) == 1 && pvc.Spec.AccessModes[0] == corev1.ReadOnlyMany
+	if cfg.Verify, err = backupVerify(du, cfg.Verify); err != nil {
+		return nil, err
+	}
 	return expose.WorkerPod(h.r.podParams(expose.Backup, du.Name, duOwner(du), pvc.Name, block, cfg, func(p *expose.PodParams) {
 		p.ReadOnlyClaim = readOnly
 		p.NodeAffinity = affinity
@@ -330,6 +333,9 @@ func (h uploadHandler) record(m upload, res expose.Result) {
 	du.Status.IncrementalBytes = res.IncrementalBytes
 	du.Status.Progress.TotalBytes = res.TotalBytes
 	du.Status.Progress.BytesDone = res.TotalBytes
+	if res.Verification != "" {
+		setAnnotation(du, annVerification, res.Verification)
+	}
 }
 
 func (h uploadHandler) finish(ctx context.Context, m upload, log logrus.FieldLogger) (string, error) {
@@ -339,11 +345,17 @@ func (h uploadHandler) finish(ctx context.Context, m upload, log logrus.FieldLog
 	return "", h.cleanup(ctx, m, log)
 }
 
+// doneMessage says that an empty volume was stored, and what was verified (recorded in
+// annVerification, which survives a restart between the record and the end).
 func (h uploadHandler) doneMessage(m upload) string {
+	var parts []string
 	if m.progress().TotalBytes == 0 {
-		return "the volume was empty; an empty snapshot was stored"
+		parts = append(parts, "the volume was empty; an empty snapshot was stored")
 	}
-	return ""
+	if v := m.du.Annotations[annVerification]; v != "" {
+		parts = append(parts, v)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // cleanup deletes the worker pod, the backup PVC (and its volume), our snapshot (and

@@ -49,7 +49,7 @@ func TestDataMoverFilter(t *testing.T) {
 			got := e.du()
 			require.Equal(t, velerov2alpha1.DataUploadPhaseNew, got.Status.Phase)
 			require.Empty(t, got.Finalizers)
-			require.False(t, ours(got))
+			require.Equal(t, mover != "other", ours(got), "Velero's built-in mover is looked at (builtin.go)")
 		})
 	}
 	require.True(t, ours(dataUpload(velerov2alpha1.DataUploadPhaseNew)))
@@ -86,6 +86,7 @@ func TestNewQueuesOverLimit(t *testing.T) {
 	dd := dataDownload(velerov2alpha1.DataDownloadPhaseInProgress)
 	otherMover := busy("not-ours", velerov2alpha1.DataUploadPhaseInProgress).(*velerov2alpha1.DataUpload)
 	otherMover.Spec.DataMover = "velero"
+	otherMover.Finalizers = nil // node-agent's: not claimed by this mover
 	objs := append(backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseNew)),
 		busy("a", velerov2alpha1.DataUploadPhaseAccepted), dd, otherMover,
 		busy("done", velerov2alpha1.DataUploadPhaseCompleted))
@@ -244,6 +245,7 @@ func TestAcceptedExposes(t *testing.T) {
 	require.Equal(t, nodeA, pod.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0].Values[0],
 		"the source PV's topology is required (WaitForFirstConsumer class)")
 	require.Contains(t, pod.Spec.Containers[0].Args, "--default-credentials-secret=cloud-credentials/cloud")
+	require.Contains(t, pod.Spec.Containers[0].Args, "--verify=metadata")
 	require.Contains(t, e.du().Status.Message, "waiting: worker pod velero/"+duName+" is not scheduled yet; backup PVC velero/"+duName+" is Pending")
 
 	// A second pass changes nothing and does not check the repository again.

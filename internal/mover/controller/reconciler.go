@@ -59,6 +59,7 @@ type Reconciler struct {
 	admission *admission
 	verifier  *verifier
 	lastValid *lastSettings
+	nodeAgent *nodeAgentCache
 }
 
 // lastSettings remembers the last valid mover settings (Reconciler.settings).
@@ -72,6 +73,7 @@ func NewReconciler(r Reconciler) *Reconciler {
 	r.admission = newAdmission()
 	r.verifier = newVerifier()
 	r.lastValid = &lastSettings{}
+	r.nodeAgent = &nodeAgentCache{}
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
@@ -149,11 +151,20 @@ func (r *Reconciler) logFor(m movement) logrus.FieldLogger {
 // reconcile is the shared phase machine: filter, finalizer/deletion, then one function
 // per phase.
 func (r machine[M]) reconcile(ctx context.Context, m M) (ctrl.Result, error) {
-	if m.dataMover() != naming.DataMover { // also filtered by the predicate
-		return ctrl.Result{}, nil
-	}
 	log := r.logFor(m)
 	obj := m.object()
+	switch {
+	case m.dataMover() == naming.DataMover:
+	case !isBuiltInMover(m.dataMover()): // also filtered by the predicate
+		return ctrl.Result{}, nil
+	case controllerutil.ContainsFinalizer(obj, naming.MoverFinalizer):
+		// Velero's built-in mover, claimed by this mover (serveVeleroDataMover): ours
+		// to finish, whatever the setting says now.
+	default:
+		if serve, res, err := r.servesBuiltIn(ctx, m, log); !serve || err != nil {
+			return res, err
+		}
+	}
 	if isTerminal(m.phase()) {
 		if !controllerutil.ContainsFinalizer(obj, naming.MoverFinalizer) {
 			return ctrl.Result{}, nil

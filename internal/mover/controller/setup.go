@@ -16,14 +16,15 @@ import (
 // maxConcurrentReconciles per controller: repository checks block for a while.
 const maxConcurrentReconciles = 4
 
-// ours keeps the DataUploads and DataDownloads this mover executes. Reconcile checks
-// again (an object can be edited between event and reconcile).
+// ours keeps the DataUploads and DataDownloads this mover executes, or may serve or
+// report as unserved (Velero's built-in mover, builtin.go). Reconcile checks again (an
+// object can be edited between event and reconcile).
 func ours(obj client.Object) bool {
 	switch o := obj.(type) {
 	case *velerov2alpha1.DataUpload:
-		return o.Spec.DataMover == naming.DataMover
+		return o.Spec.DataMover == naming.DataMover || isBuiltInMover(o.Spec.DataMover)
 	case *velerov2alpha1.DataDownload:
-		return o.Spec.DataMover == naming.DataMover
+		return o.Spec.DataMover == naming.DataMover || isBuiltInMover(o.Spec.DataMover)
 	}
 	return false
 }

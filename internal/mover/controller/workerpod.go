@@ -3,10 +3,12 @@ package controller
 import (
 	"fmt"
 
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // podParams are the worker pod settings common to backups and restores.
@@ -17,6 +19,9 @@ func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.Ow
 	}
 	if op == expose.Restore {
 		flags["write-sparse-default"] = expose.FormatBool(cfg.WriteSparseFiles)
+	}
+	if op == expose.Backup {
+		flags["verify"] = cfg.Verify
 	}
 	p := expose.PodParams{
 		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
@@ -29,4 +34,30 @@ func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.Ow
 		extra(&p)
 	}
 	return p
+}
+
+// Annotations of a DataUpload about verification (see config.Config.Verify).
+const (
+	// annVerify, set by whoever creates the DataUpload, overrides the mover setting
+	// verify for its backup, with a value of the same form ("none", "metadata",
+	// "sample:<percent>", "full"). An invalid value fails the DataUpload.
+	annVerify = naming.VerifyAnnotation
+	// annVerification is what the worker verified (expose.Result.Verification),
+	// recorded with its result.
+	annVerification = "snapmove.io/verification"
+)
+
+// backupVerify is the verify mode of du's backup, in its text form: annVerify when set,
+// else the setting. An invalid annotation is a permanent error naming it: a backup
+// must not be Completed with less checking than it asked for.
+func backupVerify(du *velerov2alpha1.DataUpload, setting string) (string, error) {
+	v := du.Annotations[annVerify]
+	if v == "" {
+		return setting, nil
+	}
+	mode, err := config.ParseVerify(v)
+	if err != nil {
+		return "", permanentf(ReasonPrepareFailed, "annotation %s on DataUpload %s: %v", annVerify, describe(du.Namespace, du.Name), err)
+	}
+	return config.FormatVerify(mode), nil
 }

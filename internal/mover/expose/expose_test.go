@@ -59,7 +59,7 @@ func backupPodParams() PodParams {
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")},
 		},
 		CacheSize: resource.MustParse("6Gi"),
-		Args:      WorkerArgs(map[string]string{"default-credentials-secret": "cloud-credentials/cloud", "cache-limit-mb": "4096"}),
+		Args:      WorkerArgs(map[string]string{"default-credentials-secret": "cloud-credentials/cloud", "cache-limit-mb": "4096", "verify": "metadata"}),
 		NodeAffinity: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
 			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "topology.hostpath.csi/node", Operator: corev1.NodeSelectorOpIn, Values: []string{"node-1"}}},
 		}}},
@@ -146,6 +146,9 @@ func TestParseResult(t *testing.T) {
 	r, err := ParseResult(`{"snapshotID":"k123","totalBytes":10,"incrementalBytes":4}`)
 	require.NoError(t, err)
 	require.Equal(t, Result{SnapshotID: "k123", TotalBytes: 10, IncrementalBytes: 4}, r)
+	r, err = ParseResult(`{"snapshotID":"k1","totalBytes":10,"verification":"verified (full): 1 file, 1 directory, 10 B; content of 1 file (10 B) read back in 5ms"}`)
+	require.NoError(t, err)
+	require.Equal(t, "verified (full): 1 file, 1 directory, 10 B; content of 1 file (10 B) read back in 5ms", r.Verification)
 	_, err = ParseResult("boom")
 	require.ErrorContains(t, err, `parsing worker result "boom"`)
 

@@ -18,6 +18,10 @@ type Result struct {
 	IncrementalBytes int64 `json:"incrementalBytes,omitempty"`
 	// Empty: the backed-up volume held no file data.
 	Empty bool `json:"empty,omitempty"`
+	// Verification is what a backup checked after saving the snapshot, in one line
+	// (datapath.VerifyResult.Summary), e.g. "verified (metadata): 2500 files, 34
+	// directories, 1.15 GB in 1.2s".
+	Verification string `json:"verification,omitempty"`
 }
 
 // MaxMessage is the kubelet's limit on a termination message.

@@ -55,6 +55,11 @@ const (
 // entries could not be read the snapshot is still saved: the result carries its ID and
 // the error lists the entries.
 //
+// The saved snapshot is then verified as req.Verify says (VerifySnapshot; the zero mode
+// is VerifyMetadata), against the counts the upload reported. A snapshot that fails, or
+// whose verification is canceled, is deleted, and the error (a *VerificationError when
+// it failed) names the volume, the snapshot and the first problems found.
+//
 // req.Parallel 0 means NumCPU, at most defaultMaxBackupParallel. req.OnProgress is called
 // from the upload at most every req.ProgressInterval (0: DefaultProgressInterval), and
 // once more at the end with both fields equal to the snapshot's total file size; calls
@@ -162,7 +167,35 @@ func (r *Repository) Backup(ctx context.Context, req datapath.BackupRequest) (da
 		return result, errors.Errorf("backing up PVC %s/%s: snapshot %s is missing entries that could not be read: %s",
 			req.SourceNamespace, req.SourcePVC, result.SnapshotID, strings.Join(failed, "; "))
 	}
+
+	verification, err := r.verifySnapshot(ctx, result.SnapshotID, req.Verify, uploadCounts(man), parallel)
+	if err != nil {
+		return datapath.BackupResult{}, r.unverified(ctx, req, result.SnapshotID, err, log)
+	}
+	result.Verification = verification
 	return result, nil
+}
+
+// unverified deletes snapshot id, which failed verification (or whose verification could
+// not finish), so that no later backup takes it as its parent and nothing claims it, and
+// returns the backup's error.
+func (r *Repository) unverified(ctx context.Context, req datapath.BackupRequest, id string, err error, log logrus.FieldLogger) error {
+	log = log.WithField("snapshotID", id)
+	delErr := r.deleteUnverified(ctx, id)
+	if delErr != nil {
+		log.WithError(delErr).Error("deleting the snapshot that failed verification")
+	}
+	var ve *VerificationError
+	if errors.As(err, &ve) {
+		ve.Deleted = delErr == nil
+		log.WithError(err).Error("snapshot failed verification")
+	} else if delErr == nil {
+		err = errors.Wrapf(err, "snapshot %s was deleted", id)
+	}
+	if delErr != nil {
+		err = errors.Errorf("%v (deleting the snapshot failed too: %v)", err, delErr)
+	}
+	return errors.Wrapf(err, "backing up PVC %s/%s", req.SourceNamespace, req.SourcePVC)
 }
 
 // backupSource returns the kopia entry to upload: the directory itself, or for a block

@@ -54,6 +54,10 @@ type Config struct {
 	PollInterval time.Duration
 	// ProgressInterval bounds how often status.progress is patched.
 	ProgressInterval time.Duration
+	// Verify is what a backup reads back after saving its snapshot (the zero value:
+	// the data path's default, metadata). The controller resolves it from the mover
+	// settings and the DataUpload's annotation.
+	Verify datapath.VerifyMode
 }
 
 // Defaults.
@@ -120,14 +124,18 @@ func (w *Worker) backup(ctx context.Context) (expose.Result, error) {
 		Path: w.Config.Path, Block: w.Config.Block, Tags: tags,
 		Parallel:   parallel(du.Spec.DataMoverConfig, configParallelUpload),
 		OnProgress: rep.update, ProgressInterval: w.interval(),
+		Verify: w.Config.Verify,
 	})
 	rep.stop()
 	if err != nil {
 		return expose.Result{}, w.moveError(moveCtx, err, "backing up %s", w.Config.Path)
 	}
 	rep.flush(ctx, datapath.Progress{TotalBytes: res.TotalBytes, BytesDone: res.TotalBytes})
-	log.WithField("snapshotID", res.SnapshotID).Infof("backed up %d bytes (%d incremental)", res.TotalBytes, res.IncrementalBytes)
-	return expose.Result{SnapshotID: res.SnapshotID, TotalBytes: res.TotalBytes, IncrementalBytes: res.IncrementalBytes, Empty: res.Empty}, nil
+	log.WithField("snapshotID", res.SnapshotID).Infof("backed up %d bytes (%d incremental); %s", res.TotalBytes, res.IncrementalBytes, res.Verification.Summary)
+	return expose.Result{
+		SnapshotID: res.SnapshotID, TotalBytes: res.TotalBytes, IncrementalBytes: res.IncrementalBytes, Empty: res.Empty,
+		Verification: res.Verification.Summary,
+	}, nil
 }
 
 func (w *Worker) restore(ctx context.Context) (expose.Result, error) {

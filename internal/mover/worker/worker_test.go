@@ -125,13 +125,18 @@ func TestBackupSucceeds(t *testing.T) {
 			req.OnProgress(datapath.Progress{TotalBytes: 1000, BytesDone: int64(200 + i)})
 		}
 		time.Sleep(50 * time.Millisecond)
-		return datapath.BackupResult{SnapshotID: "k0123", TotalBytes: 1000, IncrementalBytes: 250}, nil
+		return datapath.BackupResult{SnapshotID: "k0123", TotalBytes: 1000, IncrementalBytes: 250, Verification: datapath.VerifyResult{
+			Mode: req.Verify, Checked: datapath.TreeCounts{Files: 3, Dirs: 1, Bytes: 1000}, FilesRead: 1, BytesRead: 10,
+			Summary: "verified (sample:10): 3 files, 1 directory, 1.00 kB; content of 1 file (10 B) read back in 5ms",
+		}}, nil
 	}
+	e.w.Config.Verify = datapath.VerifyMode{Level: datapath.VerifySample, Percent: 10}
 	require.NoError(t, e.w.Backup(context.Background()))
 
 	var res expose.Result
 	require.NoError(t, json.Unmarshal([]byte(e.message(t)), &res))
-	require.Equal(t, expose.Result{SnapshotID: "k0123", TotalBytes: 1000, IncrementalBytes: 250}, res)
+	require.Equal(t, expose.Result{SnapshotID: "k0123", TotalBytes: 1000, IncrementalBytes: 250,
+		Verification: "verified (sample:10): 3 files, 1 directory, 1.00 kB; content of 1 file (10 B) read back in 5ms"}, res)
 
 	require.True(t, e.repo.forWrite)
 	require.Equal(t, "default", e.repo.openedBSL)
@@ -143,6 +148,7 @@ func TestBackupSucceeds(t *testing.T) {
 	require.Equal(t, expose.SourceMountPath, req.Path)
 	require.Equal(t, 4, req.Parallel)
 	require.Equal(t, map[string]string{"velero.io/async-operation-id": "du-abc.def"}, req.Tags)
+	require.Equal(t, datapath.VerifyMode{Level: datapath.VerifySample, Percent: 10}, req.Verify, "the mode reaches the data path")
 
 	got := e.getDU(t)
 	require.Equal(t, int64(1000), got.Status.Progress.TotalBytes)

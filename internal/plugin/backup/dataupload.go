@@ -81,6 +81,11 @@ func NewDataUpload(p DataUploadParams) *velerov2alpha1.DataUpload {
 	if cfg := p.Backup.Spec.UploaderConfig; cfg != nil && cfg.ParallelFilesUpload > 0 {
 		du.Spec.DataMoverConfig = map[string]string{uploaderutil.ParallelFilesUpload: strconv.Itoa(cfg.ParallelFilesUpload)}
 	}
+	// Per-backup overrides of the mover settings travel on the DataUpload; the mover
+	// validates them (an invalid value fails the DataUpload with a message naming it).
+	if v, ok := p.Backup.Annotations[naming.VerifyAnnotation]; ok {
+		du.Annotations = map[string]string{naming.VerifyAnnotation: v}
+	}
 	return du
 }
 

@@ -1,0 +1,368 @@
+package kopia
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kopia/kopia/repo/manifest"
+	"github.com/kopia/kopia/repo/object"
+	"github.com/kopia/kopia/snapshot"
+	"github.com/stretchr/testify/require"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
+)
+
+var (
+	verifyMetadata = datapath.VerifyMode{Level: datapath.VerifyMetadata}
+	verifyFull     = datapath.VerifyMode{Level: datapath.VerifyFull}
+	verifyNone     = datapath.VerifyMode{Level: datapath.VerifyNone}
+)
+
+func verifySample(pct int) datapath.VerifyMode {
+	return datapath.VerifyMode{Level: datapath.VerifySample, Percent: pct}
+}
+
+// countTree counts what a backup of root holds, as VerifyResult.Checked counts it.
+func countTree(t *testing.T, root string) datapath.TreeCounts {
+	var c datapath.TreeCounts
+	require.NoError(t, filepath.Walk(root, func(_ string, st os.FileInfo, err error) error {
+		require.NoError(t, err)
+		switch {
+		case st.IsDir():
+			c.Dirs++
+		case st.Mode()&os.ModeSymlink != 0:
+			c.Symlinks++
+		case st.Mode().IsRegular():
+			c.Files++
+			c.Bytes += st.Size()
+		}
+		return nil
+	}))
+	return c
+}
+
+func TestBackupVerifies(t *testing.T) {
+	ctx := context.Background()
+	src := buildTree(t, t.TempDir())
+	want := countTree(t, src.root)
+	r := openRepo(t, testLocation(t), Options{Create: true})
+
+	for _, tc := range []struct {
+		name      string
+		mode      datapath.VerifyMode
+		wantLevel datapath.VerifyLevel
+		wantRead  func(t *testing.T, res datapath.VerifyResult)
+		summary   string
+	}{
+		{name: "zero mode is metadata", wantLevel: datapath.VerifyMetadata, summary: "verified (metadata): 9 files, 10 directories, 4 symlinks, 37.9 MB in ",
+			wantRead: func(t *testing.T, res datapath.VerifyResult) { require.Zero(t, res.FilesRead) }},
+		{name: "metadata", mode: verifyMetadata, wantLevel: datapath.VerifyMetadata,
+			wantRead: func(t *testing.T, res datapath.VerifyResult) { require.Zero(t, res.FilesRead) }},
+		{name: "full", mode: verifyFull, wantLevel: datapath.VerifyFull, summary: "; content of 9 files (37.9 MB) read back in ",
+			wantRead: func(t *testing.T, res datapath.VerifyResult) {
+				require.Equal(t, want.Files, res.FilesRead)
+				require.Equal(t, want.Bytes, res.BytesRead)
+			}},
+		{name: "sample", mode: verifySample(30), wantLevel: datapath.VerifySample, summary: "verified (sample:30): ",
+			wantRead: func(t *testing.T, res datapath.VerifyResult) {
+				require.Positive(t, res.FilesRead)
+				require.Less(t, res.FilesRead, want.Files)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := backupReq(src.root)
+			req.Verify = tc.mode
+			res, err := r.Backup(ctx, req)
+			require.NoError(t, err)
+			v := res.Verification
+			require.Equal(t, tc.wantLevel, v.Mode.Level)
+			require.Equal(t, want, v.Checked, "every entry is read back")
+			tc.wantRead(t, v)
+			require.Contains(t, v.Summary, tc.summary)
+		})
+	}
+
+	t.Run("none", func(t *testing.T) {
+		req := backupReq(src.root)
+		req.Verify = verifyNone
+		res, err := r.Backup(ctx, req)
+		require.NoError(t, err)
+		require.Equal(t, datapath.VerifyResult{Mode: verifyNone, Summary: "not verified (verify: none)"}, res.Verification)
+	})
+}
+
+func TestVerifyBlockVolume(t *testing.T) {
+	ctx := context.Background()
+	dev := filepath.Join(t.TempDir(), "disk.img")
+	data := make([]byte, 5<<20)
+	rand.New(rand.NewSource(3)).Read(data)
+	require.NoError(t, os.WriteFile(dev, data, 0o600))
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	req := backupReq(dev)
+	req.Block, req.Verify = true, verifyFull
+	res, err := r.Backup(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, datapath.TreeCounts{Files: 1, Dirs: 1, Bytes: 5 << 20}, res.Verification.Checked)
+	require.Equal(t, int64(5<<20), res.Verification.BytesRead)
+}
+
+func TestVerifyIncrementalAndParts(t *testing.T) {
+	ctx := context.Background()
+	src := buildTree(t, t.TempDir())
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	_, err := r.Backup(ctx, backupReq(src.root))
+	require.NoError(t, err)
+
+	// the second backup takes every file from its parent: the counts still add up
+	require.NoError(t, os.WriteFile(filepath.Join(src.root, "new.txt"), []byte("new"), 0o644))
+	old := verifyPartBytes
+	verifyPartBytes = 1 << 20 // the 12 MB file is read in parts
+	t.Cleanup(func() { verifyPartBytes = old })
+	req := backupReq(src.root)
+	req.Verify, req.Parallel = verifyFull, 4
+	res, err := r.Backup(ctx, req)
+	require.NoError(t, err)
+	want := countTree(t, src.root)
+	require.Equal(t, want, res.Verification.Checked)
+	require.Equal(t, want.Bytes, res.Verification.BytesRead)
+	require.Less(t, res.IncrementalBytes, res.TotalBytes)
+}
+
+func TestVerifySampleIsReproducible(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	for i := range 40 {
+		require.NoError(t, os.WriteFile(filepath.Join(src, "f"+strings.Repeat("x", i)), []byte(strings.Repeat("y", i+1)), 0o644))
+	}
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	res, err := r.Backup(ctx, backupReq(src))
+	require.NoError(t, err)
+
+	first, err := r.VerifySnapshot(ctx, res.SnapshotID, verifySample(30), nil)
+	require.NoError(t, err)
+	require.Greater(t, first.FilesRead, int64(1))
+	require.Less(t, first.FilesRead, int64(30))
+	for range 3 {
+		again, err := r.VerifySnapshot(ctx, res.SnapshotID, verifySample(30), nil)
+		require.NoError(t, err)
+		require.Equal(t, first.FilesRead, again.FilesRead)
+		require.Equal(t, first.BytesRead, again.BytesRead)
+	}
+
+	// a sample too small to pick any file still reads one
+	one, err := r.VerifySnapshot(ctx, res.SnapshotID, verifySample(1), nil)
+	require.NoError(t, err)
+	require.Positive(t, one.FilesRead)
+	require.LessOrEqual(t, one.FilesRead, int64(3))
+
+	_, err = r.VerifySnapshot(ctx, res.SnapshotID, verifySample(0), nil)
+	require.ErrorContains(t, err, "want 1 to 100")
+	_, err = r.VerifySnapshot(ctx, "", verifyMetadata, nil)
+	require.ErrorContains(t, err, "empty snapshot ID")
+	_, err = r.VerifySnapshot(ctx, "kdoesnotexist", verifyMetadata, nil)
+	require.ErrorContains(t, err, "loading snapshot kdoesnotexist")
+}
+
+func TestVerifyCountMismatch(t *testing.T) {
+	ctx := context.Background()
+	src := buildTree(t, t.TempDir())
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	res, err := r.Backup(ctx, backupReq(src.root))
+	require.NoError(t, err)
+
+	want := countTree(t, src.root)
+	got, err := r.VerifySnapshot(ctx, res.SnapshotID, verifyMetadata, &want)
+	require.NoError(t, err)
+	require.Equal(t, want, got.Checked)
+
+	reported := want
+	reported.Files++
+	reported.Bytes -= 10
+	_, err = r.VerifySnapshot(ctx, res.SnapshotID, verifyMetadata, &reported)
+	var ve *VerificationError
+	require.ErrorAs(t, err, &ve)
+	require.Equal(t, []string{
+		".: the upload reported 10 files, the repository holds 9",
+		fmt.Sprintf(".: the upload reported %d bytes of files, the repository holds %d", want.Bytes-10, want.Bytes),
+	}, ve.Problems)
+	require.Equal(t, "snapshot "+res.SnapshotID+" failed verification (metadata): "+strings.Join(ve.Problems, "; "), err.Error())
+}
+
+// fileContent is where file rel's (single) content is stored.
+func fileContent(t *testing.T, r *Repository, snapshotID, rel string) (blobPath string, offset, length int64) {
+	ctx := context.Background()
+	man, err := snapshot.LoadSnapshot(ctx, r.rep, manifest.ID(snapshotID))
+	require.NoError(t, err)
+	entries, err := readDirectory(ctx, r.rep, man.RootEntry.ObjectID)
+	require.NoError(t, err)
+	var oid object.ID
+	for _, e := range entries {
+		if e.Name == rel {
+			oid = e.ObjectID
+		}
+	}
+	cid, _, ok := oid.ContentID()
+	require.True(t, ok, "%s is one content", rel)
+	info, err := r.rep.ContentInfo(ctx, cid)
+	require.NoError(t, err)
+
+	// the filesystem storage shards blob IDs into directories: p0a1b2c... is p0a/1b2/c....f
+	dir := repoDir(r.loc)
+	require.NoError(t, filepath.Walk(dir, func(p string, st os.FileInfo, err error) error {
+		require.NoError(t, err)
+		rel, err := filepath.Rel(dir, p)
+		require.NoError(t, err)
+		if !st.IsDir() && strings.ReplaceAll(strings.TrimSuffix(rel, ".f"), string(filepath.Separator), "") == string(info.PackBlobID) {
+			blobPath = p
+		}
+		return nil
+	}))
+	require.NotEmpty(t, blobPath, "pack blob %s", info.PackBlobID)
+	return blobPath, int64(info.PackOffset), int64(info.PackedLength)
+}
+
+func flipByte(t *testing.T, path string, off int64) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close() //nolint:errcheck
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	require.NoError(t, err)
+	b[0] ^= 0xff
+	_, err = f.WriteAt(b, off)
+	require.NoError(t, err)
+}
+
+// corruptTree backs up three files of random data and flips a byte in the stored
+// content of each file named in corrupt.
+func corruptTree(t *testing.T, corrupt ...string) (*Repository, string, string) {
+	ctx := context.Background()
+	src := t.TempDir()
+	rng := rand.New(rand.NewSource(9))
+	for _, name := range []string{"a.bin", "b.bin", "c.bin"} {
+		data := make([]byte, 1<<20)
+		rng.Read(data)
+		require.NoError(t, os.WriteFile(filepath.Join(src, name), data, 0o644))
+	}
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	res, err := r.Backup(ctx, backupReq(src))
+	require.NoError(t, err, "metadata verification reads no file data")
+	for _, name := range corrupt {
+		blobPath, off, n := fileContent(t, r, res.SnapshotID, name)
+		flipByte(t, blobPath, off+n/2)
+	}
+	return r, src, res.SnapshotID
+}
+
+func TestVerifyFindsCorruptContent(t *testing.T) {
+	ctx := context.Background()
+	r, _, id := corruptTree(t, "b.bin")
+	// as a CLI would: read-only, no cache
+	ro := openRepo(t, r.loc, Options{ReadOnly: true, CacheLimitMB: -1})
+
+	_, err := ro.VerifySnapshot(ctx, id, verifyMetadata, nil)
+	require.NoError(t, err, "the metadata level reads no file data")
+
+	_, err = ro.VerifySnapshot(ctx, id, verifyFull, nil)
+	var ve *VerificationError
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Problems, 1)
+	require.True(t, strings.HasPrefix(ve.Problems[0], "b.bin: reading bytes 0-1048576: "), ve.Problems[0])
+	require.Contains(t, err.Error(), "snapshot "+id+" failed verification (full): b.bin: reading bytes 0-1048576")
+	require.False(t, ve.Deleted)
+
+	// every file is corrupt: any sample names the file it read
+	r, _, id = corruptTree(t, "a.bin", "b.bin", "c.bin")
+	ro = openRepo(t, r.loc, Options{ReadOnly: true, CacheLimitMB: -1})
+	res, err := ro.VerifySnapshot(ctx, id, verifySample(1), nil)
+	require.ErrorAs(t, err, &ve)
+	require.Positive(t, res.FilesRead)
+	require.Len(t, ve.Problems, int(res.FilesRead), "each file read is named")
+	require.Regexp(t, `^[abc]\.bin: reading bytes 0-1048576: `, ve.Problems[0])
+	_, err = ro.VerifySnapshot(ctx, id, verifyFull, nil)
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Problems, 3)
+}
+
+func TestVerifyFindsMissingPack(t *testing.T) {
+	ctx := context.Background()
+	r, _, id := corruptTree(t)
+	blobPath, _, _ := fileContent(t, r, id, "a.bin")
+	require.NoError(t, os.Remove(blobPath))
+	ro := openRepo(t, r.loc, Options{ReadOnly: true, CacheLimitMB: -1})
+	_, err := ro.VerifySnapshot(ctx, id, verifyMetadata, nil)
+	var ve *VerificationError
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Problems, 1)
+	require.Regexp(t, `^[abc]\.bin: its content is in pack blob p[0-9a-f]+-s[0-9a-f]+, which is missing$`, ve.Problems[0])
+}
+
+// A backup whose verification fails deletes its snapshot: here the files come unchanged
+// from a parent whose stored content was damaged after it was written.
+func TestBackupDeletesSnapshotThatFailsVerification(t *testing.T) {
+	ctx := context.Background()
+	r, src, parent := corruptTree(t, "c.bin")
+
+	req := backupReq(src)
+	req.Verify = verifyFull
+	res, err := r.Backup(ctx, req)
+	require.Error(t, err)
+	require.Equal(t, datapath.BackupResult{}, res)
+	var ve *VerificationError
+	require.ErrorAs(t, err, &ve)
+	require.True(t, ve.Deleted)
+	require.NotEqual(t, parent, ve.SnapshotID)
+	require.Contains(t, err.Error(), "backing up PVC app/data: snapshot "+ve.SnapshotID+" failed verification (full) and was deleted: c.bin: reading bytes 0-1048576: ")
+
+	mans, err := snapshot.ListSnapshots(ctx, r.rep, snapshot.SourceInfo{UserName: repoUser, Host: repoHost, Path: snapshotSourcePath("app", "data")})
+	require.NoError(t, err)
+	require.Len(t, mans, 1)
+	require.Equal(t, manifest.ID(parent), mans[0].ID, "only the parent is left")
+}
+
+func TestBackupDeletesSnapshotWhenVerificationIsCanceled(t *testing.T) {
+	src := buildTree(t, t.TempDir())
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	req := backupReq(src.root)
+	req.Verify = verifyFull
+	// the last progress report comes after the snapshot is saved, before verification
+	req.OnProgress = func(p datapath.Progress) {
+		if p.BytesDone == p.TotalBytes && p.TotalBytes > 0 {
+			cancel()
+		}
+	}
+	_, err := r.Backup(ctx, req)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Regexp(t, `^backing up PVC app/data: snapshot [0-9a-f]+ was deleted: `, err.Error())
+
+	mans, err := snapshot.ListSnapshots(context.Background(), r.rep, snapshot.SourceInfo{UserName: repoUser, Host: repoHost, Path: snapshotSourcePath("app", "data")})
+	require.NoError(t, err)
+	require.Empty(t, mans)
+}
+
+func TestVerifySummary(t *testing.T) {
+	for _, tc := range []struct {
+		res  datapath.VerifyResult
+		want string
+	}{
+		{datapath.VerifyResult{Mode: verifyMetadata, Checked: datapath.TreeCounts{Files: 2500, Dirs: 34, Bytes: 1_150_000_000}, Duration: 1234e6},
+			"verified (metadata): 2500 files, 34 directories, 1.15 GB in 1.2s"},
+		{datapath.VerifyResult{Mode: verifySample(10), Checked: datapath.TreeCounts{Files: 2500, Dirs: 34, Symlinks: 2, Bytes: 1_150_000_000},
+			FilesRead: 251, BytesRead: 120_400_000, Duration: 3e9},
+			"verified (sample:10): 2500 files, 34 directories, 2 symlinks, 1.15 GB; content of 251 files (120 MB) read back in 3s"},
+		{datapath.VerifyResult{Mode: verifyFull, Checked: datapath.TreeCounts{Files: 1, Dirs: 1, Bytes: 999}, FilesRead: 1, BytesRead: 999, Duration: 5e6},
+			"verified (full): 1 file, 1 directory, 999 B; content of 1 file (999 B) read back in 5ms"},
+		{datapath.VerifyResult{Mode: verifyNone}, "not verified (verify: none)"},
+	} {
+		require.Equal(t, tc.want, verifySummary(tc.res))
+	}
+	require.Equal(t, "99.9 kB", formatBytes(99_949))
+	require.Equal(t, "1.00 MB", formatBytes(999_999))
+	require.Equal(t, "2.15 GB", formatBytes(2<<30))
+}
