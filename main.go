@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -47,8 +48,18 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "snapmove: %v\n", err)
 		stop()
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 1, or the code an error in err's chain states (a worker's failure that may
+// pass exits with datapath.ExitTransient, which the mover controller retries).
+func exitCode(err error) int {
+	var coder interface{ ExitCode() int }
+	if errors.As(err, &coder) && coder.ExitCode() > 0 {
+		return coder.ExitCode()
+	}
+	return 1
 }
 
 func mover(ctx context.Context, args []string) error {

@@ -34,6 +34,8 @@ func MoverWorker(ctx context.Context, args []string) error {
 		cacheLimit   = fs.Int64("cache-limit-mb", 0, "kopia cache limit in MB (0: kopia's default)")
 		sparse       = fs.Bool("write-sparse-default", true, "restore zero runs as holes unless the DataDownload says otherwise (filesystem volumes)")
 		verify       = fs.String("verify", config.DefaultVerify, "what a backup reads back after saving its snapshot: none, metadata, sample:PERCENT or full")
+		compression  = fs.String("compression", config.DefaultCompression, "kopia compressor of the volume data (backup): none, zstd*, s2*")
+		checkpoint   = fs.Duration("checkpoint-interval", config.DefaultCheckpoint, "how often a backup saves a checkpoint to resume from")
 		termLog      = fs.String("termination-log", worker.DefaultTerminationLog, "where the result is written")
 		progressIvl  = fs.Duration("progress-interval", worker.DefaultProgressInterval, "how often status.progress is updated")
 		kubeconfig   = fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
@@ -55,6 +57,9 @@ func MoverWorker(ctx context.Context, args []string) error {
 	verifyMode, err := config.ParseVerify(*verify)
 	if err != nil {
 		return errors.Wrap(err, "--verify")
+	}
+	if err := config.ValidCompression(*compression); err != nil {
+		return errors.Wrap(err, "--compression")
 	}
 	name, path := *dataUpload, *source
 	if op == expose.Restore {
@@ -79,6 +84,7 @@ func MoverWorker(ctx context.Context, args []string) error {
 		Config: worker.Config{
 			Namespace: *namespace, Name: name, Path: path, Block: *block, WriteSparseDefault: *sparse,
 			TerminationLog: *termLog, ProgressInterval: *progressIvl, Verify: verifyMode,
+			Compression: *compression, CheckpointInterval: *checkpoint,
 		},
 	}
 	if op == expose.Backup {

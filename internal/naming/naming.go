@@ -28,6 +28,9 @@ const (
 	// ("none", "metadata", "sample:<percent>", "full"); the backup plugin copies it onto
 	// each DataUpload, where the mover reads it.
 	VerifyAnnotation = PluginDomain + "/verify"
+	// CompressionAnnotation, on a Backup, overrides the mover setting `compression` for
+	// its volumes; copied onto each DataUpload like VerifyAnnotation.
+	CompressionAnnotation = PluginDomain + "/compression"
 )
 
 // Snapshot delete requests: the delete plugin cannot reach the kopia repository (only the

@@ -249,7 +249,7 @@ func TestCancelMidMove(t *testing.T) {
 	s := env
 	ns := s.namespace(t, "cancel")
 	dir := s.pvc(t, ns, "data", "3Gi", corev1.PersistentVolumeFilesystem)
-	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 1536<<20))
+	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 2<<30))
 	goodDir := s.pvc(t, ns, "good", "256Mi", corev1.PersistentVolumeFilesystem)
 	require.NoError(t, writeRandomBlocks(filepath.Join(goodDir, "file"), 4<<20))
 	goodSum := sha256File(t, filepath.Join(goodDir, "file"))
@@ -257,6 +257,11 @@ func TestCancelMidMove(t *testing.T) {
 	name := ns + "-b"
 	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
 	t.Cleanup(func() { s.deleteBackup(t, name) })
+	// The small volume is moved first; the large one is still moving when the user
+	// cancels the backup.
+	s.waitDataUpload(t, name, "the DataUpload of PVC good to complete", func(du velerov2alpha1.DataUpload) bool {
+		return du.Spec.SourcePVC == "good" && du.Status.Phase == velerov2alpha1.DataUploadPhaseCompleted
+	})
 	du := s.waitDataUpload(t, name, "the DataUpload of PVC data to be InProgress", func(du velerov2alpha1.DataUpload) bool {
 		return du.Spec.SourcePVC == "data" && du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})

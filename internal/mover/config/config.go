@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +32,11 @@ type Config struct {
 	PerNode int `json:"perNode"`
 	// PrepareTimeout bounds the Accepted phase: snapshot ready, PVC bound, pod running.
 	PrepareTimeout metav1.Duration `json:"prepareTimeout"`
+	// MoveAttempts bounds the attempts at one movement's data: a worker that failed for a
+	// reason that may pass (the object store after kopia's and the storage client's own
+	// retries, exit code 75) or was killed (OOMKilled, SIGKILL) is replaced by a new one
+	// until this many ran. 1: never retried. 1 to 10.
+	MoveAttempts int `json:"moveAttempts"`
 
 	// BackupPVCAccessMode is the access mode of the PVC restored from the snapshot for a
 	// backup. ReadOnlyMany lets the CSI driver skip work (and cannot harm the data); when
@@ -70,6 +76,15 @@ type Config struct {
 	// (also the content of that share of the files) or "full" (the content of every
 	// file). See ParseVerify. A DataUpload's annotation snapmove.io/verify overrides it.
 	Verify string `json:"verify"`
+	// Compression is the kopia compressor of volume data (datapath.Compressors): "none"
+	// as in Velero, or a zstd or s2 compressor. A Backup's annotation
+	// snapmove.io/compression overrides it. Repositories mix compressions freely: every
+	// kopia that Velero links reads them all.
+	Compression string `json:"compression"`
+	// CheckpointInterval is how often a running upload saves a checkpoint that the next
+	// attempt (the mover's retry, or the next backup) resumes from instead of starting
+	// over. 1m to 45m (kopia's limit).
+	CheckpointInterval metav1.Duration `json:"checkpointInterval"`
 }
 
 // Defaults.
@@ -77,8 +92,12 @@ const (
 	DefaultMaxConcurrent  = 8
 	DefaultPerNode        = 2
 	DefaultPrepareTimeout = 30 * time.Minute
+	DefaultMoveAttempts   = 3
+	MaxMoveAttempts       = 10
 	DefaultCacheLimitMB   = 4096
 	DefaultVerify         = "metadata"
+	DefaultCompression    = "none"
+	DefaultCheckpoint     = 5 * time.Minute
 )
 
 // Default returns the settings used when the ConfigMap does not exist, and the base the
@@ -88,6 +107,7 @@ func Default() Config {
 		MaxConcurrent:       DefaultMaxConcurrent,
 		PerNode:             DefaultPerNode,
 		PrepareTimeout:      metav1.Duration{Duration: DefaultPrepareTimeout},
+		MoveAttempts:        DefaultMoveAttempts,
 		BackupPVCAccessMode: corev1.ReadOnlyMany,
 		WriteSparseFiles:    true,
 		WorkerResources: corev1.ResourceRequirements{
@@ -100,6 +120,8 @@ func Default() Config {
 		CacheSizeLimit:        resource.MustParse("6Gi"),
 		CacheLimitMB:          DefaultCacheLimitMB,
 		Verify:                DefaultVerify,
+		Compression:           DefaultCompression,
+		CheckpointInterval:    metav1.Duration{Duration: DefaultCheckpoint},
 	}
 }
 
@@ -151,6 +173,9 @@ func (c Config) Validate() error {
 	if c.PrepareTimeout.Duration <= 0 {
 		problems = append(problems, "prepareTimeout must be positive")
 	}
+	if c.MoveAttempts < 1 || c.MoveAttempts > MaxMoveAttempts {
+		problems = append(problems, fmt.Sprintf("moveAttempts (%d) must be between 1 and %d", c.MoveAttempts, MaxMoveAttempts))
+	}
 	checkMode := func(key string, m corev1.PersistentVolumeAccessMode) {
 		switch m {
 		case corev1.ReadOnlyMany, corev1.ReadWriteOnce, corev1.ReadWriteMany, corev1.ReadWriteOncePod:
@@ -173,6 +198,12 @@ func (c Config) Validate() error {
 	if !c.CacheSizeLimit.IsZero() && c.CacheLimitMB*1024*1024 > c.CacheSizeLimit.Value() {
 		problems = append(problems, fmt.Sprintf("cacheLimitMB (%d) does not fit in cacheSizeLimit (%s)", c.CacheLimitMB, c.CacheSizeLimit.String()))
 	}
+	if err := ValidCompression(c.Compression); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if d := c.CheckpointInterval.Duration; d < time.Minute || d > 45*time.Minute {
+		problems = append(problems, fmt.Sprintf("checkpointInterval (%s) must be between 1m and 45m", d))
+	}
 	if _, err := ParseVerify(c.Verify); err != nil {
 		problems = append(problems, "verify: "+err.Error())
 	}
@@ -189,6 +220,14 @@ func (c Config) BackupAccessMode(storageClass string) corev1.PersistentVolumeAcc
 		return m
 	}
 	return c.BackupPVCAccessMode
+}
+
+// ValidCompression checks a compression setting or annotation value.
+func ValidCompression(c string) error {
+	if !slices.Contains(datapath.Compressors, c) {
+		return errors.Errorf("compression %q: want one of %s", c, strings.Join(datapath.Compressors, ", "))
+	}
+	return nil
 }
 
 // ParseVerify reads a verify mode: "none", "metadata", "full" or "sample:<percent>" with

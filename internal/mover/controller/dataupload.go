@@ -298,6 +298,9 @@ func (h uploadHandler) workerPod(ctx context.Context, du *velerov2alpha1.DataUpl
 	if cfg.Verify, err = backupVerify(du, cfg.Verify); err != nil {
 		return nil, err
 	}
+	if cfg.Compression, err = backupCompression(du, cfg.Compression); err != nil {
+		return nil, err
+	}
 	return expose.WorkerPod(h.r.podParams(expose.Backup, du.Name, duOwner(du), pvc.Name, block, cfg, func(p *expose.PodParams) {
 		p.ReadOnlyClaim = readOnly
 		p.NodeAffinity = affinity

@@ -521,7 +521,16 @@ func TestInProgressWorkerOutcomes(t *testing.T) {
 		pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: mustQuantity("1Gi")}
 		e := newEnv(t, nil, inProgress(), pod)
 		e.reconcileDU()
-		require.Equal(t, "worker pod velero/"+duName+" failed: container OOMKilled (exit code 137), memory limit 1Gi; raise workerResources in the mover settings", e.du().Status.Message)
+		require.Equal(t, "retrying (attempt 2 of 3) after: container OOMKilled (exit code 137), memory limit 1Gi; raise workerResources in the mover settings", e.du().Status.Message)
+	})
+	t.Run("OOM killed at the last attempt", func(t *testing.T) {
+		pod := terminated(workerPod(duName, corev1.PodFailed), "OOMKilled", "", 137)
+		pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: mustQuantity("1Gi")}
+		du := inProgress()
+		setAnnotation(du, annAttempt, "3")
+		e := newEnv(t, nil, du, pod)
+		e.reconcileDU()
+		require.Equal(t, "worker pod velero/"+duName+" failed (attempt 3 of 3): container OOMKilled (exit code 137), memory limit 1Gi; raise workerResources in the mover settings", e.du().Status.Message)
 	})
 	t.Run("evicted", func(t *testing.T) {
 		pod := workerPod(duName, corev1.PodFailed)

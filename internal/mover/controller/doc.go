@@ -21,6 +21,13 @@
 // status.message while waiting and in the failure message, and every failure is also an
 // Event on the object.
 //
+// A worker that failed while moving data for a reason that may pass (exit code
+// datapath.ExitTransient) or was killed (OOMKilled, SIGKILL) is retried as a whole, up to
+// the mover setting moveAttempts (retry.go): its pod is deleted and the movement goes back
+// to Accepted, whose expose creates a new worker pod on what is already exposed; the
+// attempt is in the annotation annAttempt, and each retry is a WorkerRetried Event. A
+// worker pod that is gone (deleted, evicted) fails the movement at once.
+//
 // The package moves no bytes and does not import kopia: the repository is reached through
 // the Repositories interface (implemented by internal/mover/connect), and the bytes are moved by the worker pod
 // (internal/mover/worker). Objects are built by internal/mover/expose.

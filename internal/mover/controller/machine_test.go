@@ -154,6 +154,13 @@ func TestPhaseMachine(t *testing.T) {
 		pod corev1.PodPhase
 		// podFailure is the terminated worker container's message (pod Failed).
 		podFailure string
+		// exitCode and podReason are the terminated container's (0 and "": 1, "Error").
+		exitCode  int32
+		podReason string
+		// moveAttempts is the mover setting (0: the default).
+		moveAttempts int
+		// reconciles is how many times Reconcile runs (0: once).
+		reconciles int
 		exposed    bool          // the kind's exposed objects exist
 		age        time.Duration // how long ago the movement was accepted
 		verifyErr  error
@@ -166,6 +173,13 @@ func TestPhaseMachine(t *testing.T) {
 		wantEvents  []string // Event reasons, in order
 		wantErr     bool     // Reconcile returns an error (requeued with backoff)
 		wantPodGone bool
+		// wantNewPod: a worker pod exists that is not the one the test started with.
+		wantNewPod bool
+		// wantCreated, when set, is every kind of object created ("-": none).
+		wantCreated []string
+		// wantAttempt, when set, is the annotation annAttempt afterwards, and the
+		// movement was accepted again now (acceptedTimestamp is the clock's time).
+		wantAttempt string
 		// wantDeleted: the object is gone (it was being deleted and our finalizer went).
 		wantDeleted bool
 		// wantFinalizer says whether our finalizer must be held afterwards.
@@ -236,6 +250,63 @@ func TestPhaseMachine(t *testing.T) {
 			wantPhase: phaseCanceled, wantMessage: "canceled while moving data", wantEvents: []string{ReasonCanceled}, wantPodGone: true},
 		{name: "deleted while in progress", phase: phaseInProgress, setup: deleteIt, pod: corev1.PodRunning,
 			wantDeleted: true, wantEvents: []string{ReasonCanceled}, wantPodGone: true},
+
+		// A worker that failed for a reason that may pass is retried as a whole.
+		{name: "in progress, store failed (exit 75): retried", phase: phaseInProgress, age: 5 * time.Minute,
+			pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
+			wantPhase: phaseAccepted, wantMessage: "retrying (attempt 2 of 3) after: " + storeDown,
+			wantEvents: []string{ReasonWorkerRetried}, wantPodGone: true, wantAttempt: "2", wantCreated: []string{"-"}, wantFinalizer: true},
+		{name: "in progress, store failed at the last attempt", phase: phaseInProgress, setup: annotate(annAttempt, "3"),
+			pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> failed (attempt 3 of 3): " + storeDown,
+			wantEvents: []string{ReasonWorkerFailed}, wantPodGone: true},
+		{name: "in progress, worker OOMKilled: retried", phase: phaseInProgress, age: time.Minute,
+			pod: corev1.PodFailed, podFailure: "-", exitCode: 137, podReason: "OOMKilled",
+			wantPhase: phaseAccepted, wantMessage: "retrying (attempt 2 of 3) after: container OOMKilled (exit code 137)",
+			wantEvents: []string{ReasonWorkerRetried}, wantPodGone: true, wantAttempt: "2", wantFinalizer: true},
+		{name: "in progress, worker killed (SIGKILL) at attempt 2: retried", phase: phaseInProgress, setup: annotate(annAttempt, "2"), age: time.Minute,
+			pod: corev1.PodFailed, podFailure: "-", exitCode: 137,
+			wantPhase: phaseAccepted, wantMessage: "retrying (attempt 3 of 3) after: container exited with code 137",
+			wantEvents: []string{ReasonWorkerRetried}, wantPodGone: true, wantAttempt: "3", wantFinalizer: true},
+		{name: "in progress, worker failed for good (exit 1): not retried", phase: phaseInProgress,
+			pod: corev1.PodFailed, podFailure: "reading /data/x: input/output error", exitCode: 1,
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> failed: reading /data/x: input/output error",
+			wantEvents: []string{ReasonWorkerFailed}, wantPodGone: true},
+		{name: "in progress, worker failed for good at attempt 2: names it", phase: phaseInProgress, setup: annotate(annAttempt, "2"),
+			pod: corev1.PodFailed, podFailure: "reading /data/x: input/output error",
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> failed (attempt 2 of 3): reading /data/x: input/output error",
+			wantEvents: []string{ReasonWorkerFailed}, wantPodGone: true},
+		{name: "in progress, moveAttempts 1: never retried", phase: phaseInProgress, moveAttempts: 1,
+			pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> failed (attempt 1 of 1): " + storeDown,
+			wantEvents: []string{ReasonWorkerFailed}, wantPodGone: true},
+		{name: "in progress, settings invalid and none valid seen: not retried", phase: phaseInProgress, settings: errors.New("key perNode: want a number"),
+			pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> failed (attempt 1 of 1): " + storeDown,
+			wantEvents: []string{ReasonWorkerFailed}, wantPodGone: true},
+		{name: "in progress, worker pod deleted while failing: not retried", phase: phaseInProgress,
+			pod: corev1.PodFailed, podFailure: "-", exitCode: 137, podReason: "deleting",
+			wantPhase: phaseFailed, wantMessage: "worker pod velero/<name> failed: container exited with code 137",
+			wantEvents: []string{ReasonWorkerFailed}, wantPodGone: true},
+		{name: "in progress, store failed, cancel requested: canceled", phase: phaseInProgress, setup: cancelIt, reconciles: 2,
+			pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
+			wantPhase: phaseCanceled, wantMessage: "canceled while moving data", wantEvents: []string{ReasonCanceled}, wantPodGone: true},
+		{name: "in progress, store failed, retry write fails: nothing changes", phase: phaseInProgress,
+			pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
+			errors:    []reactorError{{verb: "update", kind: "<movement>", err: errServer}},
+			wantPhase: phaseInProgress, wantErr: true, wantFinalizer: true},
+		// The retry's Accepted: the failed pod goes, then expose creates a new one and
+		// nothing else (the PVC and snapshot are there; no repository check).
+		{name: "accepted after a retry: failed pod deleted, new pod created", phase: phaseAccepted, exposed: true, reconciles: 2,
+			setup: annotate(annAttempt, "2", annFailedWorker, failedWorkerUID), pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
+			wantPhase: phaseAccepted, wantMessage: "waiting: ", wantNewPod: true, wantCreated: []string{"Pod"}, wantFinalizer: true},
+		{name: "accepted after a retry, failed pod still there: waits for it", phase: phaseAccepted, exposed: true,
+			setup: annotate(annAttempt, "2", annFailedWorker, failedWorkerUID), pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
+			wantPhase: phaseAccepted, wantMessage: "waiting: worker pod velero/<name> of attempt 1 is being deleted", wantPodGone: true,
+			wantCreated: []string{"-"}, wantFinalizer: true},
+		{name: "accepted after a retry, canceled", phase: phaseAccepted, exposed: true, setup: all(cancelIt, annotate(annAttempt, "2", annFailedWorker, failedWorkerUID)),
+			pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
+			wantPhase: phaseCanceled, wantMessage: "canceled while preparing", wantEvents: []string{ReasonCanceled}, wantPodGone: true},
 		{name: "ended elsewhere, finalizer left: cleaned up", phase: phaseFailed, pod: corev1.PodRunning,
 			wantPhase: phaseFailed, wantPodGone: true},
 		{name: "ended elsewhere, cleanup fails: retried", phase: phaseFailed, pod: corev1.PodRunning,
@@ -256,12 +327,23 @@ func TestPhaseMachine(t *testing.T) {
 				}
 				if tc.pod != "" {
 					pod := workerPod(name, tc.pod)
+					pod.UID = failedWorkerUID
 					if tc.podFailure != "" {
-						code := int32(1)
-						if tc.pod == corev1.PodSucceeded {
-							code = 0
+						code, reason, msg := tc.exitCode, tc.podReason, tc.podFailure
+						switch {
+						case code == 0 && tc.pod != corev1.PodSucceeded:
+							code = 1
+						case reason == "deleting":
+							now := metav1.NewTime(t0)
+							pod.DeletionTimestamp, pod.Finalizers = &now, []string{"test/hold"}
 						}
-						pod = terminated(pod, "Error", tc.podFailure, code)
+						if reason == "" || reason == "deleting" {
+							reason = "Error"
+						}
+						if msg == "-" {
+							msg = ""
+						}
+						pod = terminated(pod, reason, msg, code)
 					}
 					objs = append(objs, pod)
 				}
@@ -276,8 +358,14 @@ func TestPhaseMachine(t *testing.T) {
 				e.repos.verifyErr = tc.verifyErr
 				e.clock.SetTime(t0.Add(tc.age))
 				e.cfgErr = tc.settings
+				if tc.moveAttempts != 0 {
+					e.cfg.MoveAttempts = tc.moveAttempts
+				}
 
-				_, err := k.reconcile(context.Background(), e.r)
+				var err error
+				for i := 0; i < max(tc.reconciles, 1) && err == nil; i++ {
+					_, err = k.reconcile(context.Background(), e.r)
+				}
 				if tc.wantErr {
 					require.Error(t, err)
 				} else {
@@ -291,7 +379,27 @@ func TestPhaseMachine(t *testing.T) {
 				}
 				require.Equal(t, tc.wantEvents, reasons)
 				if tc.wantPodGone {
-					require.False(t, e.exists(ourPod(name)), "worker pod deleted")
+					require.False(t, present(e, ourPod(name)), "worker pod deleted")
+				}
+				if tc.wantNewPod {
+					pod := ourPod(name)
+					require.True(t, e.exists(pod), "worker pod created")
+					require.NotEqual(t, types.UID(failedWorkerUID), pod.UID, "a new worker pod")
+				}
+				if tc.wantCreated != nil {
+					var created []string
+					for k, n := range in.counts {
+						if kind, ok := strings.CutPrefix(k, "create/"); ok && n > 0 {
+							created = append(created, kind)
+						}
+					}
+					if len(created) == 0 {
+						created = []string{"-"}
+					}
+					require.ElementsMatch(t, tc.wantCreated, created, "objects created")
+				}
+				if tc.exposed {
+					require.Empty(t, e.repos.verified, "nothing exposed is checked again")
 				}
 				got := k.object("")
 				if tc.wantDeleted {
@@ -311,9 +419,43 @@ func TestPhaseMachine(t *testing.T) {
 					require.True(t, strings.HasPrefix(m.message(), want), "message %q, want prefix %q", m.message(), want)
 				}
 				require.Equal(t, tc.wantFinalizer, hasFinalizer(got), "finalizer")
+				if tc.wantAttempt != "" {
+					require.Equal(t, tc.wantAttempt, got.GetAnnotations()[annAttempt])
+					require.Equal(t, failedWorkerUID, got.GetAnnotations()[annFailedWorker])
+					require.True(t, m.acceptedAt().Time.Equal(t0.Add(tc.age)), "accepted again at %v", m.acceptedAt())
+				}
 			})
 		}
 	}
+}
+
+// storeDown is a worker's message after the store failed for longer than kopia retries.
+const storeDown = "backing up /data: backing up PVC app/data to repository at s3://bucket/velero/kopia/app/: storage of repository at s3://bucket/velero/kopia/app/ is unreachable: dial tcp 10.0.0.1:9000: connect: connection refused"
+
+// failedWorkerUID is the UID of the worker pod a test starts with.
+const failedWorkerUID = "worker-uid-1"
+
+// annotate sets key, value pairs on the movement.
+func annotate(kv ...string) func(client.Object) {
+	return func(obj client.Object) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			setAnnotation(obj, kv[i], kv[i+1])
+		}
+	}
+}
+
+func all(fs ...func(client.Object)) func(client.Object) {
+	return func(obj client.Object) {
+		for _, f := range fs {
+			f(obj)
+		}
+	}
+}
+
+// present reports whether obj exists and its deletion was not requested (it may wait
+// for a finalizer).
+func present(e *env, obj client.Object) bool {
+	return e.exists(obj) && obj.GetDeletionTimestamp() == nil
 }
 
 func cancelIt(obj client.Object) {

@@ -30,6 +30,13 @@ const (
 	// to be gone, and only cleanup (and a restore's hand-over) is left. State the phase
 	// machine branches on lives here, not in status.message, which is for people.
 	annResultRecorded = "snapmove.io/result-recorded"
+	// annAttempt, on a DataUpload or DataDownload: which attempt at its data is being
+	// prepared or runs ("2" after the first retry; none: the first). See workerFailed.
+	annAttempt = "snapmove.io/attempt"
+	// annFailedWorker, on a DataUpload or DataDownload: the UID of the worker pod whose
+	// failure was retried. Until that pod is gone no new one can take its name, and a
+	// lagging cache must not make it pass for the new attempt's pod.
+	annFailedWorker = "snapmove.io/failed-worker-pod-uid"
 
 	annBindCompleted      = "pv.kubernetes.io/bind-completed"
 	annBoundByController  = "pv.kubernetes.io/bound-by-controller"

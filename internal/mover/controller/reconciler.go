@@ -106,6 +106,7 @@ const (
 	ReasonPrepareFailed     = "PrepareFailed"
 	ReasonPrepareTimeout    = "PrepareTimeout"
 	ReasonWorkerFailed      = "WorkerFailed"
+	ReasonWorkerRetried     = "WorkerRetried"
 	ReasonWorkerDisappeared = "WorkerDisappeared"
 	ReasonInvalidResult     = "InvalidWorkerResult"
 	ReasonHandOverFailed    = "HandOverFailed"
@@ -203,7 +204,7 @@ func (r machine[M]) reconcile(ctx context.Context, m M) (ctrl.Result, error) {
 		}
 		return r.onPrepared(ctx, m, *cfg, log)
 	case phaseInProgress:
-		return r.onInProgress(ctx, m, log)
+		return r.onInProgress(ctx, m, cfg, log)
 	case phaseCanceling:
 		return r.cancel(ctx, m, log, "canceled while moving data")
 	default:
@@ -282,12 +283,16 @@ func (r machine[M]) onNew(ctx context.Context, m M, cfg *config.Config, cfgErr e
 }
 
 // onAccepted: expose (repository check first), then wait for the worker pod to run, or
-// fail with a diagnosis once the prepare timeout has passed.
+// fail with a diagnosis once the prepare timeout has passed. After a retry, the failed
+// worker pod goes first; expose then creates the new one.
 func (r machine[M]) onAccepted(ctx context.Context, m M, cfg config.Config, log logrus.FieldLogger) (ctrl.Result, error) {
 	if m.cancelRequested() {
 		return r.cancel(ctx, m, log, "canceled while preparing")
 	}
-	wait, err := r.h.expose(ctx, m, cfg, log)
+	wait, err := r.previousWorker(ctx, m)
+	if wait == "" && err == nil {
+		wait, err = r.h.expose(ctx, m, cfg, log)
+	}
 	if p, ok := asPermanent(err); ok {
 		return r.fail(ctx, m, log, p.Reason, p.Error())
 	}
@@ -401,8 +406,9 @@ func (r machine[M]) checkWorkerGone(ctx context.Context, m M, pod *corev1.Pod, l
 	return true, res, err
 }
 
-// onInProgress: watch the worker; on success record its result, then finish.
-func (r machine[M]) onInProgress(ctx context.Context, m M, log logrus.FieldLogger) (ctrl.Result, error) {
+// onInProgress: watch the worker; on success record its result, then finish. A failed
+// worker is retried or fails m (workerFailed); cfg may be nil (no valid settings seen).
+func (r machine[M]) onInProgress(ctx context.Context, m M, cfg *config.Config, log logrus.FieldLogger) (ctrl.Result, error) {
 	if m.cancelRequested() {
 		if err := r.write(ctx, m, func(m movement) { m.setPhase(phaseCanceling) }); err != nil {
 			return ctrl.Result{}, err
@@ -426,6 +432,9 @@ func (r machine[M]) onInProgress(ctx context.Context, m M, log logrus.FieldLogge
 		} else if !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, errors.Wrapf(err, "getting worker pod %s", key(m))
 		}
+	}
+	if pod != nil && pod.Status.Phase == corev1.PodFailed {
+		return r.workerFailed(ctx, m, pod, cfg, log)
 	}
 	if done, res, err := r.checkWorkerGone(ctx, m, pod, log, true); done {
 		return res, err

@@ -7,6 +7,8 @@ import (
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // The worker pod gets the verify mode: the DataUpload's annotation when set, else the
@@ -98,4 +100,40 @@ func TestRecordKeepsVerification(t *testing.T) {
 		e.reconcileDU()
 		require.Equal(t, summary, e.du().Status.Message)
 	})
+}
+
+// Compression and the checkpoint interval reach backup worker pods: the DataUpload's
+// compression annotation (copied from the Backup) over the setting; an invalid one fails
+// the DataUpload before anything is exposed.
+func TestCompressionReachesWorkerPod(t *testing.T) {
+	for _, tc := range []struct {
+		name, setting, annotation, wantArg, wantFailed string
+	}{
+		{name: "default: none, as Velero", wantArg: "--compression=none"},
+		{name: "setting", setting: "zstd", wantArg: "--compression=zstd"},
+		{name: "annotation overrides", setting: "zstd", annotation: "s2-default", wantArg: "--compression=s2-default"},
+		{name: "lz4 is refused", annotation: "lz4",
+			wantFailed: `annotation snapmove.io/compression on DataUpload velero/` + duName + `: compression "lz4": want one of none, zstd, zstd-fastest, zstd-better-compression, s2-default, s2-better, s2-parallel-4, s2-parallel-8`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			du := dataUpload(velerov2alpha1.DataUploadPhaseAccepted)
+			if tc.annotation != "" {
+				du.Annotations = map[string]string{naming.CompressionAnnotation: tc.annotation}
+			}
+			e := newEnv(t, nil, backupFixtures(du)...)
+			if tc.setting != "" {
+				e.cfg.Compression = tc.setting
+			}
+			e.reconcileDU()
+			if tc.wantFailed != "" {
+				require.Equal(t, tc.wantFailed, e.du().Status.Message)
+				require.Equal(t, velerov2alpha1.DataUploadPhaseFailed, e.du().Status.Phase)
+				return
+			}
+			pod := ourPod(duName)
+			require.True(t, e.exists(pod))
+			require.Contains(t, pod.Spec.Containers[0].Args, tc.wantArg)
+			require.Contains(t, pod.Spec.Containers[0].Args, "--checkpoint-interval=5m0s")
+		})
+	}
 }

@@ -22,6 +22,8 @@ func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.Ow
 	}
 	if op == expose.Backup {
 		flags["verify"] = cfg.Verify
+		flags["compression"] = cfg.Compression
+		flags["checkpoint-interval"] = cfg.CheckpointInterval.Duration.String()
 	}
 	p := expose.PodParams{
 		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
@@ -46,6 +48,20 @@ const (
 	// recorded with its result.
 	annVerification = "snapmove.io/verification"
 )
+
+// backupCompression is the compression of du's backup: its annotation
+// naming.CompressionAnnotation when set, else the setting. An invalid annotation is a
+// permanent error naming it.
+func backupCompression(du *velerov2alpha1.DataUpload, setting string) (string, error) {
+	v := du.Annotations[naming.CompressionAnnotation]
+	if v == "" {
+		return setting, nil
+	}
+	if err := config.ValidCompression(v); err != nil {
+		return "", permanentf(ReasonPrepareFailed, "annotation %s on DataUpload %s: %v", naming.CompressionAnnotation, describe(du.Namespace, du.Name), err)
+	}
+	return v, nil
+}
 
 // backupVerify is the verify mode of du's backup, in its text form: annVerify when set,
 // else the setting. An invalid annotation is a permanent error naming it: a backup

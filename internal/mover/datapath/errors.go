@@ -1,5 +1,7 @@
 package datapath
 
+import "errors"
+
 // PermanentError is a failure that retrying cannot fix: a wrong repository password, a
 // missing bucket, denied access, a snapshot that does not exist. The controller fails the
 // movement at once with its message; every other error may go away on its own and is
@@ -19,4 +21,37 @@ func Permanent(reason string, err error) error {
 		return nil
 	}
 	return &PermanentError{Reason: reason, Err: err}
+}
+
+// ExitTransient is the exit code of a worker whose movement failed with a
+// *TransientError: EX_TEMPFAIL of sysexits.h. The controller reads it from the worker
+// container's state and retries the movement as a whole, within the mover setting
+// moveAttempts; every other non-zero exit fails the movement.
+const ExitTransient = 75
+
+// TransientError is a failure of a backup or restore that may pass on its own after
+// the data path's and the storage client's own retries gave up: the object store
+// unreachable, reset or timed out, a 5xx or throttling. A cancellation, a cause that
+// needs a person (PermanentError) and a failure of the volume itself (reading the
+// source, writing the target) are never transient.
+type TransientError struct{ Err error }
+
+func (e *TransientError) Error() string { return e.Err.Error() }
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// ExitCode is ExitTransient: a process that ends with e exits with it.
+func (e *TransientError) ExitCode() int { return ExitTransient }
+
+// Transient marks err transient; nil stays nil.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &TransientError{Err: err}
+}
+
+// IsTransient reports whether err is, or wraps, a *TransientError.
+func IsTransient(err error) bool {
+	var t *TransientError
+	return errors.As(err, &t)
 }

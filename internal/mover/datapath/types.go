@@ -24,10 +24,30 @@ type BackupRequest struct {
 	// file size. Calls never overlap; none follows the last. It must not block.
 	OnProgress       func(Progress)
 	ProgressInterval time.Duration
+	// Compression is the kopia compressor of the volume's data, one of Compressors;
+	// "" means CompressionNone. It becomes the policy of the snapshot source, so the
+	// kopia CLI shows what was applied.
+	Compression string
+	// CheckpointInterval is how often an upload saves a checkpoint (an incomplete
+	// snapshot) that a retried or the next backup of the volume resumes from; 0 means the
+	// data path's default.
+	CheckpointInterval time.Duration
 	// Verify says what is read back from the repository once the snapshot is saved; the
 	// zero value means VerifyMetadata. A snapshot that fails verification is deleted and
 	// the backup fails.
 	Verify VerifyMode
+}
+
+// CompressionNone stores data uncompressed, as Velero does.
+const CompressionNone = "none"
+
+// Compressors are the compressions a backup may use: none, and kopia's zstd and s2
+// families, which every kopia that Velero links reads (LZ4 is not offered: kopia 0.23
+// no longer reads it). The kopia package's tests check each against kopia's registry.
+var Compressors = []string{
+	CompressionNone,
+	"zstd", "zstd-fastest", "zstd-better-compression",
+	"s2-default", "s2-better", "s2-parallel-4", "s2-parallel-8",
 }
 
 // BackupResult describes the snapshot a backup wrote.

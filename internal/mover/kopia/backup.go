@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/kopia/kopia/fs/localfs"
 	"github.com/kopia/kopia/fs/virtualfs"
 	"github.com/kopia/kopia/repo"
+	"github.com/kopia/kopia/repo/compression"
 	"github.com/kopia/kopia/snapshot"
 	"github.com/kopia/kopia/snapshot/policy"
 	"github.com/kopia/kopia/snapshot/upload"
@@ -105,14 +107,17 @@ func (r *Repository) Backup(ctx context.Context, req datapath.BackupRequest) (da
 	)
 	err = repo.WriteSession(kctx, r.rep, repo.WriteSessionOptions{Purpose: "snapmove backup " + sourceInfo.Path},
 		func(ctx context.Context, w repo.RepositoryWriter) error {
-			previous, err := findPreviousSnapshot(ctx, w, sourceInfo, tags)
+			previous, checkpoint, err := findPreviousSnapshot(ctx, w, sourceInfo, tags)
 			if err != nil {
 				return err
 			}
 			if previous != nil {
 				log.WithField("parentSnapshot", previous.ID).Info("backing up incrementally")
 			}
-			policyTree, err := setupPolicy(ctx, w, sourceInfo, parallel)
+			if checkpoint != nil {
+				log.WithField("checkpoint", checkpoint.ID).Info("resuming from the checkpoint of an interrupted backup")
+			}
+			policyTree, err := setupPolicy(ctx, w, sourceInfo, parallel, req.Compression)
 			if err != nil {
 				return err
 			}
@@ -120,12 +125,18 @@ func (r *Repository) Backup(ctx context.Context, req datapath.BackupRequest) (da
 			u := upload.NewUploader(w)
 			u.Progress = progress
 			u.FailFast = true
+			u.CheckpointInterval = checkpointInterval(req.CheckpointInterval)
+			u.CheckpointLabels = tags
 			stop := context.AfterFunc(ctx, u.Cancel)
 			defer stop()
 
+			// Files that a complete parent or the checkpoint of an interrupted upload hold
+			// unchanged (same size and mtime) are not read again.
 			var previousManifests []*snapshot.Manifest
-			if previous != nil {
-				previousManifests = append(previousManifests, previous)
+			for _, m := range []*snapshot.Manifest{previous, checkpoint} {
+				if m != nil {
+					previousManifests = append(previousManifests, m)
+				}
 			}
 			man, err = u.Upload(ctx, source, policyTree, sourceInfo, previousManifests...)
 			if ctx.Err() != nil {
@@ -135,6 +146,9 @@ func (r *Repository) Backup(ctx context.Context, req datapath.BackupRequest) (da
 				return errors.Wrap(err, "uploading")
 			}
 			if man.IncompleteReason != "" {
+				if progress.firstErr != nil { // the cause, typed (a store outage is transient)
+					return errors.Wrapf(progress.firstErr, "upload incomplete (%s)", man.IncompleteReason)
+				}
 				return errors.Errorf("upload incomplete: %s", man.IncompleteReason)
 			}
 			man.Tags = tags
@@ -143,6 +157,12 @@ func (r *Repository) Backup(ctx context.Context, req datapath.BackupRequest) (da
 			id, err := snapshot.SaveSnapshot(ctx, w, man)
 			if err != nil {
 				return errors.Wrap(err, "saving snapshot manifest")
+			}
+			// A complete snapshot exists: the checkpoints of this and earlier interrupted
+			// uploads of the source are not backups and go (Velero applies the retention
+			// policy after each save for the same reason).
+			if err := deleteCheckpoints(ctx, w, sourceInfo, log); err != nil {
+				return err
 			}
 			result = datapath.BackupResult{
 				SnapshotID:       string(id),
@@ -242,28 +262,71 @@ func backupSource(p string, block bool) (fs.Entry, int64, func(), error) {
 }
 
 // findPreviousSnapshot returns the newest complete snapshot of the source whose requester
-// and uploader tags match ours (Velero's findPreviousSnapshotManifest), or nil.
-func findPreviousSnapshot(ctx context.Context, rep repo.Repository, si snapshot.SourceInfo, tags map[string]string) (*snapshot.Manifest, error) {
+// and uploader tags match ours (Velero's findPreviousSnapshotManifest), or nil, and the
+// newest checkpoint (incomplete snapshot) written after it by an interrupted upload, or
+// nil.
+func findPreviousSnapshot(ctx context.Context, rep repo.Repository, si snapshot.SourceInfo, tags map[string]string) (complete, checkpoint *snapshot.Manifest, err error) {
 	mans, err := snapshot.ListSnapshots(ctx, rep, si)
 	if err != nil {
-		return nil, errors.Wrap(err, "listing previous snapshots")
+		return nil, nil, errors.Wrap(err, "listing previous snapshots")
 	}
-	var newest *snapshot.Manifest
 	for _, m := range mans {
-		if m.IncompleteReason != "" ||
-			m.Tags[tagRequester] != tags[tagRequester] ||
-			m.Tags[tagUploader] != tags[tagUploader] {
+		if m.Tags[tagRequester] != tags[tagRequester] || m.Tags[tagUploader] != tags[tagUploader] {
 			continue
 		}
-		if newest == nil || m.StartTime.After(newest.StartTime) {
-			newest = m
+		switch {
+		case m.IncompleteReason == upload.IncompleteReasonCheckpoint:
+			if checkpoint == nil || m.StartTime.After(checkpoint.StartTime) {
+				checkpoint = m
+			}
+		case m.IncompleteReason != "":
+		case complete == nil || m.StartTime.After(complete.StartTime):
+			complete = m
 		}
 	}
-	return newest, nil
+	if checkpoint != nil && complete != nil && !checkpoint.StartTime.After(complete.StartTime) {
+		checkpoint = nil // older than the parent: nothing to resume
+	}
+	return complete, checkpoint, nil
+}
+
+// deleteCheckpoints deletes every incomplete snapshot of the source.
+func deleteCheckpoints(ctx context.Context, w repo.RepositoryWriter, si snapshot.SourceInfo, log logrus.FieldLogger) error {
+	mans, err := snapshot.ListSnapshots(ctx, w, si)
+	if err != nil {
+		return errors.Wrap(err, "listing checkpoints")
+	}
+	for _, m := range mans {
+		if m.IncompleteReason == "" {
+			continue
+		}
+		if err := w.DeleteManifest(ctx, m.ID); err != nil {
+			return errors.Wrapf(err, "deleting checkpoint %s", m.ID)
+		}
+		log.WithField("checkpoint", m.ID).Debug("deleted the checkpoint of an interrupted upload")
+	}
+	return nil
+}
+
+// DefaultCheckpointInterval is how often a running upload saves a checkpoint unless asked
+// otherwise. kopia's default, 45 minutes, is far too rare for a volume move that a node
+// drain or a store outage may interrupt; every checkpoint costs one manifest and an index
+// flush.
+const DefaultCheckpointInterval = 5 * time.Minute
+
+func checkpointInterval(d time.Duration) time.Duration {
+	switch {
+	case d <= 0:
+		return DefaultCheckpointInterval
+	case d > upload.DefaultCheckpointInterval: // kopia refuses longer ones
+		return upload.DefaultCheckpointInterval
+	}
+	return d
 }
 
 // setupPolicy persists the source policy Velero's uploader persists (setupPolicy,
-// getDefaultPolicy) and returns the effective policy tree.
+// getDefaultPolicy), with the requested compression (Velero's is none), and returns the
+// effective policy tree. Being the source's policy, `kopia policy show` tells the truth.
 //
 // One deliberate difference: Velero's policy inherits kopia's file-ignore defaults, so its
 // mover silently leaves out every directory holding a CACHEDIR.TAG and whatever a
@@ -271,7 +334,13 @@ func findPreviousSnapshot(ctx context.Context, rep repo.Repository, si snapshot.
 // both are switched off here: cache directories are kept, and the only dot-ignore file
 // name is one that cannot exist (a name with a "/" never appears in a directory listing).
 // kopia cannot express "no dot-ignore files" otherwise: an empty list inherits the default.
-func setupPolicy(ctx context.Context, w repo.RepositoryWriter, si snapshot.SourceInfo, parallel int) (*policy.Tree, error) {
+func setupPolicy(ctx context.Context, w repo.RepositoryWriter, si snapshot.SourceInfo, parallel int, compressor string) (*policy.Tree, error) {
+	if compressor == "" {
+		compressor = datapath.CompressionNone
+	}
+	if !slices.Contains(datapath.Compressors, compressor) {
+		return nil, errors.Errorf("compression %q is not one of %s", compressor, strings.Join(datapath.Compressors, ", "))
+	}
 	keep := policy.OptionalInt(math.MaxInt32)
 	par := policy.OptionalInt(parallel)
 	above := policy.OptionalInt64(parallelUploadAboveSize)
@@ -286,7 +355,7 @@ func setupPolicy(ctx context.Context, w repo.RepositoryWriter, si snapshot.Sourc
 			KeepLatest: &keep, KeepAnnual: &keep, KeepDaily: &keep,
 			KeepHourly: &keep, KeepMonthly: &keep, KeepWeekly: &keep,
 		},
-		CompressionPolicy:   policy.CompressionPolicy{CompressorName: "none"},
+		CompressionPolicy:   policy.CompressionPolicy{CompressorName: compression.Name(compressor)},
 		UploadPolicy:        policy.UploadPolicy{MaxParallelFileReads: &par, ParallelUploadAboveSize: &above},
 		SchedulingPolicy:    policy.SchedulingPolicy{Manual: true},
 		ErrorHandlingPolicy: policy.ErrorHandlingPolicy{IgnoreUnknownTypes: &ignoreUnknown},
@@ -338,6 +407,12 @@ type uploadProgress struct {
 
 	mu       sync.Mutex // serializes reports
 	finished bool
+
+	// firstErr is the first entry that could not be backed up (FailFast stops the
+	// upload there), kept with its type so the caller can tell a store outage from an
+	// unreadable source file.
+	firstErrOnce sync.Once
+	firstErr     error
 }
 
 func newUploadProgress(report func(datapath.Progress), interval time.Duration, fixedTotal int64, log logrus.FieldLogger) *uploadProgress {
@@ -377,6 +452,7 @@ func (p *uploadProgress) Error(entryPath string, err error, isIgnored bool) {
 		return
 	}
 	entry.Error("could not back up an entry")
+	p.firstErrOnce.Do(func() { p.firstErr = errors.Wrapf(err, "backing up %s", entryPath) })
 }
 
 func (p *uploadProgress) maybeReport() {

@@ -23,9 +23,13 @@ import (
 
 // Repository moves bytes (*kopia.Repository, through package connect). Backup and
 // Restore block until done or ctx is canceled; Close may be called once they returned.
+// IsTransient reports whether an error of Backup or Restore may pass on its own (the
+// store unreachable, a 5xx or throttling after the data path's own retries); it does not
+// block.
 type Repository interface {
 	Backup(ctx context.Context, req datapath.BackupRequest) (datapath.BackupResult, error)
 	Restore(ctx context.Context, req datapath.RestoreRequest) (datapath.RestoreResult, error)
+	IsTransient(err error) bool
 	Close(ctx context.Context) error
 }
 
@@ -58,6 +62,11 @@ type Config struct {
 	// the data path's default, metadata). The controller resolves it from the mover
 	// settings and the DataUpload's annotation.
 	Verify datapath.VerifyMode
+	// Compression and CheckpointInterval go to the backup as they are (see
+	// datapath.BackupRequest); the controller resolves them from the mover settings and
+	// the DataUpload's annotations.
+	Compression        string
+	CheckpointInterval time.Duration
 }
 
 // Defaults.
@@ -88,12 +97,15 @@ type Worker struct {
 var errCanceled = errors.New("data movement canceled")
 
 // Backup runs the backup of DataUpload Config.Name and writes the termination message.
+// A failure that may pass (the store, after the data path's retries) is a
+// *datapath.TransientError, whose ExitCode the process exits with.
 func (w *Worker) Backup(ctx context.Context) error {
 	res, err := w.backup(ctx)
 	return w.finish(res, err)
 }
 
 // Restore runs the restore of DataDownload Config.Name and writes the termination message.
+// Its errors are classified as Backup's.
 func (w *Worker) Restore(ctx context.Context) error {
 	res, err := w.restore(ctx)
 	return w.finish(res, err)
@@ -124,11 +136,11 @@ func (w *Worker) backup(ctx context.Context) (expose.Result, error) {
 		Path: w.Config.Path, Block: w.Config.Block, Tags: tags,
 		Parallel:   parallel(du.Spec.DataMoverConfig, configParallelUpload),
 		OnProgress: rep.update, ProgressInterval: w.interval(),
-		Verify: w.Config.Verify,
+		Verify: w.Config.Verify, Compression: w.Config.Compression, CheckpointInterval: w.Config.CheckpointInterval,
 	})
 	rep.stop()
 	if err != nil {
-		return expose.Result{}, w.moveError(moveCtx, err, "backing up %s", w.Config.Path)
+		return expose.Result{}, w.moveError(moveCtx, repo, err, "backing up %s", w.Config.Path)
 	}
 	rep.flush(ctx, datapath.Progress{TotalBytes: res.TotalBytes, BytesDone: res.TotalBytes})
 	log.WithField("snapshotID", res.SnapshotID).Infof("backed up %d bytes (%d incremental); %s", res.TotalBytes, res.IncrementalBytes, res.Verification.Summary)
@@ -174,7 +186,7 @@ func (w *Worker) restore(ctx context.Context) (expose.Result, error) {
 	})
 	rep.stop()
 	if err != nil {
-		return expose.Result{}, w.moveError(moveCtx, err, "restoring snapshot %s to %s", dd.Spec.SnapshotID, w.Config.Path)
+		return expose.Result{}, w.moveError(moveCtx, repo, err, "restoring snapshot %s to %s", dd.Spec.SnapshotID, w.Config.Path)
 	}
 	rep.flush(ctx, datapath.Progress{TotalBytes: res.TotalBytes, BytesDone: res.TotalBytes})
 	log.Infof("restored %d bytes", res.TotalBytes)
@@ -202,12 +214,19 @@ func (w *Worker) close(repo Repository, log logrus.FieldLogger) {
 	}
 }
 
-// moveError names a cancellation as such rather than as the error it caused.
-func (w *Worker) moveError(moveCtx context.Context, err error, format string, args ...any) error {
+// moveError names a cancellation as such rather than as the error it caused, and marks
+// an error that may pass (repo.IsTransient) as a *datapath.TransientError: the worker
+// then exits with datapath.ExitTransient and the controller retries the movement. A move
+// whose context ended (canceled, or the pod told to stop) is never transient.
+func (w *Worker) moveError(moveCtx context.Context, repo Repository, err error, format string, args ...any) error {
 	if cause := context.Cause(moveCtx); cause != nil && errors.Is(cause, errCanceled) {
 		return cause
 	}
-	return errors.Wrapf(err, format, args...)
+	wrapped := errors.Wrapf(err, format, args...)
+	if moveCtx.Err() == nil && repo.IsTransient(err) {
+		return datapath.Transient(wrapped)
+	}
+	return wrapped
 }
 
 // waitInProgress polls obj (a DataUpload or DataDownload named Config.Name) until the

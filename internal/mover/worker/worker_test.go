@@ -39,6 +39,8 @@ type fakeRepo struct {
 	forWrite   bool
 	openErr    error
 	openCalled bool
+	// transient is the data path's classification (IsTransient); nil: nothing is.
+	transient func(error) bool
 }
 
 func (f *fakeRepo) Open(_ context.Context, bsl *velerov1.BackupStorageLocation, ns string, forWrite bool) (Repository, error) {
@@ -63,6 +65,8 @@ func (f *fakeRepo) Restore(ctx context.Context, req datapath.RestoreRequest) (da
 	f.mu.Unlock()
 	return f.restore(ctx, req)
 }
+
+func (f *fakeRepo) IsTransient(err error) bool { return f.transient != nil && f.transient(err) }
 
 func (f *fakeRepo) Close(context.Context) error { f.closed = true; return nil }
 
@@ -298,4 +302,82 @@ func TestLongMessageIsTruncated(t *testing.T) {
 	msg := e.message(t)
 	require.Len(t, msg, expose.MaxMessage)
 	require.True(t, strings.HasSuffix(msg, "..."))
+}
+
+// errStoreDown stands for what the data path classifies as transient (kopia.IsTransient:
+// the store unreachable, a 5xx or throttling after its own retries).
+var errStoreDown = errors.New("dial tcp 10.0.0.1:9000: connect: connection refused")
+
+func isStoreDown(err error) bool { return errors.Is(err, errStoreDown) }
+
+// A failure that may pass is a *datapath.TransientError whose exit code is
+// datapath.ExitTransient (what main exits with, and the controller retries on); its
+// termination message is the error text, as for any failure. Everything else exits 1.
+func TestTransientFailures(t *testing.T) {
+	tests := []struct {
+		name          string
+		restore       bool
+		open, move    error
+		cancel        bool // the DataUpload is canceled while the move fails
+		wantTransient bool
+		wantMessage   string
+	}{
+		{name: "store down during the backup", move: errors.Wrap(errStoreDown, "uploading"), wantTransient: true,
+			wantMessage: "backing up /data: uploading: dial tcp 10.0.0.1:9000: connect: connection refused"},
+		{name: "store down during the restore", restore: true, move: errStoreDown, wantTransient: true,
+			wantMessage: "restoring snapshot k1 to /data: dial tcp 10.0.0.1:9000: connect: connection refused"},
+		{name: "store down at open (classified by the data path)", open: datapath.Transient(errors.Wrap(errStoreDown, "storage of repository at s3://b/p/ is unreachable")),
+			wantTransient: true, wantMessage: "opening the kopia repository for namespace app on BackupStorageLocation default: storage of repository at s3://b/p/ is unreachable: dial tcp"},
+		{name: "wrong password at open", open: datapath.Permanent("", errors.New("wrong repository password")),
+			wantMessage: "opening the kopia repository for namespace app on BackupStorageLocation default: wrong repository password"},
+		{name: "source unreadable", move: errors.New("open /data/x: input/output error"),
+			wantMessage: "backing up /data: open /data/x: input/output error"},
+		{name: "canceled while the store was down", move: errStoreDown, cancel: true,
+			wantMessage: "DataUpload velero/du-1 was canceled (phase InProgress): data movement canceled"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var e *env
+			if tc.restore {
+				e = newEnv(t, "dd-1", dd(velerov2alpha1.DataDownloadPhaseInProgress, "k1", nil))
+				e.w.Config.Path = expose.VolumePath(expose.Restore, false)
+			} else {
+				e = newEnv(t, "du-1", du(velerov2alpha1.DataUploadPhaseInProgress))
+			}
+			e.repo.openErr = tc.open
+			e.repo.transient = isStoreDown
+			e.repo.backup = func(ctx context.Context, _ datapath.BackupRequest) (datapath.BackupResult, error) {
+				if tc.cancel {
+					d := e.getDU(t)
+					d.Spec.Cancel = true
+					require.NoError(t, e.c.Update(context.Background(), d))
+					<-ctx.Done()
+				}
+				return datapath.BackupResult{}, tc.move
+			}
+			e.repo.restore = func(context.Context, datapath.RestoreRequest) (datapath.RestoreResult, error) {
+				return datapath.RestoreResult{}, tc.move
+			}
+			var err error
+			if tc.restore {
+				err = e.w.Restore(context.Background())
+			} else {
+				err = e.w.Backup(context.Background())
+			}
+			require.Error(t, err)
+			require.True(t, strings.HasPrefix(e.message(t), tc.wantMessage), "message %q", e.message(t))
+			require.Equal(t, err.Error(), e.message(t), "the message is the error, transient or not")
+
+			var transient *datapath.TransientError
+			require.Equal(t, tc.wantTransient, errors.As(err, &transient))
+			var coder interface{ ExitCode() int }
+			if tc.wantTransient {
+				require.True(t, errors.As(err, &coder))
+				require.Equal(t, datapath.ExitTransient, coder.ExitCode())
+				require.Equal(t, 75, coder.ExitCode(), "EX_TEMPFAIL")
+			} else {
+				require.False(t, errors.As(err, &coder), "exits 1")
+			}
+		})
+	}
 }

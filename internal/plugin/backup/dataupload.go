@@ -83,8 +83,13 @@ func NewDataUpload(p DataUploadParams) *velerov2alpha1.DataUpload {
 	}
 	// Per-backup overrides of the mover settings travel on the DataUpload; the mover
 	// validates them (an invalid value fails the DataUpload with a message naming it).
-	if v, ok := p.Backup.Annotations[naming.VerifyAnnotation]; ok {
-		du.Annotations = map[string]string{naming.VerifyAnnotation: v}
+	for _, k := range []string{naming.VerifyAnnotation, naming.CompressionAnnotation} {
+		if v, ok := p.Backup.Annotations[k]; ok {
+			if du.Annotations == nil {
+				du.Annotations = map[string]string{}
+			}
+			du.Annotations[k] = v
+		}
 	}
 	return du
 }

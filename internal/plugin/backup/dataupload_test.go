@@ -24,7 +24,7 @@ func TestNewDataUpload(t *testing.T) {
 		{
 			name: "full",
 			backup: builder.ForBackup("velero", "nightly").ObjectMeta(builder.WithUID("backup-uid"),
-				builder.WithAnnotations(naming.VerifyAnnotation, "full", "unrelated", "not copied")).
+				builder.WithAnnotations(naming.VerifyAnnotation, "full", naming.CompressionAnnotation, "zstd", "unrelated", "not copied")).
 				StorageLocation("default").CSISnapshotTimeout(5 * time.Minute).ParallelFilesUpload(8).Result(),
 			golden: "dataupload.yaml",
 		},

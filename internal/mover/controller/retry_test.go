@@ -1,0 +1,82 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// A movement whose worker keeps failing for a reason that may pass runs moveAttempts
+// times through Accepted, Prepared and InProgress, on the PVC (and snapshot) exposed
+// once, and then fails naming the attempts; each retry is an Event.
+func TestRetryWholeMove(t *testing.T) {
+	for _, k := range kindsUnderTest {
+		t.Run(k.name, func(t *testing.T) {
+			name := k.objectName()
+			pod := terminated(workerPod(name, corev1.PodFailed), "Error", storeDown, 75)
+			pod.UID = failedWorkerUID
+			e := newEnv(t, nil, dedupe(append([]client.Object{k.object(phaseInProgress), bsl(), pod}, k.exposed()...))...)
+			ctx := context.Background()
+			get := func() movement {
+				obj := k.object("")
+				require.NoError(t, e.c.Get(ctx, client.ObjectKey{Namespace: veleroNS, Name: name}, obj))
+				return asMovement(obj)
+			}
+			reconcile := func() {
+				t.Helper()
+				_, err := k.reconcile(ctx, e.r)
+				require.NoError(t, err)
+			}
+			pvc := ourPVC(name)
+			require.True(t, e.exists(pvc))
+			pvcVersion := pvc.ResourceVersion
+
+			for n := 2; n <= 3; n++ {
+				e.clock.SetTime(e.clock.Now().Add(time.Minute))
+				reconcile() // the worker failed: retried
+				m := get()
+				require.Equal(t, phaseAccepted, m.phase())
+				require.True(t, strings.HasPrefix(m.message(), fmt.Sprintf("retrying (attempt %d of 3) after: %s", n, storeDown)), m.message())
+				require.True(t, e.clock.Now().Equal(m.acceptedAt().Time), "accepted again at %v", m.acceptedAt())
+				require.False(t, e.exists(ourPod(name)), "the failed pod is deleted")
+
+				reconcile() // expose creates the new pod, and nothing else
+				p := ourPod(name)
+				require.True(t, e.exists(p), "a new worker pod")
+				same := ourPVC(name)
+				require.True(t, e.exists(same))
+				require.Equal(t, pvcVersion, same.ResourceVersion, "the exposed PVC is kept, untouched")
+				e.update(p, func() { p.Status.Phase = corev1.PodRunning })
+				reconcile()
+				require.Equal(t, phasePrepared, get().phase())
+				reconcile()
+				require.Equal(t, phaseInProgress, get().phase())
+
+				// It fails again the same way.
+				e.update(p, func() { terminated(p, "Error", storeDown, 75).Status.Phase = corev1.PodFailed })
+			}
+			reconcile()
+			m := get()
+			require.Equal(t, phaseFailed, m.phase())
+			require.Equal(t, "worker pod velero/"+name+" failed (attempt 3 of 3): "+storeDown, m.message())
+			require.Equal(t, "3", m.object().GetAnnotations()[annAttempt])
+			require.NotEqual(t, types.UID(failedWorkerUID), types.UID(m.object().GetAnnotations()[annFailedWorker]))
+
+			var reasons []string
+			for _, ev := range e.events() {
+				reasons = append(reasons, strings.Fields(ev)[1])
+			}
+			require.Equal(t, []string{ReasonWorkerRetried, ReasonWorkerRetried, ReasonWorkerFailed}, reasons)
+			require.Empty(t, e.repos.verified, "the repository is not checked again")
+			require.False(t, e.exists(ourPod(name)))
+			require.False(t, e.exists(ourPVC(name)), "cleaned up at the end")
+		})
+	}
+}
