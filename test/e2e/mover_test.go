@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +181,46 @@ func TestObjectStoreFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A worker that stops without failing (its process frozen with SIGSTOP, as a hung volume
+// or a lost node would leave it) is noticed within the stall timeout and replaced by a new
+// attempt on the same exposed snapshot; the backup completes with no action by anyone,
+// and no checkpoint of the interrupted attempt is left in the repository.
+func TestFrozenWorkerIsReplaced(t *testing.T) {
+	s := env
+	s.withMoverSettings(t, map[string]string{"stallTimeout": "40s"})
+	ns := s.namespace(t, "frozen")
+	dir := s.pvc(t, ns, "data", "3Gi", corev1.PersistentVolumeFilesystem)
+	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 2<<30))
+	name := ns + "-b"
+	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
+	t.Cleanup(func() { s.deleteBackup(t, name) })
+	du := s.waitDataUpload(t, name, "the DataUpload to be InProgress", func(du velerov2alpha1.DataUpload) bool {
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
+	})
+	out, err := runErr("pkill", "-STOP", "-f", "mover worker backup .*--data-upload="+du.Name)
+	require.NoError(t, err, "freezing the worker: %s", out)
+	t.Cleanup(func() { _, _ = runErr("pkill", "-CONT", "-f", "--data-upload="+du.Name) })
+	frozen := time.Now()
+
+	poll(t, "DataUpload "+du.Name+" to be retried", 4*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(&du), &du)
+		return du.Annotations["snapmove.io/attempt"] == "2", err
+	})
+	t.Logf("replaced %s after freezing", time.Since(frozen).Round(time.Second))
+	s.waitBackupDone(t, name)
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKeyFromObject(&du), &du))
+	require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, du.Status.Phase, du.Status.Message)
+	require.Contains(t, du.Status.Message, "verified (metadata): ")
+	require.Equal(t, int64(2<<30), du.Status.Progress.TotalBytes)
+	s.requireEvent(t, du.Name) // WorkerRetried
+	var b velerov1.Backup
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b))
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase)
+	s.requireNoLeftovers(t)
+
+	kcfg := s.kopiaConnect(t, ns, s.bslPrefix+"/kopia/"+ns+"/")
+	ls := run(t, s.kopia, append([]string{"snapshot", "ls", "--all", "--incomplete"}, kcfg...)...)
+	require.NotContains(t, ls, "incomplete", "a checkpoint was left:\n%s", ls)
 }

@@ -37,6 +37,11 @@ type Config struct {
 	// retries, exit code 75) or was killed (OOMKilled, SIGKILL) is replaced by a new one
 	// until this many ran. 1: never retried. 1 to 10.
 	MoveAttempts int `json:"moveAttempts"`
+	// StallTimeout: a worker whose movement made no progress (status.progress.bytesDone
+	// unchanged) for this long, or whose node has not been Ready for NodeNotReadyGrace, is
+	// replaced by a new attempt (moveAttempts), or fails the movement when none is left,
+	// naming the cause. 0: no stall detection.
+	StallTimeout metav1.Duration `json:"stallTimeout"`
 
 	// BackupPVCAccessMode is the access mode of the PVC restored from the snapshot for a
 	// backup. ReadOnlyMany lets the CSI driver skip work (and cannot harm the data); when
@@ -98,6 +103,7 @@ const (
 	DefaultVerify         = "metadata"
 	DefaultCompression    = "none"
 	DefaultCheckpoint     = 5 * time.Minute
+	DefaultStallTimeout   = 15 * time.Minute
 )
 
 // Default returns the settings used when the ConfigMap does not exist, and the base the
@@ -122,6 +128,7 @@ func Default() Config {
 		Verify:                DefaultVerify,
 		Compression:           DefaultCompression,
 		CheckpointInterval:    metav1.Duration{Duration: DefaultCheckpoint},
+		StallTimeout:          metav1.Duration{Duration: DefaultStallTimeout},
 	}
 }
 
@@ -200,6 +207,9 @@ func (c Config) Validate() error {
 	}
 	if err := ValidCompression(c.Compression); err != nil {
 		problems = append(problems, err.Error())
+	}
+	if d := c.StallTimeout.Duration; d != 0 && d < 30*time.Second {
+		problems = append(problems, fmt.Sprintf("stallTimeout (%s) must be 0 (off) or at least 30s", d))
 	}
 	if d := c.CheckpointInterval.Duration; d < time.Minute || d > 45*time.Minute {
 		problems = append(problems, fmt.Sprintf("checkpointInterval (%s) must be between 1m and 45m", d))

@@ -60,6 +60,7 @@ type Reconciler struct {
 	verifier  *verifier
 	lastValid *lastSettings
 	nodeAgent *nodeAgentCache
+	progress  *progressSeen
 }
 
 // lastSettings remembers the last valid mover settings (Reconciler.settings).
@@ -74,6 +75,7 @@ func NewReconciler(r Reconciler) *Reconciler {
 	r.verifier = newVerifier()
 	r.lastValid = &lastSettings{}
 	r.nodeAgent = &nodeAgentCache{}
+	r.progress = newProgressSeen()
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
@@ -113,6 +115,7 @@ const (
 	ReasonCanceled          = "Canceled"
 	ReasonCompleted         = "Completed"
 	ReasonSettingsInvalid   = "SettingsInvalid"
+	ReasonWorkerStalled     = "WorkerStalled"
 )
 
 // handler is the kind-specific part of a movement's phases; M is the kind's movement.
@@ -440,7 +443,8 @@ func (r machine[M]) onInProgress(ctx context.Context, m M, cfg *config.Config, l
 		return res, err
 	}
 	if pod.Status.Phase != corev1.PodSucceeded {
-		return ctrl.Result{RequeueAfter: movingRequeue}, nil
+		_, res, err := r.checkStalled(ctx, m, pod, cfg, log)
+		return res, err
 	}
 
 	res, err := expose.ParseResult(expose.TerminationMessage(pod))
