@@ -10,7 +10,6 @@ import (
 
 	"github.com/pkg/errors"
 	"github.com/spf13/pflag"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/cancel"
 )
@@ -39,13 +38,9 @@ func Cancel(ctx context.Context, args []string, out io.Writer) error {
 	if *output != "text" && *output != "json" {
 		return errors.Errorf("-o %q: want text or json", *output)
 	}
-	cfg, s, err := cluster(*kubeconfig)
+	c, err := apiClient(*kubeconfig)
 	if err != nil {
 		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: s})
-	if err != nil {
-		return errors.Wrap(err, "creating the API client")
 	}
 	res, err := cancel.Request(ctx, c, *namespace, cancel.Kind(fs.Arg(0)), fs.Arg(1), *waitFor)
 	if err != nil {

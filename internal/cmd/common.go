@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Defaults of the mover's flags.
@@ -50,6 +51,16 @@ func cluster(kubeconfig string) (*rest.Config, *runtime.Scheme, error) {
 	}
 	s, err := scheme()
 	return cfg, s, err
+}
+
+// apiClient is an uncached client of the API server, for commands that make a few calls.
+func apiClient(kubeconfig string) (client.Client, error) {
+	cfg, s, err := cluster(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: s})
+	return c, errors.Wrap(err, "creating the API client")
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

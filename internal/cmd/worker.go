@@ -6,7 +6,6 @@ import (
 
 	"github.com/pkg/errors"
 	"github.com/spf13/pflag"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/connect"
@@ -69,13 +68,9 @@ func MoverWorker(ctx context.Context, args []string) error {
 		return errors.Errorf("worker %s needs the object name (--data-upload/--data-download) and the volume path (--source/--target)", op)
 	}
 
-	cfg, s, err := cluster(*kubeconfig)
+	c, err := apiClient(*kubeconfig)
 	if err != nil {
 		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: s})
-	if err != nil {
-		return errors.Wrap(err, "creating the API client")
 	}
 	w := &worker.Worker{
 		Client: c,

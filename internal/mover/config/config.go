@@ -261,15 +261,7 @@ func ParseVerify(s string) (datapath.VerifyMode, error) {
 
 // FormatVerify is the text form of m that ParseVerify reads; the zero mode is
 // "metadata".
-func FormatVerify(m datapath.VerifyMode) string {
-	switch m.Level {
-	case "":
-		return string(datapath.VerifyMetadata)
-	case datapath.VerifySample:
-		return fmt.Sprintf("%s:%d", datapath.VerifySample, m.Percent)
-	}
-	return string(m.Level)
-}
+func FormatVerify(m datapath.VerifyMode) string { return m.String() }
 
 // Load reads the settings ConfigMap from namespace. A missing ConfigMap gives Default and
 // no error; an invalid one gives Default and an error naming the ConfigMap.

@@ -1,6 +1,9 @@
 package datapath
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Progress is a snapshot of a running backup or restore, in bytes of file data.
 type Progress struct{ TotalBytes, BytesDone int64 }
@@ -86,6 +89,18 @@ type VerifyMode struct {
 	Level VerifyLevel
 	// Percent is the share of files VerifySample reads, 1-100.
 	Percent int
+}
+
+// String is the mode as the mover's settings write it ("sample:10"); the zero mode is
+// "metadata".
+func (m VerifyMode) String() string {
+	switch m.Level {
+	case "":
+		return string(VerifyMetadata)
+	case VerifySample:
+		return fmt.Sprintf("%s:%d", VerifySample, m.Percent)
+	}
+	return string(m.Level)
 }
 
 // TreeCounts are the entries of a snapshot's tree and the bytes of its files.

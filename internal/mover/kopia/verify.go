@@ -64,7 +64,7 @@ type VerificationError struct {
 
 func (e *VerificationError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "snapshot %s failed verification (%s)", e.SnapshotID, verifyModeText(e.Mode))
+	fmt.Fprintf(&b, "snapshot %s failed verification (%s)", e.SnapshotID, e.Mode.String())
 	if e.Deleted {
 		b.WriteString(" and was deleted")
 	}
@@ -140,7 +140,7 @@ func (r *Repository) verifySnapshot(ctx context.Context, snapshotID string, mode
 		return res, &VerificationError{SnapshotID: snapshotID, Mode: mode, Problems: v.problems, Stopped: v.stopped}
 	}
 	log.WithFields(logrus.Fields{
-		"verify": verifyModeText(mode), "files": counts.Files, "dirs": counts.Dirs, "symlinks": counts.Symlinks,
+		"verify": mode.String(), "files": counts.Files, "dirs": counts.Dirs, "symlinks": counts.Symlinks,
 		"bytes": counts.Bytes, "filesRead": res.FilesRead, "bytesRead": res.BytesRead,
 		"duration": res.Duration.Round(time.Millisecond).String(),
 	}).Info("verified snapshot")
@@ -611,17 +611,6 @@ func joinRel(dir, name string) string {
 	return dir + "/" + name
 }
 
-// verifyModeText is a mode as the mover's settings write it.
-func verifyModeText(m datapath.VerifyMode) string {
-	switch m.Level {
-	case "":
-		return string(datapath.VerifyMetadata)
-	case datapath.VerifySample:
-		return fmt.Sprintf("%s:%d", m.Level, m.Percent)
-	}
-	return string(m.Level)
-}
-
 // verifySummary is VerifyResult.Summary.
 func verifySummary(r datapath.VerifyResult) string {
 	if r.Mode.Level == datapath.VerifyNone {
@@ -629,7 +618,7 @@ func verifySummary(r datapath.VerifyResult) string {
 	}
 	c := r.Checked
 	var b strings.Builder
-	fmt.Fprintf(&b, "verified (%s): %s, %s", verifyModeText(r.Mode), nounCount(c.Files, "file"), nounCount(c.Dirs, "directory"))
+	fmt.Fprintf(&b, "verified (%s): %s, %s", r.Mode.String(), nounCount(c.Files, "file"), nounCount(c.Dirs, "directory"))
 	if c.Symlinks > 0 {
 		fmt.Fprintf(&b, ", %s", nounCount(c.Symlinks, "symlink"))
 	}
