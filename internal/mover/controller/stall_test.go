@@ -6,10 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkg/errors"
 	"github.com/stretchr/testify/require"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 )
 
 // A worker that stops without failing (frozen, hung volume, lost node) is replaced by a
@@ -97,4 +101,20 @@ func TestStalledWorker(t *testing.T) {
 			})
 		}
 	}
+}
+
+// Without the right to read nodes (an older install), a running worker is left alone:
+// no error loop, the stall timeout still applies.
+func TestStallCheckWithoutNodeAccess(t *testing.T) {
+	du := inProgress()
+	forbidden := &interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+		if _, ok := obj.(*corev1.Node); ok {
+			return apierrors.NewForbidden(corev1.Resource("nodes"), key.Name, errors.New("RBAC"))
+		}
+		return c.Get(ctx, key, obj, opts...)
+	}}
+	e := newEnv(t, forbidden, du, bsl(), workerPod(duName, corev1.PodRunning))
+	res := e.reconcileDU()
+	require.Equal(t, movingRequeue, res.RequeueAfter)
+	require.Equal(t, velerov2alpha1.DataUploadPhaseInProgress, e.du().Status.Phase)
 }
