@@ -332,8 +332,10 @@ func (s *stack) leftovers(ctx context.Context, t *testing.T) []string {
 func (s *stack) requireNoLeftovers(t *testing.T) {
 	t.Helper()
 	var left []string
-	_ = wait.PollUntilContextTimeout(ctxT(t), 2*time.Second, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-		left = s.leftovers(ctx, t)
+	_ = wait.PollUntilContextTimeout(ctxT(t), 2*time.Second, 90*time.Second, true, func(context.Context) (bool, error) {
+		// The test's context, not the poll's: a listing cut off by the poll's deadline
+		// would report an error instead of what is left.
+		left = s.leftovers(ctxT(t), t)
 		return len(left) == 0, nil
 	})
 	require.Empty(t, left, "objects left behind")
