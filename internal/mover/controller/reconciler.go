@@ -61,6 +61,7 @@ type Reconciler struct {
 	lastValid *lastSettings
 	nodeAgent *nodeAgentCache
 	progress  *progressSeen
+	nodes     *nodeCache
 }
 
 // lastSettings remembers the last valid mover settings (Reconciler.settings).
@@ -76,6 +77,7 @@ func NewReconciler(r Reconciler) *Reconciler {
 	r.lastValid = &lastSettings{}
 	r.nodeAgent = &nodeAgentCache{}
 	r.progress = newProgressSeen()
+	r.nodes = newNodeCache()
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}

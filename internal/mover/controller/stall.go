@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
 )
@@ -98,8 +99,7 @@ func (r *Reconciler) nodeLost(ctx context.Context, pod *corev1.Pod, now time.Tim
 	if pod.Spec.NodeName == "" {
 		return "", nil
 	}
-	node := &corev1.Node{}
-	found, err := get(ctx, r.Reader, "", pod.Spec.NodeName, node)
+	node, found, err := r.nodes.get(ctx, r.Reader, pod.Spec.NodeName, now)
 	if apierrors.IsForbidden(errors.Cause(err)) {
 		// Installed without the right to read nodes (examples/mover.yaml grants it): the
 		// stall timeout still notices a lost node's worker, only later.
@@ -121,6 +121,44 @@ func (r *Reconciler) nodeLost(ctx context.Context, pod *corev1.Pod, now time.Tim
 		}
 	}
 	return "", nil
+}
+
+// nodeCache keeps what the API server said of each worker node for nodeCheckFor: the
+// stall check runs on every reconcile of a moving worker (each progress patch, about every
+// 10 s per worker), and a node's readiness only matters after NodeNotReadyGrace.
+type nodeCache struct {
+	mu    sync.Mutex
+	nodes map[string]cachedNode
+}
+
+type cachedNode struct {
+	node  *corev1.Node // nil: not found
+	until time.Time
+}
+
+const nodeCheckFor = 30 * time.Second
+
+func newNodeCache() *nodeCache { return &nodeCache{nodes: map[string]cachedNode{}} }
+
+func (c *nodeCache) get(ctx context.Context, reader client.Reader, name string, now time.Time) (*corev1.Node, bool, error) {
+	c.mu.Lock()
+	cached, ok := c.nodes[name]
+	c.mu.Unlock()
+	if ok && now.Before(cached.until) {
+		return cached.node, cached.node != nil, nil
+	}
+	node := &corev1.Node{}
+	found, err := get(ctx, reader, "", name, node)
+	if err != nil {
+		return nil, false, err
+	}
+	if !found {
+		node = nil
+	}
+	c.mu.Lock()
+	c.nodes[name] = cachedNode{node: node, until: now.Add(nodeCheckFor)}
+	c.mu.Unlock()
+	return node, found, nil
 }
 
 // giveUp replaces a stalled worker by a new attempt, or fails m when none is left.

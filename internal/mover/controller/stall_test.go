@@ -118,3 +118,24 @@ func TestStallCheckWithoutNodeAccess(t *testing.T) {
 	require.Equal(t, movingRequeue, res.RequeueAfter)
 	require.Equal(t, velerov2alpha1.DataUploadPhaseInProgress, e.du().Status.Phase)
 }
+
+// The stall check runs on every reconcile of a moving worker; the node is read from the
+// API server at most every nodeCheckFor.
+func TestStallCheckReadsNodesSparingly(t *testing.T) {
+	gets := 0
+	counting := &interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+		if _, ok := obj.(*corev1.Node); ok {
+			gets++
+		}
+		return c.Get(ctx, key, obj, opts...)
+	}}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeA}}
+	e := newEnv(t, counting, inProgress(), bsl(), workerPod(duName, corev1.PodRunning), node)
+	for range 3 {
+		e.reconcileDU()
+	}
+	require.Equal(t, 1, gets)
+	e.clock.SetTime(t0.Add(nodeCheckFor + time.Second))
+	e.reconcileDU()
+	require.Equal(t, 2, gets)
+}
