@@ -8,6 +8,15 @@
 //	                                   move one volume's bytes (run inside the worker pod)
 //	snapmove cancel backup|restore NAME
 //	                                   cancel every volume move of a running backup or restore
+//	snapmove list [BACKUP]             the moved volumes of backups
+//	snapmove ls BACKUP NS/PVC [PATH]   a directory of a volume in a backup
+//	snapmove restore-files BACKUP NS/PVC PATH... --to DIR
+//	                                   chosen paths of a volume in a backup, without a full restore
+//	snapmove verify [BACKUP [NS/PVC]]  read a backup's volumes back from the repository
+//	snapmove report BACKUP             what protection each PVC of a backup got
+//
+// The repository commands (list to report) also run as a kubectl plugin: link the binary
+// as kubectl-snapmove on PATH and run `kubectl snapmove list`.
 //
 // Each subcommand lives in one file of internal/cmd. In plugin mode stdout belongs to
 // go-plugin: nothing here may print to it.
@@ -40,6 +49,16 @@ func main() {
 		err = mover(ctx, os.Args[2:])
 	case "cancel":
 		err = cmd.Cancel(ctx, os.Args[2:], os.Stdout)
+	case "list":
+		err = cmd.List(ctx, os.Args[2:], os.Stdout)
+	case "ls":
+		err = cmd.Ls(ctx, os.Args[2:], os.Stdout)
+	case "restore-files":
+		err = cmd.RestoreFiles(ctx, os.Args[2:], os.Stdout)
+	case "verify":
+		err = cmd.Verify(ctx, os.Args[2:], os.Stdout)
+	case "report":
+		err = cmd.Report(ctx, os.Args[2:], os.Stdout)
 	default:
 		// Velero execs plugins with the server's own flags (and nothing else).
 		stop()

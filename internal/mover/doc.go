@@ -8,6 +8,7 @@
 //	kopia       the data path; the only package that imports kopia
 //	datapath    the request, result and error types that worker and kopia share
 //	config      the mover's settings ConfigMap
+//	catalog     the user's repository commands: list, ls, restore-files, verify, report
 //
 // The commands that run the controller and the worker are in internal/cmd. Nothing here
 // imports internal/plugin, nor does internal/plugin import anything here: what both

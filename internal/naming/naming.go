@@ -31,6 +31,13 @@ const (
 	// CompressionAnnotation, on a Backup, overrides the mover setting `compression` for
 	// its volumes; copied onto each DataUpload like VerifyAnnotation.
 	CompressionAnnotation = PluginDomain + "/compression"
+	// VerificationAnnotation, on a DataUpload, is what the mover verified after the
+	// backup (e.g. "verified (metadata): 2500 files, ..."); `snapmove list` shows it.
+	VerificationAnnotation = PluginDomain + "/verification"
+	// SkippedAnnotation, on a PVC as stored in a backup (not on the live PVC), is why the
+	// backup plugin did not move its data; `snapmove report` shows it, and the restore
+	// plugin removes it.
+	SkippedAnnotation = PluginDomain + "/skipped"
 )
 
 // Snapshot delete requests: the delete plugin cannot reach the kopia repository (only the

@@ -165,7 +165,11 @@ func TestLoadedLikeVelero(t *testing.T) {
 	pvc := toUnstructured(t, builder.ForPersistentVolumeClaim("app", "data").StorageClass("csi-sc").Phase(corev1.ClaimPending).Result())
 	updated, additional, opID, post, err := bia.Execute(pvc, backup)
 	require.NoError(t, err)
-	require.Equal(t, pvc.Object["metadata"], updated.UnstructuredContent()["metadata"], "a skipped PVC comes back unchanged")
+	got := &unstructured.Unstructured{Object: updated.UnstructuredContent()}
+	require.Equal(t, `PVC is not bound (phase "Pending")`, got.GetAnnotations()[naming.SkippedAnnotation],
+		"a skipped PVC comes back with the reason, across the plugin boundary")
+	require.Equal(t, pvc.GetLabels(), got.GetLabels(), "and otherwise unchanged")
+	require.Equal(t, pvc.Object["spec"], got.Object["spec"])
 	require.Empty(t, additional)
 	require.Empty(t, opID)
 	require.Empty(t, post)

@@ -2,6 +2,9 @@ package connect
 
 import (
 	"context"
+	"fmt"
+	"path"
+	"strings"
 
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
@@ -146,4 +149,66 @@ func (c *Connector) Open(ctx context.Context, bsl *velerov1.BackupStorageLocatio
 	}
 	c.Log.WithFields(logrus.Fields{"backupStorageLocation": bsl.Name, "sourceNamespace": sourceNamespace}).Info("opened the repository")
 	return repo, nil
+}
+
+// Reader opens repositories for reading only: the user's repository commands (list,
+// browse, restore files, verify). It only reads secrets, through Secrets, which is the
+// API server or, with no cluster at hand, files the user gives; it never creates a
+// password, never writes to a repository and uses no local cache.
+type Reader struct {
+	// Secrets serves the BSL's credentials secret and, unless Password is set, the
+	// password secret.
+	Secrets client.Reader
+	// Namespace is Velero's: where the password secret and credential secrets live.
+	Namespace string
+	// DefaultCredentials is the secret key of BSLs that name none; nil: none.
+	DefaultCredentials *corev1.SecretKeySelector
+	// Password, when set, is the repository password (instead of the secret's).
+	Password string
+	Log      logrus.FieldLogger
+}
+
+// Open opens the repository of sourceNamespace on bsl read-only. Errors are classified as
+// Connector.Connect classifies them; a location without a repository wraps
+// kopia.ErrNotInitialized.
+func (r *Reader) Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string) (*kopia.Repository, error) {
+	loc, err := repository.ResolveLocation(ctx, r.Secrets, bsl, sourceNamespace, r.DefaultCredentials)
+	if err != nil {
+		return nil, locationError(err)
+	}
+	password, from := r.Password, "the given repository password"
+	if password == "" {
+		from = fmt.Sprintf("the password in secret %s/%s (key %s)", r.Namespace, repository.PasswordSecretName, repository.PasswordSecretKey)
+		password, err = repository.Password(ctx, r.Secrets, r.Namespace)
+		if apierrors.IsNotFound(errors.Cause(err)) {
+			return nil, datapath.Permanent("", errors.Wrapf(err, "no repository password: secret %s/%s does not exist", r.Namespace, repository.PasswordSecretName))
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	repo, err := kopia.Open(ctx, loc, password, kopia.Options{ReadOnly: true, CacheLimitMB: -1, Log: r.Log})
+	if errors.Is(err, kopia.ErrWrongPassword) {
+		return nil, datapath.Permanent("", errors.Wrapf(err, "%s does not open it", from))
+	}
+	if err != nil {
+		return nil, (&Connector{}).classify(err)
+	}
+	return repo, nil
+}
+
+// Namespaces lists the source namespaces that hold a repository on bsl: the directories
+// of <bsl prefix>/kopia/ that hold a kopia repository.
+func (r *Reader) Namespaces(ctx context.Context, bsl *velerov1.BackupStorageLocation) ([]string, error) {
+	// Resolve as for any namespace, then step up to the parent of the repositories.
+	loc, err := repository.ResolveLocation(ctx, r.Secrets, bsl, "_", r.DefaultCredentials)
+	if err != nil {
+		return nil, locationError(err)
+	}
+	loc.Prefix = path.Dir(strings.TrimSuffix(loc.Prefix, "/")) + "/"
+	if loc.Prefix == "./" {
+		loc.Prefix = ""
+	}
+	ns, err := kopia.Namespaces(ctx, loc)
+	return ns, (&Connector{}).classify(err)
 }

@@ -46,7 +46,7 @@ const (
 	annVerify = naming.VerifyAnnotation
 	// annVerification is what the worker verified (expose.Result.Verification),
 	// recorded with its result.
-	annVerification = "snapmove.io/verification"
+	annVerification = naming.VerificationAnnotation
 )
 
 // backupCompression is the compression of du's backup: its annotation

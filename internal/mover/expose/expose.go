@@ -285,6 +285,20 @@ func WorkerCommand(p PodParams) []string {
 	return cmd
 }
 
+// workerSecurityContext is the container security context of every pod that reads or
+// writes a volume: root reads every file (DAC_OVERRIDE) and restores owners and modes
+// (CHOWN, FOWNER, FSETID); nothing else is needed.
+func workerSecurityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		Capabilities: &corev1.Capabilities{
+			Drop: []corev1.Capability{"ALL"},
+			Add:  []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"},
+		},
+	}
+}
+
 // VolumePath is where the worker finds the volume.
 func VolumePath(op Operation, block bool) string {
 	switch {
@@ -319,16 +333,7 @@ func WorkerPod(p PodParams) *corev1.Pod {
 		VolumeMounts:             []corev1.VolumeMount{{Name: cacheVolume, MountPath: CacheMountPath}},
 		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-		SecurityContext: &corev1.SecurityContext{
-			AllowPrivilegeEscalation: ptr.To(false),
-			ReadOnlyRootFilesystem:   ptr.To(true),
-			// Root reads every file (DAC_OVERRIDE) and restores owners and modes
-			// (CHOWN, FOWNER, FSETID); nothing else is needed.
-			Capabilities: &corev1.Capabilities{
-				Drop: []corev1.Capability{"ALL"},
-				Add:  []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"},
-			},
-		},
+		SecurityContext:          workerSecurityContext(),
 	}
 	path := VolumePath(p.Operation, p.Block)
 	if p.Block {

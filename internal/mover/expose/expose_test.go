@@ -167,3 +167,12 @@ func TestCreateIsIdempotent(t *testing.T) {
 	require.NoError(t, Create(context.Background(), c, pvc()))
 	require.NoError(t, Create(context.Background(), c, pvc()))
 }
+
+func TestGoldenFilesPod(t *testing.T) {
+	testkit.Golden(t, "testdata/files-pod.yaml", FilesPod(FilesPodParams{
+		Name: "snapmove-files-x7k2p", Namespace: "app", PVC: "data",
+		Image: "ghcr.io/snapmove/snapmove:v0.1.0", ImagePullPolicy: corev1.PullIfNotPresent, HostNetwork: true,
+		Args:            []string{"nightly", "app/data", "etc/app.conf", "--snapshot-id=f00d", "--bucket=velero", "--prefix=cluster-a"},
+		WithCredentials: true, NodeName: "node-1",
+	}))
+}

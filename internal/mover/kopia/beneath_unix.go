@@ -51,6 +51,18 @@ func newTargetDir(fd int, p string) *targetDir {
 
 // openTarget opens the restore target itself, following symlinks: the path is the
 // caller's, not the snapshot's.
+// createTarget makes directory target (and its parents) when missing and opens it.
+func createTarget(target string) (*targetDir, error) {
+	target, err := filepath.Abs(target)
+	if err != nil {
+		return nil, errors.Wrapf(err, "resolving %s", target)
+	}
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return nil, errors.Wrapf(err, "creating %s", target)
+	}
+	return openTarget(target)
+}
+
 func openTarget(p string) (*targetDir, error) {
 	var fd int
 	err := ignoringEINTR(func() (err error) {
@@ -102,6 +114,35 @@ func (d *targetDir) mkdir(name string) (*targetDir, error) {
 		return nil, errors.Wrapf(err, "opening directory %s", p)
 	}
 	return newTargetDir(fd, p), nil
+}
+
+// parentDir opens directory name, a parent of what a file-level restore writes, and
+// unlike mkdir changes nothing that exists: an existing directory is opened as it is; a
+// missing one is made (mode 0700; the caller sets the snapshot's attributes last, and
+// created says so) when create is set, and reported as a nil directory and no error
+// otherwise. Anything else in its place, a symlink (even to a directory) or a file, is
+// refused rather than replaced: it may be the user's, and a symlink is never followed.
+func (d *targetDir) parentDir(name string, create bool) (dir *targetDir, created bool, err error) {
+	p := d.join(name)
+	fd, err := openat(d.fd, name, dirFlags, 0)
+	if err == unix.ENOENT {
+		if !create {
+			return nil, false, nil
+		}
+		err = ignoringEINTR(func() error { return unix.Mkdirat(d.fd, name, 0o700) })
+		if err != nil && err != unix.EEXIST {
+			return nil, false, errors.Wrapf(err, "creating directory %s", p)
+		}
+		created = err == nil
+		fd, err = openat(d.fd, name, dirFlags, 0)
+	}
+	switch {
+	case err == unix.ELOOP || err == unix.ENOTDIR:
+		return nil, false, errors.Errorf("refusing to restore beneath %s: it is not a directory (a symlink or a file is in the way)", p)
+	case err != nil:
+		return nil, false, errors.Wrapf(err, "opening directory %s", p)
+	}
+	return newTargetDir(fd, p), created, nil
 }
 
 // createFile creates regular file name for writing, replacing whatever is in the way.

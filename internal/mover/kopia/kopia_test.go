@@ -251,11 +251,11 @@ func buildTree(t *testing.T, root string) fixture {
 	}))
 	sort.Slice(paths, func(i, j int) bool { return len(paths[i]) > len(paths[j]) })
 	for i, p := range paths {
-		require.NoError(t, os.Lchown(p, 1000+i%3, 2000+i%5))
-		st, err := os.Lstat(p)
+		before, err := os.Lstat(p)
 		require.NoError(t, err)
-		if st.Mode()&os.ModeSymlink == 0 && st.Mode()&os.ModeSetuid != 0 {
-			require.NoError(t, os.Chmod(p, st.Mode())) // chown cleared setuid
+		require.NoError(t, os.Lchown(p, 1000+i%3, 2000+i%5))
+		if before.Mode()&os.ModeSymlink == 0 && before.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 {
+			require.NoError(t, os.Chmod(p, before.Mode())) // chown cleared setuid/setgid
 		}
 		ts := mtime.Add(time.Duration(i) * time.Hour)
 		require.NoError(t, lutimes(p, ts))

@@ -24,7 +24,8 @@ import (
 // chunk reads and writes; restoretree.go the walk of a directory snapshot and the
 // attributes it sets; beneath_unix.go how entries of the target are made and changed
 // (relative to open directories, never through a symlink); restoreblock.go the restore
-// of a block volume.
+// of a block volume; catalog.go the restore of chosen paths (RestoreFiles), which reuses
+// the walker and writers.
 
 // Restore writes snapshot req.SnapshotID to req.Path: file data, modes (including
 // setuid/setgid/sticky), owners, modification times, symlinks and empty directories.
@@ -104,6 +105,20 @@ type restorer struct {
 
 	dirsMu sync.Mutex
 	dirs   []restoredDir
+
+	// restored counts the entries the walkers made: directories walked, symlinks made,
+	// files queued (their bytes are done).
+	restored struct{ files, dirs, symlinks atomic.Int64 }
+}
+
+// restoredCounts are the entries restored so far and the bytes written.
+func (rs *restorer) restoredCounts() datapath.TreeCounts {
+	return datapath.TreeCounts{
+		Files:    rs.restored.files.Load(),
+		Dirs:     rs.restored.dirs.Load(),
+		Symlinks: rs.restored.symlinks.Load(),
+		Bytes:    rs.done.Load(),
+	}
 }
 
 // contentReader is what object.LoadIndexObject needs from a repository.

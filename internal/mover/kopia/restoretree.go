@@ -7,7 +7,6 @@ import (
 	iofs "io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -42,14 +41,7 @@ func (rs *restorer) restoreTree(ctx context.Context, root *snapshot.DirEntry, ta
 	if root.Type != snapshot.EntryTypeDirectory {
 		return errors.Errorf("snapshot root is not a directory (type %q)", root.Type)
 	}
-	target, err := filepath.Abs(target)
-	if err != nil {
-		return errors.Wrapf(err, "resolving %s", target)
-	}
-	if err := os.MkdirAll(target, 0o700); err != nil {
-		return errors.Wrapf(err, "creating %s", target)
-	}
-	top, err := openTarget(target)
+	top, err := createTarget(target)
 	if err != nil {
 		return err
 	}
@@ -66,7 +58,13 @@ func (rs *restorer) restoreTree(ctx context.Context, root *snapshot.DirEntry, ta
 	if err != nil {
 		return err
 	}
+	return rs.finish(top)
+}
 
+// finish sets the attributes of the directories restored beneath top, deepest first (a
+// directory's time after its content is written, its mode after its children's), then
+// syncs the filesystem of top.
+func (rs *restorer) finish(top *targetDir) error {
 	sort.SliceStable(rs.dirs, func(i, j int) bool { return rs.dirs[i].depth > rs.dirs[j].depth })
 	for _, d := range rs.dirs {
 		if err := setDirAttributes(top, d.rel, d.attrs); err != nil {
@@ -89,9 +87,8 @@ func (w *walker) walk(ctx context.Context, d *snapshot.DirEntry, dir *targetDir,
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
-	w.rs.dirsMu.Lock()
-	w.rs.dirs = append(w.rs.dirs, restoredDir{rel: rel, depth: depth, attrs: attrsOf(d)})
-	w.rs.dirsMu.Unlock()
+	w.rs.addDir(restoredDir{rel: rel, depth: depth, attrs: attrsOf(d)})
+	w.rs.restored.dirs.Add(1)
 
 	entries, err := readDirectory(ctx, w.rs.rep, d.ObjectID)
 	if err != nil {
@@ -102,48 +99,73 @@ func (w *walker) walk(ctx context.Context, d *snapshot.DirEntry, dir *targetDir,
 	}
 	var subdirs []*snapshot.DirEntry
 	for _, e := range entries {
-		p := dir.join(e.Name)
 		if len(rel)+1+len(e.Name) > maxRelPath {
-			return errors.Errorf("refusing %s: longer than %d bytes below the target", p, maxRelPath)
+			return errors.Errorf("refusing %s: longer than %d bytes below the target", dir.join(e.Name), maxRelPath)
 		}
-		switch e.Type {
-		case snapshot.EntryTypeDirectory:
+		if e.Type == snapshot.EntryTypeDirectory {
 			subdirs = append(subdirs, e)
-		case snapshot.EntryTypeSymlink:
-			link, err := readObject(ctx, w.rs.rep, e.ObjectID)
-			if err != nil {
-				return errors.Wrapf(err, "reading symlink %s from the snapshot", p)
-			}
-			if err := dir.symlink(e.Name, string(link), attrsOf(e)); err != nil {
-				return err
-			}
-		case snapshot.EntryTypeFile:
-			chunks, err := w.rs.chunks(ctx, e.ObjectID, e.FileSize)
-			if err != nil {
-				return errors.Wrapf(err, "reading %s", p)
-			}
-			t := &fileTarget{dir: dir.hold(), name: e.Name, path: p, attrs: attrsOf(e), size: e.FileSize, mode: w.rs.mode}
-			if err := w.rs.enqueue(ctx, w.jobs, t, chunks); err != nil {
-				return err
-			}
-		default:
-			w.rs.log.WithField("path", p).Warnf("skipping snapshot entry of type %q", e.Type)
+			continue
+		}
+		if err := w.restoreLeaf(ctx, dir, e); err != nil {
+			return err
 		}
 	}
 	for _, sd := range subdirs {
-		sub, err := dir.mkdir(sd.Name)
-		if err != nil {
-			return err
-		}
-		subRel := path.Join(rel, sd.Name)
-		if w.group.TryGo(func() error { return w.walk(ctx, sd, sub, subRel, depth+1) }) {
-			continue
-		}
-		if err := w.walk(ctx, sd, sub, subRel, depth+1); err != nil {
+		if err := w.restoreSubdir(ctx, dir, sd, path.Join(rel, sd.Name), depth+1); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// restoreLeaf restores entry e of dir that is not a directory: a symlink is made, a file
+// is queued for the writers, an entry of another type is skipped with a warning.
+func (w *walker) restoreLeaf(ctx context.Context, dir *targetDir, e *snapshot.DirEntry) error {
+	p := dir.join(e.Name)
+	switch e.Type {
+	case snapshot.EntryTypeSymlink:
+		link, err := readObject(ctx, w.rs.rep, e.ObjectID)
+		if err != nil {
+			return errors.Wrapf(err, "reading symlink %s from the snapshot", p)
+		}
+		if err := dir.symlink(e.Name, string(link), attrsOf(e)); err != nil {
+			return err
+		}
+		w.rs.restored.symlinks.Add(1)
+	case snapshot.EntryTypeFile:
+		chunks, err := w.rs.chunks(ctx, e.ObjectID, e.FileSize)
+		if err != nil {
+			return errors.Wrapf(err, "reading %s", p)
+		}
+		t := &fileTarget{dir: dir.hold(), name: e.Name, path: p, attrs: attrsOf(e), size: e.FileSize, mode: w.rs.mode}
+		if err := w.rs.enqueue(ctx, w.jobs, t, chunks); err != nil {
+			return err
+		}
+		w.rs.restored.files.Add(1)
+	default:
+		w.rs.log.WithField("path", p).Warnf("skipping snapshot entry of type %q", e.Type)
+	}
+	return nil
+}
+
+// restoreSubdir makes directory sd in dir (target directory rel, at depth) and walks it
+// on a free walker, or inline when none is free.
+func (w *walker) restoreSubdir(ctx context.Context, dir *targetDir, sd *snapshot.DirEntry, rel string, depth int) error {
+	sub, err := dir.mkdir(sd.Name)
+	if err != nil {
+		return err
+	}
+	if w.group.TryGo(func() error { return w.walk(ctx, sd, sub, rel, depth) }) {
+		return nil
+	}
+	return w.walk(ctx, sd, sub, rel, depth)
+}
+
+// addDir records a directory whose attributes finish sets.
+func (rs *restorer) addDir(d restoredDir) {
+	rs.dirsMu.Lock()
+	rs.dirs = append(rs.dirs, d)
+	rs.dirsMu.Unlock()
 }
 
 // checkNames rejects a directory listing holding a name that is not one path component,

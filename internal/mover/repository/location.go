@@ -109,7 +109,7 @@ func (l Location) String() string {
 // of sourceNamespace, reading credentials from bsl.spec.credential or, when the BSL has
 // none, from defaultCredentials (the install's cloud credentials secret; nil means none).
 // Secrets are read from the BSL's namespace.
-func ResolveLocation(ctx context.Context, c client.Client, bsl *velerov1.BackupStorageLocation, sourceNamespace string, defaultCredentials *corev1.SecretKeySelector) (Location, error) {
+func ResolveLocation(ctx context.Context, c client.Reader, bsl *velerov1.BackupStorageLocation, sourceNamespace string, defaultCredentials *corev1.SecretKeySelector) (Location, error) {
 	if bsl == nil {
 		return Location{}, errors.New("resolving repository location: no BackupStorageLocation")
 	}
@@ -191,7 +191,7 @@ func normalizeProvider(provider string, config map[string]string) (string, error
 }
 
 type resolver struct {
-	c         client.Client
+	c         client.Reader
 	namespace string
 }
 

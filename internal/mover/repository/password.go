@@ -60,11 +60,11 @@ func EnsurePassword(ctx context.Context, c client.Client, veleroNamespace string
 // is what paths that only read or forget (restore, check, delete) use, since a password
 // made up for them could never open an existing repository. A missing secret is an
 // error for which apierrors.IsNotFound holds.
-func Password(ctx context.Context, c client.Client, veleroNamespace string) (string, error) {
+func Password(ctx context.Context, c client.Reader, veleroNamespace string) (string, error) {
 	return readPassword(ctx, c, veleroNamespace)
 }
 
-func readPassword(ctx context.Context, c client.Client, namespace string) (string, error) {
+func readPassword(ctx context.Context, c client.Reader, namespace string) (string, error) {
 	secret := &corev1.Secret{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: PasswordSecretName}, secret); err != nil {
 		return "", errors.Wrapf(err, "getting secret %s/%s", namespace, PasswordSecretName)

@@ -126,9 +126,13 @@ func (w *Worker) backup(ctx context.Context) (expose.Result, error) {
 	moveCtx, stop := w.watch(ctx, du)
 	defer stop()
 	rep := w.reporter(moveCtx, du)
+	// Velero tags its snapshots with the operation ID; the backup's name and UID make a
+	// snapshot findable by backup on the day only the bucket is left (snapmove list).
 	tags := map[string]string{}
-	if id := du.Labels[asyncOperationIDLabel]; id != "" {
-		tags[asyncOperationIDLabel] = id
+	for _, l := range []string{asyncOperationIDLabel, velerov1.BackupNameLabel, velerov1.BackupUIDLabel} {
+		if v := du.Labels[l]; v != "" {
+			tags[l] = v
+		}
 	}
 	log.WithField("pvc", types.NamespacedName{Namespace: du.Spec.SourceNamespace, Name: du.Spec.SourcePVC}.String()).Info("backing up")
 	res, err := repo.Backup(moveCtx, datapath.BackupRequest{

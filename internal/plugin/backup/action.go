@@ -14,6 +14,7 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/plugin/velero"
 	biav2 "github.com/vmware-tanzu/velero/pkg/plugin/velero/backupitemaction/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -86,7 +87,7 @@ func (a *Action) Execute(item runtime.Unstructured, backup *velerov1.Backup) (ru
 	}
 	if skip != "" {
 		log.Infof("skipping PVC: %s", skip)
-		return item, nil, "", nil, nil
+		return MarkSkipped(item, skip), nil, "", nil, nil
 	}
 
 	opID := naming.UploadOperationID(string(backup.UID), string(pvc.UID))
@@ -150,6 +151,19 @@ func (a *Action) started(item runtime.Unstructured, backup *velerov1.Backup, du 
 		Name:          du.Name,
 	}}
 	return updated, nil, du.Labels[velerov1.AsyncOperationIDLabel], post, nil
+}
+
+// MarkSkipped records on the PVC as the backup stores it (never on the live PVC) why
+// its data was not moved, for `snapmove report`; the restore action removes it again.
+func MarkSkipped(item runtime.Unstructured, reason string) runtime.Unstructured {
+	u := (&unstructured.Unstructured{Object: item.UnstructuredContent()}).DeepCopy()
+	annotations := u.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[naming.SkippedAnnotation] = reason
+	u.SetAnnotations(annotations)
+	return u
 }
 
 // claim decides whether this action moves the PVC. It returns the PVC's PV when it does,

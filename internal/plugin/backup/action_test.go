@@ -298,7 +298,22 @@ func TestExecute(t *testing.T) {
 				require.Contains(t, strings.Join(msgs, "\n"), tt.wantLog)
 			}
 			if tt.wantSkip {
-				require.Equal(t, item, updated, "a skipped PVC is returned unchanged")
+				// A skipped PVC is returned unchanged but for the reason, recorded for
+				// `snapmove report` on the PVC as the backup stores it.
+				got := (&unstructured.Unstructured{Object: updated.UnstructuredContent()}).DeepCopy()
+				annotations := got.GetAnnotations()
+				reason := annotations[naming.SkippedAnnotation]
+				if tt.wantLog != "" {
+					require.Contains(t, reason, tt.wantLog)
+				} else {
+					require.Empty(t, reason, "nothing to say about a PVC of a finalizing backup")
+				}
+				delete(annotations, naming.SkippedAnnotation)
+				if len(annotations) == 0 {
+					annotations = nil
+				}
+				got.SetAnnotations(annotations)
+				require.Equal(t, item, runtime.Unstructured(got), "a skipped PVC is returned unchanged but for the reason")
 				require.Empty(t, opID)
 				require.Empty(t, post)
 				require.Empty(t, vss.Items)

@@ -14,6 +14,7 @@ import (
 	riav2 "github.com/vmware-tanzu/velero/pkg/plugin/velero/restoreitemaction/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
@@ -72,7 +73,7 @@ func (a *Action) Execute(input *velero.RestoreItemActionExecuteInput) (*velero.R
 		targetNS = mapped
 	}
 	log := a.log.WithFields(logrus.Fields{"restore": client.ObjectKeyFromObject(restore).String(), "pvc": types.NamespacedName{Namespace: targetNS, Name: pvc.Name}.String()})
-	unchanged := &velero.RestoreItemActionExecuteOutput{UpdatedItem: input.Item}
+	unchanged := &velero.RestoreItemActionExecuteOutput{UpdatedItem: withoutSkipMark(input.Item)}
 	skip := func(format string, args ...any) (*velero.RestoreItemActionExecuteOutput, error) {
 		log.Infof("leaving PVC alone: "+format, args...)
 		return unchanged, nil
@@ -232,4 +233,18 @@ func (a *Action) Cancel(operationID string, restore *velerov1.Restore) error {
 // AreAdditionalItemsReady is always true: the action returns no additional items.
 func (a *Action) AreAdditionalItemsReady([]velero.ResourceIdentifier, *velerov1.Restore) (bool, error) {
 	return true, nil
+}
+
+// withoutSkipMark removes the backup plugin's record of why a PVC's data was not moved
+// (naming.SkippedAnnotation): it describes the backup, not the restored PVC.
+func withoutSkipMark(item runtime.Unstructured) runtime.Unstructured {
+	u := &unstructured.Unstructured{Object: item.UnstructuredContent()}
+	annotations := u.GetAnnotations()
+	if _, ok := annotations[naming.SkippedAnnotation]; !ok {
+		return item
+	}
+	u = u.DeepCopy()
+	delete(annotations, naming.SkippedAnnotation)
+	u.SetAnnotations(annotations)
+	return u
 }

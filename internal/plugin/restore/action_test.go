@@ -309,3 +309,18 @@ func TestProgressAndCancel(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ready)
 }
+
+// The backup plugin's record of why a PVC was skipped describes the backup: the restored
+// PVC does not carry it, and a PVC without it is returned as it is.
+func TestSkipMarkIsNotRestored(t *testing.T) {
+	marked := builder.ForPersistentVolumeClaim("app", "data").
+		ObjectMeta(builder.WithAnnotations(naming.SkippedAnnotation, "PV pv-1 is not a CSI volume", "keep", "me")).Result()
+	item, err := runtime.DefaultUnstructuredConverter.ToUnstructured(marked)
+	require.NoError(t, err)
+	got := withoutSkipMark(&unstructured.Unstructured{Object: item})
+	require.Equal(t, map[string]string{"keep": "me"}, (&unstructured.Unstructured{Object: got.UnstructuredContent()}).GetAnnotations())
+	require.Equal(t, "PV pv-1 is not a CSI volume", marked.Annotations[naming.SkippedAnnotation], "the input is not changed")
+
+	plain := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "x"}}}
+	require.Same(t, plain, withoutSkipMark(plain))
+}

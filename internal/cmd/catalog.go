@@ -1,0 +1,418 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pkg/errors"
+	"github.com/spf13/pflag"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	"github.com/vmware-tanzu/velero/pkg/cmd/util/downloadrequest"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/mover/catalog"
+	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/connect"
+	"github.com/snapmove/snapmove/internal/mover/datapath"
+)
+
+// The repository commands: list, ls, restore-files, verify, report. Each finds volumes
+// from the cluster, or with --bucket from a BackupStorageLocation described by flags
+// (the day the cluster is gone).
+
+// catalogFlags are the flags every repository command takes.
+type catalogFlags struct {
+	fs         *pflag.FlagSet
+	namespace  *string
+	kubeconfig *string
+	output     *string
+	verbose    *bool
+	// Without a cluster: the BackupStorageLocation, as `velero backup-location create`
+	// takes it, and the files that hold its credentials and the repository password.
+	provider, bucket, prefix, credentialsFile, passwordFile *string
+	config                                                  *[]string
+}
+
+func newCatalogFlags(name string) *catalogFlags {
+	fs := pflag.NewFlagSet("snapmove "+name, pflag.ContinueOnError)
+	return &catalogFlags{
+		fs:              fs,
+		namespace:       fs.String("namespace", defaultNamespace(), "Velero's namespace"),
+		kubeconfig:      fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"),
+		output:          fs.StringP("output", "o", catalog.FormatText, "text or json"),
+		verbose:         fs.BoolP("verbose", "v", false, "log what is read (to stderr)"),
+		provider:        fs.String("provider", "aws", "without a cluster: the BackupStorageLocation's provider (aws, gcp, azure)"),
+		bucket:          fs.String("bucket", "", "without a cluster: the BackupStorageLocation's bucket; setting it reads no cluster object"),
+		prefix:          fs.String("prefix", "", "without a cluster: the BackupStorageLocation's prefix (with or without a trailing slash)"),
+		config:          fs.StringSlice("config", nil, "without a cluster: the BackupStorageLocation's config, key=value[,key=value] (e.g. region=minio,s3Url=http://minio:9000)"),
+		credentialsFile: fs.String("credentials-file", "", "without a cluster: the BackupStorageLocation's credentials file (as in Velero's cloud-credentials secret)"),
+		passwordFile:    fs.String("password-file", "", "without a cluster: a file holding the repository password (secret velero-repo-credentials, key repository-password)"),
+	}
+}
+
+func (f *catalogFlags) parse(args []string, usage string, minArgs, maxArgs int) error {
+	f.fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, usage)
+		f.fs.PrintDefaults()
+	}
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	if f.fs.NArg() < minArgs || (maxArgs >= 0 && f.fs.NArg() > maxArgs) {
+		return errors.New(usage)
+	}
+	return catalog.CheckFormat(*f.output)
+}
+
+// open builds the catalog: from the cluster, or from the bucket flags.
+func (f *catalogFlags) open() (*catalog.Catalog, client.Client, error) {
+	log, err := newLogger("warning", "text")
+	if err != nil {
+		return nil, nil, err
+	}
+	if *f.verbose {
+		log.SetLevel(4) // info
+	}
+	if *f.bucket == "" {
+		c, err := apiClient(*f.kubeconfig)
+		if err != nil {
+			return nil, nil, err
+		}
+		secret, err := parseSecretKey(DefaultCredentialsSecret)
+		if err != nil {
+			return nil, nil, err
+		}
+		repos := catalog.ReadOnly(&connect.Reader{Secrets: c, Namespace: *f.namespace, DefaultCredentials: secret, Log: log})
+		return &catalog.Catalog{Source: catalog.Cluster{Client: c, Namespace: *f.namespace}, Repos: repos, Log: log}, c, nil
+	}
+	bsl, secrets, password, err := f.offlineLocation()
+	if err != nil {
+		return nil, nil, err
+	}
+	repos := catalog.ReadOnly(&connect.Reader{Secrets: secrets, Namespace: *f.namespace, Password: password, Log: log})
+	return &catalog.Catalog{Source: catalog.Bucket{BSL: bsl, Repos: repos}, Repos: repos, Log: log}, nil, nil
+}
+
+const offlineSecretName = "snapmove-offline-credentials"
+
+// offlineLocation is the BackupStorageLocation the flags describe, and a secret reader
+// that serves its credentials file.
+func (f *catalogFlags) offlineLocation() (*velerov1.BackupStorageLocation, client.Reader, string, error) {
+	if *f.passwordFile == "" {
+		return nil, nil, "", errors.New("--bucket needs --password-file: the repository password (while the cluster exists: " +
+			"kubectl -n velero get secret velero-repo-credentials -o jsonpath='{.data.repository-password}' | base64 -d)")
+	}
+	pw, err := os.ReadFile(*f.passwordFile)
+	if err != nil {
+		return nil, nil, "", errors.Wrap(err, "reading --password-file")
+	}
+	password := strings.TrimSpace(string(pw))
+	if password == "" {
+		return nil, nil, "", errors.Errorf("--password-file %s is empty", *f.passwordFile)
+	}
+	cfg := map[string]string{}
+	for _, kv := range *f.config {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, nil, "", errors.Errorf("--config %q: want key=value", kv)
+		}
+		cfg[k] = v
+	}
+	bsl := &velerov1.BackupStorageLocation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: *f.namespace, Name: "offline"},
+		Spec: velerov1.BackupStorageLocationSpec{
+			Provider: *f.provider, Config: cfg,
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{
+				Bucket: *f.bucket, Prefix: strings.Trim(*f.prefix, "/"),
+			}},
+		},
+	}
+	secrets := offlineSecrets{}
+	if *f.credentialsFile != "" {
+		creds, err := os.ReadFile(*f.credentialsFile)
+		if err != nil {
+			return nil, nil, "", errors.Wrap(err, "reading --credentials-file")
+		}
+		secrets[offlineSecretName] = &corev1.Secret{Data: map[string][]byte{"cloud": creds}}
+		bsl.Spec.Credential = &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: offlineSecretName}, Key: "cloud"}
+	}
+	return bsl, secrets, password, nil
+}
+
+// offlineSecrets serves secrets read from files, by name, to code that reads secrets
+// through a client.Reader.
+type offlineSecrets map[string]*corev1.Secret
+
+func (s offlineSecrets) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	secret, ok := obj.(*corev1.Secret)
+	found, exists := s[key.Name]
+	if !ok || !exists {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, key.Name)
+	}
+	found.DeepCopyInto(secret)
+	return nil
+}
+
+func (s offlineSecrets) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return errors.New("listing is not possible without a cluster")
+}
+
+// List runs `snapmove list [BACKUP]`.
+func List(ctx context.Context, args []string, out io.Writer) error {
+	f := newCatalogFlags("list")
+	files := f.fs.Bool("files", true, "read each repository for the snapshots' file counts")
+	if err := f.parse(args, "usage: snapmove list [BACKUP] [-o text|json] [--bucket ... --password-file ...]", 0, 1); err != nil {
+		return err
+	}
+	cat, _, err := f.open()
+	if err != nil {
+		return err
+	}
+	vols, err := cat.List(ctx, f.fs.Arg(0), *files)
+	if err != nil {
+		return err
+	}
+	if *f.output == catalog.FormatJSON {
+		return catalog.PrintJSON(out, vols)
+	}
+	return catalog.PrintVolumes(out, vols)
+}
+
+// Ls runs `snapmove ls BACKUP NAMESPACE/PVC [PATH]`.
+func Ls(ctx context.Context, args []string, out io.Writer) error {
+	f := newCatalogFlags("ls")
+	snapshotID := f.fs.String("snapshot-id", "", "the snapshot to read, instead of finding the backup's (for snapshots without a backup tag)")
+	if err := f.parse(args, "usage: snapmove ls BACKUP NAMESPACE/PVC [PATH] [-o text|json]", 2, 3); err != nil {
+		return err
+	}
+	cat, _, err := f.open()
+	if err != nil {
+		return err
+	}
+	if err := f.pin(cat, *snapshotID, f.fs.Arg(1)); err != nil {
+		return err
+	}
+	_, self, children, err := cat.Browse(ctx, f.fs.Arg(0), f.fs.Arg(1), f.fs.Arg(2))
+	if err != nil {
+		return err
+	}
+	if *f.output == catalog.FormatJSON {
+		if !self.Mode.IsDir() {
+			return catalog.PrintJSON(out, []datapath.Entry{self})
+		}
+		return catalog.PrintJSON(out, children)
+	}
+	return catalog.PrintEntries(out, self, children)
+}
+
+// RestoreFiles runs `snapmove restore-files BACKUP NAMESPACE/PVC PATH... --to DIR|--to-pvc NS/PVC`.
+func RestoreFiles(ctx context.Context, args []string, out io.Writer) error {
+	f := newCatalogFlags("restore-files")
+	to := f.fs.String("to", "", "local directory that receives each path at its place in the volume (created if missing)")
+	toPVC := f.fs.String("to-pvc", "", "NAMESPACE/PVC: restore into this live PVC instead, through a pod in its namespace")
+	image := f.fs.String("image", "", "with --to-pvc: the snapmove image of the pod (default: the mover's worker image)")
+	timeout := f.fs.Duration("timeout", 30*time.Minute, "with --to-pvc: how long the restore pod may take")
+	snapshotID := f.fs.String("snapshot-id", "", "the snapshot to read, instead of finding the backup's (for snapshots without a backup tag)")
+	sparse := f.fs.Bool("sparse", true, "write all-zero blocks as holes")
+	const usage = "usage: snapmove restore-files BACKUP NAMESPACE/PVC PATH... (--to DIR | --to-pvc NAMESPACE/PVC)"
+	if err := f.parse(args, usage, 3, -1); err != nil {
+		return err
+	}
+	if (*to == "") == (*toPVC == "") {
+		return errors.New("give one of --to DIR and --to-pvc NAMESPACE/PVC")
+	}
+	cat, c, err := f.open()
+	if err != nil {
+		return err
+	}
+	backup, volume, paths := f.fs.Arg(0), f.fs.Arg(1), f.fs.Args()[2:]
+	if err := f.pin(cat, *snapshotID, volume); err != nil {
+		return err
+	}
+	if *toPVC != "" {
+		return restoreToPVC(ctx, f, cat, c, backup, volume, paths, *toPVC, *image, *timeout, out)
+	}
+	progress := newProgressLine(os.Stderr)
+	v, res, err := cat.RestoreFiles(ctx, backup, volume, datapath.FilesRequest{
+		Paths: paths, Target: *to, WriteSparse: *sparse,
+		OnProgress: progress.update, ProgressInterval: time.Second,
+	})
+	progress.done()
+	if err != nil {
+		return err
+	}
+	if *f.output == catalog.FormatJSON {
+		return catalog.PrintJSON(out, map[string]any{"volume": v, "target": *to, "result": res})
+	}
+	return catalog.PrintRestored(out, v, res, *to)
+}
+
+func restoreToPVC(ctx context.Context, f *catalogFlags, cat *catalog.Catalog, c client.Client, backup, volume string, paths []string, toPVC, image string, timeout time.Duration, out io.Writer) error {
+	if c == nil {
+		return errors.New("--to-pvc needs the cluster (it runs a pod there); without one, restore --to a local directory")
+	}
+	ns, name, ok := strings.Cut(toPVC, "/")
+	if !ok || ns == "" || name == "" {
+		return errors.Errorf("--to-pvc %q: want NAMESPACE/PVC", toPVC)
+	}
+	cfg, err := restConfig(*f.kubeconfig)
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return errors.Wrap(err, "creating the API client")
+	}
+	if image == "" {
+		if image, err = catalog.WorkerImage(ctx, c, *f.namespace); err != nil {
+			return err
+		}
+	}
+	settings, err := config.Load(ctx, c, *f.namespace)
+	if err != nil {
+		return errors.Wrap(err, "reading the mover's settings (they place the restore pod)")
+	}
+	secret, err := parseSecretKey(DefaultCredentialsSecret)
+	if err != nil {
+		return err
+	}
+	t := &catalog.ToPVC{
+		Client: c, Catalog: cat, Namespace: *f.namespace, DefaultCredentials: secret, Image: image, Settings: settings,
+		Timeout: timeout, Interval: time.Second, Log: cat.Log,
+		Logs: func(ctx context.Context, namespace, pod, container string) (string, error) {
+			b, err := cs.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
+			return string(b), err
+		},
+	}
+	report, err := t.Restore(ctx, backup, volume, paths, types.NamespacedName{Namespace: ns, Name: name})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprint(out, report)
+	return err
+}
+
+// pin replaces the catalog's source by the one snapshot id of volume, when id is set.
+func (f *catalogFlags) pin(cat *catalog.Catalog, id, volume string) error {
+	if id == "" {
+		return nil
+	}
+	ns, pvc, ok := strings.Cut(volume, "/")
+	if !ok || ns == "" || pvc == "" {
+		return errors.Errorf("volume %q: want NAMESPACE/PVC", volume)
+	}
+	bucket, ok := cat.Source.(catalog.Bucket)
+	if !ok {
+		return errors.New("--snapshot-id needs --bucket: in the cluster, volumes are found by backup")
+	}
+	cat.Source = catalog.Pinned{BSL: bucket.BSL, Volume: catalog.Volume{
+		Namespace: ns, PVC: pvc, SnapshotID: id, Phase: "Completed", StorageLocation: bucket.BSL.Name, Files: -1, IncrementalBytes: -1,
+	}}
+	return nil
+}
+
+// Verify runs `snapmove verify [BACKUP [NAMESPACE/PVC]]`. It fails when any volume fails.
+func Verify(ctx context.Context, args []string, out io.Writer) error {
+	f := newCatalogFlags("verify")
+	level := f.fs.String("level", "metadata", "what to read back: metadata, sample:<percent> or full")
+	if err := f.parse(args, "usage: snapmove verify [BACKUP [NAMESPACE/PVC]] [--level metadata|sample:N|full]", 0, 2); err != nil {
+		return err
+	}
+	mode, err := config.ParseVerify(*level)
+	if err != nil {
+		return errors.Wrap(err, "--level")
+	}
+	cat, _, err := f.open()
+	if err != nil {
+		return err
+	}
+	vs, err := cat.Verify(ctx, f.fs.Arg(0), f.fs.Arg(1), mode)
+	if err != nil {
+		return err
+	}
+	if *f.output == catalog.FormatJSON {
+		err = catalog.PrintJSON(out, vs)
+	} else {
+		err = catalog.PrintVerifications(out, vs)
+	}
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, v := range vs {
+		if !v.OK {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return errors.Errorf("%d of %d volumes failed verification", failed, len(vs))
+	}
+	return nil
+}
+
+// Report runs `snapmove report BACKUP`.
+func Report(ctx context.Context, args []string, out io.Writer) error {
+	f := newCatalogFlags("report")
+	timeout := f.fs.Duration("timeout", time.Minute, "how long to wait for Velero to hand out the backup's contents")
+	if err := f.parse(args, "usage: snapmove report BACKUP [-o text|json]", 1, 1); err != nil {
+		return err
+	}
+	if *f.bucket != "" {
+		return errors.New("report needs the cluster: it reads the Backup, its DataUploads and PodVolumeBackups (use list --bucket without one)")
+	}
+	cat, c, err := f.open()
+	if err != nil {
+		return err
+	}
+	r := &catalog.Reporter{
+		Client: c, Namespace: *f.namespace, Catalog: cat,
+		Contents: func(ctx context.Context, backup string, w io.Writer) error {
+			return downloadrequest.Stream(ctx, c, *f.namespace, backup, velerov1.DownloadTargetKindBackupContents, w, *timeout, false, "")
+		},
+	}
+	rep, err := r.Report(ctx, f.fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if *f.output == catalog.FormatJSON {
+		return catalog.PrintJSON(out, rep)
+	}
+	return catalog.PrintReport(out, rep)
+}
+
+// progressLine shows a transfer's progress on one line of a terminal; elsewhere nothing.
+type progressLine struct {
+	w     io.Writer
+	shown bool
+}
+
+func newProgressLine(f *os.File) *progressLine {
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return &progressLine{}
+	}
+	return &progressLine{w: f}
+}
+
+func (p *progressLine) update(pr datapath.Progress) {
+	if p.w == nil || pr.TotalBytes <= 0 {
+		return
+	}
+	fmt.Fprintf(p.w, "\r%5.1f%% of %d bytes", 100*float64(pr.BytesDone)/float64(pr.TotalBytes), pr.TotalBytes)
+	p.shown = true
+}
+
+func (p *progressLine) done() {
+	if p.shown {
+		fmt.Fprintln(p.w)
+	}
+}

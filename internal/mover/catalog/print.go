@@ -1,0 +1,203 @@
+package catalog
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
+)
+
+// Output formats.
+const (
+	FormatText = "text"
+	FormatJSON = "json"
+)
+
+// CheckFormat accepts the -o values the commands take.
+func CheckFormat(format string) error {
+	if format != FormatText && format != FormatJSON {
+		return fmt.Errorf("-o %q: want text or json", format)
+	}
+	return nil
+}
+
+// PrintJSON writes v as indented JSON.
+func PrintJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// PrintVolumes writes the table of `snapmove list`.
+func PrintVolumes(w io.Writer, vols []Volume) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BACKUP\tVOLUME\tSTATUS\tSNAPSHOT\tSIZE\tNEW\tFILES\tCOMPLETED\tTOOK\tMOVER\tVERIFIED")
+	for _, v := range vols {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			orDash(v.Backup), v.Key(), v.Phase, orDash(v.SnapshotID), humanBytes(v.TotalBytes), humanBytes(v.IncrementalBytes),
+			count(v.Files), sinceStart(v.Completed), duration(v.Duration()), v.DataMover, verified(v.Verification))
+	}
+	return tw.Flush()
+}
+
+// PrintEntries writes an `ls -l` of a directory (or of one entry when children is nil
+// and self is not a directory).
+func PrintEntries(w io.Writer, self datapath.Entry, children []datapath.Entry) error {
+	list := children
+	if !self.Mode.IsDir() {
+		list = []datapath.Entry{self}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.AlignRight)
+	for _, e := range list {
+		name := e.Name
+		switch {
+		case e.Mode.IsDir():
+			name += "/"
+		case e.Mode&fs.ModeSymlink != 0:
+			name += " -> " + e.LinkTarget
+		}
+		fmt.Fprintf(tw, "%s\t %d\t %d\t %d\t %s\t %s\n", ModeString(e.Mode), e.UID, e.GID, e.Size,
+			e.ModTime.Local().Format("2006-01-02 15:04"), name)
+	}
+	return tw.Flush()
+}
+
+// ModeString is mode as ls prints it ("drwxr-sr-x", "-rwsr-xr-x", "drwxrwxrwt").
+func ModeString(mode fs.FileMode) string {
+	b := []byte("----------")
+	switch {
+	case mode.IsDir():
+		b[0] = 'd'
+	case mode&fs.ModeSymlink != 0:
+		b[0] = 'l'
+	case mode&fs.ModeCharDevice != 0:
+		b[0] = 'c'
+	case mode&fs.ModeDevice != 0:
+		b[0] = 'b'
+	case mode&fs.ModeNamedPipe != 0:
+		b[0] = 'p'
+	case mode&fs.ModeSocket != 0:
+		b[0] = 's'
+	}
+	const rwx = "rwxrwxrwx"
+	for i := 0; i < 9; i++ {
+		if mode&(1<<uint(8-i)) != 0 {
+			b[i+1] = rwx[i]
+		}
+	}
+	special := func(pos int, set bool, lower, upper byte) {
+		if !set {
+			return
+		}
+		if b[pos] == '-' {
+			b[pos] = upper
+		} else {
+			b[pos] = lower
+		}
+	}
+	special(3, mode&fs.ModeSetuid != 0, 's', 'S')
+	special(6, mode&fs.ModeSetgid != 0, 's', 'S')
+	special(9, mode&fs.ModeSticky != 0, 't', 'T')
+	return string(b)
+}
+
+// PrintRestored writes what `snapmove restore-files` restored.
+func PrintRestored(w io.Writer, v Volume, res datapath.FilesResult, target string) error {
+	_, err := fmt.Fprintf(w, "restored %s of %s from backup %s (snapshot %s) to %s: %d files, %d directories, %d symlinks, %s\n",
+		strings.Join(res.Matched, ", "), v.Key(), v.Backup, v.SnapshotID, target,
+		res.Restored.Files, res.Restored.Dirs, res.Restored.Symlinks, humanBytes(res.Restored.Bytes))
+	return err
+}
+
+// PrintVerifications writes the outcome of `snapmove verify`.
+func PrintVerifications(w io.Writer, vs []Verification) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BACKUP\tVOLUME\tSNAPSHOT\tRESULT\tDETAILS")
+	for _, v := range vs {
+		result := "OK"
+		if !v.OK {
+			result = "FAILED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(v.Volume.Backup), v.Volume.Key(), orDash(v.Volume.SnapshotID), result,
+			strings.ReplaceAll(v.Summary, "\n", "; "))
+	}
+	return tw.Flush()
+}
+
+// PrintReport writes the protection report of a backup.
+func PrintReport(w io.Writer, r *Report) error {
+	move := "default"
+	if r.SnapshotMoveData != nil {
+		move = fmt.Sprint(*r.SnapshotMoveData)
+	}
+	fmt.Fprintf(w, "Backup %s (%s), snapshotMoveData: %s\n", r.Backup, r.Phase, move)
+	var parts []string
+	for _, s := range []string{StatusMoved, StatusFSBackup, StatusSkipped, StatusFailed, StatusInProgress} {
+		if n := r.Counts[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, s))
+		}
+	}
+	fmt.Fprintf(w, "%d PVCs: %s\n\n", len(r.PVCs), strings.Join(parts, ", "))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PVC\tSTATUS\tDETAILS")
+	for _, p := range r.PVCs {
+		details := p.Reason
+		if p.Status == StatusMoved && p.Volume != nil {
+			v := p.Volume
+			details = fmt.Sprintf("snapshot %s, %s (%s new), took %s, %s", v.SnapshotID, humanBytes(v.TotalBytes),
+				humanBytes(v.IncrementalBytes), duration(v.Duration()), verified(v.Verification))
+		}
+		fmt.Fprintf(tw, "%s/%s\t%s\t%s\n", p.Namespace, p.PVC, p.Status, details)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func count(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	return fmt.Sprint(n)
+}
+
+func verified(v string) string {
+	if v == "" {
+		return "not verified"
+	}
+	return v
+}
+
+func duration(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return d.Round(time.Second).String()
+}
+
+// humanBytes is n in decimal units, as Velero and kopia print sizes; negative is unknown.
+func humanBytes(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}

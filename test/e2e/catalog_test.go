@@ -1,0 +1,251 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/test/treecheck"
+)
+
+// TestRepositoryCommands is the user at 3 a.m. who needs one file back: a backup of a
+// 2,500-file volume, a PVC on a non-CSI volume and a PVC that is not bound; then
+// `snapmove list`, `ls`, `restore-files` from the cluster and from the bucket alone,
+// `report`, and `verify` before and after a pack of the repository is corrupted.
+func TestRepositoryCommands(t *testing.T) {
+	s := env
+	ns := s.namespace(t, "catalog")
+	dir := s.pvc(t, ns, "data", "256Mi", corev1.PersistentVolumeFilesystem)
+	const dirs, perDir = 50, 50
+	rng := rand.New(rand.NewSource(11))
+	for d := 0; d < dirs; d++ {
+		sub := filepath.Join(dir, fmt.Sprintf("dir%02d", d))
+		require.NoError(t, os.MkdirAll(sub, 0o755))
+		for f := 0; f < perDir; f++ {
+			b := make([]byte, 512+rng.Intn(4096))
+			rng.Read(b)
+			require.NoError(t, os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%02d", f)), b, 0o640))
+		}
+	}
+	require.NoError(t, os.Chmod(filepath.Join(dir, "dir07", "f03"), 0o4750))
+	s.nonCSIClaim(t, ns, "local")
+	pending := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pending"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To("no-such-class"),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Mi")}},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), pending))
+
+	name := ns + "-b"
+	b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
+
+	// list: the moved volume with its snapshot, size and file count.
+	var vols []struct {
+		Backup, Namespace, PVC, SnapshotID, Phase, Verification string
+		Files, TotalBytes                                       int64
+	}
+	require.NoError(t, json.Unmarshal([]byte(s.snapmove(t, "list", name, "-o", "json")), &vols))
+	require.Len(t, vols, 1)
+	require.Equal(t, "data", vols[0].PVC)
+	require.Equal(t, "Completed", vols[0].Phase)
+	require.Equal(t, int64(dirs*perDir), vols[0].Files)
+	require.Contains(t, vols[0].Verification, "verified (metadata)")
+	text := s.snapmove(t, "list", name)
+	require.Contains(t, text, ns+"/data", text)
+
+	// ls: a directory, as ls -l shows it.
+	ls := s.snapmove(t, "ls", name, ns+"/data", "dir07")
+	require.Len(t, strings.Split(strings.TrimSpace(ls), "\n"), perDir, ls)
+	st, err := os.Stat(filepath.Join(dir, "dir07", "f03"))
+	require.NoError(t, err)
+	require.Regexp(t, fmt.Sprintf(`-rwsr-x---\s+\d+\s+\d+\s+%d .* f03\n`, st.Size()), ls)
+
+	// restore-files: one file and one directory, byte-identical with modes and times.
+	target := t.TempDir()
+	out := s.snapmove(t, "restore-files", name, ns+"/data", "dir07/f03", "dir12", "--to", target)
+	require.Contains(t, out, "restored dir07/f03, dir12", out)
+	requireSameSubtree(t, filepath.Join(dir, "dir12"), filepath.Join(target, "dir12"))
+	requireSameFile(t, filepath.Join(dir, "dir07", "f03"), filepath.Join(target, "dir07", "f03"))
+	entries, err := os.ReadDir(filepath.Join(target, "dir07"))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only the chosen file of dir07")
+
+	// report: moved, not CSI, not bound.
+	report := s.snapmove(t, "report", name)
+	require.Regexp(t, ns+`/data\s+Moved\s+snapshot `+vols[0].SnapshotID, report)
+	require.Regexp(t, ns+`/local\s+Skipped\s+PV \S+ is not a CSI volume`, report)
+	require.Regexp(t, ns+`/pending\s+Skipped\s+PVC is not bound`, report)
+
+	// Without the cluster: the BSL as flags, its credentials and the password as files.
+	offline := s.offlineFlags(t)
+	env := []string{"KUBECONFIG=/nonexistent"}
+	listed, err := runEnv(env, s.bin(), append([]string{"list", name, "-o", "json"}, offline...)...)
+	require.NoError(t, err, listed)
+	require.Contains(t, listed, vols[0].SnapshotID)
+	lsOff, err := runEnv(env, s.bin(), append([]string{"ls", name, ns + "/data", "dir07"}, offline...)...)
+	require.NoError(t, err, lsOff)
+	require.Equal(t, ls, lsOff)
+	target2 := t.TempDir()
+	restored, err := runEnv(env, s.bin(), append([]string{"restore-files", name, ns + "/data", "dir07/f0*", "--to", target2}, offline...)...)
+	require.NoError(t, err, restored)
+	requireSameFile(t, filepath.Join(dir, "dir07", "f03"), filepath.Join(target2, "dir07", "f03"))
+	entries, err = os.ReadDir(filepath.Join(target2, "dir07"))
+	require.NoError(t, err)
+	require.Len(t, entries, 10, "the glob dir07/f0* matches f00 to f09")
+	for _, secret := range []string{s.secretKey, s.repoPassword(t)} {
+		require.NotContains(t, listed+lsOff+restored+report+out, secret, "a command printed a secret")
+	}
+
+	// Into a live PVC of another namespace, in use by its application: only the chosen
+	// paths change, and the restore pod and its secret are gone afterwards.
+	ns2 := s.namespace(t, "catalog-live")
+	live := s.pvc(t, ns2, "live", "256Mi", corev1.PersistentVolumeFilesystem)
+	require.NoError(t, os.WriteFile(filepath.Join(live, "keep.txt"), []byte("the user's own file"), 0o600))
+	keepBefore, err := os.Stat(filepath.Join(live, "keep.txt"))
+	require.NoError(t, err)
+	s.app(t, ns2, "live", false)
+	intoPVC := s.snapmove(t, "restore-files", name, ns+"/data", "dir12", "dir07/f03", "--to-pvc", ns2+"/live")
+	require.Contains(t, intoPVC, "restored dir07/f03, dir12", intoPVC)
+	requireSameSubtree(t, filepath.Join(dir, "dir12"), filepath.Join(live, "dir12"))
+	requireSameFile(t, filepath.Join(dir, "dir07", "f03"), filepath.Join(live, "dir07", "f03"))
+	keepAfter, err := os.Stat(filepath.Join(live, "keep.txt"))
+	require.NoError(t, err)
+	require.Equal(t, keepBefore.ModTime(), keepAfter.ModTime(), "a file outside the chosen paths changed")
+	var pods corev1.PodList
+	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(ns2), crclient.MatchingLabels{"app.kubernetes.io/component": "restore-files"}))
+	require.Empty(t, pods.Items, "restore pod left behind")
+	var secrets corev1.SecretList
+	require.NoError(t, s.c.List(ctxT(t), &secrets, crclient.InNamespace(ns2), crclient.MatchingLabels{"app.kubernetes.io/component": "restore-files"}))
+	require.Empty(t, secrets.Items, "credentials secret left behind")
+
+	// verify: good, then a data pack of the repository corrupted.
+	s.snapmove(t, "verify", name, "--level", "full")
+	s.corruptOnePack(t, s.bslPrefix+"/kopia/"+ns+"/p")
+	failed, err := runErr(s.bin(), "verify", name, "--level", "full")
+	require.Error(t, err, failed)
+	require.Regexp(t, ns+`/data\s+\S+\s+FAILED\s+.*dir\d\d/f\d\d`, failed)
+	require.Contains(t, failed, "1 of 1 volumes failed verification")
+}
+
+// bin is the snapmove binary the suite tests.
+func (s *stack) bin() string { return filepath.Join(repoRoot(), "bin", "snapmove") }
+
+// offlineFlags describe the stack's BackupStorageLocation as a user without the cluster
+// would: the BSL's spec, the credentials file and the repository password file.
+func (s *stack) offlineFlags(t *testing.T) []string {
+	t.Helper()
+	var bsl velerov1.BackupStorageLocation
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: "default"}, &bsl))
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "credentials-velero")
+	require.NoError(t, os.WriteFile(creds, []byte(fmt.Sprintf("[default]\naws_access_key_id=%s\naws_secret_access_key=%s\n", s.accessKey, s.secretKey)), 0o600))
+	pw := filepath.Join(dir, "password")
+	require.NoError(t, os.WriteFile(pw, []byte(s.repoPassword(t)+"\n"), 0o600))
+	args := []string{"--bucket", bsl.Spec.ObjectStorage.Bucket, "--prefix", bsl.Spec.ObjectStorage.Prefix + "/",
+		"--credentials-file", creds, "--password-file", pw}
+	for k, v := range bsl.Spec.Config {
+		args = append(args, "--config", k+"="+v)
+	}
+	return args
+}
+
+// nonCSIClaim makes PVC name in ns bound to a hostPath PV (not CSI), removed at the end.
+func (s *stack) nonCSIClaim(t *testing.T, ns, name string) {
+	t.Helper()
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + name},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Mi")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			StorageClassName:              "",
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: t.TempDir()}},
+			ClaimRef:                      &corev1.ObjectReference{Namespace: ns, Name: name},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), pv))
+	t.Cleanup(func() { _ = s.c.Delete(context.Background(), pv) })
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To(""),
+			VolumeName:       pv.Name,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Mi")}},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), pvc))
+	poll(t, "PVC "+ns+"/"+name+" to be bound", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(pvc), pvc)
+		return err == nil && pvc.Status.Phase == corev1.ClaimBound, err
+	})
+}
+
+// corruptOnePack flips bytes in the middle of the largest object whose key starts with
+// prefix (a kopia data pack), as a bad disk or a hostile store would.
+func (s *stack) corruptOnePack(t *testing.T, prefix string) {
+	t.Helper()
+	ctx := ctxT(t)
+	mc := s.s3Client(t)
+	var key string
+	var size int64
+	for obj := range mc.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		require.NoError(t, obj.Err)
+		if obj.Size > size {
+			key, size = obj.Key, obj.Size
+		}
+	}
+	require.NotEmpty(t, key, "no pack under %s", prefix)
+	o, err := mc.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	require.NoError(t, err)
+	data, err := io.ReadAll(o)
+	require.NoError(t, err)
+	for i := len(data) / 2; i < len(data)/2+64 && i < len(data); i++ {
+		data[i] ^= 0xff
+	}
+	_, err = mc.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{})
+	require.NoError(t, err)
+}
+
+func requireSameSubtree(t *testing.T, want, got string) {
+	t.Helper()
+	w, err := treecheck.Manifest(want)
+	require.NoError(t, err)
+	g, err := treecheck.Manifest(got)
+	require.NoError(t, err)
+	require.Empty(t, treecheck.Compare(w, g, treecheck.Options{}))
+}
+
+func requireSameFile(t *testing.T, want, got string) {
+	t.Helper()
+	require.Equal(t, sha256File(t, want), sha256File(t, got))
+	ws, err := os.Stat(want)
+	require.NoError(t, err)
+	gs, err := os.Stat(got)
+	require.NoError(t, err)
+	require.Equal(t, ws.Mode(), gs.Mode())
+	require.True(t, ws.ModTime().Equal(gs.ModTime()), "mtime %v, want %v", gs.ModTime(), ws.ModTime())
+}
