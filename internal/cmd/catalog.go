@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/mover/catalog"
@@ -216,7 +216,7 @@ func Ls(ctx context.Context, args []string, out io.Writer) error {
 }
 
 // RestoreFiles runs `snapmove restore-files BACKUP NAMESPACE/PVC PATH... --to DIR|--to-pvc NS/PVC`.
-func RestoreFiles(ctx context.Context, args []string, out io.Writer) error {
+func RestoreFiles(ctx context.Context, args []string, out io.Writer) (err error) {
 	f := newCatalogFlags("restore-files")
 	to := f.fs.String("to", "", "local directory that receives each path at its place in the volume (created if missing)")
 	toPVC := f.fs.String("to-pvc", "", "NAMESPACE/PVC: restore into this live PVC instead, through a pod in its namespace")
@@ -224,12 +224,18 @@ func RestoreFiles(ctx context.Context, args []string, out io.Writer) error {
 	timeout := f.fs.Duration("timeout", 30*time.Minute, "with --to-pvc: how long the restore pod may take")
 	snapshotID := f.fs.String("snapshot-id", "", "the snapshot to read, instead of finding the backup's (for snapshots without a backup tag)")
 	sparse := f.fs.Bool("sparse", true, "write all-zero blocks as holes")
+	reportFile := f.fs.String("report-file", "", "also write the outcome to this file (the restore pod's termination message)")
 	const usage = "usage: snapmove restore-files BACKUP NAMESPACE/PVC PATH... (--to DIR | --to-pvc NAMESPACE/PVC)"
 	if err := f.parse(args, usage, 3, -1); err != nil {
 		return err
 	}
 	if (*to == "") == (*toPVC == "") {
 		return errors.New("give one of --to DIR and --to-pvc NAMESPACE/PVC")
+	}
+	if *reportFile != "" {
+		var report bytes.Buffer
+		defer func() { err = writeReport(*reportFile, report.String(), err) }()
+		out = io.MultiWriter(out, &report)
 	}
 	cat, c, err := f.open()
 	if err != nil {
@@ -265,14 +271,7 @@ func restoreToPVC(ctx context.Context, f *catalogFlags, cat *catalog.Catalog, c 
 	if !ok || ns == "" || name == "" {
 		return errors.Errorf("--to-pvc %q: want NAMESPACE/PVC", toPVC)
 	}
-	cfg, err := restConfig(*f.kubeconfig)
-	if err != nil {
-		return err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return errors.Wrap(err, "creating the API client")
-	}
+	var err error
 	if image == "" {
 		if image, err = catalog.WorkerImage(ctx, c, *f.namespace); err != nil {
 			return err
@@ -289,16 +288,28 @@ func restoreToPVC(ctx context.Context, f *catalogFlags, cat *catalog.Catalog, c 
 	t := &catalog.ToPVC{
 		Client: c, Catalog: cat, Namespace: *f.namespace, DefaultCredentials: secret, Image: image, Settings: settings,
 		Timeout: timeout, Interval: time.Second, Log: cat.Log,
-		Logs: func(ctx context.Context, namespace, pod, container string) (string, error) {
-			b, err := cs.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
-			return string(b), err
-		},
 	}
 	report, err := t.Restore(ctx, backup, volume, paths, types.NamespacedName{Namespace: ns, Name: name})
 	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprint(out, report)
+	return err
+}
+
+// writeReport writes a command's outcome (its output, or its error) to file, bounded to
+// what a pod's termination message holds (4096 bytes, the end kept).
+func writeReport(file, output string, err error) error {
+	msg := output
+	if err != nil {
+		msg = "snapmove: " + err.Error()
+	}
+	if len(msg) > 4096 {
+		msg = "..." + msg[len(msg)-4093:]
+	}
+	if werr := os.WriteFile(file, []byte(msg), 0o644); werr != nil && err == nil {
+		return errors.Wrapf(werr, "writing --report-file %s", file)
+	}
 	return err
 }
 

@@ -46,7 +46,7 @@ func TestRepositoryCommands(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%02d", f)), b, 0o640))
 		}
 	}
-	require.NoError(t, os.Chmod(filepath.Join(dir, "dir07", "f03"), 0o4750))
+	require.NoError(t, os.Chmod(filepath.Join(dir, "dir07", "f03"), 0o750|os.ModeSetuid))
 	s.nonCSIClaim(t, ns, "local")
 	pending := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pending"},

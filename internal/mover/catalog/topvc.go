@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -24,9 +23,6 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
 
-// PodLogs reads the log of a pod's container.
-type PodLogs func(ctx context.Context, namespace, pod, container string) (string, error)
-
 // ToPVC restores chosen paths of a backup into a live PVC: a pod in the PVC's namespace
 // mounts it (on the node where it is in use, if it is) and runs `snapmove restore-files`
 // there against the repository alone, with the BSL as flags and its credentials and the
@@ -39,7 +35,6 @@ type ToPVC struct {
 	// Namespace is Velero's: the BSL, the credentials and the password are read there.
 	Namespace          string
 	DefaultCredentials *corev1.SecretKeySelector
-	Logs               PodLogs
 	// Image is the snapmove image the pod runs; Settings place it like a mover worker
 	// (host network, node selector, tolerations, pull policy).
 	Image    string
@@ -91,18 +86,28 @@ func (t *ToPVC) Restore(ctx context.Context, backup, volume string, paths []stri
 	}
 	t.Log.WithFields(logrus.Fields{"pod": client.ObjectKeyFromObject(pod).String(), "node": node}).Info("restoring files in a pod")
 
-	phase, err := t.wait(ctx, pod)
-	logs, lerr := t.Logs(context.WithoutCancel(ctx), pod.Namespace, pod.Name, expose.FilesContainer)
-	if lerr != nil {
-		logs = fmt.Sprintf("(its log could not be read: %v)", lerr)
-	}
+	ended, err := t.wait(ctx, pod)
 	if err != nil {
-		return "", errors.Wrapf(err, "restore pod %s/%s: %s", pod.Namespace, pod.Name, strings.TrimSpace(logs))
+		return "", errors.Wrapf(err, "restore pod %s/%s", pod.Namespace, pod.Name)
 	}
-	if phase != corev1.PodSucceeded {
-		return "", errors.Errorf("restore pod %s/%s failed: %s", pod.Namespace, pod.Name, strings.TrimSpace(logs))
+	report := strings.TrimSpace(terminationMessage(ended))
+	if ended.Status.Phase != corev1.PodSucceeded {
+		if report == "" {
+			report = "no message; see its events"
+		}
+		return "", errors.Errorf("restore pod %s/%s failed: %s", pod.Namespace, pod.Name, report)
 	}
-	return logs, nil
+	return report + "\n", nil
+}
+
+// terminationMessage is what the files container said when it ended.
+func terminationMessage(pod *corev1.Pod) string {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == expose.FilesContainer && cs.State.Terminated != nil {
+			return cs.State.Terminated.Message
+		}
+	}
+	return ""
 }
 
 // targetNode checks that target exists and is bound, and returns the node of a running
@@ -185,20 +190,19 @@ func (t *ToPVC) connection(ctx context.Context, bsl *velerov1.BackupStorageLocat
 	return secret, args, true, nil
 }
 
-func (t *ToPVC) wait(ctx context.Context, pod *corev1.Pod) (corev1.PodPhase, error) {
-	var phase corev1.PodPhase
+// wait returns the pod once it has ended.
+func (t *ToPVC) wait(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	p := &corev1.Pod{}
 	err := wait.PollUntilContextTimeout(ctx, t.Interval, t.Timeout, true, func(ctx context.Context) (bool, error) {
-		p := &corev1.Pod{}
 		if err := t.Client.Get(ctx, client.ObjectKeyFromObject(pod), p); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
-		phase = p.Status.Phase
-		return phase == corev1.PodSucceeded || phase == corev1.PodFailed, nil
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, nil
 	})
 	if wait.Interrupted(err) {
-		return phase, errors.Errorf("did not end within %s (phase %q)", t.Timeout, phase)
+		return nil, errors.Errorf("did not end within %s (phase %q)", t.Timeout, p.Status.Phase)
 	}
-	return phase, err
+	return p, err
 }
 
 func (t *ToPVC) cleanup(ctx context.Context, pod *corev1.Pod, secret *corev1.Secret) {

@@ -68,7 +68,16 @@ func TestToPVC(t *testing.T) {
 				inject.Create = func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
 					switch o := obj.(type) {
 					case *corev1.Pod:
+						// The kubelet's part: the pod ends, its message is the report.
 						o.Status.Phase = tc.podPhase
+						msg := "restored etc of app/data\n"
+						if tc.podPhase == corev1.PodFailed {
+							msg = "snapmove: no such path"
+						}
+						if tc.podPhase != corev1.PodPending {
+							o.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.FilesContainer,
+								State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: msg}}}}
+						}
 						created = o.DeepCopy()
 					case *corev1.Secret:
 						secret = o.DeepCopy()
@@ -80,13 +89,7 @@ func TestToPVC(t *testing.T) {
 			cat := &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Log: logrus.New()}
 			tp := &ToPVC{Client: c, Catalog: cat, Namespace: veleroNS, Image: "snapmove:test",
 				DefaultCredentials: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cloud-credentials"}, Key: "cloud"},
-				Settings:           config.Default(), Timeout: 50 * time.Millisecond, Interval: 10 * time.Millisecond, Log: logrus.New(),
-				Logs: func(_ context.Context, ns, pod, container string) (string, error) {
-					if tc.podPhase == corev1.PodFailed {
-						return "snapmove: no such path\n", nil
-					}
-					return "restored etc of app/data\n", nil
-				}}
+				Settings:           config.Default(), Timeout: 50 * time.Millisecond, Interval: 10 * time.Millisecond, Log: logrus.New()}
 			out, err := tp.Restore(context.Background(), "b1", "app/data", []string{"etc"}, types.NamespacedName{Namespace: "other", Name: tc.target})
 
 			// Whatever happened, nothing is left in the target namespace.
@@ -106,7 +109,8 @@ func TestToPVC(t *testing.T) {
 			assert.Equal(t, "node-2", created.Spec.NodeName, "next to the pod that uses the PVC")
 			assert.Equal(t, []string{"restore-files", "b1", "app/data", "etc", "--snapshot-id=s1", "--provider=aws", "--bucket=velero",
 				"--prefix=cluster-a", "--config=region=minio", "--config=s3Url=http://minio:9000",
-				"--to=/data", "--password-file=/snapmove-credentials/repository-password", "--credentials-file=/snapmove-credentials/cloud"},
+				"--to=/data", "--password-file=/snapmove-credentials/repository-password", "--report-file=/dev/termination-log",
+				"--credentials-file=/snapmove-credentials/cloud"},
 				created.Spec.Containers[0].Args)
 			assert.Equal(t, map[string][]byte{"repository-password": []byte("pw"), "cloud": []byte("[default]\n")}, secret.Data)
 			for _, a := range created.Spec.Containers[0].Args {

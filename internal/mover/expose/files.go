@@ -46,10 +46,14 @@ type FilesPodParams struct {
 // FilesTargetPath is where a files pod mounts the target PVC.
 const FilesTargetPath = TargetMountPath
 
-// FilesPod is the pod that restores chosen paths of a backup into a live PVC.
+// FilesPod is the pod that restores chosen paths of a backup into a live PVC. Its
+// outcome is its termination message: the report restore-files writes to
+// /dev/termination-log, or on an error the error (the tail of its log, where it ended
+// without writing one).
 func FilesPod(p FilesPodParams) *corev1.Pod {
 	args := append([]string{"restore-files"}, p.Args...)
-	args = append(args, "--to="+FilesTargetPath, "--password-file="+filesSecretPath+"/"+FilesPasswordKey)
+	args = append(args, "--to="+FilesTargetPath, "--password-file="+filesSecretPath+"/"+FilesPasswordKey,
+		"--report-file="+corev1.TerminationMessagePathDefault)
 	if p.WithCredentials {
 		args = append(args, "--credentials-file="+filesSecretPath+"/"+FilesCredentialsKey)
 	}
