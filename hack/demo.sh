@@ -177,7 +177,7 @@ bin/snapmove list "$B" | sed 's/^/    /'
 ONE=$(head -n 1 "$RUN/demo.sha256" | awk '{print $2}' | sed 's#^\./##')
 step "One file back without a restore: snapmove restore-files $B $NS/$PVC $ONE --to DIR"
 echo "    snapmove ls $B $NS/$PVC $(dirname "$ONE")"
-bin/snapmove ls "$B" "$NS/$PVC" "$(dirname "$ONE")" | head -n 5 | sed 's/^/    /'
+bin/snapmove ls "$B" "$NS/$PVC" "$(dirname "$ONE")" | sed -n "1,5s/^/    /p"
 FILES=$(mktemp -d)
 bin/snapmove restore-files "$B" "$NS/$PVC" "$ONE" --to "$FILES" | sed 's/^/    /'
 want=$(head -n 1 "$RUN/demo.sha256" | awk '{print $1}')

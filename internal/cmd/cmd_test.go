@@ -2,7 +2,9 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -56,4 +58,25 @@ nightly-a  app/data  InProgress  Canceled   canceled while moving data
 nightly-b  app/logs  Completed   Completed  
 Velero's backup is WaitingForPluginOperations; Velero ends it once every move has ended (PartiallyFailed: a canceled move is a failed operation)
 `, b.String())
+}
+
+func TestWriteReport(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/termination-log"
+	require.NoError(t, writeReport(file, "restored a of ns/pvc\n", nil))
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, "restored a of ns/pvc\n", string(b))
+
+	failure := errors.New("no such path")
+	require.Equal(t, failure, writeReport(file, "partial output", failure), "the command's error is kept")
+	b, err = os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, "snapmove: no such path", string(b))
+
+	require.NoError(t, writeReport(file, strings.Repeat("x", 5000), nil))
+	b, err = os.ReadFile(file)
+	require.NoError(t, err)
+	require.Len(t, b, 4096, "a termination message holds 4096 bytes")
+	require.True(t, strings.HasPrefix(string(b), "..."))
 }

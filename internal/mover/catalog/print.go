@@ -142,7 +142,11 @@ func PrintReport(w io.Writer, r *Report) error {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}
 	}
-	fmt.Fprintf(w, "%d PVCs: %s\n\n", len(r.PVCs), strings.Join(parts, ", "))
+	noun := "PVCs"
+	if len(r.PVCs) == 1 {
+		noun = "PVC"
+	}
+	fmt.Fprintf(w, "%d %s: %s\n\n", len(r.PVCs), noun, strings.Join(parts, ", "))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PVC\tSTATUS\tDETAILS")
 	for _, p := range r.PVCs {
