@@ -18,7 +18,17 @@
 #             close timed like one CLI command; "block" rows back the large file up as a
 #             block volume and are compared with the CLI's large rows)
 # and prints, per step, medians of wall time, snapmove/CLI ratio, CPU-s per GB of source,
-# peak RSS and repository size, with the machine's CPU and load.
+# peak RSS and repository size, with the machine's CPU and load. After that table, two of
+# snapmove alone, from the same perf test binary, run once per repetition after its series:
+#   compression  go test -bench BenchmarkCompression/<pg|large>/<compressor>, one process
+#             each: per compressor (BackupRequest.Compression), a first backup into a new
+#             repository and a restore of it, each step in its own process as above; the
+#             repository's size on disk, wall and CPU seconds and peak RSS of both steps
+#   verify    go test -bench BenchmarkVerifyCost/pg (TestVerifyCost's steps): a first backup
+#             of pg with verify none, then VerifySnapshot of it at metadata, sample:10 and
+#             full, on the backup's open repository (what BackupRequest.Verify adds) and
+#             on a new read-only one without a cache (the repository commands'), then a
+#             no-op backup and its metadata verification; wall and CPU seconds per step
 #
 # Environment:
 #   BENCH_SCALE=1        data set scale in (0, 1] (pg via datagen's scale, large 2 GiB × scale)
@@ -33,6 +43,10 @@
 #                        provisioned volume. 0 restores into a directory of $BENCH_OUT's
 #                        filesystem, where ext4 then spends over half of a 2,500-file
 #                        restore's CPU stepping over the inodes the previous series freed.
+#   BENCH_COMPRESSORS    the compression table's compressors, space-separated; empty skips
+#                        the table. Default: all of datapath.Compressors; with BENCH_QUICK=1
+#                        none, zstd-fastest, zstd and s2-default (see QUICK_COMPRESSORS)
+#   BENCH_VERIFY_COST=0  skip the verification table
 #
 # Wall times on a shared machine swing 1.5–3x with the neighbours' load: compare the
 # ratios, which come from runs minutes apart, and the load column; don't run this next to
@@ -53,6 +67,16 @@ if [[ ${BENCH_QUICK:-0} == 1 ]]; then
 	SCALE=${BENCH_SCALE:-0.0625}
 	REPS=${BENCH_REPS:-1}
 fi
+# ALL_COMPRESSORS is datapath.Compressors. Quick mode, meant to add at most about a minute,
+# keeps one of each kind: zstd-better-compression and s2-better spend more CPU for a few
+# percent of size (zstd-better-compression is the slowest by far, and on the 2,500-file set
+# it alone would take as long as the other four), and s2-parallel-4/8 are s2-default with
+# 4 or 8 goroutines per stream, which on a machine of a few cores tells nothing new.
+ALL_COMPRESSORS="none zstd zstd-fastest zstd-better-compression s2-default s2-better s2-parallel-4 s2-parallel-8"
+QUICK_COMPRESSORS="none zstd-fastest zstd s2-default"
+COMPRESSORS=${BENCH_COMPRESSORS-$ALL_COMPRESSORS}
+[[ ${BENCH_QUICK:-0} == 1 ]] && COMPRESSORS=${BENCH_COMPRESSORS-$QUICK_COMPRESSORS}
+VERIFY_COST=${BENCH_VERIFY_COST:-1}
 DROP=${BENCH_DROP_CACHES:-0}
 BLOCK=${BENCH_BLOCK:-1}
 FRESH_FS=${BENCH_FRESH_FS:-1}
@@ -61,6 +85,7 @@ DATA=$OUT/data
 WORK=$OUT/work
 LOGS=$OUT/logs
 RES=$OUT/results.tsv
+EXTRA=$OUT/extra.tsv # rows of the compression and verification tables: one metric each
 K=$OUT/kopia
 DG=$OUT/datagen
 KT=$OUT/kopia.test
@@ -113,6 +138,7 @@ prepare() {
 	"$DG" ensure-pg "$DATA/pg" $PG_SEED "$SCALE" >&2
 	"$DG" ensure-large "$DATA/large/disk.img" $LARGE_SEED "$LARGE_SIZE" >&2
 	[[ -s $RES ]] || printf 'time\trep\ttool\tdataset\tstep\twall_s\tcpu_s_per_gb\trss_mib\trepo_mb\tbytes\tload1\tbase_rss_mib\n' >"$RES"
+	[[ -s $EXTRA ]] || printf 'time\trep\ttable\tdataset\tvariant\tmetric\tvalue\tload1\n' >"$EXTRA"
 }
 
 # record REP TOOL DATASET STEP WALL CPU_S_PER_GB RSS REPO_MB BYTES LOAD1 [BASE_RSS]: one
@@ -214,11 +240,106 @@ snapmove_series() { # REP DATASET
 	done
 }
 
+# perf_bench REP TABLE DATASET VARIANT BENCHMARK: run one benchmark of the perf test binary
+# (BENCHMARK: the -test.bench pattern) in its own process and record each metric of its
+# result line as a row of table TABLE into this run's extra rows and the cumulative ones.
+perf_bench() {
+	local rep=$1 table=$2 ds=$3 variant=$4 pat=$5 out la
+	check_disk
+	out=$LOGS/out.snapmove.$table.$ds.$variant.$rep
+	la=$(load1)
+	PERF_DATA=$DATA PERF_SCALE=$SCALE PERF_PARALLEL=$NPROC PERF_DROP_CACHES=$DROP PERF_FRESH_FS=$FRESH_FS \
+		"$KT" -test.run '^$' -test.bench "$pat" -test.benchtime 1x -test.count 1 \
+		-test.timeout 2h >"$out" 2>&1 || die "snapmove $table $ds $variant failed: see $out"
+	grep -q '^Benchmark' "$out" || die "snapmove $table $ds $variant printed no result: see $out"
+	awk -v t="$(date -u +%H:%M:%S)" -v rep="$rep" -v table="$table" -v ds="$ds" -v v="$variant" -v la="$la" '
+		$1 ~ "^Benchmark" {
+			for (i = 3; i < NF; i += 2) printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t, rep, table, ds, v, $(i + 1), $i, la
+		}' "$out" | tee -a "$EXTRA" "$RUN_EXTRA" >&2
+}
+
+compression_series() { # REP
+	local rep=$1 ds c cs
+	read -r -a cs <<<"$COMPRESSORS"
+	if ((rep % 2 == 0)); then # alternate the order, as the series above alternate
+		local i rev=()
+		for ((i = ${#cs[@]} - 1; i >= 0; i--)); do rev+=("${cs[i]}"); done
+		cs=("${rev[@]}")
+	fi
+	for ds in pg large; do
+		for c in "${cs[@]}"; do
+			perf_bench "$rep" compression "$ds" "$c" "^BenchmarkCompression\$/^$ds\$/^$c\$"
+		done
+	done
+}
+
+verify_series() { perf_bench "$1" verify pg - '^BenchmarkVerifyCost$/^pg$'; } # REP
+
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 # med TOOL DATASET STEP COLUMN
 med() { awk -F'\t' -v t="$1" -v d="$2" -v s="$3" -v c="$4" 'NR > 1 && $3 == t && $4 == d && $5 == s && $c != "-" { print $c }' "$RUN_RES" | median; }
 num() { awk -v x="$1" -v f="$2" 'BEGIN { if (x == "-" || x == "") print "-"; else printf f, x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == 0) print "-"; else printf "%.2f", b / a }'; }
+
+# xmed TABLE DATASET VARIANT METRIC: median of one metric of the extra rows.
+xmed() { awk -F'\t' -v t="$1" -v d="$2" -v v="$3" -v m="$4" 'NR > 1 && $3 == t && $4 == d && $5 == v && $6 == m { print $7 }' "$RUN_EXTRA" | median; }
+# pct A B: A as a percentage of B.
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.1f", 100 * a / b }'; }
+
+report_compression() {
+	[[ -n ${COMPRESSORS// /} ]] || return 0
+	local ds c src
+	echo
+	echo "Compression, snapmove: a first backup into a new repository (verify metadata, the worker's default) and a restore of it, each in its own process, medians of $REPS run(s)"
+	printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s
+' dataset compressor stored stored backup backup backup restore restore restore
+	printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s
+' "" "" MB "% src" "wall s" "cpu s" "RSS MiB" "wall s" "cpu s" "RSS MiB"
+	for ds in pg large; do
+		src=$(xmed compression "$ds" "${COMPRESSORS%% *}" src-MB)
+		for c in $COMPRESSORS; do
+			local repo
+			repo=$(xmed compression "$ds" "$c" repo-MB)
+			printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s
+' "$ds" "$c" "$(num "$repo" %.1f)" "$(pct "$repo" "$src")" \
+				"$(num "$(xmed compression "$ds" "$c" backup-s)" %.2f)" "$(num "$(xmed compression "$ds" "$c" backup-cpu-s)" %.2f)" \
+				"$(num "$(xmed compression "$ds" "$c" backup-RSS-MiB)" %.0f)" \
+				"$(num "$(xmed compression "$ds" "$c" restore-s)" %.2f)" "$(num "$(xmed compression "$ds" "$c" restore-cpu-s)" %.2f)" \
+				"$(num "$(xmed compression "$ds" "$c" restore-RSS-MiB)" %.0f)"
+		done
+	done
+	echo "Sources: pg $(num "$(xmed compression pg "${COMPRESSORS%% *}" src-MB)" %.1f) MB (8 KiB pages, half random bytes, half text); large $(num "$(xmed compression large "${COMPRESSORS%% *}" src-MB)" %.1f) MB (random 1 MiB blocks, incompressible; its 21% holes are zero chunks stored once whatever the compressor)."
+	echo "Stored: file bytes in the repository after the backup (data, index and metadata). Wall times include the step's process start and the repository's open (scrypt)."
+}
+
+report_verify() {
+	[[ $VERIFY_COST == 1 ]] || return 0
+	local key label base w c
+	echo
+	echo "Verification cost, snapmove, pg ($(num "$(xmed verify pg - src-MB)" %.1f) MB): one process, a backup with verify none then VerifySnapshot of its snapshot, medians of $REPS run(s)"
+	printf '%-48s %8s %8s %9s %9s
+' step wall cpu wall cpu
+	printf '%-48s %8s %8s %9s %9s
+' "" s s "% backup" "% backup"
+	while IFS='|' read -r key label base; do
+		w=$(xmed verify pg - "$key-s") c=$(xmed verify pg - "$key-cpu-s")
+		printf '%-48s %8s %8s %9s %9s
+' "$label" "$(num "$w" %.2f)" "$(num "$c" %.2f)" \
+			"$([[ -n $base ]] && pct "$w" "$(xmed verify pg - "$base-s")" || echo -)" \
+			"$([[ -n $base ]] && pct "$c" "$(xmed verify pg - "$base-cpu-s")" || echo -)"
+	done <<-'EOF'
+		backup|backup (first, verify none)|
+		metadata|verify metadata (backup's repository)|backup
+		sample10|verify sample:10 (backup's repository)|backup
+		full|verify full (backup's repository)|backup
+		metadata-new|verify metadata (new, read-only, no cache)|backup
+		sample10-new|verify sample:10 (new, read-only, no cache)|backup
+		full-new|verify full (new, read-only, no cache)|backup
+		noop|backup (no-op, verify none)|
+		noop-metadata|verify metadata (no-op backup's repository)|noop
+	EOF
+	echo "% backup: of the backup verified (the first, or the no-op for the last row). A backup at verify metadata or full costs the backup plus its 'backup's repository' row; 'new, read-only, no cache' is a repository command's (snapmove verify) open repository."
+}
 
 report() {
 	local ds cds step cw sw cc sc cr sr crepo srepo label
@@ -255,6 +376,8 @@ prepare
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 RUN_RES=$OUT/results.$(date -u +%Y%m%dT%H%M%S).tsv
 head -1 "$RES" >"$RUN_RES"
+RUN_EXTRA=${RUN_RES%.tsv}.extra.tsv
+head -1 "$EXTRA" >"$RUN_EXTRA"
 log "scale $SCALE, $REPS repetition(s), $NPROC CPUs, load $LOAD_START; rows also in $RES"
 for ((rep = 1; rep <= REPS; rep++)); do
 	for ds in pg large; do
@@ -268,5 +391,11 @@ for ((rep = 1; rep <= REPS; rep++)); do
 			cli_series "$rep" "$ds"
 		fi
 	done
+	[[ -n ${COMPRESSORS// /} ]] && compression_series "$rep"
+	[[ $VERIFY_COST == 1 ]] && verify_series "$rep"
 done
-report | tee "${RUN_RES%.tsv}.txt" >&3
+{
+	report
+	report_compression
+	report_verify
+} | tee "${RUN_RES%.tsv}.txt" >&3

@@ -231,10 +231,11 @@ func backupSource(p string, block bool) (fs.Entry, int64, func(), error) {
 		if err != nil {
 			return nil, 0, nil, errors.Wrapf(err, "reading %s", resolved)
 		}
-		if _, ok := e.(fs.Directory); !ok {
+		dir, ok := e.(fs.Directory)
+		if !ok {
 			return nil, 0, nil, errors.Errorf("%s is not a directory", p)
 		}
-		return e, 0, func() {}, nil
+		return encodeNames(dir), 0, func() {}, nil
 	}
 
 	st, err := os.Stat(resolved)

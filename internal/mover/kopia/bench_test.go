@@ -19,6 +19,12 @@ package kopia
 //	large  a directory holding one datagen.GenLarge file, seed 7 (scale 1: 2 GiB, 21% holes)
 //	block  the same file backed up and restored as a block volume (Block: true)
 //
+// BenchmarkCompression backs up pg and large with each of datapath.Compressors into a new
+// repository and restores the snapshot (sub-benchmarks pg/<compressor> and
+// large/<compressor>); it reports the repository's size and each step's wall and CPU time
+// (see its doc comment). BenchmarkVerifyCost (verify_perf_test.go) times verification
+// after a backup of pg.
+//
 // Each timed step runs in a new process of this test binary (TestPerf in perf_test.go),
 // which opens the repository as the worker does, runs, and closes it, like one CLI
 // command or one worker pod: its wall time includes starting the process, and its CPU
@@ -57,6 +63,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/repository"
@@ -341,11 +348,12 @@ func (r *perfRun) child(b *testing.B, env ...string) (perfResult, *syscall.Rusag
 	return res, nil
 }
 
-// backupStep runs one backup in its own process.
-func (r *perfRun) backupStep(b *testing.B, loc repository.Location, cacheDir string, src perfSource) (perfResult, *syscall.Rusage) {
+// backupStep runs one backup in its own process; env adds TestPerf settings
+// (PERF_COMPRESSION).
+func (r *perfRun) backupStep(b *testing.B, loc repository.Location, cacheDir string, src perfSource, env ...string) (perfResult, *syscall.Rusage) {
 	b.Helper()
-	return r.child(b, "PERF_OP=backup", "PERF_REPO="+loc.Path, "PERF_CACHE_DIR="+cacheDir, "PERF_SRC="+src.path,
-		"PERF_BLOCK="+boolEnv(src.block))
+	return r.child(b, append([]string{"PERF_OP=backup", "PERF_REPO=" + loc.Path, "PERF_CACHE_DIR=" + cacheDir, "PERF_SRC=" + src.path,
+		"PERF_BLOCK=" + boolEnv(src.block)}, env...)...)
 }
 
 // restoreStep runs one restore in its own process, read-only and without a cache like the worker's.
@@ -509,6 +517,86 @@ func BenchmarkRestore(b *testing.B) {
 			t.report(b, src.bytes)
 		})
 	}
+}
+
+// BenchmarkCompression measures what each compressor snapmove offers (datapath.Compressors,
+// BackupRequest.Compression) costs and saves, on pg (pages half random, half text) and on
+// large (1 MiB random blocks, incompressible; its holes are zero chunks that deduplicate
+// to one whatever the compressor): a first backup into a new repository and a restore of
+// it, each in its own process as in the other benchmarks (backup verification at the
+// worker's default, metadata; restore as BenchmarkRestore's). Run one data set and
+// compressor per process, as hack/bench.sh does:
+//
+//	go test -tags perf -run '^$' -bench '^BenchmarkCompression$/^pg$/^zstd$' -benchtime 1x ./internal/mover/kopia/
+//
+// Metrics: repo-MB (file bytes in the repository after the backup), src-MB (logical
+// source bytes), backup-s and restore-s (wall time, including the process's start and
+// the repository's open), backup-cpu-s and restore-cpu-s (user+system CPU of the step's
+// process), backup-RSS-MiB and restore-RSS-MiB (peak RSS of the step's process).
+func BenchmarkCompression(b *testing.B) {
+	env := loadPerfEnv(b)
+	for _, name := range []string{"pg", "large"} {
+		b.Run(name, func(b *testing.B) {
+			for _, compressor := range datapath.Compressors {
+				b.Run(compressor, func(b *testing.B) {
+					b.StopTimer()
+					src := env.shared(b, name)
+					run := newPerfRun(b, env)
+					var backupWall, restoreWall, backupCPU, restoreCPU time.Duration
+					var repoBytes, backupRSS, restoreRSS int64
+					for range b.N {
+						loc := run.createRepository(b)
+						cache := run.newDir("cache")
+						if env.drop {
+							dropCaches(b)
+						} else {
+							readAll(b, src.path)
+						}
+						b.StartTimer()
+						start := time.Now()
+						res, ru := run.backupStep(b, loc, cache, src, "PERF_COMPRESSION="+compressor)
+						backupWall += time.Since(start)
+						b.StopTimer()
+						backupCPU += rusageCPU(ru)
+						backupRSS = max(backupRSS, res.MaxRSSMiB)
+						repoBytes = treeBytes(b, loc.Path)
+
+						target, remove := run.restoreTarget(b, src)
+						if env.drop {
+							dropCaches(b)
+						}
+						b.StartTimer()
+						start = time.Now()
+						rres, ru := run.restoreStep(b, loc, res.SnapshotID, target, false)
+						restoreWall += time.Since(start)
+						b.StopTimer()
+						restoreCPU += rusageCPU(ru)
+						restoreRSS = max(restoreRSS, rres.MaxRSSMiB)
+						if env.verify {
+							verifyRestore(b, src, target)
+						}
+						remove()
+						_ = os.RemoveAll(loc.Path)
+						_ = os.RemoveAll(cache)
+					}
+					n := float64(b.N)
+					b.ReportMetric(float64(repoBytes)/1e6, "repo-MB")
+					b.ReportMetric(float64(src.bytes)/1e6, "src-MB")
+					b.ReportMetric(backupWall.Seconds()/n, "backup-s")
+					b.ReportMetric(backupCPU.Seconds()/n, "backup-cpu-s")
+					b.ReportMetric(float64(backupRSS), "backup-RSS-MiB")
+					b.ReportMetric(restoreWall.Seconds()/n, "restore-s")
+					b.ReportMetric(restoreCPU.Seconds()/n, "restore-cpu-s")
+					b.ReportMetric(float64(restoreRSS), "restore-RSS-MiB")
+				})
+			}
+		})
+	}
+}
+
+// rusageCPU is the user+system CPU time in ru.
+func rusageCPU(ru *syscall.Rusage) time.Duration {
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // verifyRestore compares the restored tree (or block file) with the source.

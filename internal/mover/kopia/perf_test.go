@@ -16,6 +16,7 @@ package kopia
 // process is tuned as the worker tunes itself (tuneLikeWorker): this package leaves the
 // garbage collector alone.
 // Optional: PERF_BLOCK=1 (block volume), PERF_SPARSE=1 (WriteSparse), PERF_PARALLEL=N,
+// PERF_COMPRESSION=name (a backup's compressor, one of datapath.Compressors; default none),
 // PERF_PVC=name, PERF_CPUPROFILE=file, PERF_MEMPROFILE=file (heap profile after the
 // operation: go tool pprof -sample_index=alloc_space). The result is one JSON line on
 // stdout: op, snapshotID, totalBytes, incrementalBytes, wallSeconds, openSeconds,
@@ -85,7 +86,8 @@ func TestPerf(t *testing.T) {
 	switch op {
 	case "backup":
 		res, err := r.Backup(ctx, datapath.BackupRequest{SourceNamespace: "perf", SourcePVC: pvc, Path: os.Getenv("PERF_SRC"),
-			Block: os.Getenv("PERF_BLOCK") == "1", Parallel: int(num("PERF_PARALLEL")), OnProgress: func(datapath.Progress) {}})
+			Block: os.Getenv("PERF_BLOCK") == "1", Parallel: int(num("PERF_PARALLEL")), Compression: os.Getenv("PERF_COMPRESSION"),
+			OnProgress: func(datapath.Progress) {}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -194,7 +194,8 @@ func checkNames(entries []*snapshot.DirEntry, dirPath string) error {
 	return nil
 }
 
-// readDirectory reads the entries of a snapshot directory object. It does not use
+// readDirectory reads the entries of a snapshot directory object, their names decoded
+// (names.go): every reader of a snapshot sees the names the backup read. It does not use
 // snapshotfs, which reports a directory's modification time as the newest one below it;
 // the entries hold the directory's own.
 func readDirectory(ctx context.Context, rep repo.Repository, oid object.ID) ([]*snapshot.DirEntry, error) {
@@ -209,6 +210,11 @@ func readDirectory(ctx context.Context, rep repo.Repository, oid object.ID) ([]*
 	}
 	if dm.StreamType != directoryStreamType {
 		return nil, errors.Errorf("not a directory object (stream %q)", dm.StreamType)
+	}
+	for _, e := range dm.Entries {
+		if e.Name, err = originalName(e.Name); err != nil {
+			return nil, err
+		}
 	}
 	return dm.Entries, nil
 }
