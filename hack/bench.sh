@@ -33,7 +33,7 @@
 # Environment:
 #   BENCH_SCALE=1        data set scale in (0, 1] (pg via datagen's scale, large 2 GiB × scale)
 #   BENCH_REPS=3         repetitions; medians are printed
-#   BENCH_QUICK=1        scale 1/16, 1 repetition: about a minute once things are built
+#   BENCH_QUICK=1        scale 1/16, 1 repetition: about two minutes once things are built
 #   BENCH_OUT=/tmp/snapmove-bench  binaries, data sets (kept, stamped), results.tsv, logs
 #   BENCH_DROP_CACHES=1  drop the page cache before every timed step (cold; root); default:
 #                        the source is read just before (warm)
@@ -44,8 +44,7 @@
 #                        filesystem, where ext4 then spends over half of a 2,500-file
 #                        restore's CPU stepping over the inodes the previous series freed.
 #   BENCH_COMPRESSORS    the compression table's compressors, space-separated; empty skips
-#                        the table. Default: all of datapath.Compressors; with BENCH_QUICK=1
-#                        none, zstd-fastest, zstd and s2-default (see QUICK_COMPRESSORS)
+#                        the table. Default: all of datapath.Compressors (see COMPRESSORS)
 #   BENCH_VERIFY_COST=0  skip the verification table
 #
 # Wall times on a shared machine swing 1.5–3x with the neighbours' load: compare the
@@ -67,15 +66,13 @@ if [[ ${BENCH_QUICK:-0} == 1 ]]; then
 	SCALE=${BENCH_SCALE:-0.0625}
 	REPS=${BENCH_REPS:-1}
 fi
-# ALL_COMPRESSORS is datapath.Compressors. Quick mode, meant to add at most about a minute,
-# keeps one of each kind: zstd-better-compression and s2-better spend more CPU for a few
-# percent of size (zstd-better-compression is the slowest by far, and on the 2,500-file set
-# it alone would take as long as the other four), and s2-parallel-4/8 are s2-default with
-# 4 or 8 goroutines per stream, which on a machine of a few cores tells nothing new.
-ALL_COMPRESSORS="none zstd zstd-fastest zstd-better-compression s2-default s2-better s2-parallel-4 s2-parallel-8"
-QUICK_COMPRESSORS="none zstd-fastest zstd s2-default"
-COMPRESSORS=${BENCH_COMPRESSORS-$ALL_COMPRESSORS}
-[[ ${BENCH_QUICK:-0} == 1 ]] && COMPRESSORS=${BENCH_COMPRESSORS-$QUICK_COMPRESSORS}
+# COMPRESSORS defaults to datapath.Compressors, in quick mode too: there a data set and
+# compressor (two processes, a backup and a restore) took about 2 s for none, zstd-fastest,
+# zstd and s2-default on 2 busy cores, so all eight should stay within the minute quick mode
+# may add. BENCH_COMPRESSORS="none zstd-fastest zstd s2-default" keeps one of each kind:
+# zstd-better-compression and s2-better are the slow high-ratio settings of their
+# families, and s2-parallel-4/8 are s2-default with 4 or 8 goroutines per stream.
+COMPRESSORS=${BENCH_COMPRESSORS-none zstd zstd-fastest zstd-better-compression s2-default s2-better s2-parallel-4 s2-parallel-8}
 VERIFY_COST=${BENCH_VERIFY_COST:-1}
 DROP=${BENCH_DROP_CACHES:-0}
 BLOCK=${BENCH_BLOCK:-1}
@@ -287,28 +284,26 @@ xmed() { awk -F'\t' -v t="$1" -v d="$2" -v v="$3" -v m="$4" 'NR > 1 && $3 == t &
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.1f", 100 * a / b }'; }
 
 report_compression() {
-	[[ -n ${COMPRESSORS// /} ]] || return 0
-	local ds c src
+	local ds c src cs
+	read -r -a cs <<<"$COMPRESSORS"
+	((${#cs[@]} > 0)) || return 0
 	echo
 	echo "Compression, snapmove: a first backup into a new repository (verify metadata, the worker's default) and a restore of it, each in its own process, medians of $REPS run(s)"
-	printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s
-' dataset compressor stored stored backup backup backup restore restore restore
-	printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s
-' "" "" MB "% src" "wall s" "cpu s" "RSS MiB" "wall s" "cpu s" "RSS MiB"
+	printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s\n' dataset compressor stored stored backup backup backup restore restore restore
+	printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s\n' "" "" MB "% src" "wall s" "cpu s" "RSS MiB" "wall s" "cpu s" "RSS MiB"
 	for ds in pg large; do
-		src=$(xmed compression "$ds" "${COMPRESSORS%% *}" src-MB)
-		for c in $COMPRESSORS; do
+		src=$(xmed compression "$ds" "${cs[0]}" src-MB)
+		for c in "${cs[@]}"; do
 			local repo
 			repo=$(xmed compression "$ds" "$c" repo-MB)
-			printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s
-' "$ds" "$c" "$(num "$repo" %.1f)" "$(pct "$repo" "$src")" \
+			printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s\n' "$ds" "$c" "$(num "$repo" %.1f)" "$(pct "$repo" "$src")" \
 				"$(num "$(xmed compression "$ds" "$c" backup-s)" %.2f)" "$(num "$(xmed compression "$ds" "$c" backup-cpu-s)" %.2f)" \
 				"$(num "$(xmed compression "$ds" "$c" backup-RSS-MiB)" %.0f)" \
 				"$(num "$(xmed compression "$ds" "$c" restore-s)" %.2f)" "$(num "$(xmed compression "$ds" "$c" restore-cpu-s)" %.2f)" \
 				"$(num "$(xmed compression "$ds" "$c" restore-RSS-MiB)" %.0f)"
 		done
 	done
-	echo "Sources: pg $(num "$(xmed compression pg "${COMPRESSORS%% *}" src-MB)" %.1f) MB (8 KiB pages, half random bytes, half text); large $(num "$(xmed compression large "${COMPRESSORS%% *}" src-MB)" %.1f) MB (random 1 MiB blocks, incompressible; its 21% holes are zero chunks stored once whatever the compressor)."
+	echo "Sources: pg $(num "$(xmed compression pg "${cs[0]}" src-MB)" %.1f) MB (8 KiB pages, half random bytes, half text); large $(num "$(xmed compression large "${cs[0]}" src-MB)" %.1f) MB (random 1 MiB blocks, which do not compress, with holes and written zero runs, which do; whole zero chunks are stored once in any case)."
 	echo "Stored: file bytes in the repository after the backup (data, index and metadata). Wall times include the step's process start and the repository's open (scrypt)."
 }
 
@@ -317,14 +312,11 @@ report_verify() {
 	local key label base w c
 	echo
 	echo "Verification cost, snapmove, pg ($(num "$(xmed verify pg - src-MB)" %.1f) MB): one process, a backup with verify none then VerifySnapshot of its snapshot, medians of $REPS run(s)"
-	printf '%-48s %8s %8s %9s %9s
-' step wall cpu wall cpu
-	printf '%-48s %8s %8s %9s %9s
-' "" s s "% backup" "% backup"
+	printf '%-48s %8s %8s %9s %9s\n' step wall cpu wall cpu
+	printf '%-48s %8s %8s %9s %9s\n' "" s s "% backup" "% backup"
 	while IFS='|' read -r key label base; do
 		w=$(xmed verify pg - "$key-s") c=$(xmed verify pg - "$key-cpu-s")
-		printf '%-48s %8s %8s %9s %9s
-' "$label" "$(num "$w" %.2f)" "$(num "$c" %.2f)" \
+		printf '%-48s %8s %8s %9s %9s\n' "$label" "$(num "$w" %.2f)" "$(num "$c" %.2f)" \
 			"$([[ -n $base ]] && pct "$w" "$(xmed verify pg - "$base-s")" || echo -)" \
 			"$([[ -n $base ]] && pct "$c" "$(xmed verify pg - "$base-cpu-s")" || echo -)"
 	done <<-'EOF'
@@ -338,7 +330,7 @@ report_verify() {
 		noop|backup (no-op, verify none)|
 		noop-metadata|verify metadata (no-op backup's repository)|noop
 	EOF
-	echo "% backup: of the backup verified (the first, or the no-op for the last row). A backup at verify metadata or full costs the backup plus its 'backup's repository' row; 'new, read-only, no cache' is a repository command's (snapmove verify) open repository."
+	echo "% backup: of the backup verified (the first, or the no-op for the last row). A backup at verify metadata or full costs the backup plus its 'backup's repository' row; 'new, read-only, no cache' opens the repository as a repository command (snapmove verify) does."
 }
 
 report() {
@@ -391,8 +383,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
 			cli_series "$rep" "$ds"
 		fi
 	done
-	[[ -n ${COMPRESSORS// /} ]] && compression_series "$rep"
-	[[ $VERIFY_COST == 1 ]] && verify_series "$rep"
+	if [[ -n ${COMPRESSORS// /} ]]; then compression_series "$rep"; fi
+	if [[ $VERIFY_COST == 1 ]]; then verify_series "$rep"; fi
 done
 {
 	report
