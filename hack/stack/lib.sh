@@ -119,6 +119,13 @@ velero_start() {
   waitup velero 90 bsl_available_since "$since"
 }
 
+# minio_start: start the stack's S3 server on 127.0.0.1:9000 (its data survives a restart).
+# This MinIO build accepts only minioadmin:minioadmin whatever MINIO_ROOT_* say.
+minio_start() {
+  start minio env MINIO_ROOT_USER=minioadmin MINIO_ROOT_PASSWORD=minioadmin MINIO_UPDATE=off \
+    "$STACK_BIN/minio" server "$RUN/s3/minio" --address 127.0.0.1:9000 --console-address 127.0.0.1:9001
+}
+
 # bsl_available_since RFC3339: the default BSL is Available, validated at or after the given time.
 bsl_available_since() {
   local out phase at

@@ -80,9 +80,7 @@ start etcd etcd --name snapmove --data-dir "$RUN/etcd" \
   --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
   --initial-cluster snapmove=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381
 
-# This MinIO build accepts only minioadmin:minioadmin whatever MINIO_ROOT_* say.
-start minio env MINIO_ROOT_USER=minioadmin MINIO_ROOT_PASSWORD=minioadmin MINIO_UPDATE=off \
-  "$STACK_BIN/minio" server "$RUN/s3/minio" --address 127.0.0.1:9000 --console-address 127.0.0.1:9001
+minio_start
 
 C=$RUN/containerd
 # restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE, so runc cannot set the pause container's

@@ -264,32 +264,15 @@ func RestoreFiles(ctx context.Context, args []string, out io.Writer) (err error)
 }
 
 func restoreToPVC(ctx context.Context, f *catalogFlags, cat *catalog.Catalog, c client.Client, backup, volume string, paths []string, toPVC, image string, timeout time.Duration, out io.Writer) error {
-	if c == nil {
-		return errors.New("--to-pvc needs the cluster (it runs a pod there); without one, restore --to a local directory")
-	}
 	ns, name, ok := strings.Cut(toPVC, "/")
 	if !ok || ns == "" || name == "" {
 		return errors.Errorf("--to-pvc %q: want NAMESPACE/PVC", toPVC)
 	}
-	var err error
-	if image == "" {
-		if image, err = catalog.WorkerImage(ctx, c, *f.namespace); err != nil {
-			return err
-		}
-	}
-	settings, err := config.Load(ctx, c, *f.namespace)
-	if err != nil {
-		return errors.Wrap(err, "reading the mover's settings (they place the restore pod)")
-	}
-	secret, err := parseSecretKey(DefaultCredentialsSecret)
+	ic, err := f.inCluster(ctx, cat, c, image, timeout)
 	if err != nil {
 		return err
 	}
-	t := &catalog.ToPVC{
-		Client: c, Catalog: cat, Namespace: *f.namespace, DefaultCredentials: secret, Image: image, Settings: settings,
-		Timeout: timeout, Interval: time.Second, Log: cat.Log,
-	}
-	report, err := t.Restore(ctx, backup, volume, paths, types.NamespacedName{Namespace: ns, Name: name})
+	report, err := ic.RestoreFiles(ctx, backup, volume, paths, types.NamespacedName{Namespace: ns, Name: name})
 	if err != nil {
 		return err
 	}
@@ -297,12 +280,38 @@ func restoreToPVC(ctx context.Context, f *catalogFlags, cat *catalog.Catalog, c 
 	return err
 }
 
-// writeReport writes a command's outcome (its output, or its error) to file, bounded to
+// inCluster is what runs a command in a pod: the mover's worker image (unless image is
+// set) placed by the mover's settings.
+func (f *catalogFlags) inCluster(ctx context.Context, cat *catalog.Catalog, c client.Client, image string, timeout time.Duration) (*catalog.InCluster, error) {
+	if c == nil {
+		return nil, errors.New("running a command in the cluster needs the cluster; without one, run it here")
+	}
+	var err error
+	if image == "" {
+		if image, err = catalog.WorkerImage(ctx, c, *f.namespace); err != nil {
+			return nil, err
+		}
+	}
+	settings, err := config.Load(ctx, c, *f.namespace)
+	if err != nil {
+		return nil, errors.Wrap(err, "reading the mover's settings (they place the pod)")
+	}
+	secret, err := parseSecretKey(DefaultCredentialsSecret)
+	if err != nil {
+		return nil, err
+	}
+	return &catalog.InCluster{
+		Client: c, Catalog: cat, Namespace: *f.namespace, DefaultCredentials: secret, Image: image, Settings: settings,
+		Timeout: timeout, Interval: time.Second, Log: cat.Log,
+	}, nil
+}
+
+// writeReport writes a command's outcome (its output, then its error) to file, bounded to
 // what a pod's termination message holds (4096 bytes, the end kept).
 func writeReport(file, output string, err error) error {
 	msg := output
 	if err != nil {
-		msg = "snapmove: " + err.Error()
+		msg += "snapmove: " + err.Error()
 	}
 	if len(msg) > 4096 {
 		msg = "..." + msg[len(msg)-4093:]
@@ -318,33 +327,74 @@ func (f *catalogFlags) pin(cat *catalog.Catalog, id, volume string) error {
 	if id == "" {
 		return nil
 	}
-	ns, pvc, ok := strings.Cut(volume, "/")
-	if !ok || ns == "" || pvc == "" {
-		return errors.Errorf("volume %q: want NAMESPACE/PVC", volume)
+	return f.pinAll(cat, []string{volume + "=" + id})
+}
+
+// pinAll replaces the catalog's source by the snapshots given as NAMESPACE/PVC=ID, when
+// there are any. They must be on the --bucket location.
+func (f *catalogFlags) pinAll(cat *catalog.Catalog, pins []string) error {
+	if len(pins) == 0 {
+		return nil
 	}
 	bucket, ok := cat.Source.(catalog.Bucket)
 	if !ok {
-		return errors.New("--snapshot-id needs --bucket: in the cluster, volumes are found by backup")
+		return errors.New("a snapshot ID needs --bucket: in the cluster, volumes are found by backup")
 	}
-	cat.Source = catalog.Pinned{BSL: bucket.BSL, Volume: catalog.Volume{
-		Namespace: ns, PVC: pvc, SnapshotID: id, Phase: "Completed", StorageLocation: bucket.BSL.Name, Files: -1, IncrementalBytes: -1,
-	}}
+	pinned := catalog.Pinned{BSL: bucket.BSL}
+	for _, p := range pins {
+		volume, id, _ := strings.Cut(p, "=")
+		ns, pvc, ok := strings.Cut(volume, "/")
+		if !ok || ns == "" || pvc == "" || id == "" || strings.Contains(pvc, "/") {
+			return errors.Errorf("snapshot %q: want NAMESPACE/PVC=ID", p)
+		}
+		pinned.Pins = append(pinned.Pins, catalog.Volume{
+			Namespace: ns, PVC: pvc, SnapshotID: id, Phase: "Completed", StorageLocation: bucket.BSL.Name, Files: -1, IncrementalBytes: -1,
+		})
+	}
+	cat.Source = pinned
 	return nil
 }
 
 // Verify runs `snapmove verify [BACKUP [NAMESPACE/PVC]]`. It fails when any volume fails.
-func Verify(ctx context.Context, args []string, out io.Writer) error {
+func Verify(ctx context.Context, args []string, out io.Writer) (err error) {
 	f := newCatalogFlags("verify")
 	level := f.fs.String("level", "metadata", "what to read back: metadata, sample:<percent> or full")
-	if err := f.parse(args, "usage: snapmove verify [BACKUP [NAMESPACE/PVC]] [--level metadata|sample:N|full]", 0, 2); err != nil {
+	inCluster := f.fs.Bool("in-cluster", false, "verify from a pod in Velero's namespace (for a repository this machine cannot reach)")
+	image := f.fs.String("image", "", "with --in-cluster: the snapmove image of the pod (default: the mover's worker image)")
+	timeout := f.fs.Duration("timeout", 2*time.Hour, "with --in-cluster: how long the pod may take")
+	snapshots := f.fs.StringArray("snapshot", nil, "with --bucket: verify NAMESPACE/PVC=SNAPSHOT_ID (repeatable) instead of finding the backup's snapshots by their tag")
+	reportFile := f.fs.String("report-file", "", "also write the outcome to this file (a command pod's termination message)")
+	if err := f.parse(args, "usage: snapmove verify [BACKUP [NAMESPACE/PVC]] [--level metadata|sample:N|full] [--in-cluster]", 0, 2); err != nil {
 		return err
 	}
 	mode, err := config.ParseVerify(*level)
 	if err != nil {
 		return errors.Wrap(err, "--level")
 	}
-	cat, _, err := f.open()
+	if *reportFile != "" {
+		var report bytes.Buffer
+		defer func() { err = writeReport(*reportFile, report.String(), err) }()
+		out = io.MultiWriter(out, &report)
+	}
+	cat, c, err := f.open()
 	if err != nil {
+		return err
+	}
+	if *inCluster {
+		if f.fs.Arg(0) == "" {
+			return errors.New("--in-cluster verifies one backup: give its name")
+		}
+		ic, err := f.inCluster(ctx, cat, c, *image, *timeout)
+		if err != nil {
+			return err
+		}
+		report, err := ic.Verify(ctx, f.fs.Arg(0), f.fs.Arg(1), mode.String())
+		if report != "" {
+			fmt.Fprint(out, report)
+		}
+		return err
+	}
+	if err := f.pinAll(cat, *snapshots); err != nil {
 		return err
 	}
 	vs, err := cat.Verify(ctx, f.fs.Arg(0), f.fs.Arg(1), mode)

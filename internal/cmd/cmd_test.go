@@ -72,7 +72,7 @@ func TestWriteReport(t *testing.T) {
 	require.Equal(t, failure, writeReport(file, "partial output", failure), "the command's error is kept")
 	b, err = os.ReadFile(file)
 	require.NoError(t, err)
-	require.Equal(t, "snapmove: no such path", string(b))
+	require.Equal(t, "partial outputsnapmove: no such path", string(b), "what it printed, then why it failed")
 
 	require.NoError(t, writeReport(file, strings.Repeat("x", 5000), nil))
 	b, err = os.ReadFile(file)

@@ -1,6 +1,8 @@
 package naming
 
 import (
+	"time"
+
 	"github.com/vmware-tanzu/velero/pkg/label"
 )
 
@@ -46,7 +48,11 @@ const (
 // mover forgets the snapshot, then sets DeleteRequestPhaseKey to Completed or Failed (with
 // DeleteRequestMessageKey); the plugin waits for that and deletes the ConfigMap.
 const (
-	DeleteRequestLabel      = PluginDomain + "/snapshot-delete-request"
+	DeleteRequestLabel = PluginDomain + "/snapshot-delete-request"
+	// DeleteRequestWait is how long the delete plugin waits for an answer, from the
+	// request's creation; no one reads an answer later, so the mover removes completed
+	// requests after it.
+	DeleteRequestWait       = 10 * time.Second
 	DeleteRequestBackupKey  = "backup"
 	DeleteRequestBSLKey     = "backupStorageLocation"
 	DeleteRequestNSKey      = "sourceNamespace"

@@ -62,6 +62,20 @@ func TestRepositoryCommands(t *testing.T) {
 	b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
 	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
 
+	// The repository is Velero's own: Velero found the BackupRepository the mover made
+	// for it, connected to the repository and set it Ready, and lists it.
+	repoName := ns + "-default-kopia"
+	poll(t, "BackupRepository "+repoName+" to be Ready", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		var br velerov1.BackupRepository
+		err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: repoName}, &br)
+		if err != nil {
+			return false, crclient.IgnoreNotFound(err)
+		}
+		require.NotEqual(t, velerov1.BackupRepositoryPhaseNotReady, br.Status.Phase, br.Status.Message)
+		return br.Status.Phase == velerov1.BackupRepositoryPhaseReady, nil
+	})
+	require.Contains(t, s.veleroCLI(t, "repo", "get"), repoName)
+
 	// list: the moved volume with its snapshot, size and file count.
 	var vols []struct {
 		Backup, Namespace, PVC, SnapshotID, Phase, Verification string
@@ -135,19 +149,27 @@ func TestRepositoryCommands(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, keepBefore.ModTime(), keepAfter.ModTime(), "a file outside the chosen paths changed")
 	var pods corev1.PodList
-	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(ns2), crclient.MatchingLabels{"app.kubernetes.io/component": "restore-files"}))
+	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(ns2), crclient.MatchingLabels{"app.kubernetes.io/component": "repository-command"}))
 	require.Empty(t, pods.Items, "restore pod left behind")
 	var secrets corev1.SecretList
-	require.NoError(t, s.c.List(ctxT(t), &secrets, crclient.InNamespace(ns2), crclient.MatchingLabels{"app.kubernetes.io/component": "restore-files"}))
+	require.NoError(t, s.c.List(ctxT(t), &secrets, crclient.InNamespace(ns2), crclient.MatchingLabels{"app.kubernetes.io/component": "repository-command"}))
 	require.Empty(t, secrets.Items, "credentials secret left behind")
 
 	// verify: good, then a data pack of the repository corrupted.
 	s.snapmove(t, "verify", name, "--level", "full")
+	inPod := s.snapmove(t, "verify", name, "--level", "full", "--in-cluster")
+	require.Regexp(t, ns+`/data\s+\S+\s+OK\s+verified \(full\)`, inPod)
 	s.corruptOnePack(t, s.bslPrefix+"/kopia/"+ns+"/p")
 	failed, err := runErr(s.bin(), "verify", name, "--level", "full")
 	require.Error(t, err, failed)
 	require.Regexp(t, ns+`/data\s+\S+\s+FAILED\s+.*dir\d\d/f\d\d`, failed)
 	require.Contains(t, failed, "1 of 1 volumes failed verification")
+	failed, err = runErr(s.bin(), "verify", name, "--level", "full", "--in-cluster")
+	require.Error(t, err, failed)
+	require.Regexp(t, ns+`/data\s+\S+\s+FAILED\s+.*dir\d\d/f\d\d`, failed)
+	pods = corev1.PodList{}
+	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{"app.kubernetes.io/component": "repository-command"}))
+	require.Empty(t, pods.Items, "verify pod left behind")
 }
 
 // bin is the snapmove binary the suite tests.

@@ -224,3 +224,39 @@ func TestFrozenWorkerIsReplaced(t *testing.T) {
 	ls := run(t, s.kopia, append([]string{"snapshot", "ls", "--all", "--incomplete"}, kcfg...)...)
 	require.NotContains(t, ls, "incomplete", "a checkpoint was left:\n%s", ls)
 }
+
+// TestObjectStoreOutageMidUpload stops the object store (MinIO) for 30 s in the middle of
+// a 1 GiB upload and starts it again: the backup completes with no action by anyone
+// (kopia's and the S3 client's retries, or else the mover's retry of the whole move), and
+// what it stored is the volume's data.
+func TestObjectStoreOutageMidUpload(t *testing.T) {
+	s := env
+	ns := s.bigVolume(t, "outage", "data")
+	src := filepath.Join(s.volumePath(t, ns, "data"), "big")
+	name := ns + "-b"
+	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
+	t.Cleanup(func() { s.deleteBackup(t, name) })
+	s.waitDataUpload(t, name, "the upload to be under way", func(du velerov2alpha1.DataUpload) bool {
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress && du.Status.Progress.BytesDone > 0
+	})
+
+	minio := filepath.Join(repoRoot(), "hack", "stack", "minio.sh")
+	run(t, minio, "stop")
+	t.Cleanup(func() { _, _ = runErr(minio, "start") }) // whatever happens below
+	time.Sleep(30 * time.Second)
+	run(t, minio, "start")
+
+	s.waitBackupDone(t, name)
+	var b velerov1.Backup
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b))
+	dus := s.dataUploads(t, name)
+	require.Len(t, dus, 1)
+	require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, dus[0].Status.Phase, dus[0].Status.Message)
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
+	t.Logf("after the outage: %s (attempt annotation %q)", dus[0].Status.Message, dus[0].Annotations["snapmove.io/attempt"])
+
+	out := t.TempDir()
+	s.snapmove(t, "restore-files", name, ns+"/data", "big", "--to", out)
+	require.Equal(t, sha256File(t, src), sha256File(t, filepath.Join(out, "big")), "the stored data differs from the volume's")
+	s.requireNoLeftovers(t)
+}

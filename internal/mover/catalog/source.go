@@ -180,22 +180,24 @@ func sortVolumes(vols []Volume) {
 	})
 }
 
-// Pinned is a source of one snapshot named by its ID, with the BSL that holds it: the
+// Pinned is a source of snapshots named by their IDs, with the BSL that holds them: the
 // way to reach a snapshot that carries no backup tag (one of Velero's own mover), and
-// what the restore pod of `restore-files --to-pvc` is told. Volumes returns it for any
-// backup.
+// what a command pod is told. Its Pins are returned for any backup.
 type Pinned struct {
-	Volume Volume
-	BSL    *velerov1.BackupStorageLocation
+	Pins []Volume
+	BSL  *velerov1.BackupStorageLocation
 }
 
 // Volumes implements Source.
 func (p Pinned) Volumes(_ context.Context, backup string) ([]Volume, error) {
-	v := p.Volume
-	if backup != "" {
-		v.Backup = backup
+	vols := make([]Volume, len(p.Pins))
+	for i, v := range p.Pins {
+		if backup != "" {
+			v.Backup = backup
+		}
+		vols[i] = v
 	}
-	return []Volume{v}, nil
+	return vols, nil
 }
 
 // Location implements Source.

@@ -27,11 +27,13 @@ import (
 // when it is still waiting, deletes them first).
 type DeleteRequestReconciler struct{ *Reconciler }
 
-// How long an answered request stays: long enough for a waiting plugin to read the
-// answer, and for a person to see a failure (with its Event) before it goes.
+// How long an answered request stays. A completed one stays until no plugin can still
+// be waiting for it (the plugin waits naming.DeleteRequestWait from the request's
+// creation, and deletes it itself when it reads the answer); a failed one stays a day,
+// for a person to see it (with its Event).
 const (
-	completedRequestTTL = time.Minute
-	failedRequestTTL    = 24 * time.Hour
+	completedRequestGrace = 5 * time.Second
+	failedRequestTTL      = 24 * time.Hour
 )
 
 // deleteRequestAnsweredKey, in a request's data: when the mover answered it (RFC 3339).
@@ -99,20 +101,20 @@ func (r *DeleteRequestReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{RequeueAfter: failedRequestTTL}, nil
 	}
 	log.Info("snapshot deleted")
-	return ctrl.Result{RequeueAfter: completedRequestTTL}, nil
+	return r.expire(ctx, cm)
 }
 
 // expire deletes an answered request once its time is up.
 func (r *DeleteRequestReconciler) expire(ctx context.Context, cm *corev1.ConfigMap) (ctrl.Result, error) {
-	ttl := completedRequestTTL
+	until := cm.CreationTimestamp.Add(naming.DeleteRequestWait + completedRequestGrace)
 	if cm.Data[naming.DeleteRequestPhaseKey] == naming.DeleteRequestFailed {
-		ttl = failedRequestTTL
+		answered := cm.CreationTimestamp.Time
+		if at, err := time.Parse(time.RFC3339, cm.Data[deleteRequestAnsweredKey]); err == nil {
+			answered = at
+		}
+		until = answered.Add(failedRequestTTL)
 	}
-	answered := cm.CreationTimestamp.Time
-	if at, err := time.Parse(time.RFC3339, cm.Data[deleteRequestAnsweredKey]); err == nil {
-		answered = at
-	}
-	if left := ttl - r.Clock.Since(answered); left > 0 {
+	if left := until.Sub(r.Clock.Now()); left > 0 {
 		return ctrl.Result{RequeueAfter: left}, nil
 	}
 	return ctrl.Result{}, r.deleteIfExists(ctx, cm)

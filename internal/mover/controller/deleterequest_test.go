@@ -64,10 +64,13 @@ func TestDeleteRequests(t *testing.T) {
 		// Velero deleted the backup long ago; the store was down all along: still retried.
 		{name: "transient error is retried whatever the age", deleteErr: errString("connection reset"), age: 72 * time.Hour,
 			wantErr: true, wantCalls: []string{"default/app/k0123"}},
-		{name: "answered, kept for the plugin", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestCompleted, deleteRequestAnsweredKey: t0.Format(time.RFC3339)},
-			age: 30 * time.Second, wantPhase: naming.DeleteRequestCompleted},
+		{name: "answered, kept while the plugin may wait", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestCompleted, deleteRequestAnsweredKey: t0.Format(time.RFC3339)},
+			age: naming.DeleteRequestWait, wantPhase: naming.DeleteRequestCompleted},
 		{name: "answered, expired", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestCompleted, deleteRequestAnsweredKey: t0.Format(time.RFC3339)},
-			age: 2 * time.Minute, wantGone: true},
+			age: naming.DeleteRequestWait + completedRequestGrace, wantGone: true},
+		// The mover was down while Velero deleted the backup: no plugin waits any more, so
+		// the request goes as soon as the snapshot is forgotten.
+		{name: "deleted long after the plugin gave up", age: time.Hour, wantGone: true, wantCalls: []string{"default/app/k0123"}},
 		{name: "failed, kept a day", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestFailed, naming.DeleteRequestMessageKey: "x", deleteRequestAnsweredKey: t0.Format(time.RFC3339)},
 			age: 23 * time.Hour, wantPhase: naming.DeleteRequestFailed, wantMessage: "x"},
 		{name: "failed, expired", data: map[string]string{naming.DeleteRequestPhaseKey: naming.DeleteRequestFailed, deleteRequestAnsweredKey: t0.Format(time.RFC3339)},
@@ -93,6 +96,7 @@ func TestDeleteRequests(t *testing.T) {
 			} else {
 				require.NoError(t, err)
 			}
+			require.Equal(t, tc.wantCalls, e.repos.deleted)
 			got := &corev1.ConfigMap{}
 			if tc.wantGone {
 				require.True(t, apierrors.IsNotFound(e.c.Get(context.Background(), client.ObjectKeyFromObject(cm), got)))
@@ -101,7 +105,6 @@ func TestDeleteRequests(t *testing.T) {
 			require.NoError(t, e.c.Get(context.Background(), client.ObjectKeyFromObject(cm), got))
 			require.Equal(t, tc.wantPhase, got.Data[naming.DeleteRequestPhaseKey])
 			require.Equal(t, tc.wantMessage, got.Data[naming.DeleteRequestMessageKey])
-			require.Equal(t, tc.wantCalls, e.repos.deleted)
 			if tc.wantPhase == naming.DeleteRequestFailed && tc.data[naming.DeleteRequestPhaseKey] == "" {
 				e.requireEvent(ReasonSnapshotDeleteFailed)
 			}

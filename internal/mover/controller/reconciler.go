@@ -654,7 +654,8 @@ func (r *Reconciler) storageLocation(ctx context.Context, name string) (*velerov
 	return bsl, nil
 }
 
-// verifyRepository checks the repository of m before anything is exposed. A transient
+// verifyRepository checks the repository of m before anything is exposed, and makes it
+// one Velero maintains (ensureBackupRepository). A transient
 // failure (the store does not answer, a 5xx, an API error reading a secret) becomes a wait
 // reason shown in the message, and is retried until repositoryWaitBound has passed since
 // m was accepted; then it fails m naming the cause. A permanent failure fails m at once.
@@ -665,6 +666,7 @@ func (r *Reconciler) verifyRepository(ctx context.Context, m movement, bslName, 
 	}
 	err = r.verifier.verify(ctx, r.Repos, r.Clock.Now, bsl, sourceNamespace, create)
 	if err == nil {
+		r.ensureBackupRepository(ctx, bslName, sourceNamespace, log)
 		return "", nil
 	}
 	if p, ok := asPermanent(err); ok {

@@ -87,6 +87,9 @@ type Repository struct {
 	rep    repo.DirectRepository
 	tmpDir string
 	log    logrus.FieldLogger
+	// connInfo and password open further connections (uncachedReader).
+	connInfo blob.ConnectionInfo
+	password string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -183,43 +186,62 @@ func createRepository(ctx context.Context, st blob.Storage, loc repository.Locat
 // once to verify it: each open derives the key from the password (scrypt, 64 MiB and a
 // noticeable fraction of a second), and one open verifies the password just as well.
 func (r *Repository) connect(ctx context.Context, st blob.Storage, password string) error {
-	configFile := filepath.Join(r.tmpDir, configFileName)
-	ci := st.ConnectionInfo()
-	caching := r.cachingOptions()
+	r.connInfo, r.password = st.ConnectionInfo(), password
+	rep, err := r.openConnection(ctx, configFileName, r.cachingOptions(), r.opts.ReadOnly)
+	if err != nil {
+		return err
+	}
+	r.rep = rep
+	return nil
+}
+
+// openConnection writes a kopia config named name in the config directory, with caching
+// and readOnly, and opens a connection with it.
+func (r *Repository) openConnection(ctx context.Context, name string, caching content.CachingOptions, readOnly bool) (repo.DirectRepository, error) {
+	configFile := filepath.Join(r.tmpDir, name)
+	ci := r.connInfo
 	lc := repo.LocalConfig{
 		Storage: &ci,
 		Caching: &caching,
 		ClientOptions: repo.ClientOptions{
 			Hostname:    r.opts.Hostname,
 			Username:    r.opts.Username,
-			ReadOnly:    r.opts.ReadOnly,
+			ReadOnly:    readOnly,
 			Description: "snapmove data mover",
 		},
 	}
 	b, err := json.MarshalIndent(lc, "", "  ")
 	if err != nil {
-		return errors.Wrap(err, "encoding kopia config")
+		return nil, errors.Wrap(err, "encoding kopia config")
 	}
 	if err := os.WriteFile(configFile, b, 0o600); err != nil {
-		return errors.Wrap(err, "writing kopia config")
+		return nil, errors.Wrap(err, "writing kopia config")
 	}
 
-	rep, err := repo.Open(ctx, configFile, password, &repo.Options{
+	rep, err := repo.Open(ctx, configFile, r.password, &repo.Options{
 		OnFatalError: func(err error) { r.log.WithError(err).Error("kopia reported a fatal repository error") },
 	})
 	if err != nil {
 		if classified := classifyStorageError(err, r.loc); classified != nil {
-			return classified
+			return nil, classified
 		}
-		return errors.Wrapf(err, "opening repository at %s", r.loc)
+		return nil, errors.Wrapf(err, "opening repository at %s", r.loc)
 	}
 	dr, ok := rep.(repo.DirectRepository)
 	if !ok {
 		_ = rep.Close(ctx)
-		return errors.Errorf("opening repository at %s: not a direct repository", r.loc)
+		return nil, errors.Errorf("opening repository at %s: not a direct repository", r.loc)
 	}
-	r.rep = dr
-	return nil
+	return dr, nil
+}
+
+// uncachedReader opens a second, read-only connection without a local cache, for reads
+// that must not go through the cache: reading back every content of a snapshot would
+// copy all of it into the cache on the way (a full verification through the backup's
+// cached connection took five times the backup; `make bench`, verification cost). It
+// costs one more key derivation. The caller closes it.
+func (r *Repository) uncachedReader(ctx context.Context) (repo.DirectRepository, error) {
+	return r.openConnection(ctx, "reader-"+configFileName, content.CachingOptions{}, true)
 }
 
 // cachingOptions follow Velero's SetupConnectOptions: 80% of the limit for data and 20%

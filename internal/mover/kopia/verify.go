@@ -123,11 +123,25 @@ func (r *Repository) verifySnapshot(ctx context.Context, snapshotID string, mode
 	kctx := velerokopia.SetupKopiaLog(ctx, log)
 	started := time.Now()
 
-	man, err := snapshot.LoadSnapshot(kctx, r.rep, manifest.ID(snapshotID))
+	rep := r.rep
+	if mode.Level != datapath.VerifyMetadata && r.opts.CacheLimitMB >= 0 {
+		// File contents are read back: not through the cache (uncachedReader).
+		reader, err := r.uncachedReader(kctx)
+		if err != nil {
+			return res, errors.Wrap(err, "opening a connection to read the snapshot back")
+		}
+		defer func() {
+			if err := reader.Close(kctx); err != nil {
+				log.WithError(err).Warn("closing the read-back connection")
+			}
+		}()
+		rep = reader
+	}
+	man, err := snapshot.LoadSnapshot(kctx, rep, manifest.ID(snapshotID))
 	if err != nil {
 		return res, errors.Wrapf(err, "loading snapshot %s from repository at %s", snapshotID, r.loc)
 	}
-	v := &verifier{rep: r.rep, cr: contentReader{Reader: r.rep.ContentReader(), rep: r.rep}, mode: mode, seed: snapshotID}
+	v := &verifier{rep: rep, cr: contentReader{Reader: rep.ContentReader(), rep: rep}, mode: mode, seed: snapshotID}
 	counts, err := v.run(kctx, man, want, parallel)
 	if err != nil {
 		return res, errors.Wrapf(err, "verifying snapshot %s", snapshotID)

@@ -26,7 +26,7 @@ const (
 	// actions one after another and only logs their errors, so the plugin waits briefly
 	// for an answer to report and never holds the deletion for minutes: the request is a
 	// durable job that the mover retries until the snapshot is gone.
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout = naming.DeleteRequestWait
 	// DefaultInterval is how often the request is looked at.
 	DefaultInterval = time.Second
 )

@@ -24,7 +24,7 @@ import (
 	"github.com/snapmove/snapmove/internal/testkit"
 )
 
-func TestToPVC(t *testing.T) {
+func TestInClusterRestoreFiles(t *testing.T) {
 	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "default"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: "aws", Config: map[string]string{"region": "minio", "s3Url": "http://minio:9000"},
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "velero", Prefix: "cluster-a"}}}}
@@ -52,7 +52,7 @@ func TestToPVC(t *testing.T) {
 		{name: "pod never ends", target: "live", podPhase: corev1.PodPending, wantErr: "did not end within 50ms"},
 		{name: "target missing", target: "nope", wantErr: "target PVC other/nope not found"},
 		{name: "target not bound", target: "pending", wantErr: `target PVC other/pending is not bound (phase "Pending")`},
-		{name: "pod create fails", target: "live", wantErr: "creating pod other/snapmove-files-", inject: interceptor.Funcs{
+		{name: "pod create fails", target: "live", wantErr: "creating pod other/snapmove-command-", inject: interceptor.Funcs{
 			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
 				if _, ok := obj.(*corev1.Pod); ok {
 					return errors.New("quota exceeded")
@@ -75,7 +75,7 @@ func TestToPVC(t *testing.T) {
 							msg = "snapmove: no such path"
 						}
 						if tc.podPhase != corev1.PodPending {
-							o.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.FilesContainer,
+							o.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.CommandContainer,
 								State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: msg}}}}
 						}
 						created = o.DeepCopy()
@@ -87,14 +87,14 @@ func TestToPVC(t *testing.T) {
 			}
 			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(objects()...).WithInterceptorFuncs(inject).Build()
 			cat := &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Log: logrus.New()}
-			tp := &ToPVC{Client: c, Catalog: cat, Namespace: veleroNS, Image: "snapmove:test",
+			tp := &InCluster{Client: c, Catalog: cat, Namespace: veleroNS, Image: "snapmove:test",
 				DefaultCredentials: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cloud-credentials"}, Key: "cloud"},
 				Settings:           config.Default(), Timeout: 50 * time.Millisecond, Interval: 10 * time.Millisecond, Log: logrus.New()}
-			out, err := tp.Restore(context.Background(), "b1", "app/data", []string{"etc"}, types.NamespacedName{Namespace: "other", Name: tc.target})
+			out, err := tp.RestoreFiles(context.Background(), "b1", "app/data", []string{"etc"}, types.NamespacedName{Namespace: "other", Name: tc.target})
 
 			// Whatever happened, nothing is left in the target namespace.
 			pods := &corev1.PodList{}
-			require.NoError(t, c.List(context.Background(), pods, client.InNamespace("other"), client.MatchingLabels{"app.kubernetes.io/component": expose.FilesComponent}))
+			require.NoError(t, c.List(context.Background(), pods, client.InNamespace("other"), client.MatchingLabels{"app.kubernetes.io/component": expose.CommandComponent}))
 			assert.Empty(t, pods.Items, "restore pods left")
 			secrets := &corev1.SecretList{}
 			require.NoError(t, c.List(context.Background(), secrets, client.InNamespace("other")))
@@ -107,11 +107,12 @@ func TestToPVC(t *testing.T) {
 			assert.Equal(t, "restored etc of app/data\n", out)
 			require.NotNil(t, created)
 			assert.Equal(t, "node-2", created.Spec.NodeName, "next to the pod that uses the PVC")
-			assert.Equal(t, []string{"restore-files", "b1", "app/data", "etc", "--snapshot-id=s1", "--provider=aws", "--bucket=velero",
-				"--prefix=cluster-a", "--config=region=minio", "--config=s3Url=http://minio:9000",
-				"--to=/data", "--password-file=/snapmove-credentials/repository-password", "--report-file=/dev/termination-log",
+			assert.Equal(t, []string{"restore-files", "b1", "app/data", "etc", "--snapshot-id=s1", "--to=/data",
+				"--provider=aws", "--bucket=velero", "--prefix=cluster-a", "--config=region=minio", "--config=s3Url=http://minio:9000",
+				"--password-file=/snapmove-credentials/repository-password", "--report-file=/dev/termination-log",
 				"--credentials-file=/snapmove-credentials/cloud"},
 				created.Spec.Containers[0].Args)
+			assert.Equal(t, "live", created.Spec.Volumes[0].PersistentVolumeClaim.ClaimName)
 			assert.Equal(t, map[string][]byte{"repository-password": []byte("pw"), "cloud": []byte("[default]\n")}, secret.Data)
 			for _, a := range created.Spec.Containers[0].Args {
 				assert.NotContains(t, a, "pw", "no secret on the command line")
@@ -142,4 +143,60 @@ func TestWorkerImage(t *testing.T) {
 	}
 	_, err := WorkerImage(context.Background(), fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).Build(), veleroNS)
 	assert.ErrorContains(t, err, "or give --image")
+}
+
+func TestInClusterVerify(t *testing.T) {
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "default"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: "aws",
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "velero"}}}}
+	for _, tc := range []struct {
+		name     string
+		volume   string
+		phase    corev1.PodPhase
+		message  string
+		wantArgs []string
+		wantErr  string
+	}{
+		{name: "every moved volume of the backup", phase: corev1.PodSucceeded, message: "app/data OK\napp/logs OK\n",
+			wantArgs: []string{"verify", "b1", "--level=full", "--snapshot=app/data=s1", "--snapshot=app/logs=s2"}},
+		{name: "one volume", volume: "app/logs", phase: corev1.PodSucceeded, message: "app/logs OK\n",
+			wantArgs: []string{"verify", "b1", "--level=full", "--snapshot=app/logs=s2"}},
+		{name: "a volume fails", phase: corev1.PodFailed, message: "app/data FAILED data/a: content missing\nsnapmove: 1 of 2 volumes failed verification",
+			wantErr: "failed: app/data FAILED data/a: content missing\nsnapmove: 1 of 2 volumes failed verification"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var created *corev1.Pod
+			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(backupObj("b1"), bsl,
+				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "velero-repo-credentials"}, Data: map[string][]byte{"repository-password": []byte("pw")}},
+				dataUpload("du1", "b1", "app", "data", velerov2alpha1.DataUploadPhaseCompleted, "s1"),
+				dataUpload("du2", "b1", "app", "logs", velerov2alpha1.DataUploadPhaseCompleted, "s2"),
+				dataUpload("du3", "b1", "app", "cache", velerov2alpha1.DataUploadPhaseCanceled, ""),
+			).WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
+				if p, ok := obj.(*corev1.Pod); ok {
+					p.Status.Phase = tc.phase
+					p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.CommandContainer,
+						State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: tc.message}}}}
+					created = p.DeepCopy()
+				}
+				return c.Create(ctx, obj, o...)
+			}}).Build()
+			ic := &InCluster{Client: c, Catalog: &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Log: logrus.New()},
+				Namespace: veleroNS, Image: "snapmove:test", Settings: config.Default(), Timeout: time.Second, Interval: 10 * time.Millisecond, Log: logrus.New()}
+			out, err := ic.Verify(context.Background(), "b1", tc.volume, "full")
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+			} else {
+				require.NoError(t, err)
+				assert.Equal(t, tc.message, out)
+				assert.Equal(t, append(tc.wantArgs, "--provider=aws", "--bucket=velero", "--prefix=",
+					"--password-file=/snapmove-credentials/repository-password", "--report-file=/dev/termination-log"), created.Spec.Containers[0].Args)
+			}
+			require.NotNil(t, created)
+			assert.Equal(t, veleroNS, created.Namespace, "no PVC: the pod runs in Velero's namespace")
+			assert.Len(t, created.Spec.Volumes, 2, "credentials and scratch, no PVC")
+			pods := &corev1.PodList{}
+			require.NoError(t, c.List(context.Background(), pods))
+			assert.Empty(t, pods.Items, "the pod is deleted")
+		})
+	}
 }

@@ -1,0 +1,296 @@
+package catalog
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/mover/repository"
+)
+
+// InCluster runs repository commands in the cluster, for what a laptop cannot do: a
+// file restore into a live PVC (the pod mounts it), and a verification of a repository
+// the laptop cannot reach. Each runs `snapmove <command>` in a command pod
+// (expose.CommandPod) against the repository alone, with the BSL as flags and its
+// credentials and the repository password in a secret made for the pod. Pod and secret
+// are deleted when it ends, whatever the outcome; the secret is owned by the pod, so
+// garbage collection removes it should this process die first.
+type InCluster struct {
+	Client  client.Client
+	Catalog *Catalog
+	// Namespace is Velero's: the BSL, the credentials and the password are read there,
+	// and pods without a PVC run there.
+	Namespace          string
+	DefaultCredentials *corev1.SecretKeySelector
+	// Image is the snapmove image the pod runs; Settings place it like a mover worker
+	// (host network, node selector, tolerations, pull policy).
+	Image    string
+	Settings config.Config
+	// Timeout bounds the whole command; Interval is how often the pod is looked at.
+	Timeout, Interval time.Duration
+	Log               logrus.FieldLogger
+}
+
+// RestoreFiles restores paths of volume in backup into the live PVC target, from a pod
+// in its namespace (on the node where the PVC is in use, if it is), and returns the
+// pod's report.
+func (c *InCluster) RestoreFiles(ctx context.Context, backup, volume string, paths []string, target types.NamespacedName) (string, error) {
+	v, err := c.Catalog.Find(ctx, backup, volume)
+	if err != nil {
+		return "", err
+	}
+	node, err := c.targetNode(ctx, target)
+	if err != nil {
+		return "", err
+	}
+	args := append(append([]string{"restore-files", backup, volume}, paths...),
+		"--snapshot-id="+v.SnapshotID, "--to="+expose.CommandTargetPath)
+	report, err := c.run(ctx, v, target.Namespace, target.Name, node, args)
+	if err != nil {
+		return "", err
+	}
+	return report, nil
+}
+
+// Verify verifies the moved volumes of backup (only volume, when it is not "") at
+// level from a pod in Velero's namespace. It returns the pod's report, and an error
+// when a volume failed or the pod could not run.
+func (c *InCluster) Verify(ctx context.Context, backup, volume, level string) (string, error) {
+	var vols []Volume
+	if volume != "" {
+		v, err := c.Catalog.Find(ctx, backup, volume)
+		if err != nil {
+			return "", err
+		}
+		vols = []Volume{v}
+	} else {
+		all, err := c.Catalog.Source.Volumes(ctx, backup)
+		if err != nil {
+			return "", err
+		}
+		for _, v := range all {
+			if v.SnapshotID != "" {
+				vols = append(vols, v)
+			}
+		}
+	}
+	if len(vols) == 0 {
+		return "", errors.Errorf("backup %s has no moved volume to verify", backup)
+	}
+	args := []string{"verify", backup, "--level=" + level}
+	for _, v := range vols {
+		if v.StorageLocation != vols[0].StorageLocation {
+			return "", errors.Errorf("backup %s moved volumes to two BackupStorageLocations (%s, %s): verify them one volume at a time",
+				backup, vols[0].StorageLocation, v.StorageLocation)
+		}
+		args = append(args, "--snapshot="+v.Key()+"="+v.SnapshotID)
+	}
+	return c.run(ctx, vols[0], c.Namespace, "", "", args)
+}
+
+// run runs args in a command pod in namespace (mounting pvc when set, on node when set)
+// that reaches v's repository, and returns its report.
+func (c *InCluster) run(ctx context.Context, v Volume, namespace, pvc, node string, args []string) (string, error) {
+	bsl, err := c.Catalog.Source.Location(ctx, v)
+	if err != nil {
+		return "", err
+	}
+	secret, flags, withCreds, err := c.connection(ctx, bsl)
+	if err != nil {
+		return "", err
+	}
+	name := "snapmove-command-" + utilrand.String(5)
+	pod := expose.CommandPod(expose.CommandPodParams{
+		Name: name, Namespace: namespace, PVC: pvc, Image: c.Image,
+		ImagePullPolicy: c.Settings.WorkerImagePullPolicy, HostNetwork: c.Settings.WorkerHostNetwork,
+		Args: append(args, flags...), WithCredentials: withCreds, NodeName: node,
+		NodeSelector: c.Settings.WorkerNodeSelector, Tolerations: c.Settings.WorkerTolerations,
+	})
+	secret.ObjectMeta = metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: pod.Labels}
+
+	if err := c.Client.Create(ctx, secret); err != nil {
+		return "", errors.Wrapf(err, "creating secret %s/%s for the command pod", namespace, name)
+	}
+	defer c.cleanup(ctx, pod, secret)
+	if err := c.Client.Create(ctx, pod); err != nil {
+		return "", errors.Wrapf(err, "creating pod %s/%s", namespace, name)
+	}
+	// The secret follows the pod, should this process end before it deletes both.
+	secret.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}}
+	if err := c.Client.Update(ctx, secret); err != nil {
+		c.Log.WithError(err).Warn("making the command pod own its secret")
+	}
+	c.Log.WithFields(logrus.Fields{"pod": client.ObjectKeyFromObject(pod).String(), "node": node}).Infof("running snapmove %s in a pod", args[0])
+
+	ended, err := c.wait(ctx, pod)
+	if err != nil {
+		return "", errors.Wrapf(err, "pod %s/%s", pod.Namespace, pod.Name)
+	}
+	report := strings.TrimSpace(terminationMessage(ended))
+	if ended.Status.Phase != corev1.PodSucceeded {
+		if report == "" {
+			report = "no message; see its events"
+		}
+		return "", errors.Errorf("pod %s/%s failed: %s", pod.Namespace, pod.Name, report)
+	}
+	return report + "\n", nil
+}
+
+// terminationMessage is what the command container said when it ended.
+func terminationMessage(pod *corev1.Pod) string {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == expose.CommandContainer && cs.State.Terminated != nil {
+			return cs.State.Terminated.Message
+		}
+	}
+	return ""
+}
+
+// targetNode checks that target exists and is bound, and returns the node of a running
+// pod that mounts it ("" when none does).
+func (c *InCluster) targetNode(ctx context.Context, target types.NamespacedName) (string, error) {
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := c.Client.Get(ctx, target, pvc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", errors.Errorf("target PVC %s not found", target)
+		}
+		return "", errors.Wrapf(err, "getting target PVC %s", target)
+	}
+	if pvc.Status.Phase != corev1.ClaimBound {
+		return "", errors.Errorf("target PVC %s is not bound (phase %q)", target, pvc.Status.Phase)
+	}
+	pods := &corev1.PodList{}
+	if err := c.Client.List(ctx, pods, client.InNamespace(target.Namespace)); err != nil {
+		return "", errors.Wrapf(err, "listing the pods of namespace %s", target.Namespace)
+	}
+	var nodes []string
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == "" || p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		for _, vol := range p.Spec.Volumes {
+			if vol.PersistentVolumeClaim != nil && vol.PersistentVolumeClaim.ClaimName == target.Name {
+				nodes = append(nodes, p.Spec.NodeName)
+			}
+		}
+	}
+	sort.Strings(nodes)
+	if len(nodes) == 0 {
+		return "", nil
+	}
+	return nodes[0], nil
+}
+
+// connection is the secret and the restore-files flags that reach bsl's repository
+// without the cluster.
+func (c *InCluster) connection(ctx context.Context, bsl *velerov1.BackupStorageLocation) (*corev1.Secret, []string, bool, error) {
+	password, err := repository.Password(ctx, c.Client, c.Namespace)
+	if err != nil {
+		return nil, nil, false, errors.Wrap(err, "reading the repository password")
+	}
+	secret := &corev1.Secret{Type: corev1.SecretTypeOpaque, Data: map[string][]byte{expose.CommandPasswordKey: []byte(password)}}
+	args := []string{"--provider=" + bsl.Spec.Provider}
+	if os := bsl.Spec.ObjectStorage; os != nil {
+		args = append(args, "--bucket="+os.Bucket, "--prefix="+os.Prefix)
+		if len(os.CACert) > 0 {
+			return nil, nil, false, errors.Errorf("BackupStorageLocation %s has a CA certificate: commands in the cluster do not pass it on yet; run this one locally", bsl.Name)
+		}
+	}
+	keys := make([]string, 0, len(bsl.Spec.Config))
+	for k := range bsl.Spec.Config {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "--config="+k+"="+bsl.Spec.Config[k])
+	}
+	sel := bsl.Spec.Credential
+	if sel == nil {
+		sel = c.DefaultCredentials
+	}
+	if sel == nil {
+		return secret, args, false, nil
+	}
+	creds := &corev1.Secret{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: sel.Name}, creds); err != nil {
+		if apierrors.IsNotFound(err) && bsl.Spec.Credential == nil {
+			return secret, args, false, nil // ambient credentials
+		}
+		return nil, nil, false, errors.Wrapf(err, "getting the credentials of BackupStorageLocation %s", bsl.Name)
+	}
+	value, ok := creds.Data[sel.Key]
+	if !ok {
+		return nil, nil, false, errors.Errorf("secret %s/%s has no key %s", c.Namespace, sel.Name, sel.Key)
+	}
+	secret.Data[expose.CommandCredentialsKey] = value
+	return secret, args, true, nil
+}
+
+// wait returns the pod once it has ended.
+func (c *InCluster) wait(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	p := &corev1.Pod{}
+	err := wait.PollUntilContextTimeout(ctx, c.Interval, c.Timeout, true, func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(pod), p); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, nil
+	})
+	if wait.Interrupted(err) {
+		return nil, errors.Errorf("did not end within %s (phase %q)", c.Timeout, p.Status.Phase)
+	}
+	return p, err
+}
+
+func (c *InCluster) cleanup(ctx context.Context, pod *corev1.Pod, secret *corev1.Secret) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	for _, obj := range []client.Object{pod, secret} {
+		if err := c.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+			c.Log.WithError(err).WithField("object", client.ObjectKeyFromObject(obj).String()).Warn("deleting what the restore made")
+		}
+	}
+}
+
+// MoverDeployment is the name of the mover's Deployment (examples/mover.yaml).
+const MoverDeployment = "snapmove-mover"
+
+// WorkerImage is the image the mover runs its workers with, read from the mover's
+// Deployment in namespace: its --worker-image flag, $SNAPMOVE_WORKER_IMAGE, or else its
+// own image.
+func WorkerImage(ctx context.Context, c client.Reader, namespace string) (string, error) {
+	d := &appsv1.Deployment{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: MoverDeployment}, d); err != nil {
+		return "", errors.Wrapf(err, "finding the snapmove image in Deployment %s/%s (or give --image)", namespace, MoverDeployment)
+	}
+	for _, ctr := range d.Spec.Template.Spec.Containers {
+		for _, a := range append(append([]string(nil), ctr.Command...), ctr.Args...) {
+			if img, ok := strings.CutPrefix(a, "--worker-image="); ok && img != "" {
+				return img, nil
+			}
+		}
+		for _, e := range ctr.Env {
+			if e.Name == "SNAPMOVE_WORKER_IMAGE" && e.Value != "" {
+				return e.Value, nil
+			}
+		}
+	}
+	if len(d.Spec.Template.Spec.Containers) == 0 {
+		return "", errors.Errorf("Deployment %s/%s has no container", namespace, MoverDeployment)
+	}
+	return d.Spec.Template.Spec.Containers[0].Image, nil
+}

@@ -1,0 +1,115 @@
+package expose
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/snapmove/snapmove/internal/naming"
+)
+
+// A command pod runs one of the user's repository commands in the cluster
+// (`restore-files --to-pvc`, `verify --in-cluster`): `snapmove <command>` against the
+// repository alone, with the BSL as flags and its credentials and the repository
+// password in a secret made for the pod, so it needs no API access.
+const (
+	// CommandContainer is the container of a command pod.
+	CommandContainer = "command"
+	// CommandCredentialsKey and CommandPasswordKey are the keys of its secret.
+	CommandCredentialsKey = "cloud"
+	CommandPasswordKey    = "repository-password"
+	commandSecretPath     = "/snapmove-credentials"
+	commandScratchPath    = "/scratch"
+	// CommandComponent labels command pods and their secrets (app.kubernetes.io/component).
+	CommandComponent = "repository-command"
+	// CommandTargetPath is where a command pod mounts its PVC, if it has one.
+	CommandTargetPath = TargetMountPath
+)
+
+// CommandPodParams describe a command pod.
+type CommandPodParams struct {
+	// Name is the pod's and its secret's; Namespace is where it runs (a target PVC's).
+	Name, Namespace string
+	// PVC, when set, is mounted at CommandTargetPath.
+	PVC             string
+	Image           string
+	ImagePullPolicy corev1.PullPolicy
+	HostNetwork     bool
+	// Args are the command and its arguments and flags; the password file, the report
+	// file and, with WithCredentials, the credentials file are added.
+	Args            []string
+	WithCredentials bool
+	// NodeName pins the pod to the node where its PVC is in use (a ReadWriteOnce volume
+	// mounts on one node).
+	NodeName     string
+	NodeSelector map[string]string
+	Tolerations  []corev1.Toleration
+	Resources    corev1.ResourceRequirements
+}
+
+// CommandPod is a command pod. Its outcome is its termination message: what the command
+// wrote to --report-file (/dev/termination-log), or the tail of its log where it ended
+// without writing one.
+func CommandPod(p CommandPodParams) *corev1.Pod {
+	args := append(append([]string(nil), p.Args...),
+		"--password-file="+commandSecretPath+"/"+CommandPasswordKey, "--report-file="+corev1.TerminationMessagePathDefault)
+	if p.WithCredentials {
+		args = append(args, "--credentials-file="+commandSecretPath+"/"+CommandCredentialsKey)
+	}
+	nodeSelector := map[string]string{"kubernetes.io/os": "linux"}
+	for k, v := range p.NodeSelector {
+		nodeSelector[k] = v
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: "credentials", MountPath: commandSecretPath, ReadOnly: true},
+		{Name: "scratch", MountPath: commandScratchPath},
+	}
+	volumes := []corev1.Volume{
+		{Name: "credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: p.Name, DefaultMode: ptr.To(int32(0o400))}}},
+		{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}
+	if p.PVC != "" {
+		mounts = append([]corev1.VolumeMount{{Name: dataVolume, MountPath: CommandTargetPath}}, mounts...)
+		volumes = append([]corev1.Volume{{Name: dataVolume, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: p.PVC}}}}, volumes...)
+	}
+	pod := &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace,
+			Labels: map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, "app.kubernetes.io/component": CommandComponent},
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			AutomountServiceAccountToken:  ptr.To(false),
+			TerminationGracePeriodSeconds: ptr.To(int64(10)),
+			HostNetwork:                   p.HostNetwork,
+			NodeName:                      p.NodeName,
+			NodeSelector:                  nodeSelector,
+			Tolerations:                   append([]corev1.Toleration(nil), p.Tolerations...),
+			OS:                            &corev1.PodOS{Name: corev1.Linux},
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsUser:      ptr.To(int64(0)),
+				RunAsGroup:     ptr.To(int64(0)),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Containers: []corev1.Container{{
+				Name: CommandContainer, Image: p.Image, ImagePullPolicy: p.ImagePullPolicy,
+				Command: []string{WorkerBinary}, Args: args,
+				Env: []corev1.EnvVar{
+					{Name: "HOME", Value: commandScratchPath},
+					{Name: "TMPDIR", Value: commandScratchPath},
+				},
+				Resources:                *p.Resources.DeepCopy(),
+				VolumeMounts:             mounts,
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+				SecurityContext:          workerSecurityContext(),
+			}},
+			Volumes: volumes,
+		},
+	}
+	if p.HostNetwork {
+		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	}
+	return pod
+}
