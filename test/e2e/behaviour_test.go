@@ -97,6 +97,9 @@ func TestMissingSnapshotClass(t *testing.T) {
 	require.Contains(t, logs, "no-such-class", logs)
 	require.Contains(t, logs, velerov1.VolumeSnapshotClassDriverPVCAnnotation, logs)
 	require.Zero(t, counter.count())
+	// Velero stores no item whose action failed; the protection report still lists it.
+	report := s.snapmove(t, "report", name)
+	require.Regexp(t, ns+`/data\s+NotBackedUp\s+the backup holds no copy of it`, report)
 	s.requireNoLeftovers(t)
 }
 

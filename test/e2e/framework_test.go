@@ -501,16 +501,27 @@ func (s *stack) waitDataUploadPhase(t *testing.T, du *velerov2alpha1.DataUpload,
 }
 
 // requireEvent checks that a Warning Event was recorded on the named DataUpload.
+//
+// The mover records Events asynchronously (client-go's broadcaster), so one may land a
+// moment after the status it goes with: it is waited for, briefly.
 func (s *stack) requireEvent(t *testing.T, name string) {
 	t.Helper()
-	var evs corev1.EventList
-	require.NoError(t, s.c.List(ctxT(t), &evs, crclient.InNamespace(s.veleroNS)))
-	for _, e := range evs.Items {
-		if e.InvolvedObject.Name == name && e.Type == corev1.EventTypeWarning {
-			return
+	found := false
+	_ = wait.PollUntilContextTimeout(ctxT(t), 500*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var evs corev1.EventList
+		if err := s.c.List(ctx, &evs, crclient.InNamespace(s.veleroNS)); err != nil {
+			return false, nil //nolint:nilerr // retried until the timeout
 		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == name && e.Type == corev1.EventTypeWarning {
+				found = true
+			}
+		}
+		return found, nil
+	})
+	if !found {
+		t.Fatalf("no Warning Event on DataUpload %s within 30 s", name)
 	}
-	t.Fatalf("no Warning Event on DataUpload %s", name)
 }
 
 // withVeleroFeatures restarts the Velero server with the given --features for the rest of

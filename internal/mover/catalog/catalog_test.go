@@ -272,7 +272,24 @@ func TestReport(t *testing.T) {
 		Spec:   velerov1.PodVolumeBackupSpec{Pod: corev1.ObjectReference{Namespace: "app", Name: "web"}, Volume: "www"},
 		Status: velerov1.PodVolumeBackupStatus{Phase: velerov1.PodVolumeBackupPhaseCompleted}}
 	repos := &fakeRepos{opened: map[string]int{}}
-	objs := []client.Object{backupObj("b1"), pvb,
+	started := metav1.NewTime(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
+	b1 := backupObj("b1")
+	b1.Spec.IncludedNamespaces = []string{"app"}
+	b1.Spec.LabelSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"scratch"}}}}
+	b1.Status.StartTimestamp = &started
+	live := func(ns, name string, created time.Time, labels map[string]string) *corev1.PersistentVolumeClaim {
+		p := pvc(ns, name, nil)
+		p.CreationTimestamp = metav1.NewTime(created)
+		p.Labels = labels
+		return p
+	}
+	before, after := started.Add(-time.Hour), started.Add(time.Minute)
+	objs := []client.Object{b1, pvb,
+		// What the cluster holds now: a PVC whose backup failed (Velero stores no item
+		// whose action failed), one made after the backup started, one outside its
+		// namespaces, one its label selector leaves out, and one the backup holds.
+		live("app", "nosnapclass", before, nil), live("app", "late", after, nil), live("other", "x", before, nil),
+		live("app", "tmp", before, map[string]string{"tier": "scratch"}), live("app", "data", before, nil),
 		dataUpload("du1", "b1", "app", "data", velerov2alpha1.DataUploadPhaseCompleted, "s1"),
 		dataUpload("du3", "b1", "app", "cache", velerov2alpha1.DataUploadPhaseCanceled, "")}
 	cat := newClusterCatalog(t, repos, objs...)
@@ -289,13 +306,14 @@ func TestReport(t *testing.T) {
 		got[p.Namespace+"/"+p.PVC] = p.Status + ": " + p.Reason
 	}
 	assert.Equal(t, map[string]string{
-		"app/data":  "Moved: ",
-		"app/cache": "Failed: upload Canceled: msg of du3",
-		"app/local": "Skipped: PV pv-local is not a CSI volume",
-		"app/www":   "FileSystemBackup: PodVolumeBackup pvb1 (Completed) of pod web, volume www",
-		"app/old":   "Skipped: no record of why: no upload, no file system backup, and no reason recorded by snapmove's backup plugin (was it loaded?)",
+		"app/data":        "Moved: ",
+		"app/cache":       "Failed: upload Canceled: msg of du3",
+		"app/local":       "Skipped: PV pv-local is not a CSI volume",
+		"app/www":         "FileSystemBackup: PodVolumeBackup pvb1 (Completed) of pod web, volume www",
+		"app/old":         "Skipped: no record of why: no upload, no file system backup, and no reason recorded by snapmove's backup plugin (was it loaded?)",
+		"app/nosnapclass": "NotBackedUp: the backup holds no copy of it: backing it up failed (velero backup describe b1 --details lists the error)",
 	}, got)
-	assert.Equal(t, map[string]int{StatusMoved: 1, StatusFailed: 1, StatusSkipped: 2, StatusFSBackup: 1}, rep.Counts)
+	assert.Equal(t, map[string]int{StatusMoved: 1, StatusFailed: 1, StatusSkipped: 2, StatusFSBackup: 1, StatusNotBackedUp: 1}, rep.Counts)
 
 	var out bytes.Buffer
 	require.NoError(t, PrintReport(&out, rep))

@@ -137,7 +137,7 @@ func PrintReport(w io.Writer, r *Report) error {
 	}
 	fmt.Fprintf(w, "Backup %s (%s), snapshotMoveData: %s\n", r.Backup, r.Phase, move)
 	var parts []string
-	for _, s := range []string{StatusMoved, StatusFSBackup, StatusSkipped, StatusFailed, StatusInProgress} {
+	for _, s := range []string{StatusMoved, StatusFSBackup, StatusSkipped, StatusFailed, StatusNotBackedUp, StatusInProgress} {
 		if n := r.Counts[s]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}

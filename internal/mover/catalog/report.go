@@ -17,6 +17,8 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/label"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/naming"
@@ -34,6 +36,9 @@ const (
 	StatusFSBackup = "FileSystemBackup"
 	// StatusSkipped: its data was not backed up, for the reason given.
 	StatusSkipped = "Skipped"
+	// StatusNotBackedUp: the PVC is in the backup's scope and existed when it started,
+	// but the backup holds no copy of it: backing it up failed.
+	StatusNotBackedUp = "NotBackedUp"
 )
 
 // Protection is what one PVC of a backup got.
@@ -101,6 +106,13 @@ func (r *Reporter) Report(ctx context.Context, backupName string) (*Report, erro
 	}
 	rep := &Report{Backup: backupName, Phase: string(backup.Status.Phase), SnapshotMoveData: backup.Spec.SnapshotMoveData}
 	rep.PVCs = protections(items, vols, pvbs.Items)
+	missing, err := r.notInBackup(ctx, backup, items)
+	if err != nil {
+		// The rest of the report stands; say what it cannot show.
+		r.Catalog.Log.WithError(err).Warn("PVCs whose backup failed are not shown")
+	}
+	rep.PVCs = append(rep.PVCs, missing...)
+	sortProtections(rep.PVCs)
 	rep.Counts = map[string]int{}
 	for _, p := range rep.PVCs {
 		rep.Counts[p.Status]++
@@ -150,13 +162,126 @@ func protections(items *backupItems, vols []Volume, pvbs []velerov1.PodVolumeBac
 		}
 		out = append(out, p)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Namespace != out[j].Namespace {
-			return out[i].Namespace < out[j].Namespace
-		}
-		return out[i].PVC < out[j].PVC
-	})
 	return out
+}
+
+func sortProtections(ps []Protection) {
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].Namespace != ps[j].Namespace {
+			return ps[i].Namespace < ps[j].Namespace
+		}
+		return ps[i].PVC < ps[j].PVC
+	})
+}
+
+// notInBackup are the PVCs of the cluster that the backup should hold and does not: in
+// its namespaces and label selectors, existing when it started, and absent from its
+// contents. Velero stores no item whose backup item action failed (a PVC without a usable
+// VolumeSnapshotClass, say), so such a PVC would otherwise be missing from the report.
+func (r *Reporter) notInBackup(ctx context.Context, backup *velerov1.Backup, items *backupItems) ([]Protection, error) {
+	if !includesPVCs(backup.Spec) || backup.Status.StartTimestamp == nil {
+		return nil, nil
+	}
+	scope, err := newBackupScope(backup.Spec)
+	if err != nil {
+		return nil, err
+	}
+	var live []corev1.PersistentVolumeClaim
+	lists := []client.ListOption{nil} // the whole cluster, unless the backup names namespaces
+	if len(scope.included) > 0 {
+		lists = nil
+		for ns := range scope.included {
+			lists = append(lists, client.InNamespace(ns))
+		}
+	}
+	for _, opt := range lists {
+		l := &corev1.PersistentVolumeClaimList{}
+		var opts []client.ListOption
+		if opt != nil {
+			opts = append(opts, opt)
+		}
+		if err := r.Client.List(ctx, l, opts...); err != nil {
+			return nil, errors.Wrap(err, "listing PVCs")
+		}
+		live = append(live, l.Items...)
+	}
+	var out []Protection
+	for i := range live {
+		pvc := &live[i]
+		if _, ok := items.pvcs[pvc.Namespace+"/"+pvc.Name]; ok || !scope.holds(pvc) ||
+			!pvc.CreationTimestamp.Before(backup.Status.StartTimestamp) {
+			continue
+		}
+		out = append(out, Protection{Namespace: pvc.Namespace, PVC: pvc.Name, PV: pvc.Spec.VolumeName, Status: StatusNotBackedUp,
+			Reason: fmt.Sprintf("the backup holds no copy of it: backing it up failed (velero backup describe %s --details lists the error)", backup.Name)})
+	}
+	return out, nil
+}
+
+// includesPVCs reports whether a backup's resource filters let PVCs in.
+func includesPVCs(spec velerov1.BackupSpec) bool {
+	const pvcs = "persistentvolumeclaims"
+	for _, r := range spec.ExcludedResources {
+		if r == pvcs || r == "*" {
+			return false
+		}
+	}
+	if len(spec.IncludedResources) == 0 {
+		return true
+	}
+	for _, r := range spec.IncludedResources {
+		if r == pvcs || r == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// backupScope is which namespaces and labels a backup covers.
+type backupScope struct {
+	included, excluded map[string]bool   // included empty: all
+	selectors          []labels.Selector // none: all; else any of them
+}
+
+func newBackupScope(spec velerov1.BackupSpec) (*backupScope, error) {
+	s := &backupScope{included: map[string]bool{}, excluded: map[string]bool{}}
+	for _, ns := range spec.IncludedNamespaces {
+		if ns == "*" {
+			s.included = map[string]bool{}
+			break
+		}
+		s.included[ns] = true
+	}
+	for _, ns := range spec.ExcludedNamespaces {
+		s.excluded[ns] = true
+	}
+	sels := spec.OrLabelSelectors
+	if spec.LabelSelector != nil {
+		sels = append(sels, spec.LabelSelector)
+	}
+	for _, ls := range sels {
+		sel, err := metav1.LabelSelectorAsSelector(ls)
+		if err != nil {
+			return nil, errors.Wrap(err, "reading the backup's label selector")
+		}
+		s.selectors = append(s.selectors, sel)
+	}
+	return s, nil
+}
+
+func (s *backupScope) holds(pvc *corev1.PersistentVolumeClaim) bool {
+	if s.excluded[pvc.Namespace] || (len(s.included) > 0 && !s.included[pvc.Namespace]) {
+		return false
+	}
+	if len(s.selectors) == 0 {
+		return true
+	}
+	for _, sel := range s.selectors {
+		if sel.Matches(labels.Set(pvc.Labels)) {
+			return true
+		}
+	}
+	return false
 }
 
 // backupItems are the objects of a backup's contents that a report needs.
