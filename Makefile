@@ -47,13 +47,13 @@ $(STATICCHECK):
 unit: ## main module + test CSI driver (csi-sanity needs root for mounts)
 	$(GO) test ./...
 	cd test/csidriver && $(GO) test ./...
+	cd hack/tools && $(GO) test ./hostnet/
 
 stack-build:
 	$(STACK)/build.sh
 
 stack-up: stack-build build
 	SNAPMOVE_BINARY=$(SNAPMOVE) $(STACK)/up.sh
-	hack/image.sh $(SNAPMOVE)
 	hack/install-mover.sh
 
 stack-down:

@@ -8,6 +8,7 @@
 //	                                   move one volume's bytes (run inside the worker pod)
 //	snapmove cancel backup|restore NAME
 //	                                   cancel every volume move of a running backup or restore
+//	snapmove handover restore NAME     hand a restore's volume moves to Velero's node-agent
 //	snapmove list [BACKUP]             the moved volumes of backups
 //	snapmove ls BACKUP NS/PVC [PATH]   a directory of a volume in a backup
 //	snapmove restore-files BACKUP NS/PVC PATH... --to DIR
@@ -49,6 +50,8 @@ func main() {
 		err = mover(ctx, os.Args[2:])
 	case "cancel":
 		err = cmd.Cancel(ctx, os.Args[2:], os.Stdout)
+	case "handover":
+		err = cmd.Handover(ctx, os.Args[2:], os.Stdout)
 	case "list":
 		err = cmd.List(ctx, os.Args[2:], os.Stdout)
 	case "ls":

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/builder"
 	"github.com/vmware-tanzu/velero/pkg/kuberesource"
 	"github.com/vmware-tanzu/velero/pkg/plugin/utils/volumehelper"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -191,4 +193,69 @@ func regenerateExtraObjects(t *testing.T, mover []map[string]any) {
 	require.NoError(t, err)
 	out := head + extraObjectsMarker + "\n# (a test keeps the two equal). It assumes the release namespace is \"velero\"; change\n# the namespaces below if yours differs.\n" + string(gen)
 	require.NoError(t, os.WriteFile("velero-values.yaml", []byte(out), 0o644))
+}
+
+// TestStackRunsTheHelmValues keeps the local test stack's Velero (hack/stack/velero.yaml,
+// the helm chart's objects rendered by hand) in step with velero-values.yaml: what the
+// values ask for is what the e2e suite runs.
+func TestStackRunsTheHelmValues(t *testing.T) {
+	b, err := os.ReadFile("velero-values.yaml")
+	require.NoError(t, err)
+	var values struct {
+		InitContainers []corev1.Container `json:"initContainers"`
+		Configuration  struct {
+			DefaultSnapshotMoveData *bool  `json:"defaultSnapshotMoveData"`
+			UploaderType            string `json:"uploaderType"`
+			Features                string `json:"features"`
+		} `json:"configuration"`
+		SnapshotsEnabled bool `json:"snapshotsEnabled"`
+		DeployNodeAgent  bool `json:"deployNodeAgent"`
+		Credentials      struct {
+			UseSecret bool   `json:"useSecret"`
+			Name      string `json:"name"`
+		} `json:"credentials"`
+	}
+	require.NoError(t, yaml.Unmarshal(b, &values))
+
+	raw, err := os.ReadFile(filepath.Join("..", "hack", "stack", "velero.yaml"))
+	require.NoError(t, err)
+	server, nodeAgent, found := strings.Cut(string(raw), "\n# --- node-agent")
+	require.True(t, found, "velero.yaml has its node-agent part")
+	_, server, _ = strings.Cut(server, "\n---\n") // the header: comments only
+	// the stack's placeholders, as hack/stack/lib.sh fills them
+	fill := strings.NewReplacer("${VELERO_VERSION}", "v1.18.1", "${VELERO_FEATURES}", "EnableCSI")
+	var deploy *appsv1.Deployment
+	kinds := map[string]int{}
+	for _, o := range decodeDocs(t, []byte(fill.Replace(server))) {
+		kinds[o.GetObjectKind().GroupVersionKind().Kind]++
+		if d, ok := o.(*appsv1.Deployment); ok && d.Name == "velero" {
+			deploy = d
+		}
+	}
+	require.NotNil(t, deploy, "velero.yaml has the Deployment velero")
+	require.Zero(t, kinds["VolumeSnapshotLocation"], "snapshotsEnabled: %v", values.SnapshotsEnabled)
+	require.Zero(t, kinds["DaemonSet"], "node-agent only in its own part (deployNodeAgent: %v in the values)", values.DeployNodeAgent)
+	require.False(t, values.DeployNodeAgent, "the stack switches node-agent on per test; the values keep it off")
+	require.Contains(t, nodeAgent, "kind: DaemonSet")
+
+	pod := deploy.Spec.Template.Spec
+	require.Equal(t, values.InitContainers, pod.InitContainers, "initContainers: the values' exactly")
+	args := strings.Join(pod.Containers[0].Args, " ")
+	if values.Configuration.DefaultSnapshotMoveData != nil {
+		require.Contains(t, args, "--default-snapshot-move-data="+strconv.FormatBool(*values.Configuration.DefaultSnapshotMoveData))
+	}
+	uploader := values.Configuration.UploaderType
+	if uploader == "" {
+		uploader = "kopia" // the chart's default
+	}
+	require.Contains(t, args, "--uploader-type="+uploader)
+	require.Empty(t, values.Configuration.Features, "the values turn no feature on; the stack's features are per test")
+	require.True(t, values.Credentials.UseSecret)
+	var secret string
+	for _, v := range pod.Volumes {
+		if v.Name == "cloud-credentials" && v.Secret != nil {
+			secret = v.Secret.SecretName
+		}
+	}
+	require.Equal(t, values.Credentials.Name, secret, "credentials secret")
 }

@@ -2,8 +2,8 @@
 # demo.sh: the local demo of snapmove (what `make demo` runs), on a fresh machine.
 #
 #   1. builds what is missing (the local Kubernetes + CSI + Velero + MinIO stack, snapmove)
-#   2. starts the stack; Velero's plugin folder is filled by `snapmove install`, exactly as the
-#      helm chart's initContainer does; the mover is installed from examples/mover.yaml
+#   2. starts the stack; Velero runs as the helm chart's Deployment and loads snapmove through its
+#      image's initContainer (`snapmove install /target`); the mover is installed from examples/mover.yaml
 #   3. creates namespace "demo" with a PVC that a pod fills with a postgres-like tree
 #   4. velero backup create --snapshot-move-data, showing the DataUpload's progress
 #   5. deletes the namespace, then velero restore create --from-backup
@@ -29,18 +29,18 @@ step "Building snapmove and the demo's data generator"
 make -s build
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/datagen ./test/datagen/cmd/datagen
 
-step "Starting the stack (snapmove's plugin is installed into Velero's plugins folder by 'snapmove install')"
+step "Starting the stack (Velero's Deployment loads snapmove through its image's initContainer)"
 [ -f "$RUN/env" ] && pid_of kube-apiserver > /dev/null && hack/stack/down.sh > /dev/null
 SNAPMOVE_BINARY=$REPO/bin/snapmove hack/stack/up.sh | sed 's/^/    /'
 . "$RUN/env"
 k() { "$KUBECTL" "$@"; }
 v() { "$VELERO" -n velero "$@"; }
-hack/image.sh bin/snapmove | sed 's/^/    /'
 hack/stack/image.sh docker.io/snapmove/datagen:1 "$STACK_IMAGES/datagen.tar" --entrypoint /datagen \
   bin/datagen=/datagen /bin/busybox=/bin/busybox | sed 's/^/    /'
 step "Installing the mover from examples/mover.yaml"
 hack/install-mover.sh | sed 's/^/    /'
-ls -l "$RUN/velero/plugins" | sed 's/^/    plugins: /'
+k -n velero get deployment velero -o jsonpath='{range .spec.template.spec.initContainers[*]}{.name}: {.image}{"\n"}{end}' |
+  sed 's/^/    Velero initContainer /'
 
 step "Namespace $NS: PVC $PVC, filled by a pod with a postgres-like tree (scale $SCALE)"
 k create namespace $NS > /dev/null

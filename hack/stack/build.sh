@@ -46,6 +46,13 @@ need() { # need BIN...: true if any of the binaries is missing
   return 1
 }
 
+need_static() { # need_static BIN...: like need, and also true if one is dynamically linked (an older cache's)
+  local b
+  need "$@" && return 0
+  for b in "$@"; do head -c 4096 "$STACK_BIN/$b" | grep -aq 'ld-linux' && return 0; done
+  return 1
+}
+
 check_disk() {
   local d free
   for d in "$STACK_HOME" "$(go env GOCACHE)" "$(go env GOMODCACHE)"; do
@@ -161,21 +168,30 @@ if need csi-provisioner; then run_build csi-provisioner build_provisioner; fi
 
 # --- velero: keeps its kopia replace; plus replaces for k8s patch releases the mirror lacks ---
 build_velero() {
-  local d=$SRC/velero b=github.com/vmware-tanzu/velero/pkg/buildinfo
+  local d=$SRC/velero
   modcopy "github.com/vmware-tanzu/velero@$VELERO_VERSION" "$d"
   if ! grep -q 'snapmove stack: versions missing' "$d/go.mod"; then
     printf '\n// snapmove stack: versions missing from the module proxy mirror\nreplace (\n%s\n)\n' \
       "$(echo "$VELERO_EXTRA_REPLACES" | sed 's/^/\t/')" >> "$d/go.mod"
   fi
-  cd "$d" && gobuild "$STACK_BIN/velero" \
-    -ldflags="-s -w -X $b.Version=$VELERO_VERSION -X $b.GitSHA=$VELERO_VERSION -X $b.GitTreeState=clean" ./cmd/velero
+  # Static, as Velero's own image has it: the same binary runs on the host (CLI) and in the image.
+  cd "$d" && CGO_ENABLED=0 gobuild "$STACK_BIN/velero" -ldflags="$VELERO_LDFLAGS" ./cmd/velero &&
+    echo "$VELERO_LDFLAGS" > "$STACK_BIN/velero.ldflags"
 }
-if need velero; then run_build velero build_velero; fi
+# The stack's one change to Velero: the controller-runtime metrics endpoint, which Velero leaves at its
+# default :8080 on every interface (its own metrics are --metrics-address), is off. On the stack's host
+# network the server and node-agent would both bind it, and the second would exit.
+VELERO_BUILDINFO=github.com/vmware-tanzu/velero/pkg/buildinfo
+VELERO_LDFLAGS="-s -w -X $VELERO_BUILDINFO.Version=$VELERO_VERSION -X $VELERO_BUILDINFO.GitSHA=$VELERO_VERSION \
+-X $VELERO_BUILDINFO.GitTreeState=clean -X sigs.k8s.io/controller-runtime/pkg/metrics/server.DefaultBindAddress=0"
+if need_static velero || [ "$(cat "$STACK_BIN/velero.ldflags" 2> /dev/null)" != "$VELERO_LDFLAGS" ]; then
+  run_build velero build_velero
+fi
 build_velero_aws() {
   modcopy "github.com/vmware-tanzu/velero-plugin-for-aws@$VELERO_AWS_VERSION" "$SRC/velero-plugin-for-aws"
-  cd "$SRC/velero-plugin-for-aws" && gobuild "$STACK_BIN/velero-plugin-for-aws" -ldflags="-s -w" ./velero-plugin-for-aws
+  cd "$SRC/velero-plugin-for-aws" && CGO_ENABLED=0 gobuild "$STACK_BIN/velero-plugin-for-aws" -ldflags="-s -w" ./velero-plugin-for-aws
 }
-if need velero-plugin-for-aws; then run_build velero-plugin-for-aws build_velero_aws; fi
+if need_static velero-plugin-for-aws; then run_build velero-plugin-for-aws build_velero_aws; fi
 if [ ! -s "$STACK_MANIFESTS/velero-crds.yaml" ]; then
   KUBECONFIG=/dev/null "$STACK_BIN/velero" install --crds-only --dry-run -o yaml > "$STACK_MANIFESTS/velero-crds.yaml.tmp"
   mv "$STACK_MANIFESTS/velero-crds.yaml.tmp" "$STACK_MANIFESTS/velero-crds.yaml"
@@ -194,7 +210,7 @@ export GOFLAGS="-mod=readonly -buildvcs=false" # never touch the repo's go.mod/g
 # kopia CLI from the snapmove module (go.mod: `tool github.com/kopia/kopia`, so go.sum covers the CLI's
 # packages), so it is exactly the kopia (Velero's fork, via replace) snapmove links.
 run_build kopia sh -c "cd '$REPO_ROOT' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/kopia' github.com/kopia/kopia"
-run_build tools sh -c "cd '$REPO_ROOT/hack/tools' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/' ./imgtool ./s3mb &&
+run_build tools sh -c "cd '$REPO_ROOT/hack/tools' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/' ./imgtool ./s3mb ./hostnet &&
   CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/pause' ./pause"
 if [ "$(cd "$REPO_ROOT/test/csidriver" && go list -f '{{.Name}}' . 2> /dev/null)" = main ]; then
   run_build csidriver sh -c "cd '$REPO_ROOT/test/csidriver' && go build -trimpath -o '$STACK_BIN/csidriver' ."
@@ -215,5 +231,11 @@ image() { # image REF TAR ENTRYPOINT SRC=DST...
 image "$PAUSE_IMAGE" "$STACK_IMAGES/pause.tar" /pause "$STACK_BIN/pause=/pause"
 image "$BUSYBOX_IMAGE" "$STACK_IMAGES/busybox.tar" /bin/busybox,sh /bin/busybox=/bin/busybox
 image "$KUBECTL_IMAGE" "$STACK_IMAGES/kubectl.tar" /kubectl "$STACK_BIN/kubectl=/kubectl"
+# Velero's images as its Dockerfiles lay them out: the server image runs /velero (the chart sets the
+# command); the AWS plugin image copies its binary into the plugins volume and exits.
+image "$VELERO_IMAGE" "$STACK_IMAGES/velero.tar" /velero "$STACK_BIN/velero=/velero"
+image "$VELERO_AWS_IMAGE" "$STACK_IMAGES/velero-plugin-for-aws.tar" \
+  /bin/busybox,cp,/plugins/velero-plugin-for-aws,/target/. \
+  "$STACK_BIN/velero-plugin-for-aws=/plugins/velero-plugin-for-aws" /bin/busybox=/bin/busybox
 
 log "all built: bin $STACK_BIN, images $STACK_IMAGES"

@@ -24,10 +24,15 @@ STORAGE_CLASS=snapmove-csi
 SNAPSHOT_CLASS=snapmove-csi-snapclass
 KUBELET_ROOT=/var/lib/kubelet
 CONTAINERD_SOCK=$RUN/containerd/containerd.sock
+# Velero's images, under the names its helm chart and examples/velero-values.yaml use; build.sh
+# makes them from the stack's static binaries.
+VELERO_IMAGE=docker.io/velero/velero:$VELERO_VERSION
+VELERO_AWS_IMAGE=docker.io/velero/velero-plugin-for-aws:$VELERO_AWS_VERSION
 
 # Order in which up.sh starts processes; down.sh stops them in reverse.
-STACK_PROCS="etcd minio containerd kube-apiserver svc-relay kube-controller-manager kube-scheduler csidriver
-snapshot-controller csi-snapshotter csi-provisioner kubelet velero"
+# The Velero server is not one of them: it runs in the cluster (velero.yaml).
+STACK_PROCS="etcd minio containerd kube-apiserver svc-relay hostnet kube-controller-manager kube-scheduler csidriver
+snapshot-controller csi-snapshotter csi-provisioner kubelet"
 
 _t0=$(date +%s)
 elapsed() { local s=$(( $(date +%s) - _t0 )); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
@@ -105,18 +110,56 @@ stop() {
 
 kctl() { "$STACK_BIN/kubectl" --kubeconfig "$RUN/kubeconfig" "$@"; }
 
-# velero_start [EXTRA_SERVER_FLAGS...]: start the Velero server host process (features from
-# $VELERO_FEATURES, default none) and wait until this process has validated the default BSL as Available.
-velero_start() {
-  local feat=${VELERO_FEATURES:-} since
+# velero_manifest FEATURES NODE_AGENT SNAPMOVE_PLUGIN: velero.yaml (the helm chart's objects for
+# examples/velero-values.yaml plus the stack's overlay) with the image version and --features filled in
+# (the line dropped when there are none, as the chart does), node-agent's DaemonSet only when NODE_AGENT
+# is true, and snapmove's initContainer left out when SNAPMOVE_PLUGIN is false (stock Velero).
+velero_manifest() {
+  local feat=$1 nodeagent=$2 plugin=$3 drop
+  drop='/--features=\${VELERO_FEATURES}$/d'
+  [ -z "$feat" ] || drop='s|\${VELERO_FEATURES}|'"$feat"'|'
+  awk -v na="$nodeagent" -v plugin="$plugin" '
+    /^# --- node-agent/ { if (na != "true") exit }
+    /^        - image: ghcr.io\/snapmove\/snapmove:/ && plugin == "false" { skip = 1; next }
+    skip && /^        - |^      [a-z]/ { skip = 0 }
+    !skip { print }' "$STACK_DIR/velero.yaml" |
+    sed -e 's|\${VELERO_VERSION}|'"$VELERO_VERSION"'|g' -e "$drop"
+}
+
+# velero_apply: make the cluster's Velero what $VELERO_FEATURES, $VELERO_NODE_AGENT and
+# $VELERO_SNAPMOVE_PLUGIN say (unset: as the stack runs now; up.sh: none, false, true), apply the manifest, restart the server (a rollout; also
+# when nothing changed, so a re-imported plugin image is loaded) and wait until the new server has
+# validated the default BackupStorageLocation as Available (and node-agent runs, when asked for).
+velero_apply() {
+  local feat nodeagent plugin old gen since
+  feat=${VELERO_FEATURES-$(cat "$RUN/velero/features" 2> /dev/null || true)}
+  nodeagent=${VELERO_NODE_AGENT-$(cat "$RUN/velero/node-agent" 2> /dev/null || echo false)}
   echo "$feat" > "$RUN/velero/features"
+  plugin=${VELERO_SNAPMOVE_PLUGIN-$(cat "$RUN/velero/snapmove-plugin" 2> /dev/null || echo true)}
+  echo "$nodeagent" > "$RUN/velero/node-agent"
+  echo "$plugin" > "$RUN/velero/snapmove-plugin"
+  old=$(kctl -n velero get pods -l name=velero -o name 2> /dev/null) || true
+  gen=$(kctl -n velero get deployment velero -o jsonpath='{.metadata.generation}' 2> /dev/null) || true
+  velero_manifest "$feat" "$nodeagent" "$plugin" | kctl apply -f - > "$RUN/logs/velero-apply.log" 2>&1 ||
+    die "applying velero.yaml failed (log $RUN/logs/velero-apply.log)"
+  if [ "$nodeagent" != true ]; then
+    kctl -n velero delete daemonset node-agent --ignore-not-found --wait=true > /dev/null
+  fi
+  if [ -n "$gen" ] && [ "$gen" = "$(kctl -n velero get deployment velero -o jsonpath='{.metadata.generation}')" ]; then
+    kctl -n velero rollout restart deployment/velero > /dev/null
+  fi
+  # Recreate: the new server starts only once the old pod is gone, so a validation after that is its own.
+  for p in $old; do kctl -n velero wait --for=delete "$p" --timeout=120s > /dev/null 2>&1 || true; done
   since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  start velero env AWS_SHARED_CREDENTIALS_FILE="$RUN/velero/credentials" VELERO_NAMESPACE=velero \
-    "$STACK_BIN/velero" server --kubeconfig="$RUN/kubeconfig" --namespace=velero \
-    --plugin-dir="$RUN/velero/plugins" --features="$feat" --uploader-type=kopia \
-    --metrics-address=127.0.0.1:8085 --profiler-address=127.0.0.1:6060 \
-    --backup-sync-period=30s --store-validation-frequency=10s "$@"
-  waitup velero 90 bsl_available_since "$since"
+  if ! waitfor "Velero to validate BSL default" 180 bsl_available_since "$since"; then
+    kctl -n velero get pods -o wide >&2 || true
+    tail -20 /var/log/pods/velero_velero-*/velero/*.log >&2 2> /dev/null || true
+    die "the Velero server did not come up (pod logs: /var/log/pods/velero_velero-*/)"
+  fi
+  if [ "$nodeagent" = true ]; then
+    kctl -n velero rollout status daemonset/node-agent --timeout=120s > /dev/null ||
+      die "node-agent did not come up (pod logs: /var/log/pods/velero_node-agent-*/)"
+  fi
 }
 
 # minio_start: start the stack's S3 server on 127.0.0.1:9000 (its data survives a restart).

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # up.sh: start the local stack from the binaries build.sh made, all as host processes on 127.0.0.1:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the test CSI driver + snapshot-controller,
-# csi-snapshotter, csi-provisioner, MinIO, containerd + kubelet (node snapmove-node), and the Velero server.
+# csi-snapshotter, csi-provisioner, MinIO, containerd + kubelet (node snapmove-node), and the stack's
+# host-network admission webhook (hostnet). Then the Velero server runs in the cluster as users run it:
+# the Deployment of Velero's helm chart (velero.yaml), with velero-plugin-for-aws and snapmove loaded
+# through their images' initContainers.
 #
 #   hack/stack/up.sh                      # then: . /tmp/snapmove-stack/env
-#   SNAPMOVE_BINARY=/path/snapmove hack/stack/up.sh   # also install the snapmove plugin into Velero
+#   SNAPMOVE_BINARY=/path/snapmove hack/stack/up.sh   # the binary for snapmove's image (default bin/snapmove)
 #   VELERO_FEATURES=EnableCSI hack/stack/up.sh        # Velero server --features (default: none)
+#   VELERO_NODE_AGENT=true hack/stack/up.sh           # also Velero's node-agent DaemonSet (default: off)
 #
-# Takes ~15 s. Writes $RUN/env (export lines for tests). Refuses to start over a live stack; wipes what a
+# Takes ~30 s. Writes $RUN/env (export lines for tests). Refuses to start over a live stack; wipes what a
 # stopped one left behind. Stop with down.sh. Logs: $RUN/logs/<process>.log.
 #
 # Node networking: pods must use hostNetwork. containerd gets a CNI config with only the `loopback`
@@ -16,6 +20,9 @@
 # without hostNetwork fails at sandbox creation, because that network gives it no eth0 address.
 # The service CIDR is 127.0.100.0/24 and a socat relay forwards 127.0.100.1:443 (the `kubernetes`
 # Service) to the apiserver, so hostNetwork pods reach the API with plain in-cluster config.
+# Pods that do not ask for host networking get it from hostnet, a mutating admission webhook on
+# 127.0.0.1:9443 (hack/tools/hostnet): Velero's own pods (its server, node-agent, maintenance Jobs, its
+# data mover pods) then run unmodified.
 # `kubectl logs/exec` do not work (the node has no usable address); read container logs from
 # /var/log/pods/<namespace>_<pod>_<uid>/<container>/0.log instead.
 set -euo pipefail
@@ -26,11 +33,13 @@ for b in etcd etcdctl containerd runc ctr socat openssl losetup; do
 done
 [ -x /usr/lib/cni/loopback ] || die "/usr/lib/cni/loopback not found: run hack/stack/build.sh"
 for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl snapshot-controller csi-snapshotter \
-  csi-provisioner velero velero-plugin-for-aws minio kopia s3mb csidriver; do
+  csi-provisioner velero velero-plugin-for-aws minio kopia s3mb csidriver hostnet imgtool; do
   [ -x "$STACK_BIN/$b" ] || die "$STACK_BIN/$b missing: run hack/stack/build.sh"
 done
-for i in pause busybox kubectl; do [ -s "$STACK_IMAGES/$i.tar" ] || die "$STACK_IMAGES/$i.tar missing: run hack/stack/build.sh"; done
+for i in pause busybox kubectl velero velero-plugin-for-aws; do [ -s "$STACK_IMAGES/$i.tar" ] || die "$STACK_IMAGES/$i.tar missing: run hack/stack/build.sh"; done
 [ -s "$STACK_MANIFESTS/velero-crds.yaml" ] || die "$STACK_MANIFESTS/velero-crds.yaml missing: run hack/stack/build.sh"
+SNAPMOVE_BINARY=${SNAPMOVE_BINARY:-$REPO_ROOT/bin/snapmove}
+[ -x "$SNAPMOVE_BINARY" ] || die "$SNAPMOVE_BINARY missing: run make build (Velero loads snapmove from its image)"
 
 # --- refuse a live stack; wipe a stopped one ---
 for n in $STACK_PROCS; do
@@ -44,11 +53,11 @@ fi
 host_cleanup || die "could not clean up after the previous stack (see above)"
 [ -z "$(mounts_under "$RUN")" ] || die "mounts remain under $RUN"
 rm -rf "$RUN"
-for port in 2379 2380 2381 6443 9000 9001 10248 10250 10257 10259 8085 6060; do
+for port in 2379 2380 2381 6443 9000 9001 9443 10248 10250 10257 10259 8085 8095 6060; do
   if (echo > /dev/tcp/127.0.0.1/$port) 2> /dev/null; then die "127.0.0.1:$port is in use by another process"; fi
 done
 if (echo > /dev/tcp/127.0.100.1/443) 2> /dev/null; then die "127.0.100.1:443 is in use by another process"; fi
-mkdir -p "$RUN"/{pids,logs,pki,etcd,csi,csi-data,velero/plugins,s3/minio,containerd/cni} "$KUBELET_ROOT/plugins_registry"
+mkdir -p "$RUN"/{pids,logs,pki,etcd,csi,csi-data,velero,s3/minio,containerd/cni} "$KUBELET_ROOT/plugins_registry"
 touch "$RUN/.snapmove-stack"
 export KUBECONFIG=$RUN/kubeconfig
 P=$RUN/pki
@@ -63,6 +72,9 @@ P=$RUN/pki
   printf 'subjectAltName=IP:127.0.0.1,IP:127.0.100.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n' > ext.cnf
   openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile ext.cnf
   echo "snapmove-admin-token,admin,admin-uid,system:masters" > tokens.csv
+  openssl req -newkey rsa:2048 -nodes -keyout hostnet.key -out hostnet.csr -subj /CN=hostnet
+  printf 'subjectAltName=IP:127.0.0.1\n' > hostnet.cnf
+  openssl x509 -req -in hostnet.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out hostnet.crt -days 3650 -extfile hostnet.cnf
 ) > "$RUN/logs/pki.log" 2>&1 || die "openssl failed (log $RUN/logs/pki.log)"
 cat > "$KUBECONFIG" << EOF
 apiVersion: v1
@@ -124,9 +136,10 @@ start kube-apiserver "$STACK_BIN/kube-apiserver" --etcd-servers=http://127.0.0.1
   --service-cluster-ip-range=127.0.100.0/24 --allow-privileged=true --endpoint-reconciler-type=none \
   --enable-admission-plugins=NamespaceLifecycle,ServiceAccount,DefaultStorageClass,PersistentVolumeClaimResize
 start svc-relay socat TCP-LISTEN:443,bind=127.0.100.1,fork,reuseaddr TCP:127.0.0.1:6443
+start hostnet "$STACK_BIN/hostnet" -listen 127.0.0.1:9443 -cert "$P/hostnet.crt" -key "$P/hostnet.key"
 
 waitup containerd 30 test -S "$CONTAINERD_SOCK"
-for i in pause busybox kubectl; do
+for i in pause busybox kubectl velero velero-plugin-for-aws; do
   ctr -a "$CONTAINERD_SOCK" -n k8s.io images import "$STACK_IMAGES/$i.tar" > "$RUN/logs/import-$i.log" 2>&1 ||
     die "importing $i.tar failed (log $RUN/logs/import-$i.log)"
 done
@@ -134,6 +147,21 @@ log "containerd up, images imported"
 
 waitup kube-apiserver 90 kctl get --raw /readyz
 log "apiserver ready"
+waitup hostnet 30 curl -sf --cacert "$P/ca.crt" https://127.0.0.1:9443/healthz
+kctl apply -f - > /dev/null << EOF
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: snapmove-stack-hostnet}
+webhooks:
+  - name: hostnet.stack.snapmove.io
+    clientConfig: {url: "https://127.0.0.1:9443/mutate", caBundle: "$(base64 -w0 < "$P/ca.crt")"}
+    rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}]
+    failurePolicy: Fail
+    sideEffects: None
+    admissionReviewVersions: [v1]
+    timeoutSeconds: 5
+EOF
+log "hostnet admission webhook registered"
 start kube-controller-manager "$STACK_BIN/kube-controller-manager" --kubeconfig="$KUBECONFIG" \
   --authentication-kubeconfig="$KUBECONFIG" --authorization-kubeconfig="$KUBECONFIG" \
   --bind-address=127.0.0.1 --secure-port=10257 --leader-elect=false --use-service-account-credentials=false \
@@ -211,28 +239,9 @@ log "MinIO up, bucket velero"
 printf '[default]\naws_access_key_id = minioadmin\naws_secret_access_key = minioadmin\n' > "$RUN/velero/credentials"
 kctl create namespace velero > /dev/null
 kctl -n velero create secret generic cloud-credentials --from-file=cloud="$RUN/velero/credentials" > /dev/null
-kctl apply -f - > /dev/null << EOF
-# Velero reads its own Deployment's image for restore helpers; restores fail without it.
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: velero, namespace: velero, labels: {component: velero}}
-spec:
-  replicas: 0
-  selector: {matchLabels: {component: velero}}
-  template:
-    metadata: {labels: {component: velero}}
-    spec: {containers: [{name: velero, image: "velero/velero:$VELERO_VERSION"}]}
----
-apiVersion: velero.io/v1
-kind: BackupStorageLocation
-metadata: {name: default, namespace: velero}
-spec:
-  provider: aws
-  default: true
-  objectStorage: {bucket: velero, prefix: backups}
-  credential: {name: cloud-credentials, key: cloud}
-  config: {region: us-east-1, s3ForcePathStyle: "true", s3Url: "http://127.0.0.1:9000"}
-EOF
+"$REPO_ROOT/hack/image.sh" "$SNAPMOVE_BINARY" > "$RUN/logs/snapmove-image.log" 2>&1 ||
+  die "building snapmove's image failed (log $RUN/logs/snapmove-image.log)"
+log "snapmove image built from $SNAPMOVE_BINARY and imported"
 
 waitup kubelet 60 sh -c "'$STACK_BIN/kubectl' get csinode $NODE_NAME -o jsonpath='{.spec.drivers[*].name}' | grep -qw $CSI_DRIVER"
 waitup kubelet 60 kctl wait --for=condition=Ready --timeout=1s node/$NODE_NAME
@@ -241,16 +250,9 @@ waitup kubelet 60 kctl wait --for=condition=Ready --timeout=1s node/$NODE_NAME
 waitup kube-controller-manager 60 sh -c "! '$STACK_BIN/kubectl' get node $NODE_NAME -o jsonpath='{.spec.taints[*].key}' | grep -q ."
 log "kubelet up: node $NODE_NAME Ready, CSINode lists $CSI_DRIVER"
 
-# --- Velero server ---
-cp -f "$STACK_BIN/velero-plugin-for-aws" "$RUN/velero/plugins/"
-if [ -n "${SNAPMOVE_BINARY:-}" ]; then
-  # what the helm chart's initContainer does
-  "$SNAPMOVE_BINARY" install "$RUN/velero/plugins" > "$RUN/logs/snapmove-install.log" 2>&1 ||
-    die "$SNAPMOVE_BINARY install failed (log $RUN/logs/snapmove-install.log)"
-  log "snapmove installed into $RUN/velero/plugins"
-fi
-velero_start
-log "velero up (features: '${VELERO_FEATURES:-}'), BSL default Available"
+# --- Velero server: the helm chart's objects, plugins through initContainers ---
+velero_apply
+log "velero up (Deployment velero/velero; features: '${VELERO_FEATURES:-}', node-agent: ${VELERO_NODE_AGENT:-false}), BSL default Available"
 
 cat > "$RUN/env" << EOF
 export KUBECONFIG=$KUBECONFIG

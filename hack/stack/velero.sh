@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# velero.sh: control the stack's Velero server host process.
+# velero.sh: switch and restart the stack's Velero, which runs in the cluster as the helm chart's
+# Deployment velero/velero (velero.yaml) with its plugins loaded through initContainers.
 #
-#   hack/stack/velero.sh restart [EXTRA_VELERO_SERVER_FLAGS...]
-#   VELERO_FEATURES=EnableCSI hack/stack/velero.sh restart     # switch --features (default: none)
+#   hack/stack/velero.sh restart                              # a rollout: reloads re-imported plugin images
+#   VELERO_FEATURES=EnableCSI hack/stack/velero.sh restart    # switch --features ("" for none)
+#   VELERO_NODE_AGENT=true hack/stack/velero.sh restart       # switch Velero's node-agent DaemonSet on (false: off)
+#   VELERO_SNAPMOVE_PLUGIN=false hack/stack/velero.sh restart # stock Velero: no snapmove initContainer (true: back)
 #
-# Stops the recorded Velero server process and starts it again with the flags up.sh uses (plus the extra
-# ones), then waits until the new process has validated the default BackupStorageLocation as Available.
-# The plugin dir ($RUN/velero/plugins) is kept: copy a rebuilt snapmove there before restarting.
+# What is not given stays as the stack runs now ($RUN/velero/{features,node-agent,snapmove-plugin}). Waits
+# until the new server has validated the default BackupStorageLocation as Available (and node-agent
+# runs, when on). Velero's log: /var/log/pods/velero_velero-*/velero/0.log (`kubectl logs` does not work
+# on this stack), or `velero backup logs NAME` for one backup.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 case ${1:-} in
   restart)
-    shift
     pid_of kube-apiserver > /dev/null || die "the stack is not running (no kube-apiserver in $RUN): run hack/stack/up.sh"
-    stop velero
-    velero_start "$@"
-    log "velero restarted (features: '${VELERO_FEATURES:-}'${*:+, extra flags: $*}), BSL default Available"
+    velero_apply
+    log "velero restarted (features: '$(cat "$RUN/velero/features")', node-agent: $(cat "$RUN/velero/node-agent"), snapmove plugin: $(cat "$RUN/velero/snapmove-plugin")), BSL default Available"
     ;;
   *)
-    echo "usage: $0 restart [extra velero server flags...]" >&2
+    echo "usage: [VELERO_FEATURES=...] [VELERO_NODE_AGENT=true|false] $0 restart" >&2
     exit 2
     ;;
 esac

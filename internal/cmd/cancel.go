@@ -2,14 +2,10 @@ package cmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
-
-	"github.com/pkg/errors"
-	"github.com/spf13/pflag"
 
 	"github.com/snapmove/snapmove/internal/cancel"
 )
@@ -21,35 +17,20 @@ import (
 // the backup or restore itself, PartiallyFailed: each canceled move is a failed item
 // operation to it.
 func Cancel(ctx context.Context, args []string, out io.Writer) error {
-	const usage = "usage: snapmove cancel backup|restore NAME [--wait 2m] [-o text|json]"
-	fs := pflag.NewFlagSet("snapmove cancel", pflag.ContinueOnError)
-	var (
-		namespace  = fs.String("namespace", defaultNamespace(), "Velero's namespace")
-		waitFor    = fs.Duration("wait", 2*time.Minute, "how long to wait for the moves to end (0: do not wait)")
-		output     = fs.StringP("output", "o", "text", "text or json")
-		kubeconfig = fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-	)
-	if err := fs.Parse(args); err != nil {
+	f := newMovesFlags("snapmove cancel", 2*time.Minute, "how long to wait for the moves to end (0: do not wait)")
+	if err := f.parse(args, "usage: snapmove cancel backup|restore NAME [--wait 2m] [-o text|json]", string(cancel.Backup), string(cancel.Restore)); err != nil {
 		return err
 	}
-	if fs.NArg() != 2 || (fs.Arg(0) != string(cancel.Backup) && fs.Arg(0) != string(cancel.Restore)) {
-		return errors.New(usage)
-	}
-	if *output != "text" && *output != "json" {
-		return errors.Errorf("-o %q: want text or json", *output)
-	}
-	c, err := apiClient(*kubeconfig)
+	c, err := apiClient(f.kubeconfig)
 	if err != nil {
 		return err
 	}
-	res, err := cancel.Request(ctx, c, *namespace, cancel.Kind(fs.Arg(0)), fs.Arg(1), *waitFor)
+	res, err := cancel.Request(ctx, c, f.namespace, cancel.Kind(f.kind), f.name, f.wait)
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+	if f.output == "json" {
+		return writeJSON(out, res)
 	}
 	return printCancel(out, res)
 }

@@ -1,12 +1,17 @@
 package cmd
 
 import (
+	"encoding/json"
+	"io"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
@@ -104,4 +109,43 @@ func parseSecretKey(v string) (*corev1.SecretKeySelector, error) {
 		return nil, errors.Errorf("--default-credentials-secret %q: want NAME/KEY", v)
 	}
 	return &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key}, nil
+}
+
+// movesFlags are the flags of the commands that act on the volume moves of one backup or
+// restore (cancel, handover): KIND NAME, Velero's namespace, how long to wait, the output.
+type movesFlags struct {
+	fs                            *pflag.FlagSet
+	namespace, output, kubeconfig string
+	wait                          time.Duration
+	kind, name                    string
+}
+
+func newMovesFlags(name string, wait time.Duration, waitHelp string) *movesFlags {
+	f := &movesFlags{fs: pflag.NewFlagSet(name, pflag.ContinueOnError)}
+	f.fs.StringVar(&f.namespace, "namespace", defaultNamespace(), "Velero's namespace")
+	f.fs.DurationVar(&f.wait, "wait", wait, waitHelp)
+	f.fs.StringVarP(&f.output, "output", "o", "text", "text or json")
+	f.fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	return f
+}
+
+// parse reads args: exactly KIND NAME, KIND one of kinds.
+func (f *movesFlags) parse(args []string, usage string, kinds ...string) error {
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	if f.fs.NArg() != 2 || !slices.Contains(kinds, f.fs.Arg(0)) {
+		return errors.New(usage)
+	}
+	if f.output != "text" && f.output != "json" {
+		return errors.Errorf("-o %q: want text or json", f.output)
+	}
+	f.kind, f.name = f.fs.Arg(0), f.fs.Arg(1)
+	return nil
+}
+
+func writeJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

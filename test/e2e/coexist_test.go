@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,9 +29,19 @@ func TestCoexistenceWithoutEnableCSI(t *testing.T) {
 	s.movedRoundTrip(t, ns, dir, nil, naming.BackupActionName)
 }
 
+// The cases that need Velero's EnableCSI share one Velero setup (each switch is a rollout of
+// Velero's Deployment).
+func TestCoexistenceEnableCSI(t *testing.T) {
+	env.withVeleroFeatures(t, naming.FeatureEnableCSI)
+	t.Run("volume policy", coexistenceEnableCSIWithPolicy)
+	t.Run("data mover flag", coexistenceEnableCSIDataMover)
+	t.Run("seed configuration without node-agent", seedConfigurationWithoutNodeAgent)
+	t.Run("no lock-in", noLockIn)
+}
+
 // With EnableCSI, a volume policy of action type custom (mover: snapmove) makes Velero's
 // own CSI action skip the PVC and snapmove's take it.
-func TestCoexistenceEnableCSIWithPolicy(t *testing.T) {
+func coexistenceEnableCSIWithPolicy(t *testing.T) {
 	s := env
 	s.withVeleroFeatures(t, naming.FeatureEnableCSI)
 	ns, dir := s.smallVolume(t, "policy")
@@ -55,7 +66,7 @@ volumePolicies:
 // With EnableCSI and no policy, `--data-mover snapmove` is Velero's documented way to use a
 // third-party mover: Velero's own CSI action cuts the snapshot and creates the DataUpload,
 // snapmove's action stands back, and snapmove's mover moves the bytes.
-func TestCoexistenceEnableCSIDataMover(t *testing.T) {
+func coexistenceEnableCSIDataMover(t *testing.T) {
 	s := env
 	s.withVeleroFeatures(t, naming.FeatureEnableCSI)
 	ns, dir := s.smallVolume(t, "dm")
@@ -70,7 +81,7 @@ func TestCoexistenceEnableCSIDataMover(t *testing.T) {
 //   - With the mover setting serveVeleroDataMover, snapmove serves it: the seed's command
 //     completes, and the restore (Velero's CSI restore action, built-in mover) comes back
 //     byte-identical.
-func TestSeedConfigurationWithoutNodeAgent(t *testing.T) {
+func seedConfigurationWithoutNodeAgent(t *testing.T) {
 	s := env
 	s.withVeleroFeatures(t, naming.FeatureEnableCSI)
 
@@ -112,6 +123,98 @@ func TestSeedConfigurationWithoutNodeAgent(t *testing.T) {
 		got, err := treecheck.Manifest(s.volumePath(t, ns, "data"))
 		require.NoError(t, err)
 		require.Empty(t, treecheck.Compare(want, got, treecheck.Options{}))
+		s.requireNoLeftovers(t)
+	})
+}
+
+// No lock-in, both ways, on one volume (a small tree and 4 MiB of random data):
+//   - out: a backup that snapmove moved is restored by stock Velero alone: snapmove's
+//     initContainer gone from Velero's Deployment, its mover scaled to 0, EnableCSI and
+//     Velero's node-agent on. `snapmove handover restore` (a `kubectl patch` of each
+//     DataDownload's datamover) is the one step; node-agent restores the bytes.
+//   - in: a backup that Velero's node-agent moved is restored by snapmove (node-agent
+//     gone, serveVeleroDataMover), and snapmove's next backup of the volume is incremental
+//     on Velero's snapshot.
+func noLockIn(t *testing.T) {
+	s := env
+	s.withVeleroFeatures(t, naming.FeatureEnableCSI)
+	ns, dir := s.smallVolume(t, "lockin")
+	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "random"), 4<<20))
+	want, err := treecheck.Manifest(dir)
+	require.NoError(t, err)
+	requireSame := func(t *testing.T) {
+		t.Helper()
+		got, err := treecheck.Manifest(s.volumePath(t, ns, "data"))
+		require.NoError(t, err)
+		require.Empty(t, treecheck.Compare(want, got, treecheck.Options{}))
+	}
+
+	// Velero is switched by hand below; set back once, at the end.
+	initial := s.veleroSetup()
+	t.Cleanup(func() { _ = s.setVelero(t, initial) })
+	stock := veleroSetup{features: naming.FeatureEnableCSI, nodeAgent: true, snapmovePlugin: false}
+
+	// snapmove's backup (with EnableCSI, through Velero's documented --data-mover)
+	bSnapmove := ns + "-snapmove"
+	b := s.backup(t, bSnapmove, "--include-namespaces", ns, "--snapshot-move-data", "--data-mover", naming.DataMover)
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, bSnapmove))
+	require.Equal(t, naming.DataMover, s.dataUploads(t, bSnapmove)[0].Spec.DataMover)
+
+	t.Run("out: stock Velero restores snapmove's backup", func(t *testing.T) {
+		require.NoError(t, s.setVelero(t, stock))
+		s.scaleMover(t, 0) // back to 1 when the subtest ends
+		s.deleteNamespace(t, ns)
+
+		rname := ns + "-out"
+		s.veleroCLI(t, "restore", "create", rname, "--from-backup", bSnapmove)
+		t.Cleanup(func() { _, _ = runErr(s.velero, "-n", s.veleroNS, "restore", "delete", rname, "--confirm") })
+		out := s.snapmove(t, "handover", "restore", rname, "--wait", "3m")
+		t.Log(out)
+		require.Contains(t, out, "handed 1 of 1 DataDownloads")
+		r := s.waitRestore(t, rname, 5*time.Minute)
+		require.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+		dds := s.dataDownloads(t, rname)
+		require.Len(t, dds, 1)
+		require.Equal(t, "velero", dds[0].Spec.DataMover, "node-agent's")
+		require.Equal(t, velerov2alpha1.DataDownloadPhaseCompleted, dds[0].Status.Phase, dds[0].Status.Message)
+		requireSame(t)
+	})
+
+	t.Run("in: snapmove restores and continues Velero's backup", func(t *testing.T) {
+		require.NoError(t, s.setVelero(t, stock))
+		s.scaleMover(t, 0)
+		bVelero := ns + "-velero"
+		b := s.backup(t, bVelero, "--include-namespaces", ns, "--snapshot-move-data")
+		require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, bVelero))
+		dus := s.dataUploads(t, bVelero)
+		require.Len(t, dus, 1)
+		require.Equal(t, "", dus[0].Spec.DataMover, "Velero's built-in mover")
+		require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, dus[0].Status.Phase, dus[0].Status.Message)
+		t.Logf("node-agent after snapmove: %d of %d bytes read", dus[0].Status.IncrementalBytes, dus[0].Status.Progress.TotalBytes)
+		require.Less(t, dus[0].Status.IncrementalBytes, int64(64<<10), "incremental on snapmove's snapshot")
+
+		// the switch: node-agent gone, snapmove's plugin and mover in, Velero's data mover served
+		require.NoError(t, s.setVelero(t, veleroSetup{features: naming.FeatureEnableCSI, nodeAgent: false, snapmovePlugin: true}))
+		s.scaleMover(t, 1)
+		s.withMoverSettings(t, map[string]string{"serveVeleroDataMover": "true"})
+		s.deleteNamespace(t, ns)
+		r := s.restore(t, ns+"-in", "--from-backup", bVelero)
+		require.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
+		dds := s.dataDownloads(t, r.Name)
+		require.Len(t, dds, 1)
+		require.Equal(t, velerov2alpha1.DataDownloadPhaseCompleted, dds[0].Status.Phase, dds[0].Status.Message)
+		requireSame(t)
+
+		bNext := ns + "-next"
+		b = s.backup(t, bNext, "--include-namespaces", ns, "--snapshot-move-data", "--data-mover", naming.DataMover)
+		require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, bNext))
+		dus = s.dataUploads(t, bNext)
+		require.Len(t, dus, 1)
+		require.Equal(t, naming.DataMover, dus[0].Spec.DataMover)
+		require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, dus[0].Status.Phase, dus[0].Status.Message)
+		t.Logf("snapmove after Velero: %d of %d bytes read", dus[0].Status.IncrementalBytes, dus[0].Status.Progress.TotalBytes)
+		require.GreaterOrEqual(t, dus[0].Status.Progress.TotalBytes, int64(4<<20))
+		require.Less(t, dus[0].Status.IncrementalBytes, int64(64<<10), "incremental on Velero's snapshot")
 		s.requireNoLeftovers(t)
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -284,6 +285,24 @@ func (s *stack) restore(t *testing.T, name string, args ...string) *velerov1.Res
 	return r
 }
 
+// waitRestore waits until restore name has ended (Completed, PartiallyFailed, Failed, ...)
+// and returns it; its deletion is the caller's cleanup.
+func (s *stack) waitRestore(t *testing.T, name string, timeout time.Duration) *velerov1.Restore {
+	t.Helper()
+	r := &velerov1.Restore{}
+	poll(t, "restore "+name+" to end", timeout, func(ctx context.Context) (bool, error) {
+		if err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, r); err != nil {
+			return false, err
+		}
+		switch r.Status.Phase {
+		case velerov1.RestorePhaseCompleted, velerov1.RestorePhasePartiallyFailed, velerov1.RestorePhaseFailed, velerov1.RestorePhaseFailedValidation:
+			return true, nil
+		}
+		return false, nil
+	})
+	return r
+}
+
 func (s *stack) dataUploads(t *testing.T, backup string) []velerov2alpha1.DataUpload {
 	t.Helper()
 	var l velerov2alpha1.DataUploadList
@@ -306,7 +325,7 @@ func (s *stack) leftovers(ctx context.Context, t *testing.T) []string {
 	t.Helper()
 	var found []string
 	var pods corev1.PodList
-	require.NoError(t, s.c.List(ctx, &pods, crclient.InNamespace(s.veleroNS), crclient.HasLabels{naming.ManagedByLabel}))
+	require.NoError(t, s.c.List(ctx, &pods, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{naming.ManagedByLabel: naming.ManagedByLabelVal}))
 	for _, p := range pods.Items {
 		found = append(found, "pod "+p.Name)
 	}
@@ -524,24 +543,58 @@ func (s *stack) requireEvent(t *testing.T, name string) {
 	}
 }
 
-// withVeleroFeatures restarts the Velero server with the given --features for the rest of
-// the test and restores the stack's default afterwards.
-func (s *stack) withVeleroFeatures(t *testing.T, features string) {
+// veleroSetup is how the stack's Velero runs: its --features, whether Velero's node-agent
+// DaemonSet runs, and whether snapmove's initContainer loads snapmove's plugins.
+type veleroSetup struct {
+	features       string
+	nodeAgent      bool
+	snapmovePlugin bool
+}
+
+func (s *stack) veleroSetup() veleroSetup {
+	read := func(name, def string) string {
+		b, err := os.ReadFile(filepath.Join(s.run, "velero", name))
+		if err != nil {
+			return def
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return veleroSetup{features: s.features(), nodeAgent: read("node-agent", "false") == "true", snapmovePlugin: read("snapmove-plugin", "true") == "true"}
+}
+
+// withVelero restarts Velero (a rollout of its Deployment, hack/stack/velero.sh) set up as
+// want for the rest of the test, and as it was afterwards.
+func (s *stack) withVelero(t *testing.T, want veleroSetup) {
 	t.Helper()
-	if s.features() == features {
+	before := s.veleroSetup()
+	if before == want {
 		return
 	}
-	before := s.features()
-	restart := func(f string) error {
-		cmd := []string{filepath.Join(repoRoot(), "hack", "stack", "velero.sh"), "restart"}
-		out, err := runEnv([]string{"VELERO_FEATURES=" + f}, cmd[0], cmd[1:]...)
-		if err != nil {
-			t.Logf("velero.sh restart: %s", out)
-		}
-		return err
+	require.NoError(t, s.setVelero(t, want))
+	t.Cleanup(func() { _ = s.setVelero(t, before) })
+}
+
+// setVelero restarts Velero set up as v, unless it runs so already.
+func (s *stack) setVelero(t *testing.T, v veleroSetup) error {
+	if s.veleroSetup() == v {
+		return nil
 	}
-	require.NoError(t, restart(features))
-	t.Cleanup(func() { _ = restart(before) })
+	cmd := filepath.Join(repoRoot(), "hack", "stack", "velero.sh")
+	out, err := runEnv([]string{"VELERO_FEATURES=" + v.features, "VELERO_NODE_AGENT=" + strconv.FormatBool(v.nodeAgent),
+		"VELERO_SNAPMOVE_PLUGIN=" + strconv.FormatBool(v.snapmovePlugin)}, cmd, "restart")
+	if err != nil {
+		t.Logf("velero.sh restart: %s", out)
+	}
+	return err
+}
+
+// withVeleroFeatures restarts the Velero server with the given --features for the rest of
+// the test and restores the stack's setup afterwards.
+func (s *stack) withVeleroFeatures(t *testing.T, features string) {
+	t.Helper()
+	v := s.veleroSetup()
+	v.features = features
+	s.withVelero(t, v)
 }
 
 // scaleMover sets the replicas of the mover's Deployment and waits until that many mover

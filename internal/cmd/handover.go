@@ -1,0 +1,65 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pkg/errors"
+
+	"github.com/snapmove/snapmove/internal/handover"
+)
+
+// Handover runs `snapmove handover restore NAME`: the restore's volume moves go to Velero's
+// built-in data mover (node-agent) instead of snapmove's, which is how a backup that snapmove
+// made is restored with stock Velero alone. For each DataDownload that no mover has taken it
+// does what `kubectl -n velero patch datadownload DD --type merge -p '{"spec":{"datamover":"velero"}}'`
+// does, until Velero has created them all.
+func Handover(ctx context.Context, args []string, out io.Writer) error {
+	f := newMovesFlags("snapmove handover", 10*time.Minute, "how long to wait for Velero to create the restore's DataDownloads")
+	if err := f.parse(args, "usage: snapmove handover restore NAME [--wait 10m] [-o text|json]", "restore"); err != nil {
+		return err
+	}
+	c, err := apiClient(f.kubeconfig)
+	if err != nil {
+		return err
+	}
+	res, err := handover.Restore(ctx, c, f.namespace, f.name, f.wait)
+	if err != nil {
+		return err
+	}
+	if f.output == "json" {
+		err = writeJSON(out, res)
+	} else {
+		err = printHandover(out, res)
+	}
+	if err != nil {
+		return err
+	}
+	if !res.Complete {
+		return errors.Errorf("restore %s is still %s after %s: Velero may create more DataDownloads; run this again", res.Restore, orNew(res.VeleroPhase), f.wait)
+	}
+	return nil
+}
+
+func printHandover(out io.Writer, res *handover.Result) error {
+	fmt.Fprintf(out, "restore %s: handed %d of %d DataDownloads to Velero's data mover (node-agent)\n",
+		res.Restore, res.HandedOver(), len(res.Movements))
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tVOLUME\tDATAMOVER\tPHASE\tNOTE")
+	for _, m := range res.Movements {
+		note := m.Reason
+		if m.HandedOver {
+			note = "handed over"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Volume, m.DataMover, orNew(m.Phase), note)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Velero's restore is %s; node-agent moves the handed-over volumes (velero restore describe %s)\n",
+		orNew(res.VeleroPhase), res.Restore)
+	return nil
+}
