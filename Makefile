@@ -5,6 +5,7 @@
 #   make lint     gofmt -l, go vet (also -tags e2e) and staticcheck over both modules (seconds when warm)
 #   make unit     unit tests only (no stack; includes csi-sanity against the test CSI driver)
 #   make bench    data-path benchmark: snapmove's kopia path vs the kopia CLI
+#   make bench-scale  fixed cost per PVC on the running stack (BENCH_PVCS=20 PVCs of 1 MiB)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -24,7 +25,7 @@ GOFMT       := $(shell $(GO) env GOROOT)/bin/gofmt
 TOOLS       := $(or $(SNAPMOVE_CACHE),$(HOME)/.cache/snapmove)/tools
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)/staticcheck
 
-.PHONY: help build unit lint sanity stack-build stack-up stack-down image install-mover e2e test demo bench clean
+.PHONY: help build unit lint sanity stack-build stack-up stack-down image install-mover e2e test demo bench bench-scale clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -70,6 +71,10 @@ demo:
 
 bench:
 	hack/bench.sh
+
+bench-scale: ## against a running stack (make stack-up)
+	source $(STACK_RUN)/env && SNAPMOVE_SCALE_PVCS=$${BENCH_PVCS:-20} $(GO) test -tags e2e -count=1 -timeout 30m -v \
+		-run '^TestFixedCostPerPVC$$' ./test/e2e/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
 
 clean:
 	rm -rf $(BIN)

@@ -46,6 +46,8 @@
 #   BENCH_COMPRESSORS    the compression table's compressors, space-separated; empty skips
 #                        the table. Default: all of datapath.Compressors (see COMPRESSORS)
 #   BENCH_VERIFY_COST=0  skip the verification table
+#   BENCH_HASH           content hash of snapmove's repositories; empty: what snapmove creates
+#                        (BLAKE3-256-128). BLAKE2B-256-128: a repository Velero created first
 #
 # Wall times on a shared machine swing 1.5–3x with the neighbours' load: compare the
 # ratios, which come from runs minutes apart, and the load column; don't run this next to
@@ -77,6 +79,9 @@ VERIFY_COST=${BENCH_VERIFY_COST:-1}
 DROP=${BENCH_DROP_CACHES:-0}
 BLOCK=${BENCH_BLOCK:-1}
 FRESH_FS=${BENCH_FRESH_FS:-1}
+# snapmove's repositories' content hash: empty is what snapmove creates (BLAKE3-256-128);
+# BLAKE2B-256-128 is what a repository that Velero created first has (and the CLI's here).
+HASH=${BENCH_HASH:-}
 NPROC=$(nproc)
 DATA=$OUT/data
 WORK=$OUT/work
@@ -221,7 +226,7 @@ snapmove_series() { # REP DATASET
 	for b in BackupFirst BackupNoop Backup5pct Restore; do
 		out=$LOGS/out.snapmove.$ds.$b.$rep
 		la=$(load1)
-		PERF_DATA=$DATA PERF_SCALE=$SCALE PERF_PARALLEL=$NPROC PERF_DROP_CACHES=$DROP PERF_FRESH_FS=$FRESH_FS \
+		PERF_DATA=$DATA PERF_SCALE=$SCALE PERF_PARALLEL=$NPROC PERF_DROP_CACHES=$DROP PERF_FRESH_FS=$FRESH_FS PERF_HASH=$HASH \
 			"$KT" -test.run '^$' -test.bench "^Benchmark$b\$/^$ds\$" -test.benchtime 1x -test.count 1 \
 			-test.timeout 2h >"$out" 2>&1 || die "snapmove $b/$ds failed: see $out"
 		grep -q "^Benchmark$b/$ds" "$out" || die "snapmove $b/$ds printed no result: see $out"
@@ -245,7 +250,7 @@ perf_bench() {
 	check_disk
 	out=$LOGS/out.snapmove.$table.$ds.$variant.$rep
 	la=$(load1)
-	PERF_DATA=$DATA PERF_SCALE=$SCALE PERF_PARALLEL=$NPROC PERF_DROP_CACHES=$DROP PERF_FRESH_FS=$FRESH_FS \
+	PERF_DATA=$DATA PERF_SCALE=$SCALE PERF_PARALLEL=$NPROC PERF_DROP_CACHES=$DROP PERF_FRESH_FS=$FRESH_FS PERF_HASH=$HASH \
 		"$KT" -test.run '^$' -test.bench "$pat" -test.benchtime 1x -test.count 1 \
 		-test.timeout 2h >"$out" 2>&1 || die "snapmove $table $ds $variant failed: see $out"
 	grep -q '^Benchmark' "$out" || die "snapmove $table $ds $variant printed no result: see $out"
@@ -337,6 +342,7 @@ report() {
 	local ds cds step cw sw cc sc cr sr crepo srepo label
 	echo
 	echo "snapmove vs kopia CLI $("$K" --version 2>/dev/null | awk '{ print $1 }'), medians of $REPS run(s), scale $SCALE, $([[ $DROP == 1 ]] && echo cold || echo warm) page cache, restores to $([[ $FRESH_FS == 1 ]] && echo "a new ext4 filesystem each" || echo "a directory of $OUT")"
+	echo "repositories: CLI kopia's defaults (Velero's: BLAKE2B-256-128), snapmove ${HASH:-snapmove's default (BLAKE3-256-128)}"
 	echo "machine: $NPROC CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 	printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' dataset step "CLI s" "snap s" ratio "CLI cpu" "snap cpu" "CLI RSS" "snap RSS" "CLI repo" "snap repo"
 	printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' "" "" wall wall snap/CLI "s/GB" "s/GB" MiB MiB MB MB

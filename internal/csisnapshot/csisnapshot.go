@@ -17,8 +17,12 @@ import (
 )
 
 const (
-	// DefaultInterval is how often Wait looks at the VolumeSnapshot.
+	// DefaultInterval is how often Wait looks at the VolumeSnapshot, at most. It looks
+	// first after firstPoll and doubles the wait up to the interval: a CSI driver often
+	// has the handle within a fraction of a second, and Velero runs the PVCs of a backup
+	// one after another, so each poll saved is saved once per PVC.
 	DefaultInterval = time.Second
+	firstPoll       = 50 * time.Millisecond
 	// DefaultErrorGrace is how long a VolumeSnapshot may report status.error before Wait
 	// gives up on it. The snapshot-controller clears errors the driver recovers from, so
 	// failing at first sight would turn a retried, transient CSI error into a failed PVC.
@@ -112,8 +116,9 @@ func (s *Snapshotter) Wait(ctx context.Context, vs *snapshotv1.VolumeSnapshot, d
 		vscErr     string    // last VolumeSnapshotContent status.error.message
 		apiErr     error     // last API error
 	)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
+	pause := min(firstPoll, interval)
+	timer := time.NewTimer(pause)
+	defer timer.Stop()
 	for {
 		cur := &snapshotv1.VolumeSnapshot{}
 		err := s.Client.Get(ctx, key, cur)
@@ -161,8 +166,10 @@ func (s *Snapshotter) Wait(ctx context.Context, vs *snapshotv1.VolumeSnapshot, d
 		select {
 		case <-ctx.Done():
 			return nil, errors.Wrapf(ctx.Err(), "waiting for VolumeSnapshot %s", id)
-		case <-ticker.C:
+		case <-timer.C:
 		}
+		pause = min(2*pause, interval)
+		timer.Reset(pause)
 	}
 }
 

@@ -75,6 +75,7 @@ func TestRepositoryCommands(t *testing.T) {
 		return br.Status.Phase == velerov1.BackupRepositoryPhaseReady, nil
 	})
 	require.Contains(t, s.veleroCLI(t, "repo", "get"), repoName)
+	s.requireVeleroMaintains(t, repoName)
 
 	// list: the moved volume with its snapshot, size and file count.
 	var vols []struct {
@@ -270,4 +271,42 @@ func requireSameFile(t *testing.T, want, got string) {
 	require.NoError(t, err)
 	require.Equal(t, ws.Mode(), gs.Mode())
 	require.True(t, ws.ModTime().Equal(gs.ModTime()), "mtime %v, want %v", gs.ModTime(), ws.ModTime())
+}
+
+// requireVeleroMaintains makes Velero's maintenance of repository repoName due now (a
+// maintenance frequency of one second, which Velero acts on at once as a spec change) and
+// waits until Velero's maintenance Job, a pod of Velero's Deployment's image, env and
+// volumes that runs `velero repo-maintenance`, has succeeded on the repository snapmove
+// wrote. The frequency is set back afterwards.
+func (s *stack) requireVeleroMaintains(t *testing.T, repoName string) {
+	t.Helper()
+	key := crclient.ObjectKey{Namespace: s.veleroNS, Name: repoName}
+	setFrequency := func(d time.Duration) error {
+		var br velerov1.BackupRepository
+		if err := s.c.Get(context.Background(), key, &br); err != nil {
+			return err
+		}
+		patch := crclient.MergeFrom(br.DeepCopy())
+		br.Spec.MaintenanceFrequency = metav1.Duration{Duration: d}
+		return s.c.Patch(context.Background(), &br, patch)
+	}
+	var before velerov1.BackupRepository
+	require.NoError(t, s.c.Get(ctxT(t), key, &before))
+	require.NoError(t, setFrequency(time.Second))
+	t.Cleanup(func() { _ = setFrequency(before.Spec.MaintenanceFrequency.Duration) })
+	start := time.Now()
+	poll(t, "Velero's maintenance of "+repoName, 3*time.Minute, func(ctx context.Context) (bool, error) {
+		var br velerov1.BackupRepository
+		if err := s.c.Get(ctx, key, &br); err != nil {
+			return false, err
+		}
+		for _, m := range br.Status.RecentMaintenance {
+			require.NotEqual(t, velerov1.BackupRepositoryMaintenanceFailed, m.Result, m.Message)
+			if m.Result == velerov1.BackupRepositoryMaintenanceSucceeded {
+				t.Logf("Velero's maintenance Job succeeded after %s", time.Since(start).Round(time.Second))
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }

@@ -41,6 +41,9 @@ type activity struct {
 	uid   types.UID
 	phase string
 	node  string
+	// finishing: the worker has ended and its result is recorded; what is left (cleanup,
+	// handing the restored volume over) uses no node I/O, so it holds no perNode slot.
+	finishing bool
 }
 
 // executedHere: a movement of this mover, or one of Velero's built-in mover that this
@@ -58,7 +61,7 @@ func listActivities(ctx context.Context, c client.Reader, namespace string) ([]a
 	for i := range dus.Items {
 		du := &dus.Items[i]
 		if executedHere(du, du.Spec.DataMover) {
-			out = append(out, activity{expose.Backup, du.UID, string(du.Status.Phase), du.Status.Node})
+			out = append(out, activity{expose.Backup, du.UID, string(du.Status.Phase), du.Status.Node, resultRecorded(du)})
 		}
 	}
 	dds := &velerov2alpha1.DataDownloadList{}
@@ -68,7 +71,7 @@ func listActivities(ctx context.Context, c client.Reader, namespace string) ([]a
 	for i := range dds.Items {
 		dd := &dds.Items[i]
 		if executedHere(dd, dd.Spec.DataMover) {
-			out = append(out, activity{expose.Restore, dd.UID, string(dd.Status.Phase), dd.Status.Node})
+			out = append(out, activity{expose.Restore, dd.UID, string(dd.Status.Phase), dd.Status.Node, resultRecorded(dd)})
 		}
 	}
 	return out, nil
@@ -89,7 +92,7 @@ func (a *admission) count(acts []activity, self types.UID, node string, now time
 		if isActive(act.phase) {
 			active++
 		}
-		if node != "" && act.node == node && (act.phase == phaseInProgress || act.phase == phaseCanceling) {
+		if node != "" && act.node == node && (act.phase == phaseInProgress || act.phase == phaseCanceling) && !act.finishing {
 			onNode++
 		}
 	}
@@ -142,4 +145,9 @@ func countInFlight(ctx context.Context, c client.Reader, namespace string) (map[
 		}
 	}
 	return out, nil
+}
+
+// resultRecorded: the worker's result is on obj (annResultRecorded), only finishing is left.
+func resultRecorded(obj client.Object) bool {
+	return obj.GetAnnotations()[annResultRecorded] == "true"
 }

@@ -211,7 +211,7 @@ func TestAcceptedExposes(t *testing.T) {
 	}}
 	e := newEnv(t, funcs, backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted))...)
 	res := e.reconcileDU()
-	require.Equal(t, waitRequeue, res.RequeueAfter)
+	require.Equal(t, fastWaitRequeue, res.RequeueAfter, "just claimed: looks again soon")
 	require.Equal(t, []string{"default/app/create"}, e.repos.verified)
 
 	vsc := ourVSC()

@@ -21,28 +21,29 @@ import (
 func TestAdmissionCount(t *testing.T) {
 	a := newAdmission()
 	acts := []activity{
-		{expose.Backup, "a", phaseAccepted, ""},
-		{expose.Backup, "b", phaseInProgress, nodeA},
-		{expose.Restore, "c", phaseCanceling, nodeA},
-		{expose.Restore, "d", phaseInProgress, "node-b"},
-		{expose.Backup, "e", phaseNew, ""},
-		{expose.Backup, "f", phaseCompleted, nodeA},
+		{expose.Backup, "a", phaseAccepted, "", false},
+		{expose.Backup, "b", phaseInProgress, nodeA, false},
+		{expose.Restore, "c", phaseCanceling, nodeA, false},
+		{expose.Restore, "d", phaseInProgress, "node-b", false},
+		{expose.Backup, "e", phaseNew, "", false},
+		{expose.Backup, "f", phaseCompleted, nodeA, false},
+		{expose.Restore, "g", phaseInProgress, nodeA, true},
 	}
 	active, onNode := a.count(acts, "b", nodeA, t0)
-	require.Equal(t, 3, active, "a, c, d; b is self")
-	require.Equal(t, 1, onNode, "c")
+	require.Equal(t, 4, active, "a, c, d, g; b is self")
+	require.Equal(t, 1, onNode, "c; g is finishing")
 
 	// Just claimed "e" and started "x" on node-a: the cache does not show it yet.
 	a.reserve("e", "", t0)
 	a.reserve("x", nodeA, t0)
 	active, onNode = a.count(acts, "", nodeA, t0)
-	require.Equal(t, 5, active, "a, b, c, d + reserved e")
+	require.Equal(t, 6, active, "a, b, c, d, g + reserved e")
 	require.Equal(t, 3, onNode, "b, c + reserved x")
 
 	// The cache catches up with e; reservations expire.
 	acts[4].phase = phaseAccepted
 	active, _ = a.count(acts, "", nodeA, t0)
-	require.Equal(t, 5, active, "e counted once")
+	require.Equal(t, 6, active, "e counted once")
 	require.NotContains(t, a.reserved, types.UID("e"))
 	_, onNode = a.count(acts, "", nodeA, t0.Add(2*reservationTTL))
 	require.Equal(t, 2, onNode)

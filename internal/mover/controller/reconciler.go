@@ -92,11 +92,18 @@ func NewReconciler(r Reconciler) *Reconciler {
 const (
 	// nextPhase: a phase moved on and the next one can start at once. A fixed short
 	// delay rather than the rate limiter's backoff, which is for errors.
-	nextPhase      = 10 * time.Millisecond
-	queuedRequeue  = 5 * time.Second  // waiting for a concurrency slot
-	waitRequeue    = 10 * time.Second // waiting for a snapshot, PVC or pod
-	movingRequeue  = time.Minute      // safety net while the worker runs (pod events drive us)
-	invalidRequeue = 30 * time.Second // settings ConfigMap invalid
+	nextPhase     = 10 * time.Millisecond
+	queuedRequeue = 5 * time.Second  // waiting for a concurrency slot
+	waitRequeue   = 10 * time.Second // waiting for a snapshot, PVC or pod
+	// In the first fastWaitWindow after it was claimed, a movement waiting for what is not
+	// watched (snapshots and PVCs outside Velero's namespace, which the mover does not
+	// cache) looks again every fastWaitRequeue: most waits there take a second or two,
+	// and a 10 s poll made them the largest part of a small volume's fixed cost.
+	fastWaitRequeue = time.Second
+	fastWaitWindow  = 30 * time.Second
+	finishRequeue   = 2 * time.Second  // waiting for the exposed objects to go
+	movingRequeue   = time.Minute      // safety net while the worker runs (pod events drive us)
+	invalidRequeue  = 30 * time.Second // settings ConfigMap invalid
 )
 
 // finishingMessage is status.message of a movement whose worker succeeded and whose result
@@ -335,6 +342,9 @@ func (r machine[M]) onAccepted(ctx context.Context, m M, cfg config.Config, log 
 		return r.fail(ctx, m, log, ReasonPrepareTimeout, fmt.Sprintf("%s (still not ready after %s)", wait, timeout))
 	}
 	after := waitRequeue
+	if r.Clock.Since(since) < fastWaitWindow {
+		after = fastWaitRequeue
+	}
 	if left < after {
 		after = left
 	}
@@ -472,7 +482,7 @@ func (r machine[M]) finish(ctx context.Context, m M, log logrus.FieldLogger) (ct
 		return ctrl.Result{}, err
 	}
 	if wait != "" {
-		return ctrl.Result{RequeueAfter: waitRequeue}, r.setMessage(ctx, m, finishingMessage+": "+wait)
+		return ctrl.Result{RequeueAfter: finishRequeue}, r.setMessage(ctx, m, finishingMessage+": "+wait)
 	}
 	now := metav1.NewTime(r.Clock.Now())
 	written, err := r.terminal(ctx, m, func(movement) { // m is the object being written

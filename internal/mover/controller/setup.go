@@ -7,6 +7,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	crhandler "sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
@@ -42,6 +43,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&velerov2alpha1.DataUpload{}, builder.WithPredicates(predicate.NewPredicateFuncs(ours))).
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.PersistentVolumeClaim{}).
+		Watches(&velerov2alpha1.DataUpload{}, crhandler.EnqueueRequestsFromMapFunc(r.waitingUploads), builder.WithPredicates(slotFreed())).
+		Watches(&velerov2alpha1.DataDownload{}, crhandler.EnqueueRequestsFromMapFunc(r.waitingUploads), builder.WithPredicates(slotFreed())).
 		WithOptions(opts).
 		Complete(&DataUploadReconciler{r}); err != nil {
 		return err
@@ -51,6 +54,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&velerov2alpha1.DataDownload{}, builder.WithPredicates(predicate.NewPredicateFuncs(ours))).
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.PersistentVolumeClaim{}).
+		Watches(&velerov2alpha1.DataUpload{}, crhandler.EnqueueRequestsFromMapFunc(r.waitingDownloads), builder.WithPredicates(slotFreed())).
+		Watches(&velerov2alpha1.DataDownload{}, crhandler.EnqueueRequestsFromMapFunc(r.waitingDownloads), builder.WithPredicates(slotFreed())).
 		WithOptions(opts).
 		Complete(&DataDownloadReconciler{r}); err != nil {
 		return err

@@ -289,7 +289,8 @@ func (r *perfRun) createRepository(b *testing.B) repository.Location {
 
 func (r *perfRun) open(b *testing.B, loc repository.Location, cacheDir string, create bool) *Repository {
 	b.Helper()
-	rep, err := Open(context.Background(), loc, perfPassword, Options{Create: create, CacheDir: cacheDir})
+	// PERF_HASH: the hash of a repository this creates (hack/bench.sh BENCH_HASH)
+	rep, err := Open(context.Background(), loc, perfPassword, Options{Create: create, CacheDir: cacheDir, Hash: os.Getenv("PERF_HASH")})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -57,11 +57,11 @@ func TestOpenCreatesVeleroCompatibleRepository(t *testing.T) {
 
 	r := openRepo(t, loc, Options{Create: true})
 
-	// kopia's defaults, as Velero creates repositories
+	// kopia's defaults, as Velero creates repositories, but for the faster hash
 	f := r.rep.ContentReader().ContentFormat()
-	require.Equal(t, hashing.DefaultAlgorithm, f.GetHashFunction())
+	require.Equal(t, DefaultHash, f.GetHashFunction())
+	require.Equal(t, "BLAKE3-256-128", f.GetHashFunction())
 	require.Equal(t, encryption.DefaultAlgorithm, f.GetEncryptionAlgorithm())
-	require.Equal(t, "BLAKE2B-256-128", f.GetHashFunction())
 	require.Equal(t, "AES256-GCM-HMAC-SHA256", f.GetEncryptionAlgorithm())
 	require.Equal(t, splitter.DefaultAlgorithm, r.rep.ObjectFormat().Splitter)
 	require.Equal(t, "DYNAMIC-4M-BUZHASH", r.rep.ObjectFormat().Splitter)
@@ -633,4 +633,26 @@ func TestWriteDataModes(t *testing.T) {
 	}
 	require.True(t, allZero(make([]byte, 3<<20)))
 	require.False(t, allZero(append(make([]byte, 2<<20), 1)))
+}
+
+// A repository made with Velero's hash (what a repository that Velero created first has)
+// and one made with snapmove's are both opened, backed up to and restored from.
+func TestRepositoryHashes(t *testing.T) {
+	for _, hash := range []string{hashing.DefaultAlgorithm, DefaultHash} {
+		t.Run(hash, func(t *testing.T) {
+			loc := testLocation(t)
+			r := openRepo(t, loc, Options{Create: true, Hash: hash})
+			require.Equal(t, hash, r.rep.ContentReader().ContentFormat().GetHashFunction())
+			src := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("hash "+hash), 0o644))
+			res, err := r.Backup(context.Background(), datapath.BackupRequest{SourceNamespace: "app", SourcePVC: "data", Path: src})
+			require.NoError(t, err)
+			dst := t.TempDir()
+			_, err = r.Restore(context.Background(), datapath.RestoreRequest{SnapshotID: res.SnapshotID, Path: dst})
+			require.NoError(t, err)
+			b, err := os.ReadFile(filepath.Join(dst, "f"))
+			require.NoError(t, err)
+			require.Equal(t, "hash "+hash, string(b))
+		})
+	}
 }
