@@ -342,7 +342,7 @@ report() {
 	local ds cds step cw sw cc sc cr sr crepo srepo label
 	echo
 	echo "snapmove vs kopia CLI $("$K" --version 2>/dev/null | awk '{ print $1 }'), medians of $REPS run(s), scale $SCALE, $([[ $DROP == 1 ]] && echo cold || echo warm) page cache, restores to $([[ $FRESH_FS == 1 ]] && echo "a new ext4 filesystem each" || echo "a directory of $OUT")"
-	echo "repositories: CLI kopia's defaults (Velero's: BLAKE2B-256-128), snapmove ${HASH:-snapmove's default (BLAKE3-256-128)}"
+	echo "repositories: the CLI with kopia's defaults (BLAKE2B-256-128, as Velero creates them), snapmove with ${HASH:-BLAKE3-256-128 (what snapmove creates)}"
 	echo "machine: $NPROC CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 	printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' dataset step "CLI s" "snap s" ratio "CLI cpu" "snap cpu" "CLI RSS" "snap RSS" "CLI repo" "snap repo"
 	printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' "" "" wall wall snap/CLI "s/GB" "s/GB" MiB MiB MB MB
