@@ -25,9 +25,8 @@ import (
 
 // Defaults of the mover's flags.
 const (
-	DefaultWorkerServiceAccount = "snapmove-worker"
-	DefaultCredentialsSecret    = "cloud-credentials/cloud"
-	LeaderElectionID            = "snapmove-mover-controller"
+	DefaultCredentialsSecret = "cloud-credentials/cloud"
+	LeaderElectionID         = "snapmove-mover-controller"
 )
 
 func defaultNamespace() string {

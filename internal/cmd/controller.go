@@ -26,7 +26,7 @@ func MoverController(ctx context.Context, args []string) error {
 	var (
 		namespace   = fs.String("namespace", defaultNamespace(), "Velero's namespace (default: $VELERO_NAMESPACE or velero)")
 		workerImage = fs.String("worker-image", os.Getenv("SNAPMOVE_WORKER_IMAGE"), "image of the worker pods (this snapmove image; default $SNAPMOVE_WORKER_IMAGE)")
-		workerSA    = fs.String("worker-service-account", DefaultWorkerServiceAccount, "service account of the worker pods")
+		workerSA    = fs.String("worker-service-account", "", "service account of every worker pod (default: each worker pod gets its own, with a Role granting only its movement, its BackupStorageLocation and the secrets its repository needs)")
 		credentials = fs.String("default-credentials-secret", DefaultCredentialsSecret, "NAME/KEY of the secret in Velero's namespace with the object store credentials of BSLs that name none (\"\": none)")
 		leaderElect = fs.Bool("leader-elect", true, "elect a leader, so that only one replica acts")
 		metricsAddr = fs.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (\"0\": off)")

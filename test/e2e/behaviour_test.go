@@ -268,6 +268,7 @@ func TestCancelMidMove(t *testing.T) {
 	du := s.waitDataUpload(t, name, "the DataUpload of PVC data to be InProgress", func(du velerov2alpha1.DataUpload) bool {
 		return du.Spec.SourcePVC == "data" && du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
+	s.requireWorkerLeastPrivilege(t, du.Name, "datauploads")
 	out := s.snapmove(t, "cancel", "backup", name, "--wait", "2m")
 	t.Log(out)
 	require.Contains(t, out, "backup "+name+": canceled ")

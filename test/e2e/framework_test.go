@@ -28,7 +28,9 @@ import (
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	veleroclient "github.com/vmware-tanzu/velero/pkg/client"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -334,6 +336,22 @@ func (s *stack) leftovers(ctx context.Context, t *testing.T) []string {
 	for _, p := range pvcs.Items {
 		found = append(found, "pvc "+p.Name)
 	}
+	ours := []crclient.ListOption{crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{naming.ManagedByLabel: naming.ManagedByLabelVal}}
+	var sas corev1.ServiceAccountList
+	require.NoError(t, s.c.List(ctx, &sas, ours...))
+	for _, a := range sas.Items {
+		found = append(found, "serviceaccount "+a.Name)
+	}
+	var roles rbacv1.RoleList
+	require.NoError(t, s.c.List(ctx, &roles, ours...))
+	for _, r := range roles.Items {
+		found = append(found, "role "+r.Name)
+	}
+	var bindings rbacv1.RoleBindingList
+	require.NoError(t, s.c.List(ctx, &bindings, ours...))
+	for _, b := range bindings.Items {
+		found = append(found, "rolebinding "+b.Name)
+	}
 	var vss snapshotv1.VolumeSnapshotList
 	require.NoError(t, s.c.List(ctx, &vss))
 	for _, v := range vss.Items {
@@ -345,6 +363,43 @@ func (s *stack) leftovers(ctx context.Context, t *testing.T) []string {
 		found = append(found, "volumesnapshotcontent "+v.Name)
 	}
 	return found
+}
+
+// requireWorkerLeastPrivilege asks the API server's authorizer what the worker pod of
+// the movement name (resource datauploads or datadownloads) may do: it runs as its own
+// ServiceAccount, which may read and patch its own movement and read its repository's
+// secrets, and nothing else.
+func (s *stack) requireWorkerLeastPrivilege(t *testing.T, name, resource string) {
+	t.Helper()
+	var pod corev1.Pod
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &pod))
+	require.Equal(t, name, pod.Spec.ServiceAccountName, "the worker runs as its own account")
+	can := func(verb, group, res, obj string) bool {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:   "system:serviceaccount:" + s.veleroNS + ":" + name,
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + s.veleroNS, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: s.veleroNS, Verb: verb, Group: group, Resource: res, Name: obj,
+			},
+		}}
+		require.NoError(t, s.c.Create(ctxT(t), sar))
+		return sar.Status.Allowed
+	}
+	require.True(t, can("get", "velero.io", resource, name), "its own %s", resource)
+	require.True(t, can("patch", "velero.io", resource, name), "progress on its own %s", resource)
+	require.True(t, can("get", "", "secrets", "velero-repo-credentials"), "the repository password")
+	require.True(t, can("get", "", "secrets", "cloud-credentials"), "the object store credentials")
+	for _, denied := range []struct{ verb, group, res, obj string }{
+		{"get", "", "secrets", "velero-token"},
+		{"list", "", "secrets", ""},
+		{"get", "velero.io", resource, name + "-other"},
+		{"patch", "velero.io", resource, name + "-other"},
+		{"list", "velero.io", resource, ""},
+		{"update", "velero.io", "backupstoragelocations", "default"},
+		{"create", "", "pods", ""},
+	} {
+		require.False(t, can(denied.verb, denied.group, denied.res, denied.obj), "a worker may not %s %s %q", denied.verb, denied.res, denied.obj)
+	}
 }
 
 // requireNoLeftovers waits briefly for asynchronous cleanup, then fails listing what remains.

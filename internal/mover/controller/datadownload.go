@@ -118,7 +118,11 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 	}
 	if pod == nil {
 		block := restorePVC.Spec.VolumeMode != nil && *restorePVC.Spec.VolumeMode == corev1.PersistentVolumeBlock
-		pod := expose.WorkerPod(r.podParams(expose.Restore, name, ddOwner(dd), restorePVC.Name, block, cfg, func(p *expose.PodParams) {
+		sa, err := r.workerIdentity(ctx, expose.Restore, name, ddOwner(dd), dd.Spec.BackupStorageLocation)
+		if err != nil {
+			return "", err
+		}
+		pod := expose.WorkerPod(r.podParams(expose.Restore, name, ddOwner(dd), sa, restorePVC.Name, block, cfg, func(p *expose.PodParams) {
 			p.NodeName = selectedNode
 		}))
 		if err := expose.Create(ctx, r.Client, pod); err != nil {
@@ -190,8 +194,11 @@ func (h downloadHandler) finish(ctx context.Context, m download, log logrus.Fiel
 		log.Info("retained the restored PV")
 	}
 
-	// 2. The worker pod and the restore PVC go; the PV stays (Retain).
+	// 2. The worker pod, its identity and the restore PVC go; the PV stays (Retain).
 	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+		return "", err
+	}
+	if err := r.deleteWorkerIdentity(ctx, name); err != nil {
 		return "", err
 	}
 	restorePVC := &corev1.PersistentVolumeClaim{}
@@ -301,6 +308,9 @@ func (h downloadHandler) cleanup(ctx context.Context, m download, log logrus.Fie
 	r, dd := h.r, m.dd
 	ns, name := r.Options.Namespace, dd.Name
 	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+		return err
+	}
+	if err := r.deleteWorkerIdentity(ctx, name); err != nil {
 		return err
 	}
 	if err := r.deletePVCAndVolume(ctx, ns, name); err != nil {

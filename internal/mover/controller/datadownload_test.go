@@ -111,13 +111,17 @@ func TestDDRebind(t *testing.T) {
 	restorePVC := builder.ForPersistentVolumeClaim(veleroNS, ddName).VolumeName("pv-restored").Phase(corev1.ClaimBound).Result()
 	pv := builder.ForPersistentVolume("pv-restored").ClaimRef(veleroNS, ddName).ReclaimPolicy(corev1.PersistentVolumeReclaimDelete).Phase(corev1.VolumeBound).Result()
 	pod := terminated(workerPod(ddName, corev1.PodSucceeded), "Completed", `{"totalBytes":4096}`, 0)
-	e := newEnv(t, nil, dd, restorePVC, pv, pod, targetPVC("immediate"))
+	sa, role, binding := identityObjects(ddName)
+	e := newEnv(t, nil, dd, restorePVC, pv, pod, targetPVC("immediate"), sa, role, binding)
 
 	e.reconcileDD()
 	got := e.dd()
 	require.Equal(t, velerov2alpha1.DataDownloadPhaseInProgress, got.Status.Phase)
 	require.Equal(t, int64(4096), got.Status.Progress.BytesDone)
 	require.False(t, e.exists(ourPod(ddName)))
+	require.False(t, e.exists(role), "the worker's identity goes with its pod")
+	require.False(t, e.exists(binding))
+	require.False(t, e.exists(sa))
 	require.False(t, e.exists(ourPVC(ddName)))
 	pvNow := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-restored"}}
 	require.True(t, e.exists(pvNow))

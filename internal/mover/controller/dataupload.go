@@ -301,7 +301,11 @@ func (h uploadHandler) workerPod(ctx context.Context, du *velerov2alpha1.DataUpl
 	if cfg.Compression, err = backupCompression(du, cfg.Compression); err != nil {
 		return nil, err
 	}
-	return expose.WorkerPod(h.r.podParams(expose.Backup, du.Name, duOwner(du), pvc.Name, block, cfg, func(p *expose.PodParams) {
+	sa, err := h.r.workerIdentity(ctx, expose.Backup, du.Name, duOwner(du), du.Spec.BackupStorageLocation)
+	if err != nil {
+		return nil, err
+	}
+	return expose.WorkerPod(h.r.podParams(expose.Backup, du.Name, duOwner(du), sa, pvc.Name, block, cfg, func(p *expose.PodParams) {
 		p.ReadOnlyClaim = readOnly
 		p.NodeAffinity = affinity
 	})), nil
@@ -361,12 +365,15 @@ func (h uploadHandler) doneMessage(m upload) string {
 	return strings.Join(parts, "; ")
 }
 
-// cleanup deletes the worker pod, the backup PVC (and its volume), our snapshot (and
+// cleanup deletes the worker pod and its identity, the backup PVC (and its volume), our snapshot (and
 // with it the storage snapshot) and the user's VolumeSnapshot if it is still there.
 func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLogger) error {
 	r, du := h.r, m.du
 	ns, name := r.Options.Namespace, du.Name
 	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+		return err
+	}
+	if err := r.deleteWorkerIdentity(ctx, name); err != nil {
 		return err
 	}
 	if err := r.deletePVCAndVolume(ctx, ns, name); err != nil {

@@ -124,7 +124,7 @@ func newEnv(t *testing.T, funcs *interceptor.Funcs, objs ...client.Object) *env 
 		Client: e.c, Reader: e.c, Recorder: e.recorder, Clock: e.clock, Log: log,
 		Repos: e.repos, Metrics: NewMetrics(e.registry),
 		Options: Options{
-			Namespace: veleroNS, WorkerImage: "snapmove:test", WorkerServiceAccount: "snapmove-worker",
+			Namespace: veleroNS, WorkerImage: "snapmove:test",
 			DefaultCredentials: "cloud-credentials/cloud", Identity: "controller-node",
 		},
 		Settings: func(context.Context) (config.Config, error) { return e.cfg, e.cfgErr },

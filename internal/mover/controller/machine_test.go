@@ -299,7 +299,8 @@ func TestPhaseMachine(t *testing.T) {
 		// nothing else (the PVC and snapshot are there; no repository check).
 		{name: "accepted after a retry: failed pod deleted, new pod created", phase: phaseAccepted, exposed: true, reconciles: 2,
 			setup: annotate(annAttempt, "2", annFailedWorker, failedWorkerUID), pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
-			wantPhase: phaseAccepted, wantMessage: "waiting: ", wantNewPod: true, wantCreated: []string{"Pod"}, wantFinalizer: true},
+			// The worker identity is made before every pod (what exists is kept).
+			wantPhase: phaseAccepted, wantMessage: "waiting: ", wantNewPod: true, wantCreated: []string{"ServiceAccount", "Role", "RoleBinding", "Pod"}, wantFinalizer: true},
 		{name: "accepted after a retry, failed pod still there: waits for it", phase: phaseAccepted, exposed: true,
 			setup: annotate(annAttempt, "2", annFailedWorker, failedWorkerUID), pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
 			wantPhase: phaseAccepted, wantMessage: "waiting: worker pod velero/<name> of attempt 1 is being deleted", wantPodGone: true,

@@ -29,8 +29,11 @@ import (
 type Options struct {
 	// Namespace is Velero's namespace: where DataUploads, DataDownloads, BSLs, our PVCs,
 	// VolumeSnapshots and worker pods live.
-	Namespace            string
-	WorkerImage          string
+	Namespace   string
+	WorkerImage string
+	// WorkerServiceAccount, when set, is the account of every worker pod, with whatever
+	// rights the install gave it. Empty (the default): each worker pod gets its own account
+	// and Role (expose.WorkerIdentity), made before the pod and deleted with it.
 	WorkerServiceAccount string
 	// DefaultCredentials is passed to workers as --default-credentials-secret (name/key).
 	DefaultCredentials string

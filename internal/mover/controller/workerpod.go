@@ -1,18 +1,25 @@
 package controller
 
 import (
+	"context"
 	"fmt"
+	"strings"
 
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/mover/repository"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
-// podParams are the worker pod settings common to backups and restores.
-func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.OwnerReference, pvc string, block bool, cfg config.Config, extra func(*expose.PodParams)) expose.PodParams {
+// podParams are the worker pod settings common to backups and restores. serviceAccount
+// is workerIdentity's.
+func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.OwnerReference, serviceAccount, pvc string, block bool, cfg config.Config, extra func(*expose.PodParams)) expose.PodParams {
 	flags := map[string]string{"cache-limit-mb": fmt.Sprint(cfg.CacheLimitMB)}
 	if r.Options.DefaultCredentials != "" {
 		flags["default-credentials-secret"] = r.Options.DefaultCredentials
@@ -27,7 +34,7 @@ func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.Ow
 	}
 	p := expose.PodParams{
 		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
-		Image: r.Options.WorkerImage, ImagePullPolicy: cfg.WorkerImagePullPolicy, ServiceAccount: r.Options.WorkerServiceAccount,
+		Image: r.Options.WorkerImage, ImagePullPolicy: cfg.WorkerImagePullPolicy, ServiceAccount: serviceAccount,
 		PVC: pvc, Block: block, HostNetwork: cfg.WorkerHostNetwork, Resources: cfg.WorkerResources,
 		CacheSize: cfg.CacheSizeLimit, Args: expose.WorkerArgs(flags),
 		NodeSelector: cfg.WorkerNodeSelector, Tolerations: cfg.WorkerTolerations, PriorityClassName: cfg.WorkerPriorityClassName,
@@ -36,6 +43,48 @@ func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.Ow
 		extra(&p)
 	}
 	return p
+}
+
+// workerIdentity creates the ServiceAccount, Role and RoleBinding of the worker pod of
+// the movement name (expose.WorkerIdentity: its own object, its BSL and the secrets its
+// repository needs) and returns the account's name. It is called before every creation
+// of the pod; what exists already is kept. With Options.WorkerServiceAccount set it
+// creates nothing and returns that account.
+func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, name string, owner metav1.OwnerReference, bslName string) (string, error) {
+	if r.Options.WorkerServiceAccount != "" {
+		return r.Options.WorkerServiceAccount, nil
+	}
+	bsl, err := r.storageLocation(ctx, bslName)
+	if err != nil {
+		return "", err
+	}
+	var defaultCreds *corev1.SecretKeySelector
+	if secret, key, ok := strings.Cut(r.Options.DefaultCredentials, "/"); ok {
+		defaultCreds = &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}
+	}
+	sa, role, binding := expose.WorkerIdentity(expose.IdentityParams{
+		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
+		StorageLocation: bsl.Name, Secrets: repository.SecretNames(bsl, defaultCreds),
+	})
+	for _, obj := range []client.Object{sa, role, binding} {
+		if err := expose.Create(ctx, r.Client, obj); err != nil {
+			return "", err
+		}
+	}
+	return sa.Name, nil
+}
+
+// deleteWorkerIdentity deletes what workerIdentity created for the movement name (the
+// owner reference would also have it collected with the movement, which Velero keeps
+// until the backup is deleted).
+func (r *Reconciler) deleteWorkerIdentity(ctx context.Context, name string) error {
+	meta := metav1.ObjectMeta{Namespace: r.Options.Namespace, Name: name}
+	for _, obj := range []client.Object{&rbacv1.RoleBinding{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: meta}, &corev1.ServiceAccount{ObjectMeta: meta}} {
+		if err := r.deleteIfExists(ctx, obj); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Annotations of a DataUpload about verification (see config.Config.Verify).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"reflect"
 	"sort"
 	"strconv"
 
@@ -434,6 +435,9 @@ func Create(ctx context.Context, c client.Client, obj client.Object) error {
 		return nil
 	}
 	kind := obj.GetObjectKind().GroupVersionKind().Kind
+	if kind == "" { // typed objects built in Go carry no TypeMeta
+		kind = reflect.TypeOf(obj).Elem().Name()
+	}
 	if ns := obj.GetNamespace(); ns != "" {
 		return errors.Wrapf(err, "creating %s %s/%s", kind, ns, obj.GetName())
 	}

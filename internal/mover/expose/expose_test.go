@@ -51,7 +51,7 @@ func backupPodParams() PodParams {
 		Owner:           duOwner(),
 		Image:           "ghcr.io/snapmove/snapmove:v0.1.0",
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		ServiceAccount:  "snapmove-worker",
+		ServiceAccount:  "backup-1-abcde",
 		PVC:             "backup-1-abcde",
 		ReadOnlyClaim:   true,
 		Resources: corev1.ResourceRequirements{
@@ -77,6 +77,11 @@ func TestGoldenBackup(t *testing.T) {
 		AccessMode: corev1.ReadOnlyMany, VolumeMode: corev1.PersistentVolumeFilesystem, Size: resource.MustParse("1Gi"),
 	}))
 	testkit.Golden(t, "testdata/backup-pod.yaml", WorkerPod(backupPodParams()))
+	sa, role, binding := WorkerIdentity(IdentityParams{
+		Operation: Backup, Name: "backup-1-abcde", Namespace: "velero", Owner: duOwner(),
+		StorageLocation: "default", Secrets: []string{"cloud-credentials", "velero-repo-credentials"},
+	})
+	testkit.Golden(t, "testdata/backup-identity.yaml", []any{sa, role, binding})
 
 	block := backupPodParams()
 	block.Block, block.ReadOnlyClaim, block.HostNetwork, block.NodeAffinity = true, false, true, nil
@@ -97,10 +102,13 @@ func TestGoldenRestore(t *testing.T) {
 	testkit.Golden(t, "testdata/restore-pod.yaml", WorkerPod(PodParams{
 		Operation: Restore, Name: "restore-1-fghij", Namespace: "velero", Owner: ddOwner(),
 		Image: "ghcr.io/snapmove/snapmove:v0.1.0", ImagePullPolicy: corev1.PullIfNotPresent,
-		ServiceAccount: "snapmove-worker", PVC: "restore-1-fghij", CacheSize: resource.MustParse("6Gi"),
+		ServiceAccount: "restore-1-fghij", PVC: "restore-1-fghij", CacheSize: resource.MustParse("6Gi"),
 		Args:     WorkerArgs(map[string]string{"default-credentials-secret": "cloud-credentials/cloud", "write-sparse-default": "true"}),
 		NodeName: "node-2",
 	}))
+	_, role, _ := WorkerIdentity(IdentityParams{Operation: Restore, Name: "restore-1-fghij", Namespace: "velero", Owner: ddOwner()})
+	require.Equal(t, []string{"datadownloads"}, role.Rules[0].Resources, "a restore worker reads its DataDownload")
+	require.Equal(t, []string{"restore-1-fghij"}, role.Rules[0].ResourceNames)
 	block := WorkerPod(PodParams{Operation: Restore, Name: "r", Namespace: "velero", PVC: "r", Block: true})
 	require.Equal(t, TargetDevicePath, block.Spec.Containers[0].VolumeDevices[0].DevicePath)
 	require.Contains(t, block.Spec.Containers[0].Command, "--block")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -159,6 +160,25 @@ func ResolveLocation(ctx context.Context, c client.Reader, bsl *velerov1.BackupS
 		return Location{}, errors.Wrapf(err, "resolving repository location of BackupStorageLocation %s/%s", bsl.Namespace, bsl.Name)
 	}
 	return loc, nil
+}
+
+// SecretNames are the secrets in the BSL's namespace that opening a repository on bsl
+// reads: the repository password and what ResolveLocation reads (bsl's credentials, or
+// defaultCredentials, and its caCertRef), sorted. A worker's Role grants exactly these.
+func SecretNames(bsl *velerov1.BackupStorageLocation, defaultCredentials *corev1.SecretKeySelector) []string {
+	names := []string{PasswordSecretName}
+	creds := bsl.Spec.Credential
+	if creds == nil {
+		creds = defaultCredentials
+	}
+	if creds != nil && creds.Name != "" {
+		names = append(names, creds.Name)
+	}
+	if st := bsl.Spec.ObjectStorage; st != nil && st.CACertRef != nil && st.CACertRef.Name != "" {
+		names = append(names, st.CACertRef.Name)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // RepositoryPrefix is the object prefix of the kopia repository of one volume namespace:

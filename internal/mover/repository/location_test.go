@@ -9,6 +9,7 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/builder"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
@@ -233,13 +234,16 @@ func TestResolveLocation(t *testing.T) {
 			if tc.emptyNamespace {
 				ns = ""
 			}
-			got, err := ResolveLocation(context.Background(), c, tc.bsl, ns, tc.defaultCred)
+			rec := &recordingReader{Reader: c}
+			got, err := ResolveLocation(context.Background(), rec, tc.bsl, ns, tc.defaultCred)
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
 				return
 			}
 			require.NoError(t, err)
 			require.Equal(t, tc.want, got)
+			// A worker's Role grants SecretNames only: it must cover every secret read.
+			require.Subset(t, SecretNames(tc.bsl, tc.defaultCred), rec.secrets)
 		})
 	}
 }
@@ -288,4 +292,27 @@ func TestAWSProfile(t *testing.T) {
 
 	_, err = awsProfile([]byte("[default\nx=y"), "default")
 	require.ErrorContains(t, err, "malformed section header")
+}
+
+// recordingReader records the names of the secrets read through it.
+type recordingReader struct {
+	client.Reader
+	secrets []string
+}
+
+func (r *recordingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		r.secrets = append(r.secrets, key.Name)
+	}
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+func TestSecretNames(t *testing.T) {
+	bsl := builder.ForBackupStorageLocation(veleroNS, "b").Provider("aws").Bucket("b").Result()
+	require.Equal(t, []string{PasswordSecretName}, SecretNames(bsl, nil))
+	require.Equal(t, []string{"cloud-credentials", PasswordSecretName}, SecretNames(bsl, selector("cloud-credentials", "cloud")))
+	bsl.Spec.Credential = selector("bsl-creds", "creds")
+	bsl.Spec.ObjectStorage.CACertRef = selector("ca", "ca.crt")
+	require.Equal(t, []string{"bsl-creds", "ca", PasswordSecretName}, SecretNames(bsl, selector("cloud-credentials", "cloud")),
+		"the BSL's own credentials replace the default ones")
 }

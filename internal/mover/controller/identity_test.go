@@ -1,0 +1,101 @@
+package controller
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+)
+
+func identityObjects(name string) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
+	meta := metav1.ObjectMeta{Namespace: veleroNS, Name: name}
+	return &corev1.ServiceAccount{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: meta}, &rbacv1.RoleBinding{ObjectMeta: meta}
+}
+
+// TestWorkerIdentity: each worker pod runs as its own ServiceAccount, whose Role names
+// its movement, its BSL and its repository's secrets only; cleanup deletes all three.
+func TestWorkerIdentity(t *testing.T) {
+	e := newEnv(t, nil, backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted))...)
+	e.reconcileDU()
+	pod := ourPod(duName)
+	require.True(t, e.exists(pod))
+	require.Equal(t, duName, pod.Spec.ServiceAccountName)
+
+	sa, role, binding := identityObjects(duName)
+	require.True(t, e.exists(sa))
+	require.True(t, e.exists(role))
+	require.True(t, e.exists(binding))
+	require.Equal(t, []rbacv1.PolicyRule{
+		{APIGroups: []string{"velero.io"}, Resources: []string{"datauploads"}, ResourceNames: []string{duName}, Verbs: []string{"get", "patch"}},
+		{APIGroups: []string{"velero.io"}, Resources: []string{"backupstoragelocations"}, ResourceNames: []string{"default"}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"cloud-credentials", "velero-repo-credentials"}, Verbs: []string{"get"}},
+	}, role.Rules)
+	require.Equal(t, duName, binding.RoleRef.Name)
+	require.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: duName, Namespace: veleroNS}}, binding.Subjects)
+	require.Equal(t, "DataUpload", role.OwnerReferences[0].Kind, "collected with the DataUpload")
+
+	// The pod runs and succeeds: cleanup deletes the identity with the pod.
+	e.update(pod, func() { pod.Spec.NodeName, pod.Status.Phase = nodeA, corev1.PodRunning })
+	e.reconcileDU()
+	e.reconcileDU()
+	done := terminated(workerPod(duName, corev1.PodSucceeded), "Completed", `{"snapshotID":"k0123","totalBytes":1000}`, 0)
+	require.NoError(t, e.c.Delete(context.Background(), ourPod(duName)))
+	e.create(done)
+	e.reconcileDU()
+	require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, e.du().Status.Phase, e.du().Status.Message)
+	sa, role, binding = identityObjects(duName)
+	require.False(t, e.exists(sa))
+	require.False(t, e.exists(role))
+	require.False(t, e.exists(binding))
+}
+
+// TestWorkerIdentityFixedAccount: with --worker-service-account the pod runs as that
+// account and no identity is made.
+func TestWorkerIdentityFixedAccount(t *testing.T) {
+	e := newEnv(t, nil, backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted))...)
+	e.r.Options.WorkerServiceAccount = "snapmove-worker"
+	e.reconcileDU()
+	pod := ourPod(duName)
+	require.True(t, e.exists(pod))
+	require.Equal(t, "snapmove-worker", pod.Spec.ServiceAccountName)
+	_, role, _ := identityObjects(duName)
+	require.False(t, e.exists(role))
+}
+
+// TestWorkerIdentityForbidden: when the mover may not create the Role (an install without
+// the rights), no pod is created and the error names the Role.
+func TestWorkerIdentityForbidden(t *testing.T) {
+	funcs := &interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		if _, ok := obj.(*rbacv1.Role); ok {
+			return apierrors.NewForbidden(schema.GroupResource{Group: "rbac.authorization.k8s.io", Resource: "roles"}, obj.GetName(), nil)
+		}
+		return c.Create(ctx, obj, opts...)
+	}}
+	e := newEnv(t, funcs, backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted))...)
+	_, err := (&DataUploadReconciler{e.r}).Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: veleroNS, Name: duName}})
+	require.ErrorContains(t, err, "creating Role velero/"+duName)
+	require.False(t, e.exists(ourPod(duName)), "no pod without its identity")
+}
+
+// TestRestoreWorkerIdentity: a restore worker may read its DataDownload only.
+func TestRestoreWorkerIdentity(t *testing.T) {
+	e := newEnv(t, nil, dataDownload(velerov2alpha1.DataDownloadPhaseAccepted), bsl(), targetPVC("immediate"), storageClass("immediate", false))
+	e.reconcileDD()
+	pod := ourPod(ddName)
+	require.True(t, e.exists(pod), e.dd().Status.Message)
+	require.Equal(t, ddName, pod.Spec.ServiceAccountName)
+	_, role, _ := identityObjects(ddName)
+	require.True(t, e.exists(role))
+	require.Equal(t, []string{"datadownloads"}, role.Rules[0].Resources)
+	require.Equal(t, []string{ddName}, role.Rules[0].ResourceNames)
+}

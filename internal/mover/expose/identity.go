@@ -1,0 +1,53 @@
+package expose
+
+import (
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// IdentityParams describe the identity of one worker pod.
+type IdentityParams struct {
+	Operation       Operation
+	Name, Namespace string // the DataUpload's/DataDownload's; the pod is named after it too
+	Owner           metav1.OwnerReference
+	// StorageLocation is the BackupStorageLocation the movement uses.
+	StorageLocation string
+	// Secrets are the secrets opening its repository reads (repository.SecretNames).
+	Secrets []string
+}
+
+// WorkerIdentity is the ServiceAccount of one worker pod, named after its movement, with
+// a Role and RoleBinding that grant only what that worker uses: get and patch (progress)
+// of its own DataUpload or DataDownload, get of its BackupStorageLocation and of the
+// secrets its repository needs. A worker cannot read another secret, another
+// movement or another location, so a compromised worker (a hostile repository, a bug in
+// the data path) reaches nothing beyond its own volume's movement.
+// Every object is owned by the movement (garbage collected with it) and carries Labels.
+func WorkerIdentity(p IdentityParams) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
+	meta := metav1.ObjectMeta{
+		Name: p.Name, Namespace: p.Namespace, Labels: Labels(p.Operation, p.Name),
+		OwnerReferences: []metav1.OwnerReference{p.Owner},
+	}
+	movement := "datauploads"
+	if p.Operation == Restore {
+		movement = "datadownloads"
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: *meta.DeepCopy()}
+	role := &rbacv1.Role{
+		ObjectMeta: *meta.DeepCopy(),
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{velerov2alpha1.SchemeGroupVersion.Group}, Resources: []string{movement}, ResourceNames: []string{p.Name}, Verbs: []string{"get", "patch"}},
+			{APIGroups: []string{velerov1.SchemeGroupVersion.Group}, Resources: []string{"backupstoragelocations"}, ResourceNames: []string{p.StorageLocation}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: p.Secrets, Verbs: []string{"get"}},
+		},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: *meta.DeepCopy(),
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: p.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: p.Name, Namespace: p.Namespace}},
+	}
+	return sa, role, binding
+}
