@@ -10,6 +10,7 @@ import (
 	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
@@ -18,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/snapmove/snapmove/internal/mover/kopia"
+	"github.com/snapmove/snapmove/internal/mover/repository"
 	"github.com/snapmove/snapmove/internal/naming"
 	"github.com/snapmove/snapmove/test/datagen"
 	"github.com/snapmove/snapmove/test/treecheck"
@@ -129,7 +132,11 @@ func TestBlockRoundTrip(t *testing.T) {
 // only does this for its own mover; snapmove's delete action asks the mover to).
 func TestBackupDeleteForgetsSnapshot(t *testing.T) {
 	s := env
-	ns, _ := s.smallVolume(t, "forget")
+	ns, dir := s.smallVolume(t, "forget")
+	// Every generation holds fresh random data, so that what a deleted backup held is
+	// storage that maintenance can free.
+	gen := filepath.Join(dir, "gen")
+	require.NoError(t, writeRandomBlocks(gen, genSize))
 	name := ns + "-b"
 	b := s.backup(t, name, "--include-namespaces", ns, "--snapshot-move-data")
 	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
@@ -154,6 +161,7 @@ func TestBackupDeleteForgetsSnapshot(t *testing.T) {
 	// backup (the plugin waits at most 10 s), the request stays, and once the mover is back
 	// it forgets the snapshot and removes the request by itself.
 	name2 := ns + "-b2"
+	require.NoError(t, writeRandomBlocks(gen, genSize))
 	b = s.backup(t, name2, "--include-namespaces", ns, "--snapshot-move-data")
 	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name2))
 	id2 := s.dataUploads(t, name2)[0].Status.SnapshotID
@@ -177,6 +185,67 @@ func TestBackupDeleteForgetsSnapshot(t *testing.T) {
 	})
 	ls = run(t, s.kopia, append([]string{"snapshot", "ls", "--all", "--manifest-id"}, kcfg...)...)
 	require.NotContains(t, ls, id2, ls)
+
+	// What the deleted backups held is unreferenced: maintenance frees it. The third
+	// generation is the live data.
+	name3 := ns + "-b3"
+	require.NoError(t, writeRandomBlocks(gen, genSize))
+	liveSum := sha256File(t, gen)
+	b = s.backup(t, name3, "--include-namespaces", ns, "--snapshot-move-data")
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name3))
+	t.Cleanup(func() { s.deleteBackup(t, name3) })
+	s.requireMaintenanceReclaims(t, ns, genSize)
+	out := t.TempDir()
+	s.snapmove(t, "restore-files", name3, ns+"/data", "gen", "--to", out)
+	require.Equal(t, liveSum, sha256File(t, filepath.Join(out, "gen")), "the live backup restores after maintenance")
+}
+
+// genSize is the random data of one generation in TestBackupDeleteForgetsSnapshot.
+const genSize = 4 << 20
+
+// requireMaintenanceReclaims runs kopia's full maintenance on the repository of namespace
+// ns and checks that the storage of deleted snapshots comes back: the data packs shrink to
+// within 1.5 times live bytes (the live snapshot's data), and the index blobs grow by
+// at most a few. The safety is snapmove's MaintenanceSafetyReclaim (kopia's SafetyNone
+// margins, in two runs), run as the repository's only client: the namespace's
+// repository is this test's alone. Velero runs maintenance with SafetyFull only, whose
+// margins are a day (README "Repository maintenance"), so its Jobs cannot show this
+// within a test; TestRepositoryCommands shows that they run on snapmove's repository.
+func (s *stack) requireMaintenanceReclaims(t *testing.T, ns string, live int64) {
+	t.Helper()
+	prefix := s.bslPrefix + "/kopia/" + ns + "/"
+	packs0, packBytes0, index0 := s.repositoryBlobs(t, prefix)
+	loc := repository.Location{Provider: repository.ProviderAWS, Bucket: s.bucket, Prefix: prefix, Region: "minio",
+		Endpoint: s.s3Endpoint, DisableTLS: true, AccessKeyID: s.accessKey, SecretAccessKey: s.secretKey}
+	r, err := kopia.Open(ctxT(t), loc, s.repoPassword(t), kopia.Options{CacheLimitMB: -1})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, r.Close(ctxT(t))) }()
+	start := time.Now()
+	require.NoError(t, r.RunMaintenance(ctxT(t), kopia.MaintenanceSafetyReclaim))
+	packs1, packBytes1, index1 := s.repositoryBlobs(t, prefix)
+	t.Logf("maintenance (%s): data packs %d, %d bytes -> %d, %d bytes (live %d bytes); index blobs %d -> %d",
+		time.Since(start).Round(time.Millisecond), packs0, packBytes0, packs1, packBytes1, live, index0, index1)
+	require.Greater(t, packBytes0, 2*live, "the deleted generations' data was stored")
+	require.LessOrEqual(t, packBytes1, live*3/2, "the deleted generations' storage came back")
+	require.GreaterOrEqual(t, packBytes1, live, "the live data is kept")
+	require.LessOrEqual(t, index1, index0+4, "index blobs stay bounded (each of two runs adds an index blob and a watermark)")
+}
+
+// repositoryBlobs lists a kopia repository's objects under prefix: the data packs (blob
+// IDs starting with p), their bytes, and the index blobs (x).
+func (s *stack) repositoryBlobs(t *testing.T, prefix string) (packs int, packBytes int64, index int) {
+	t.Helper()
+	for obj := range s.s3Client(t).ListObjects(ctxT(t), s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		require.NoError(t, obj.Err)
+		switch strings.TrimPrefix(obj.Key, prefix)[0] {
+		case 'p':
+			packs++
+			packBytes += obj.Size
+		case 'x':
+			index++
+		}
+	}
+	return packs, packBytes, index
 }
 
 // A wrong repository password fails the DataUpload with a message that says so, and
