@@ -136,7 +136,7 @@ func TestObjectStoreFailures(t *testing.T) {
 		bsl: func(_ *testing.T, bsl *velerov1.BackupStorageLocation) {
 			bsl.Spec.Config["s3Url"] = "http://127.0.0.1:9" // nothing listens on the discard port
 		},
-		operationTimeout: 60 * time.Second,
+		operationTimeout: 25 * time.Second,
 		waitFirst:        []string{"waiting: checking the kopia repository", "unreachable"},
 		want:             []string{"could not be checked for", "unreachable", "127.0.0.1:9"},
 	}} {

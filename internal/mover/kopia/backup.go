@@ -1,7 +1,9 @@
 package kopia
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -361,14 +363,47 @@ func setupPolicy(ctx context.Context, w repo.RepositoryWriter, si snapshot.Sourc
 		SchedulingPolicy:    policy.SchedulingPolicy{Manual: true},
 		ErrorHandlingPolicy: policy.ErrorHandlingPolicy{IgnoreUnknownTypes: &ignoreUnknown},
 	}
-	if err := policy.SetPolicy(ctx, w, si, pol); err != nil {
-		return nil, errors.Wrap(err, "setting source policy")
+	same, err := policyIsSet(ctx, w, si, pol)
+	if err != nil {
+		return nil, err
 	}
-	if err := w.Flush(ctx); err != nil {
-		return nil, errors.Wrap(err, "flushing source policy")
+	if !same {
+		if err := policy.SetPolicy(ctx, w, si, pol); err != nil {
+			return nil, errors.Wrap(err, "setting source policy")
+		}
+		if err := w.Flush(ctx); err != nil {
+			return nil, errors.Wrap(err, "flushing source policy")
+		}
 	}
 	tree, err := policy.TreeForSource(ctx, w, si)
 	return tree, errors.Wrap(err, "reading source policy")
+}
+
+// policyIsSet reports whether si's policy is pol already, in exactly one manifest: then
+// the backup writes no policy manifest (and no index blob for it), which a repository
+// that backs up every volume every day would otherwise gain each time. Several manifests
+// (two clients that set it at once) are replaced by one.
+func policyIsSet(ctx context.Context, w repo.RepositoryWriter, si snapshot.SourceInfo, pol *policy.Policy) (bool, error) {
+	md, err := w.FindManifests(ctx, policy.LabelsForSource(si))
+	if err != nil {
+		return false, errors.Wrap(err, "finding the source policy")
+	}
+	if len(md) != 1 {
+		return false, nil
+	}
+	cur, err := policy.GetDefinedPolicy(ctx, w, si)
+	if err != nil {
+		return false, errors.Wrap(err, "reading the source policy")
+	}
+	have, err := json.Marshal(cur)
+	if err != nil {
+		return false, errors.Wrap(err, "encoding the source policy")
+	}
+	want, err := json.Marshal(pol)
+	if err != nil {
+		return false, errors.Wrap(err, "encoding the source policy")
+	}
+	return bytes.Equal(have, want), nil
 }
 
 // noDotIgnoreFile is a dot-ignore file name no directory can contain.

@@ -22,6 +22,7 @@ import (
 	"github.com/kopia/kopia/repo/manifest"
 	"github.com/kopia/kopia/repo/splitter"
 	"github.com/kopia/kopia/snapshot"
+	"github.com/kopia/kopia/snapshot/policy"
 	"github.com/kopia/kopia/snapshot/restore"
 	"github.com/kopia/kopia/snapshot/snapshotfs"
 	"github.com/stretchr/testify/require"
@@ -655,4 +656,36 @@ func TestRepositoryHashes(t *testing.T) {
 			require.Equal(t, "hash "+hash, string(b))
 		})
 	}
+}
+
+// TestBackupWritesPolicyOnce: a backup whose source policy is already what it would set
+// writes no policy manifest; a changed setting replaces it.
+func TestBackupWritesPolicyOnce(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600))
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	si := snapshot.SourceInfo{UserName: "default", Host: "default", Path: snapshotSourcePath("app", "data")}
+	policyID := func() manifest.ID {
+		md, err := r.rep.FindManifests(ctx, policy.LabelsForSource(si))
+		require.NoError(t, err)
+		require.Len(t, md, 1)
+		return md[0].ID
+	}
+
+	_, err := r.Backup(ctx, backupReq(src))
+	require.NoError(t, err)
+	first := policyID()
+	_, err = r.Backup(ctx, backupReq(src))
+	require.NoError(t, err)
+	require.Equal(t, first, policyID(), "an unchanged policy is not written again")
+
+	req := backupReq(src)
+	req.Compression = "zstd"
+	_, err = r.Backup(ctx, req)
+	require.NoError(t, err)
+	require.NotEqual(t, first, policyID(), "a changed setting replaces the policy")
+	pol, err := policy.GetDefinedPolicy(ctx, r.rep, si)
+	require.NoError(t, err)
+	require.Equal(t, "zstd", string(pol.CompressionPolicy.CompressorName))
 }
