@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
@@ -241,4 +244,40 @@ func TestDDCleanupNeverDeletesAUsersVolume(t *testing.T) {
 	e.reconcileDD()
 	require.True(t, e.exists(&corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-live"}}), "a user's volume stays")
 	require.False(t, e.exists(&corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-orphan"}}), "our orphan goes")
+}
+
+// TestDDRebindPointsThePVFirst: the restored PV names the target PVC before the PVC names
+// the PV, so that the claim's change, the last, makes the PV controller bind the pair at
+// once (the other order waits for its periodic claim resync).
+func TestDDRebindPointsThePVFirst(t *testing.T) {
+	dd := dataDownload(velerov2alpha1.DataDownloadPhaseInProgress)
+	dd.Status.Node = nodeA
+	dd.Annotations = map[string]string{annResultRecorded: "true"}
+	pv := builder.ForPersistentVolume("pv-restored").ClaimRef(veleroNS, ddName).ReclaimPolicy(corev1.PersistentVolumeReclaimRetain).Phase(corev1.VolumeReleased).Result()
+	pv.Labels = map[string]string{naming.DataDownloadLabel: ddName}
+	var writes []string
+	record := func(obj client.Object) {
+		switch obj.(type) {
+		case *corev1.PersistentVolume:
+			writes = append(writes, "pv")
+		case *corev1.PersistentVolumeClaim:
+			writes = append(writes, "pvc")
+		}
+	}
+	funcs := &interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			record(obj)
+			return c.Update(ctx, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			record(obj)
+			return c.Patch(ctx, obj, patch, opts...)
+		},
+	}
+	e := newEnv(t, funcs, dd, pv, targetPVC("immediate"))
+	e.reconcileDD()
+	require.Equal(t, []string{"pv", "pvc"}, writes)
+	target := targetPVC("")
+	require.True(t, e.exists(target))
+	require.Equal(t, "pv-restored", target.Spec.VolumeName)
 }
