@@ -267,7 +267,8 @@ func backupSource(p string, block bool) (fs.Entry, int64, func(), error) {
 // findPreviousSnapshot returns the newest complete snapshot of the source whose requester
 // and uploader tags match ours (Velero's findPreviousSnapshotManifest), or nil, and the
 // newest checkpoint (incomplete snapshot) written after it by an interrupted upload, or
-// nil.
+// nil. The checkpoints of one upload share its start time: the newest is the one that
+// ended last, and holds the most.
 func findPreviousSnapshot(ctx context.Context, rep repo.Repository, si snapshot.SourceInfo, tags map[string]string) (complete, checkpoint *snapshot.Manifest, err error) {
 	mans, err := snapshot.ListSnapshots(ctx, rep, si)
 	if err != nil {
@@ -279,7 +280,7 @@ func findPreviousSnapshot(ctx context.Context, rep repo.Repository, si snapshot.
 		}
 		switch {
 		case m.IncompleteReason == upload.IncompleteReasonCheckpoint:
-			if checkpoint == nil || m.StartTime.After(checkpoint.StartTime) {
+			if checkpoint == nil || newerCheckpoint(m, checkpoint) {
 				checkpoint = m
 			}
 		case m.IncompleteReason != "":
@@ -291,6 +292,15 @@ func findPreviousSnapshot(ctx context.Context, rep repo.Repository, si snapshot.
 		checkpoint = nil // older than the parent: nothing to resume
 	}
 	return complete, checkpoint, nil
+}
+
+// newerCheckpoint reports whether checkpoint a was written after b: by a later upload, or
+// later by the same one.
+func newerCheckpoint(a, b *snapshot.Manifest) bool {
+	if !a.StartTime.Equal(b.StartTime) {
+		return a.StartTime.After(b.StartTime)
+	}
+	return a.EndTime.After(b.EndTime)
 }
 
 // deleteCheckpoints deletes every incomplete snapshot of the source.

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kopia/kopia/repo"
 	"github.com/kopia/kopia/repo/compression"
+	"github.com/kopia/kopia/repo/manifest"
 	"github.com/kopia/kopia/snapshot"
 	"github.com/kopia/kopia/snapshot/policy"
 	"github.com/kopia/kopia/snapshot/upload"
@@ -140,4 +142,48 @@ func TestCheckpointInterval(t *testing.T) {
 	require.Equal(t, DefaultCheckpointInterval, checkpointInterval(0))
 	require.Equal(t, upload.DefaultCheckpointInterval, checkpointInterval(upload.DefaultCheckpointInterval*2), "kopia refuses more")
 	require.Equal(t, 30*1e9, float64(checkpointInterval(30*1e9)))
+}
+
+// An interrupted upload leaves a checkpoint every CheckpointInterval, all with the
+// upload's start time: the resume starts from the one written last, which holds the most
+// (picking by start time alone took whichever the listing gave first, often the first
+// checkpoint, and re-read nearly the whole volume).
+func TestResumeStartsFromTheLastCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "a"), []byte("a"), 0o600))
+	r := openRepo(t, testLocation(t), Options{Create: true})
+	first, err := r.Backup(ctx, backupReq(src))
+	require.NoError(t, err)
+	si := snapshot.SourceInfo{UserName: "default", Host: "default", Path: snapshotSourcePath("app", "data")}
+	complete, err := snapshot.LoadSnapshot(ctx, r.rep, manifest.ID(first.SnapshotID))
+	require.NoError(t, err)
+
+	// One interrupted upload, started after the complete one, checkpointed five times.
+	start := complete.StartTime.Add(time.Minute)
+	var last manifest.ID
+	require.NoError(t, repo.WriteSession(ctx, r.rep, repo.WriteSessionOptions{Purpose: "test"}, func(ctx context.Context, w repo.RepositoryWriter) error {
+		for _, i := range []int{3, 1, 5, 2, 4} {
+			cp := *complete
+			cp.ID = ""
+			cp.IncompleteReason = upload.IncompleteReasonCheckpoint
+			cp.StartTime, cp.EndTime = start, start.Add(time.Duration(i)*time.Second)
+			id, err := snapshot.SaveSnapshot(ctx, w, &cp)
+			if err != nil {
+				return err
+			}
+			if i == 5 {
+				last = id
+			}
+		}
+		return nil
+	}))
+	tags := map[string]string{tagRequester: snapshotRequester, tagUploader: snapshotUploader}
+	for range 5 { // the listing's order is the manifests' IDs', which are random
+		parent, checkpoint, err := findPreviousSnapshot(ctx, r.rep, si, tags)
+		require.NoError(t, err)
+		require.Equal(t, complete.ID, parent.ID)
+		require.NotNil(t, checkpoint)
+		require.Equal(t, last, checkpoint.ID)
+	}
 }
