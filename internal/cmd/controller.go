@@ -81,7 +81,10 @@ func MoverController(ctx context.Context, args []string) error {
 	if err != nil {
 		return errors.Wrap(err, "creating the API client")
 	}
-	defaultCreds, _ := parseSecretKey(*credentials)
+	defaultCreds, err := parseSecretKey(*credentials)
+	if err != nil {
+		return err
+	}
 	r := controller.NewReconciler(controller.Reconciler{
 		Client:   mgr.GetClient(),
 		Reader:   mgr.GetAPIReader(),
@@ -91,7 +94,7 @@ func MoverController(ctx context.Context, args []string) error {
 		Metrics:  controller.NewMetrics(metrics.Registry),
 		Options: controller.Options{
 			Namespace: *namespace, WorkerImage: *workerImage, WorkerServiceAccount: *workerSA,
-			DefaultCredentials: *credentials, Identity: *identity,
+			DefaultCredentials: defaultCreds, Identity: *identity,
 		},
 	})
 	if err := r.SetupWithManager(mgr); err != nil {

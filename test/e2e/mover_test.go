@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -65,6 +67,43 @@ func TestPrepareTimeoutDiagnosis(t *testing.T) {
 	require.Contains(t, msg, "worker pod", du.Status.Message)
 	require.True(t, strings.Contains(msg, "node") || strings.Contains(msg, "schedul"), du.Status.Message)
 	require.NotContains(t, msg, "timed out waiting", "a diagnosis, not a timeout")
+	s.requireEvent(t, du.Name)
+	s.requireNoLeftovers(t)
+}
+
+// A mover whose RBAC lacks the rules for its workers' identities (an image upgraded
+// without examples/mover.yaml) fails the DataUpload within seconds, saying what to grant,
+// instead of retrying until prepareTimeout; nothing is left behind.
+func TestMoverWithoutIdentityRights(t *testing.T) {
+	s := env
+	role := &rbacv1.Role{}
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: "snapmove-mover"}, role))
+	orig := role.DeepCopy()
+	var kept []rbacv1.PolicyRule
+	for _, r := range role.Rules {
+		if !slices.Contains(r.Resources, "serviceaccounts") && !slices.Contains(r.Resources, "roles") {
+			kept = append(kept, r)
+		}
+	}
+	require.Len(t, kept, len(role.Rules)-2, "the mover's Role has the identity rules of examples/mover.yaml")
+	role.Rules = kept
+	require.NoError(t, s.c.Update(ctxT(t), role))
+	t.Cleanup(func() {
+		now := &rbacv1.Role{}
+		require.NoError(t, s.c.Get(context.Background(), crclient.ObjectKeyFromObject(orig), now))
+		now.Rules = orig.Rules
+		require.NoError(t, s.c.Update(context.Background(), now))
+	})
+
+	ns, _ := s.smallVolume(t, "norbac")
+	start := time.Now()
+	du := s.dataUploadLikeVelero(t, ns, "data", "default")
+	s.waitDataUploadPhase(t, du, velerov2alpha1.DataUploadPhaseFailed)
+	t.Logf("DataUpload %s failed after %s: %s", du.Name, time.Since(start).Round(time.Second), du.Status.Message)
+	require.Less(t, time.Since(start), 2*time.Minute, "within minutes, not prepareTimeout")
+	for _, want := range []string{"may not create its worker's identity", "serviceaccounts", "--worker-service-account"} {
+		require.Contains(t, du.Status.Message, want)
+	}
 	s.requireEvent(t, du.Name)
 	s.requireNoLeftovers(t)
 }

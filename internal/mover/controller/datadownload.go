@@ -194,13 +194,9 @@ func (h downloadHandler) finish(ctx context.Context, m download, log logrus.Fiel
 		log.Info("retained the restored PV")
 	}
 
-	// 2. The worker pod, its identity and the restore PVC go; the PV stays (Retain).
-	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
-		return "", err
-	}
-	if err := r.deleteWorkerIdentity(ctx, name); err != nil {
-		return "", err
-	}
+	// 2. The worker pod, its identity and the restore PVC go, in that order, in the first
+	// pass that finds the PVC undeleted (later passes, until the PVC is gone, only wait);
+	// the PV stays (Retain).
 	restorePVC := &corev1.PersistentVolumeClaim{}
 	found, err := get(ctx, r.Reader, ns, name, restorePVC)
 	if err != nil {
@@ -208,6 +204,12 @@ func (h downloadHandler) finish(ctx context.Context, m download, log logrus.Fiel
 	}
 	if found {
 		if restorePVC.DeletionTimestamp == nil {
+			if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+				return "", err
+			}
+			if err := r.deleteWorkerIdentity(ctx, name, log); err != nil {
+				return "", err
+			}
 			if err := r.deleteIfExists(ctx, restorePVC); err != nil {
 				return "", err
 			}
@@ -315,7 +317,7 @@ func (h downloadHandler) cleanup(ctx context.Context, m download, log logrus.Fie
 	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		return err
 	}
-	if err := r.deleteWorkerIdentity(ctx, name); err != nil {
+	if err := r.deleteWorkerIdentity(ctx, name, log); err != nil {
 		return err
 	}
 	if err := r.deletePVCAndVolume(ctx, ns, name); err != nil {

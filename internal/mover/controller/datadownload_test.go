@@ -115,7 +115,12 @@ func TestDDRebind(t *testing.T) {
 	pv := builder.ForPersistentVolume("pv-restored").ClaimRef(veleroNS, ddName).ReclaimPolicy(corev1.PersistentVolumeReclaimDelete).Phase(corev1.VolumeBound).Result()
 	pod := terminated(workerPod(ddName, corev1.PodSucceeded), "Completed", `{"totalBytes":4096}`, 0)
 	sa, role, binding := identityObjects(ddName)
-	e := newEnv(t, nil, dd, restorePVC, pv, pod, targetPVC("immediate"), sa, role, binding)
+	deletes := map[string]int{}
+	funcs := &interceptor.Funcs{Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+		deletes[kindOf(obj)]++
+		return c.Delete(ctx, obj, opts...)
+	}}
+	e := newEnv(t, funcs, dd, restorePVC, pv, pod, targetPVC("immediate"), sa, role, binding)
 
 	e.reconcileDD()
 	got := e.dd()
@@ -158,6 +163,9 @@ func TestDDRebind(t *testing.T) {
 	require.NotContains(t, pvNow.Annotations, annReclaimPolicy)
 	require.NotContains(t, pvNow.Labels, naming.DataDownloadLabel, "the user's volume carries no mover label")
 	e.requireEvent(ReasonCompleted)
+	// The pod, its identity and the restore PVC were deleted once, by the first pass,
+	// not again by every pass that waited for the bind.
+	require.Equal(t, map[string]int{"Pod": 1, "ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "PersistentVolumeClaim": 1}, deletes)
 }
 
 func TestDDTargetDeletedDuringHandOver(t *testing.T) {

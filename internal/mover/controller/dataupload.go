@@ -373,7 +373,7 @@ func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLo
 	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		return err
 	}
-	if err := r.deleteWorkerIdentity(ctx, name); err != nil {
+	if err := r.deleteWorkerIdentity(ctx, name, log); err != nil {
 		return err
 	}
 	if err := r.deletePVCAndVolume(ctx, ns, name); err != nil {

@@ -125,7 +125,7 @@ func newEnv(t *testing.T, funcs *interceptor.Funcs, objs ...client.Object) *env 
 		Repos: e.repos, Metrics: NewMetrics(e.registry),
 		Options: Options{
 			Namespace: veleroNS, WorkerImage: "snapmove:test",
-			DefaultCredentials: "cloud-credentials/cloud", Identity: "controller-node",
+			DefaultCredentials: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cloud-credentials"}, Key: "cloud"}, Identity: "controller-node",
 		},
 		Settings: func(context.Context) (config.Config, error) { return e.cfg, e.cfgErr },
 	})

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,8 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 )
@@ -74,17 +73,68 @@ func TestWorkerIdentityFixedAccount(t *testing.T) {
 
 // TestWorkerIdentityForbidden: when the mover may not create the Role (an install without
 // the rights), no pod is created and the error names the Role.
+// TestWorkerIdentityForbidden: a mover upgraded without its RBAC (examples/mover.yaml's
+// serviceaccounts, roles and rolebindings rules) cannot make a worker's identity. No
+// retry can help, so the DataUpload fails at once (not after prepareTimeout), saying what
+// to grant, and the rest is cleaned up even where the mover may not delete either.
 func TestWorkerIdentityForbidden(t *testing.T) {
-	funcs := &interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-		if _, ok := obj.(*rbacv1.Role); ok {
-			return apierrors.NewForbidden(schema.GroupResource{Group: "rbac.authorization.k8s.io", Resource: "roles"}, obj.GetName(), nil)
-		}
-		return c.Create(ctx, obj, opts...)
-	}}
-	e := newEnv(t, funcs, backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted))...)
-	_, err := (&DataUploadReconciler{e.r}).Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: veleroNS, Name: duName}})
-	require.ErrorContains(t, err, "creating Role velero/"+duName)
-	require.False(t, e.exists(ourPod(duName)), "no pod without its identity")
+	forbidden := func(obj client.Object, verb string) error {
+		return apierrors.NewForbidden(schema.GroupResource{Group: "rbac.authorization.k8s.io", Resource: kindOf(obj)}, obj.GetName(),
+			fmt.Errorf(`User "system:serviceaccount:velero:snapmove-mover" cannot %s resource %q`, verb, kindOf(obj)))
+	}
+	for _, tc := range []struct {
+		name string
+		// denied reports whether the mover may not verb obj.
+		denied func(obj client.Object, verb string) bool
+		want   string
+	}{{
+		name: "no identity rules at all (the old RBAC)",
+		denied: func(obj client.Object, _ string) bool {
+			switch obj.(type) {
+			case *corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding:
+				return true
+			}
+			return false
+		},
+		want: `cannot create resource "ServiceAccount"`,
+	}, {
+		name: "roles denied (a narrowed install)",
+		denied: func(obj client.Object, verb string) bool {
+			_, ok := obj.(*rbacv1.Role)
+			return ok && verb == "create"
+		},
+		want: `cannot create resource "Role"`,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			funcs := &interceptor.Funcs{
+				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+					if tc.denied(obj, "create") {
+						return forbidden(obj, "create")
+					}
+					return c.Create(ctx, obj, opts...)
+				},
+				Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+					if tc.denied(obj, "delete") {
+						return forbidden(obj, "delete")
+					}
+					return c.Delete(ctx, obj, opts...)
+				},
+			}
+			e := newEnv(t, funcs, backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted))...)
+			e.reconcileDU()
+			du := e.du()
+			require.Equal(t, velerov2alpha1.DataUploadPhaseFailed, du.Status.Phase, du.Status.Message)
+			for _, want := range []string{"may not create its worker's identity", tc.want, "serviceaccounts, roles and rolebindings in namespace velero", "--worker-service-account"} {
+				require.Contains(t, du.Status.Message, want)
+			}
+			e.requireEvent(ReasonPrepareFailed)
+			sa, role, _ := identityObjects(duName)
+			require.False(t, e.exists(ourPod(duName)), "no pod without its identity")
+			require.False(t, e.exists(sa), "the account created before the Forbidden Role is deleted")
+			require.False(t, e.exists(role))
+			require.False(t, e.exists(ourPVC(duName)), "the backup PVC is deleted")
+		})
+	}
 }
 
 // TestRestoreWorkerIdentity: a restore worker may read its DataDownload only.

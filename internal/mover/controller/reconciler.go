@@ -35,8 +35,9 @@ type Options struct {
 	// rights the install gave it. Empty (the default): each worker pod gets its own account
 	// and Role (expose.WorkerIdentity), made before the pod and deleted with it.
 	WorkerServiceAccount string
-	// DefaultCredentials is passed to workers as --default-credentials-secret (name/key).
-	DefaultCredentials string
+	// DefaultCredentials, the secret key of BSLs that name none (nil: none), is passed to
+	// workers as --default-credentials-secret and readable by their Roles.
+	DefaultCredentials *corev1.SecretKeySelector
 	// Identity goes to status.acceptedByNode (the controller's node or pod name).
 	Identity string
 }

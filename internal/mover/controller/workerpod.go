@@ -3,11 +3,12 @@ package controller
 import (
 	"context"
 	"fmt"
-	"strings"
 
+	"github.com/sirupsen/logrus"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -21,8 +22,8 @@ import (
 // is workerIdentity's.
 func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.OwnerReference, serviceAccount, pvc string, block bool, cfg config.Config, extra func(*expose.PodParams)) expose.PodParams {
 	flags := map[string]string{"cache-limit-mb": fmt.Sprint(cfg.CacheLimitMB)}
-	if r.Options.DefaultCredentials != "" {
-		flags["default-credentials-secret"] = r.Options.DefaultCredentials
+	if c := r.Options.DefaultCredentials; c != nil {
+		flags["default-credentials-secret"] = c.Name + "/" + c.Key
 	}
 	if op == expose.Restore {
 		flags["write-sparse-default"] = expose.FormatBool(cfg.WriteSparseFiles)
@@ -50,6 +51,11 @@ func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.Ow
 // repository needs) and returns the account's name. It is called before every creation
 // of the pod; what exists already is kept. With Options.WorkerServiceAccount set it
 // creates nothing and returns that account.
+//
+// Forbidden is permanent: the mover's own RBAC lacks what the identity needs (an upgrade
+// of the image without examples/mover.yaml's rules, or an install that removed them), and
+// no retry can change that; the message says what to grant, or to set
+// --worker-service-account.
 func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, name string, owner metav1.OwnerReference, bslName string) (string, error) {
 	if r.Options.WorkerServiceAccount != "" {
 		return r.Options.WorkerServiceAccount, nil
@@ -58,16 +64,19 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 	if err != nil {
 		return "", err
 	}
-	var defaultCreds *corev1.SecretKeySelector
-	if secret, key, ok := strings.Cut(r.Options.DefaultCredentials, "/"); ok {
-		defaultCreds = &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}
-	}
 	sa, role, binding := expose.WorkerIdentity(expose.IdentityParams{
 		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
-		StorageLocation: bsl.Name, Secrets: repository.SecretNames(bsl, defaultCreds),
+		StorageLocation: bsl.Name, Secrets: repository.SecretNames(bsl, r.Options.DefaultCredentials),
 	})
 	for _, obj := range []client.Object{sa, role, binding} {
-		if err := expose.Create(ctx, r.Client, obj); err != nil {
+		err := expose.Create(ctx, r.Client, obj)
+		if apierrors.IsForbidden(err) {
+			return "", permanentf(ReasonPrepareFailed, "the mover may not create its worker's identity: %v; "+
+				"give the mover's account create and delete on serviceaccounts, roles and rolebindings in namespace %s "+
+				"(examples/mover.yaml), or run every worker as one account of yours with --worker-service-account",
+				err, r.Options.Namespace)
+		}
+		if err != nil {
 			return "", err
 		}
 	}
@@ -77,10 +86,20 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 // deleteWorkerIdentity deletes what workerIdentity created for the movement name (the
 // owner reference would also have it collected with the movement, which Velero keeps
 // until the backup is deleted).
-func (r *Reconciler) deleteWorkerIdentity(ctx context.Context, name string) error {
+//
+// A mover that may not delete them (its RBAC lacks examples/mover.yaml's rules, which
+// workerIdentity reports as the movement's failure) logs it and goes on: the cleanup of
+// everything else must not wait for a right it will not get, and the owner reference
+// still has the garbage collector delete them with the movement.
+func (r *Reconciler) deleteWorkerIdentity(ctx context.Context, name string, log logrus.FieldLogger) error {
 	meta := metav1.ObjectMeta{Namespace: r.Options.Namespace, Name: name}
 	for _, obj := range []client.Object{&rbacv1.RoleBinding{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: meta}, &corev1.ServiceAccount{ObjectMeta: meta}} {
-		if err := r.deleteIfExists(ctx, obj); err != nil {
+		err := r.deleteIfExists(ctx, obj)
+		if apierrors.IsForbidden(err) {
+			log.WithError(err).Warn("the mover may not delete its worker's identity; it goes with the movement")
+			continue
+		}
+		if err != nil {
 			return err
 		}
 	}
