@@ -29,6 +29,12 @@
 #             full, on the backup's open repository (what BackupRequest.Verify adds) and
 #             on a new read-only one without a cache (the repository commands'), then a
 #             no-op backup and its metadata verification; wall and CPU seconds per step
+#   resume    go test -bench BenchmarkResume/files (resume_perf_test.go): a 4 GiB volume of
+#             16 MiB files uploaded whole into a new repository, then into another one by a
+#             process that kills itself (SIGKILL) at 75%, then again by a new process with
+#             an empty cache (the mover's retry in a new pod); wall and CPU seconds of the
+#             whole and the resumed upload, and the bytes the resumed one read again. The
+#             resumed snapshot is restored and compared, and no checkpoint may be left.
 #
 # Environment:
 #   BENCH_SCALE=1        data set scale in (0, 1] (pg via datagen's scale, large 2 GiB × scale)
@@ -46,6 +52,10 @@
 #   BENCH_COMPRESSORS    the compression table's compressors, space-separated; empty skips
 #                        the table. Default: all of datapath.Compressors (see COMPRESSORS)
 #   BENCH_VERIFY_COST=0  skip the verification table
+#   BENCH_RESUME=0       skip the resume table
+#   BENCH_RESUME_CHECKPOINT=1s  checkpointInterval of the resume table's uploads (the
+#                        mover's default is 30s, which a 4 GiB upload at this machine's disk
+#                        speed never reaches; what counts is the interval's bytes: reported)
 #   BENCH_HASH           content hash of snapmove's repositories; empty: what snapmove creates
 #                        (BLAKE3-256-128). BLAKE2B-256-128: a repository Velero created first
 #
@@ -76,6 +86,8 @@ fi
 # families, and s2-parallel-4/8 are s2-default with 4 or 8 goroutines per stream.
 COMPRESSORS=${BENCH_COMPRESSORS-none zstd zstd-fastest zstd-better-compression s2-default s2-better s2-parallel-4 s2-parallel-8}
 VERIFY_COST=${BENCH_VERIFY_COST:-1}
+RESUME=${BENCH_RESUME:-1}
+export PERF_RESUME_CHECKPOINT=${BENCH_RESUME_CHECKPOINT:-1s}
 DROP=${BENCH_DROP_CACHES:-0}
 BLOCK=${BENCH_BLOCK:-1}
 FRESH_FS=${BENCH_FRESH_FS:-1}
@@ -276,6 +288,7 @@ compression_series() { # REP
 }
 
 verify_series() { perf_bench "$1" verify pg - '^BenchmarkVerifyCost$/^pg$'; } # REP
+resume_series() { perf_bench "$1" resume files - '^BenchmarkResume$/^files$'; } # REP
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 # med TOOL DATASET STEP COLUMN
@@ -287,6 +300,19 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == 0) p
 xmed() { awk -F'\t' -v t="$1" -v d="$2" -v v="$3" -v m="$4" 'NR > 1 && $3 == t && $4 == d && $5 == v && $6 == m { print $7 }' "$RUN_EXTRA" | median; }
 # pct A B: A as a percentage of B.
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.1f", 100 * a / b }'; }
+
+report_resume() {
+	[[ $RESUME == 1 ]] || return 0
+	local src full resumed read killed
+	src=$(xmed resume files - src-MB) full=$(xmed resume files - full-s) resumed=$(xmed resume files - resumed-s)
+	read=$(xmed resume files - resumed-read-MB) killed=$(xmed resume files - killed-at-MB)
+	echo
+	echo "Resume, snapmove: $(num "$src" %.0f) MB in 16 MiB files; an upload killed (SIGKILL) at $(pct "$killed" "$src")%, then retried by a new process with an empty cache, checkpoints every $(num "$(xmed resume files - checkpoint-s)" %g) s ($(num "$(xmed resume files - checkpoint-MB)" %.0f) MB at the whole upload's speed); medians of $REPS run(s)"
+	printf '%-22s %10s %10s %10s\n' step wall-s cpu-s read-MB
+	printf '%-22s %10s %10s %10s\n' "whole upload" "$(num "$full" %.2f)" "$(num "$(xmed resume files - full-cpu-s)" %.2f)" "$(num "$src" %.0f)"
+	printf '%-22s %10s %10s %10s\n' "resumed after the kill" "$(num "$resumed" %.2f)" "$(num "$(xmed resume files - resumed-cpu-s)" %.2f)" "$(num "$read" %.0f)"
+	echo "The resumed upload took $(pct "$resumed" "$full")% of the whole one's time and read $(pct "$read" "$src")% of the volume again (the rest came from the last checkpoint)."
+}
 
 report_compression() {
 	local ds c src cs
@@ -391,9 +417,11 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	done
 	if [[ -n ${COMPRESSORS// /} ]]; then compression_series "$rep"; fi
 	if [[ $VERIFY_COST == 1 ]]; then verify_series "$rep"; fi
+	if [[ $RESUME == 1 ]]; then resume_series "$rep"; fi
 done
 {
 	report
 	report_compression
 	report_verify
+	report_resume
 } | tee "${RUN_RES%.tsv}.txt" >&3

@@ -88,7 +88,8 @@ type Config struct {
 	Compression string `json:"compression"`
 	// CheckpointInterval is how often a running upload saves a checkpoint that the next
 	// attempt (the mover's retry, or the next backup) resumes from instead of starting
-	// over. 1m to 45m (kopia's limit).
+	// over: the retry reads again what was moved since the last checkpoint (at most this
+	// long of the move) and the files in flight. 1s to 45m (kopia's limit); default 30s.
 	CheckpointInterval metav1.Duration `json:"checkpointInterval"`
 }
 
@@ -102,7 +103,7 @@ const (
 	DefaultCacheLimitMB   = 4096
 	DefaultVerify         = "metadata"
 	DefaultCompression    = "none"
-	DefaultCheckpoint     = 5 * time.Minute
+	DefaultCheckpoint     = 30 * time.Second
 	DefaultStallTimeout   = 15 * time.Minute
 )
 
@@ -211,8 +212,8 @@ func (c Config) Validate() error {
 	if d := c.StallTimeout.Duration; d != 0 && d < 30*time.Second {
 		problems = append(problems, fmt.Sprintf("stallTimeout (%s) must be 0 (off) or at least 30s", d))
 	}
-	if d := c.CheckpointInterval.Duration; d < time.Minute || d > 45*time.Minute {
-		problems = append(problems, fmt.Sprintf("checkpointInterval (%s) must be between 1m and 45m", d))
+	if d := c.CheckpointInterval.Duration; d < time.Second || d > 45*time.Minute {
+		problems = append(problems, fmt.Sprintf("checkpointInterval (%s) must be between 1s and 45m", d))
 	}
 	if _, err := ParseVerify(c.Verify); err != nil {
 		problems = append(problems, "verify: "+err.Error())

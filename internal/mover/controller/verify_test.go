@@ -133,7 +133,7 @@ func TestCompressionReachesWorkerPod(t *testing.T) {
 			pod := ourPod(duName)
 			require.True(t, e.exists(pod))
 			require.Contains(t, pod.Spec.Containers[0].Args, tc.wantArg)
-			require.Contains(t, pod.Spec.Containers[0].Args, "--checkpoint-interval=5m0s")
+			require.Contains(t, pod.Spec.Containers[0].Args, "--checkpoint-interval=30s")
 		})
 	}
 }

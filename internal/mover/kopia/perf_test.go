@@ -17,7 +17,9 @@ package kopia
 // garbage collector alone.
 // Optional: PERF_BLOCK=1 (block volume), PERF_SPARSE=1 (WriteSparse), PERF_PARALLEL=N,
 // PERF_COMPRESSION=name (a backup's compressor, one of datapath.Compressors; default none),
-// PERF_PVC=name, PERF_CPUPROFILE=file, PERF_MEMPROFILE=file (heap profile after the
+// PERF_PVC=name, PERF_CHECKPOINT=duration (a backup's CheckpointInterval),
+// PERF_KILL_AT=fraction (a backup prints {"killedAtBytes":N} and kills itself with
+// SIGKILL once it has moved that fraction of the source: BenchmarkResume), PERF_CPUPROFILE=file, PERF_MEMPROFILE=file (heap profile after the
 // operation: go tool pprof -sample_index=alloc_space). The result is one JSON line on
 // stdout: op, snapshotID, totalBytes, incrementalBytes, wallSeconds, openSeconds,
 // cpuSeconds, maxRSSMiB (peak: VmHWM) and startRSSMiB (before opening: binary and runtime).
@@ -85,9 +87,29 @@ func TestPerf(t *testing.T) {
 	out := map[string]any{"op": op}
 	switch op {
 	case "backup":
-		res, err := r.Backup(ctx, datapath.BackupRequest{SourceNamespace: "perf", SourcePVC: pvc, Path: os.Getenv("PERF_SRC"),
+		req := datapath.BackupRequest{SourceNamespace: "perf", SourcePVC: pvc, Path: os.Getenv("PERF_SRC"),
 			Block: os.Getenv("PERF_BLOCK") == "1", Parallel: int(num("PERF_PARALLEL")), Compression: os.Getenv("PERF_COMPRESSION"),
-			OnProgress: func(datapath.Progress) {}})
+			OnProgress: func(datapath.Progress) {}}
+		if v := os.Getenv("PERF_CHECKPOINT"); v != "" {
+			if req.CheckpointInterval, err = time.ParseDuration(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if v := os.Getenv("PERF_KILL_AT"); v != "" {
+			at, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.ProgressInterval = 10 * time.Millisecond
+			req.OnProgress = func(p datapath.Progress) {
+				if p.TotalBytes > 0 && float64(p.BytesDone) >= at*float64(p.TotalBytes) {
+					fmt.Printf("{\"killedAtBytes\":%d}\n", p.BytesDone)
+					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+					select {} // the signal is on its way
+				}
+			}
+		}
+		res, err := r.Backup(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}
