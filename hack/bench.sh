@@ -35,6 +35,10 @@
 #             an empty cache (the mover's retry in a new pod); wall and CPU seconds of the
 #             whole and the resumed upload, and the bytes the resumed one read again. The
 #             resumed snapshot is restored and compared, and no checkpoint may be left.
+#   many      go test -bench BenchmarkManyFiles/files (many_perf_test.go), once, after the
+#             repetitions: 2,000,000 × scale small files (datagen many: 0-2 KiB, 1,000 to a
+#             directory), first backup, no-op and restore by snapmove and by the kopia CLI
+#             (the benchmark runs both, interleaved); wall, CPU and peak RSS of each step
 #
 # Environment:
 #   BENCH_SCALE=1        data set scale in (0, 1] (pg via datagen's scale, large 2 GiB × scale)
@@ -53,6 +57,7 @@
 #                        the table. Default: all of datapath.Compressors (see COMPRESSORS)
 #   BENCH_VERIFY_COST=0  skip the verification table
 #   BENCH_RESUME=0       skip the resume table
+#   BENCH_MANY_FILES=N   the many-files table's file count (default 2,000,000 × scale; 0 skips)
 #   BENCH_RESUME_CHECKPOINT=1s  checkpointInterval of the resume table's uploads (the
 #                        mover's default is 30s, which a 4 GiB upload at this machine's disk
 #                        speed never reaches; what counts is the interval's bytes: reported)
@@ -87,6 +92,7 @@ fi
 COMPRESSORS=${BENCH_COMPRESSORS-none zstd zstd-fastest zstd-better-compression s2-default s2-better s2-parallel-4 s2-parallel-8}
 VERIFY_COST=${BENCH_VERIFY_COST:-1}
 RESUME=${BENCH_RESUME:-1}
+MANY=${BENCH_MANY_FILES:-$(awk -v s="$SCALE" 'BEGIN { printf "%.0f", 2000000 * s }')}
 export PERF_RESUME_CHECKPOINT=${BENCH_RESUME_CHECKPOINT:-1s}
 DROP=${BENCH_DROP_CACHES:-0}
 BLOCK=${BENCH_BLOCK:-1}
@@ -288,6 +294,7 @@ compression_series() { # REP
 }
 
 verify_series() { perf_bench "$1" verify pg - '^BenchmarkVerifyCost$/^pg$'; } # REP
+many_series() { PERF_MANY_FILES=$MANY PERF_KOPIA=$K perf_bench 1 many files - '^BenchmarkManyFiles$/^files$'; }
 resume_series() { perf_bench "$1" resume files - '^BenchmarkResume$/^files$'; } # REP
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -300,6 +307,21 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == 0) p
 xmed() { awk -F'\t' -v t="$1" -v d="$2" -v v="$3" -v m="$4" 'NR > 1 && $3 == t && $4 == d && $5 == v && $6 == m { print $7 }' "$RUN_EXTRA" | median; }
 # pct A B: A as a percentage of B.
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.1f", 100 * a / b }'; }
+
+report_many() {
+	((MANY > 0)) || return 0
+	local step c s
+	echo
+	echo "Many small files: $(num "$(xmed many files - files)" %.0f) files, $(num "$(xmed many files - src-MB)" %.0f) MB (datagen many), kopia CLI and snapmove interleaved, once; page cache not warmed; restores onto a new ext4 (BENCH_FRESH_FS)"
+	printf '%-8s %8s %10s %6s %10s %10s %9s %9s\n' step CLI-s snapmove-s ratio CLI-cpu-s snap-cpu-s CLI-RSS snap-RSS
+	for step in first noop restore; do
+		c=$(xmed many files - "cli-$step-s") s=$(xmed many files - "snapmove-$step-s")
+		printf '%-8s %8s %10s %6s %10s %10s %9s %9s\n' "$step" "$(num "$c" %.2f)" "$(num "$s" %.2f)" "$(ratio "$c" "$s")" \
+			"$(num "$(xmed many files - "cli-$step-cpu-s")" %.2f)" "$(num "$(xmed many files - "snapmove-$step-cpu-s")" %.2f)" \
+			"$(num "$(xmed many files - "cli-$step-RSS-MiB")" %.0f)" "$(num "$(xmed many files - "snapmove-$step-RSS-MiB")" %.0f)"
+	done
+	echo "ratio: snapmove / CLI wall time. RSS: peak MiB of the step's process."
+}
 
 report_resume() {
 	[[ $RESUME == 1 ]] || return 0
@@ -419,9 +441,11 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	if [[ $VERIFY_COST == 1 ]]; then verify_series "$rep"; fi
 	if [[ $RESUME == 1 ]]; then resume_series "$rep"; fi
 done
+if ((MANY > 0)); then many_series; fi
 {
 	report
 	report_compression
 	report_verify
 	report_resume
+	report_many
 } | tee "${RUN_RES%.tsv}.txt" >&3

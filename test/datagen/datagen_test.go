@@ -250,3 +250,22 @@ func TestGenTricky(t *testing.T) {
 	}
 	require.ErrorContains(t, GenTricky(a), "not empty")
 }
+
+// GenMany: n files, 1,000 to a directory, none above 2 KiB, the same tree every time
+// (its two writers take directories in any order).
+func TestGenManyShape(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	require.NoError(t, GenMany(a, 5, 2500))
+	require.NoError(t, GenMany(b, 5, 2500))
+	s, err := Measure(a)
+	require.NoError(t, err)
+	require.Equal(t, 2500, s.Files)
+	require.Equal(t, 4, s.Dirs, "the root and three directories")
+	require.Less(t, s.Bytes, int64(2500*manyMaxSize))
+	require.Greater(t, s.Bytes, int64(2500*manyMaxSize/4))
+	require.Equal(t, treeDigest(t, a, false), treeDigest(t, b, false))
+	entries, err := os.ReadDir(filepath.Join(a, "d00002"))
+	require.NoError(t, err)
+	require.Len(t, entries, 500)
+}

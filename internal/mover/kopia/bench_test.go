@@ -136,6 +136,7 @@ type perfSource struct {
 	path  string // the directory, or the file for a block volume
 	block bool
 	bytes int64 // logical file bytes
+	files int   // regular files, when more than a default ext4 restore target has inodes for
 }
 
 // shared returns data set name, generated once into PERF_DATA; it must not change.
@@ -256,8 +257,12 @@ func (r *perfRun) restoreTarget(b *testing.B, src perfSource) (string, func()) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	mkfs := []string{"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"}
+	if src.files > 0 {
+		mkfs = append(mkfs, "-N", strconv.Itoa(src.files+src.files/8+1000))
+	}
 	for _, args := range [][]string{
-		{"mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", img},
+		append(mkfs, img),
 		{"mount", "-o", "loop", img, dir},
 	} {
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {

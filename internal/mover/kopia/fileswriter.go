@@ -28,6 +28,10 @@ var (
 // 16 MiB for the rare larger content).
 const decryptBufferBytes = 8 << 20
 
+// minWriteback is the smallest range of a file whose writeback a restore starts itself
+// (startWriteback).
+const minWriteback = 256 << 10
+
 // readCost is the memory reading a chunk of n bytes holds until it is written: kopia's
 // read path keeps the ciphertext and the plaintext in pooled buffers and decrypts in a
 // pooled 8 MiB one, then GetContent returns a copy, about 3n + 8 MiB in all (kopia's pools
@@ -129,7 +133,9 @@ func (rs *restorer) runJob(ctx context.Context, j job) error {
 	}
 	if n := len(j.chunks); n > 0 {
 		first, last := j.chunks[0], j.chunks[n-1]
-		startWriteback(f, first.Start, last.Start+last.Length-first.Start)
+		if size := last.Start + last.Length - first.Start; size >= minWriteback {
+			startWriteback(f, first.Start, size)
+		}
 	}
 	if t.pending.Add(-1) > 0 {
 		return nil

@@ -3,11 +3,13 @@
 //
 //	datagen pg DIR SEED [SCALE]           postgres-like tree (scale 1: 1.15 GB, 2,500 files)
 //	datagen large FILE SEED [SIZE]        one file with holes (default 2G; SIZE in bytes or with K/M/G)
+//	datagen many DIR SEED N               N small files (0-2 KiB), 1,000 to a directory
 //	datagen tricky DIR                    awkward cases for restore checks (needs root)
 //	datagen mutate-pg DIR SEED PCT        rewrite pages in PCT% of the files
 //	datagen mutate-large FILE SEED PCT    overwrite PCT% of the 1 MiB blocks
 //	datagen ensure-pg DIR SEED SCALE      generate unless DIR.stamp matches
 //	datagen ensure-large DIR/FILE SEED SIZE  generate unless DIR.stamp matches
+//	datagen ensure-many DIR SEED N        generate unless DIR.stamp matches
 //	datagen stats PATH                    files, directories, bytes, allocated bytes
 //
 // One summary line goes to stdout; errors go to stderr with exit status 1.
@@ -32,7 +34,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) < 2 {
-		return fmt.Errorf("usage: datagen pg|large|tricky|mutate-pg|mutate-large|ensure-pg|ensure-large|stats PATH [ARGS]")
+		return fmt.Errorf("usage: datagen pg|large|many|tricky|mutate-pg|mutate-large|ensure-pg|ensure-large|ensure-many|stats PATH [ARGS]")
 	}
 	cmd, path, rest := args[0], args[1], args[2:]
 	arg := func(i int, def string) string {
@@ -67,6 +69,16 @@ func run(args []string) error {
 			err = datagen.GenLarge(path, seed, size)
 		} else {
 			reused, err = datagen.EnsureLarge(path, seed, size)
+		}
+	case "many", "ensure-many":
+		seed, n, perr := seedAnd(arg(0, ""), arg(1, ""), strconv.Atoi)
+		if perr != nil {
+			return perr
+		}
+		if cmd == "many" {
+			err = datagen.GenMany(path, seed, n)
+		} else {
+			reused, err = datagen.EnsureMany(path, seed, n)
 		}
 	case "tricky":
 		err = datagen.GenTricky(path)
