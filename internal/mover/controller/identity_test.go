@@ -60,19 +60,41 @@ func TestWorkerIdentity(t *testing.T) {
 
 // TestWorkerIdentityFixedAccount: with --worker-service-account the pod runs as that
 // account and no identity is made.
+// With --worker-service-account the mover neither creates nor deletes identities: an
+// install that runs workers as its own account need not grant it those rules.
 func TestWorkerIdentityFixedAccount(t *testing.T) {
-	e := newEnv(t, nil, backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted))...)
+	var identityCalls []string
+	record := func(obj client.Object, verb string) {
+		switch obj.(type) {
+		case *corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding:
+			identityCalls = append(identityCalls, verb+" "+kindOf(obj))
+		}
+	}
+	funcs := &interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			record(obj, "create")
+			return c.Create(ctx, obj, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			record(obj, "delete")
+			return c.Delete(ctx, obj, opts...)
+		},
+	}
+	e := newEnv(t, funcs, backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted))...)
 	e.r.Options.WorkerServiceAccount = "snapmove-worker"
 	e.reconcileDU()
 	pod := ourPod(duName)
 	require.True(t, e.exists(pod))
 	require.Equal(t, "snapmove-worker", pod.Spec.ServiceAccountName)
-	_, role, _ := identityObjects(duName)
-	require.False(t, e.exists(role))
+
+	du := e.du()
+	e.update(du, func() { du.Spec.Cancel = true })
+	e.reconcileDU()
+	require.Equal(t, velerov2alpha1.DataUploadPhaseCanceled, e.du().Status.Phase)
+	require.False(t, e.exists(ourPod(duName)))
+	require.Empty(t, identityCalls)
 }
 
-// TestWorkerIdentityForbidden: when the mover may not create the Role (an install without
-// the rights), no pod is created and the error names the Role.
 // TestWorkerIdentityForbidden: a mover upgraded without its RBAC (examples/mover.yaml's
 // serviceaccounts, roles and rolebindings rules) cannot make a worker's identity. No
 // retry can help, so the DataUpload fails at once (not after prepareTimeout), saying what

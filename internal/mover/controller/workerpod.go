@@ -90,8 +90,13 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 // A mover that may not delete them (its RBAC lacks examples/mover.yaml's rules, which
 // workerIdentity reports as the movement's failure) logs it and goes on: the cleanup of
 // everything else must not wait for a right it will not get, and the owner reference
-// still has the garbage collector delete them with the movement.
+// still has the garbage collector delete them with the movement. With
+// Options.WorkerServiceAccount set nothing was created (an install that runs workers as
+// its own account need not grant these rules), so nothing is deleted.
 func (r *Reconciler) deleteWorkerIdentity(ctx context.Context, name string, log logrus.FieldLogger) error {
+	if r.Options.WorkerServiceAccount != "" {
+		return nil
+	}
 	meta := metav1.ObjectMeta{Namespace: r.Options.Namespace, Name: name}
 	for _, obj := range []client.Object{&rbacv1.RoleBinding{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: meta}, &corev1.ServiceAccount{ObjectMeta: meta}} {
 		err := r.deleteIfExists(ctx, obj)
