@@ -35,6 +35,7 @@ func TestUsageErrors(t *testing.T) {
 	require.ErrorContains(t, MoverWorker(ctx, []string{"restore", "--target=/data"}), "needs the object name")
 	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image="}), "--worker-image is required")
 	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image=x", "extra"}), "unexpected arguments")
+	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image=x", "--default-credentials-secret=a/b/c"}), "want NAME/KEY")
 	require.ErrorContains(t, Install(nil), "usage: snapmove install DIR")
 }
 

@@ -46,7 +46,8 @@ func MoverController(ctx context.Context, args []string) error {
 	if *workerImage == "" {
 		return errors.New("--worker-image is required")
 	}
-	if _, err := parseSecretKey(*credentials); err != nil {
+	defaultCreds, err := parseSecretKey(*credentials)
+	if err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel, *logFormat)
@@ -80,10 +81,6 @@ func MoverController(ctx context.Context, args []string) error {
 	direct, err := client.New(cfg, client.Options{Scheme: s})
 	if err != nil {
 		return errors.Wrap(err, "creating the API client")
-	}
-	defaultCreds, err := parseSecretKey(*credentials)
-	if err != nil {
-		return err
 	}
 	r := controller.NewReconciler(controller.Reconciler{
 		Client:   mgr.GetClient(),

@@ -269,3 +269,17 @@ func TestGenManyShape(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 500)
 }
+
+// GenSegments: whole segments of random bytes, the same for the same seed.
+func TestGenSegments(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	require.NoError(t, GenSegments(a, 9, 2*SegmentSize+5))
+	require.NoError(t, GenSegments(b, 9, 2*SegmentSize))
+	s, err := Measure(a)
+	require.NoError(t, err)
+	require.Equal(t, 2, s.Files)
+	require.Equal(t, int64(2*SegmentSize), s.Bytes)
+	require.Equal(t, treeDigest(t, a, false), treeDigest(t, b, false))
+	require.NotEqual(t, fileDigest(t, filepath.Join(a, "00000000")), fileDigest(t, filepath.Join(a, "00000001")))
+}

@@ -3,6 +3,7 @@ package datagen
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -82,4 +83,36 @@ func genManyDir(root string, seed int64, d, files int, buf []byte) error {
 func EnsureMany(dir string, seed int64, n int) (bool, error) {
 	stamp := fmt.Sprintf("datagen v%d many seed=%d files=%d\n", Version, seed, n)
 	return ensure(dir, dir+".stamp", stamp, func() error { return GenMany(dir, seed, n) })
+}
+
+// SegmentSize is the size of GenSegments' files: a postgres WAL segment.
+const SegmentSize = 16 << 20
+
+// GenSegments writes size bytes (rounded down to whole segments, at least one) of random,
+// incompressible bytes below dir in files of SegmentSize: a volume of WAL segments or
+// media, where a resumed upload skips whole files.
+func GenSegments(dir string, seed, size int64) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	var key [32]byte
+	for i := range 8 {
+		key[i] = byte(seed >> (8 * i))
+	}
+	rng := rand.NewChaCha8(key)
+	buf := make([]byte, SegmentSize)
+	for i := range max(1, size/SegmentSize) {
+		_, _ = rng.Read(buf)
+		p := filepath.Join(dir, fmt.Sprintf("%08d", i))
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// EnsureSegments is EnsurePG for GenSegments(dir, seed, size).
+func EnsureSegments(dir string, seed, size int64) (bool, error) {
+	stamp := fmt.Sprintf("datagen v%d segments seed=%d size=%d\n", Version, seed, size)
+	return ensure(dir, dir+".stamp", stamp, func() error { return GenSegments(dir, seed, size) })
 }

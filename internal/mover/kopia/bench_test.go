@@ -336,8 +336,7 @@ type perfResult struct {
 // one; env holds TestPerf's PERF_* settings.
 func (r *perfRun) child(b *testing.B, env ...string) (perfResult, *syscall.Rusage) {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestPerf$", "-test.count", "1", "-test.timeout", "2h")
-	cmd.Env = append(os.Environ(), append([]string{fmt.Sprintf("PERF_PARALLEL=%d", r.env.parallel)}, env...)...)
+	cmd := r.childCmd(env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -354,6 +353,13 @@ func (r *perfRun) child(b *testing.B, env ...string) (perfResult, *syscall.Rusag
 	}
 	b.Fatalf("running %v: no result line\n%s%s", env, stdout.Bytes(), stderr.Bytes())
 	return res, nil
+}
+
+// childCmd is the command of one TestPerf process with env's settings.
+func (r *perfRun) childCmd(env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestPerf$", "-test.count", "1", "-test.timeout", "2h")
+	cmd.Env = append(os.Environ(), append([]string{fmt.Sprintf("PERF_PARALLEL=%d", r.env.parallel)}, env...)...)
+	return cmd
 }
 
 // backupStep runs one backup in its own process; env adds TestPerf settings

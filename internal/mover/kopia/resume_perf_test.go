@@ -7,9 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,47 +17,31 @@ import (
 	"github.com/kopia/kopia/snapshot"
 
 	"github.com/snapmove/snapmove/internal/mover/repository"
+	"github.com/snapmove/snapmove/test/datagen"
 )
 
 const (
 	// resumeSize is the resume benchmark's volume at PERF_SCALE 1: 4 GiB, as the issue
-	// asks, in resumeFileSize files (a volume of postgres WAL segments, or media).
-	resumeSize     = 4 << 30
-	resumeFileSize = 16 << 20
-	resumeSeed     = 9
+	// asks, in datagen.SegmentSize files (a volume of postgres WAL segments, or media).
+	resumeSize = 4 << 30
+	resumeSeed = 9
 	// resumeKillAt is how far the interrupted upload gets before its process is killed.
 	resumeKillAt = 0.75
 )
 
-// resumeSource writes (once; kept while its stamp matches) the resume benchmark's volume
-// below PERF_DATA: files of random, incompressible bytes from a seeded generator.
+// resumeSource is the resume benchmark's volume below PERF_DATA (datagen.EnsureSegments:
+// generated once, kept while its stamp matches).
 func (e perfEnv) resumeSource(b *testing.B) perfSource {
 	b.Helper()
-	size := max(resumeFileSize, int64(float64(resumeSize)*e.scale)/resumeFileSize*resumeFileSize)
 	dir := filepath.Join(e.data, "resume")
-	stamp := filepath.Join(dir, ".stamp")
-	want := fmt.Sprintf("seed %d, %d bytes in files of %d\n", resumeSeed, size, resumeFileSize)
-	if got, err := os.ReadFile(stamp); err != nil || string(got) != want {
-		if err := os.RemoveAll(dir); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		rng := rand.NewChaCha8([32]byte{resumeSeed})
-		buf := make([]byte, resumeFileSize)
-		for i := range size / resumeFileSize {
-			_, _ = rng.Read(buf)
-			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%08d", i)), buf, 0o644); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := os.WriteFile(stamp, []byte(want), 0o644); err != nil {
-			b.Fatal(err)
-		}
+	if _, err := datagen.EnsureSegments(dir, resumeSeed, int64(float64(resumeSize)*e.scale)); err != nil {
+		b.Fatal(err)
 	}
-	// the stamp is read by the backup too: 57 bytes against gigabytes
-	return perfSource{name: "resume", path: dir, bytes: size + int64(len(want))}
+	s, err := datagen.Measure(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return perfSource{name: "resume", path: dir, bytes: s.Bytes}
 }
 
 // killedStep runs a backup in its own process that kills itself (SIGKILL, as the kubelet
@@ -68,9 +50,8 @@ func (e perfEnv) resumeSource(b *testing.B) perfSource {
 // when it was killed.
 func (r *perfRun) killedStep(b *testing.B, loc repository.Location, cacheDir string, src perfSource, killAt float64, interval time.Duration) int64 {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestPerf$", "-test.count", "1", "-test.timeout", "2h")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("PERF_PARALLEL=%d", r.env.parallel), "PERF_OP=backup", "PERF_REPO="+loc.Path,
-		"PERF_CACHE_DIR="+cacheDir, "PERF_SRC="+src.path, fmt.Sprintf("PERF_KILL_AT=%g", killAt), "PERF_CHECKPOINT="+interval.String())
+	cmd := r.childCmd("PERF_OP=backup", "PERF_REPO="+loc.Path, "PERF_CACHE_DIR="+cacheDir, "PERF_SRC="+src.path,
+		fmt.Sprintf("PERF_KILL_AT=%g", killAt), "PERF_CHECKPOINT="+interval.String())
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
