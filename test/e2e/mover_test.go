@@ -73,18 +73,12 @@ func TestPrepareTimeoutDiagnosis(t *testing.T) {
 
 // A mover whose RBAC lacks the rules for its workers' identities (an image upgraded
 // without examples/mover.yaml) fails the DataUpload within seconds, saying what to grant,
-// instead of retrying until prepareTimeout; nothing is left behind.
-//
-// Skipped: its first CI run passed, its second found a real leak. The movement fails about
-// a second after the mover took the CSI snapshot over, and the cleanup deleted the taken-over
-// VolumeSnapshot before the snapshot-controller had bound it. The VolumeSnapshotContent
-// then stayed, deleted but held by external-snapshotter's
-// volumesnapshotcontent-bound-protection finalizer. Every other permanent failure comes
-// before the take-over. The fix (create the worker's identity before exposing anything, so
-// that this failure, like the repository check, precedes the take-over) is the next step;
-// TestWorkerIdentityForbidden covers the failure itself.
+// instead of retrying until prepareTimeout; nothing is left behind. The identity comes
+// before the snapshot take-over: when it came a second after, the cleanup deleted the
+// taken-over VolumeSnapshot before the snapshot-controller had bound it, and its
+// VolumeSnapshotContent stayed (held by the bound-protection finalizer; the cleanup now
+// also waits for that binding, TestCleanupWaitsForOurSnapshotBinding).
 func TestMoverWithoutIdentityRights(t *testing.T) {
-	t.Skip("leaks a VolumeSnapshotContent when it fails right after the snapshot take-over; see the comment")
 	s := env
 	role := &rbacv1.Role{}
 	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: "snapmove-mover"}, role))
@@ -280,32 +274,84 @@ func TestFrozenWorkerIsReplaced(t *testing.T) {
 // what it stored is the volume's data.
 func TestObjectStoreOutageMidUpload(t *testing.T) {
 	s := env
-	ns := s.bigVolume(t, "outage", "data")
-	src := filepath.Join(s.volumePath(t, ns, "data"), "big")
-	name := ns + "-b"
-	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
-	t.Cleanup(func() { s.deleteBackup(t, name) })
-	s.waitDataUpload(t, name, "the upload to be under way", func(du velerov2alpha1.DataUpload) bool {
-		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress && du.Status.Progress.BytesDone > 0
-	})
-
-	minio := filepath.Join(repoRoot(), "hack", "stack", "minio.sh")
-	run(t, minio, "stop")
-	t.Cleanup(func() { _, _ = runErr(minio, "start") }) // whatever happens below
+	ns, name := s.uploadUnderWay(t, "outage")
+	minio := s.stopObjectStore(t)
 	time.Sleep(30 * time.Second)
 	run(t, minio, "start")
 
-	s.waitBackupDone(t, name)
+	du := s.requireBackupOfBigVolume(t, ns, name)
+	t.Logf("after the outage: %s (attempt annotation %q)", du.Status.Message, du.Annotations["snapmove.io/attempt"])
+	s.requireNoLeftovers(t)
+}
+
+// uploadUnderWay backs up a new namespace with a 1 GiB volume (bigVolume) and returns
+// once its upload has moved bytes.
+func (s *stack) uploadUnderWay(t *testing.T, prefix string) (ns, backup string) {
+	t.Helper()
+	ns = s.bigVolume(t, prefix, "data")
+	backup = ns + "-b"
+	s.veleroCLI(t, "backup", "create", backup, "--include-namespaces", ns, "--snapshot-move-data")
+	t.Cleanup(func() { s.deleteBackup(t, backup) })
+	s.waitDataUpload(t, backup, "the upload to be under way", func(du velerov2alpha1.DataUpload) bool {
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress && du.Status.Progress.BytesDone > 0
+	})
+	return ns, backup
+}
+
+// stopObjectStore stops MinIO, to be started again with the returned script ("start"),
+// which the test's cleanup also does whatever happens.
+func (s *stack) stopObjectStore(t *testing.T) (script string) {
+	t.Helper()
+	script = filepath.Join(repoRoot(), "hack", "stack", "minio.sh")
+	run(t, script, "stop")
+	t.Cleanup(func() { _, _ = runErr(script, "start") })
+	return script
+}
+
+// requireBackupOfBigVolume waits for the backup of uploadUnderWay, requires it and its
+// one DataUpload Completed, and the stored file byte-identical to the volume's.
+func (s *stack) requireBackupOfBigVolume(t *testing.T, ns, backup string) velerov2alpha1.DataUpload {
+	t.Helper()
+	s.waitBackupDone(t, backup)
 	var b velerov1.Backup
-	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b))
-	dus := s.dataUploads(t, name)
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: backup}, &b))
+	dus := s.dataUploads(t, backup)
 	require.Len(t, dus, 1)
 	require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, dus[0].Status.Phase, dus[0].Status.Message)
-	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
-	t.Logf("after the outage: %s (attempt annotation %q)", dus[0].Status.Message, dus[0].Annotations["snapmove.io/attempt"])
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, backup))
 
 	out := t.TempDir()
-	s.snapmove(t, "restore-files", name, ns+"/data", "big", "--to", out)
+	s.snapmove(t, "restore-files", backup, ns+"/data", "big", "--to", out)
+	src := filepath.Join(s.volumePath(t, ns, "data"), "big")
 	require.Equal(t, sha256File(t, src), sha256File(t, filepath.Join(out, "big")), "the stored data differs from the volume's")
+	return dus[0]
+}
+
+// TestObjectStoreLongOutageMidUpload keeps the object store (MinIO) stopped in the middle
+// of a 1 GiB upload for longer than the data path's own retries (kopia's and the S3
+// client's, a minute or two) and at least 3 minutes: the worker gives up as transient, the
+// mover retries the move and, the store still down, waits for it before starting the next
+// worker ("waiting: checking the kopia repository …"); once the store is back the new
+// worker resumes from the last checkpoint and the backup completes, with the volume's data,
+// with no action by anyone.
+func TestObjectStoreLongOutageMidUpload(t *testing.T) {
+	s := env
+	s.withMoverSettings(t, map[string]string{"checkpointInterval": "2s"})
+	ns, name := s.uploadUnderWay(t, "longoutage")
+	minio := s.stopObjectStore(t)
+	stopped := time.Now()
+	waiting := s.waitDataUpload(t, name, "the mover to retry and wait for the store", func(du velerov2alpha1.DataUpload) bool {
+		return du.Annotations["snapmove.io/attempt"] == "2" && strings.HasPrefix(du.Status.Message, "waiting: checking the kopia repository")
+	})
+	t.Logf("after %s without the store: %s", time.Since(stopped).Round(time.Second), waiting.Status.Message)
+	require.Equal(t, velerov2alpha1.DataUploadPhaseAccepted, waiting.Status.Phase)
+	if left := 3*time.Minute - time.Since(stopped); left > 0 {
+		time.Sleep(left)
+	}
+	run(t, minio, "start")
+	t.Logf("store back after %s", time.Since(stopped).Round(time.Second))
+
+	du := s.requireBackupOfBigVolume(t, ns, name)
+	require.Equal(t, "2", du.Annotations["snapmove.io/attempt"], "one retry, after the store came back")
 	s.requireNoLeftovers(t)
 }

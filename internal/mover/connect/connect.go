@@ -137,13 +137,19 @@ func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStor
 
 // Open implements the worker's Opener: a backup may create the repository and uses the
 // local cache; a restore opens read-only without a cache (it reads every content once,
-// so a cache would only double the disk writes).
+// so a cache would only double the disk writes). A failure that may pass (the store
+// does not answer) is a *datapath.TransientError.
 func (c *Connector) Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, forWrite bool) (worker.Repository, error) {
 	opts := kopia.Options{CacheDir: c.CacheDir, CacheLimitMB: c.CacheLimitMB, Create: forWrite, ReadOnly: !forWrite}
 	if !forWrite {
 		opts.CacheLimitMB = -1
 	}
 	repo, err := c.Connect(ctx, bsl, sourceNamespace, opts)
+	if err != nil && kopia.IsTransient(err) {
+		// The store went away between the controller's check and the worker: the
+		// controller retries the movement once it answers again.
+		return nil, datapath.Transient(err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 	if err != nil {
 		return "", err
 	}
-	if !havePVC && pod == nil {
+	if pod == nil && (!havePVC || attempt(m) > 1) { // as a backup's (uploadHandler.expose)
 		if wait, err := r.verifyRepository(ctx, m, dd.Spec.BackupStorageLocation, dd.Spec.SourceNamespace, false, cfg, log); wait != "" || err != nil {
 			return wait, err
 		}
@@ -107,6 +107,14 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 		}
 	}
 
+	// The worker's identity comes before anything is exposed: a mover that may not create
+	// it fails with nothing to clean up.
+	sa := ""
+	if pod == nil {
+		if sa, err = r.workerIdentity(ctx, expose.Restore, name, ddOwner(dd), dd.Spec.BackupStorageLocation); err != nil {
+			return "", err
+		}
+	}
 	if !havePVC {
 		restorePVC = expose.RestorePVC(expose.RestorePVCParams{
 			Name: name, Namespace: ns, Owner: ddOwner(dd), Target: target,
@@ -118,10 +126,6 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 	}
 	if pod == nil {
 		block := restorePVC.Spec.VolumeMode != nil && *restorePVC.Spec.VolumeMode == corev1.PersistentVolumeBlock
-		sa, err := r.workerIdentity(ctx, expose.Restore, name, ddOwner(dd), dd.Spec.BackupStorageLocation)
-		if err != nil {
-			return "", err
-		}
 		pod := expose.WorkerPod(r.podParams(expose.Restore, name, ddOwner(dd), sa, restorePVC.Name, block, cfg, func(p *expose.PodParams) {
 			p.NodeName = selectedNode
 		}))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/pkg/errors"
@@ -70,10 +71,28 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 		return "", err
 	}
 	// The repository is checked before anything is exposed: nothing is created for a
-	// backup that cannot be stored.
-	if !haveVS && pod == nil {
+	// backup that cannot be stored. A retry's worker waits for it too: a store that failed
+	// the last attempt is waited for here (up to the operation timeout) rather than
+	// failing the next attempt at once.
+	if pod == nil && (!haveVS || attempt(m) > 1) {
 		if wait, err := r.verifyRepository(ctx, m, du.Spec.BackupStorageLocation, du.Spec.SourceNamespace, true, cfg, log); wait != "" || err != nil {
 			return wait, err
+		}
+	}
+
+	// The worker's identity and settings come before anything is exposed: a mover that may
+	// not create the identity, or an invalid annotation, fails with nothing to clean up
+	// (our snapshot, deleted in the second after the take-over, would race its binding).
+	sa := ""
+	if pod == nil {
+		if cfg.Verify, err = backupVerify(du, cfg.Verify); err != nil {
+			return "", err
+		}
+		if cfg.Compression, err = backupCompression(du, cfg.Compression); err != nil {
+			return "", err
+		}
+		if sa, err = r.workerIdentity(ctx, expose.Backup, du.Name, duOwner(du), du.Spec.BackupStorageLocation); err != nil {
+			return "", err
 		}
 	}
 
@@ -136,7 +155,7 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 	}
 
 	if pod == nil {
-		pod, err := h.workerPod(ctx, du, pvc, cfg)
+		pod, err := h.workerPod(ctx, du, pvc, sa, cfg)
 		if err != nil {
 			return "", err
 		}
@@ -288,23 +307,15 @@ func mentionsAccessMode(msg string) bool {
 	return false
 }
 
-func (h uploadHandler) workerPod(ctx context.Context, du *velerov2alpha1.DataUpload, pvc *corev1.PersistentVolumeClaim, cfg config.Config) (*corev1.Pod, error) {
+// workerPod builds the worker pod; sa is workerIdentity's account, cfg carries the
+// DataUpload's own verify and compression.
+func (h uploadHandler) workerPod(ctx context.Context, du *velerov2alpha1.DataUpload, pvc *corev1.PersistentVolumeClaim, sa string, cfg config.Config) (*corev1.Pod, error) {
 	affinity, err := h.sourceTopology(ctx, du)
 	if err != nil {
 		return nil, err
 	}
 	block := pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock
 	readOnly := len(pvc.Spec.AccessModes) == 1 && pvc.Spec.AccessModes[0] == corev1.ReadOnlyMany
-	if cfg.Verify, err = backupVerify(du, cfg.Verify); err != nil {
-		return nil, err
-	}
-	if cfg.Compression, err = backupCompression(du, cfg.Compression); err != nil {
-		return nil, err
-	}
-	sa, err := h.r.workerIdentity(ctx, expose.Backup, du.Name, duOwner(du), du.Spec.BackupStorageLocation)
-	if err != nil {
-		return nil, err
-	}
 	return expose.WorkerPod(h.r.podParams(expose.Backup, du.Name, duOwner(du), sa, pvc.Name, block, cfg, func(p *expose.PodParams) {
 		p.ReadOnlyClaim = readOnly
 		p.NodeAffinity = affinity
@@ -349,7 +360,11 @@ func (h uploadHandler) finish(ctx context.Context, m upload, log logrus.FieldLog
 	if m.du.Status.SnapshotID == "" {
 		return "", permanentf(ReasonInvalidResult, "worker pod %s reported success without a snapshot ID", key(m))
 	}
-	return "", h.cleanup(ctx, m, log)
+	err := h.cleanup(ctx, m, log)
+	if p := cleanupPending(""); errors.As(err, &p) {
+		return string(p), nil
+	}
+	return "", err
 }
 
 // doneMessage says that an empty volume was stored, and what was verified (recorded in
@@ -366,7 +381,8 @@ func (h uploadHandler) doneMessage(m upload) string {
 }
 
 // cleanup deletes the worker pod and its identity, the backup PVC (and its volume), our snapshot (and
-// with it the storage snapshot) and the user's VolumeSnapshot if it is still there.
+// with it the storage snapshot) and the user's VolumeSnapshot if it is still there. Our
+// snapshot waits for its binding (cleanupPending), up to bindGrace.
 func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLogger) error {
 	r, du := h.r, m.du
 	ns, name := r.Options.Namespace, du.Name
@@ -379,10 +395,7 @@ func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLo
 	if err := r.deletePVCAndVolume(ctx, ns, name); err != nil {
 		return err
 	}
-	if err := r.deleteIfExists(ctx, &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
-		return err
-	}
-	if err := r.deleteIfExists(ctx, &snapshotv1.VolumeSnapshotContent{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+	if err := h.deleteSnapshot(ctx, ns, name, log); err != nil {
 		return err
 	}
 	if du.Spec.CSISnapshot != nil && du.Spec.CSISnapshot.VolumeSnapshot != "" {
@@ -393,6 +406,62 @@ func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLo
 		}
 	}
 	log.Debug("cleaned up")
+	return nil
+}
+
+// bindGrace is how long cleanup waits for our VolumeSnapshot to be bound before it
+// deletes it anyway (the snapshot controller binds in a second when it runs).
+const bindGrace = 2 * time.Minute
+
+// deleteSnapshot deletes our VolumeSnapshot and VolumeSnapshotContent, and with them the
+// storage snapshot.
+//
+// The snapshot goes only once its status names its content. external-snapshotter deletes
+// the content of a deleted snapshot only when the two point at each other; it binds the
+// content first and the snapshot's status after, and a snapshot deleted between the two
+// (or before) leaves the content bound to nothing: syncContent never deletes the content
+// of a missing snapshot, and a deleted content then keeps its bound-protection finalizer
+// for ever. Such a content (ours, so ours to delete) gets the annotation the snapshot
+// controller would have set, and the CSI sidecar then deletes the storage snapshot and
+// the content.
+func (h uploadHandler) deleteSnapshot(ctx context.Context, ns, name string, log logrus.FieldLogger) error {
+	r := h.r
+	vs := &snapshotv1.VolumeSnapshot{}
+	haveVS, err := get(ctx, r.Reader, ns, name, vs)
+	if err != nil {
+		return err
+	}
+	if haveVS && vs.DeletionTimestamp == nil {
+		bound := vs.Status != nil && vs.Status.BoundVolumeSnapshotContentName != nil
+		if !bound {
+			age := r.Clock.Since(vs.CreationTimestamp.Time)
+			if age < bindGrace {
+				return cleanupPending(fmt.Sprintf("VolumeSnapshot %s to be bound to its content before it is deleted", describe(ns, name)))
+			}
+			log.WithField("volumeSnapshot", describe(ns, name)).Warnf("deleting VolumeSnapshot unbound after %s: is the snapshot controller running? The storage snapshot of VolumeSnapshotContent %s may be left behind", age.Round(time.Second), name)
+		}
+		if err := r.deleteIfExists(ctx, vs); err != nil {
+			return err
+		}
+	}
+
+	vsc := &snapshotv1.VolumeSnapshotContent{}
+	haveVSC, err := get(ctx, r.Reader, "", name, vsc)
+	if err != nil || !haveVSC {
+		return err
+	}
+	orphan := vsc.Spec.VolumeSnapshotRef.UID != "" && (!haveVS || vs.UID != vsc.Spec.VolumeSnapshotRef.UID)
+	if orphan && vsc.Annotations[annSnapshotBeingDeleted] == "" {
+		patch := client.MergeFrom(vsc.DeepCopy())
+		setAnnotation(vsc, annSnapshotBeingDeleted, "yes")
+		if err := r.Client.Patch(ctx, vsc, patch); err != nil {
+			return errors.Wrapf(err, "marking VolumeSnapshotContent %s for deletion by the CSI sidecar", name)
+		}
+		log.WithField("volumeSnapshotContent", name).Info("our VolumeSnapshot is gone: marked its content for deletion by the CSI sidecar")
+	}
+	if vsc.DeletionTimestamp == nil {
+		return r.deleteIfExists(ctx, vsc)
+	}
 	return nil
 }
 

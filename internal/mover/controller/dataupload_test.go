@@ -35,6 +35,9 @@ func ourPVC(name string) *corev1.PersistentVolumeClaim {
 func ourPod(name string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: name}}
 }
+func srcVSC() *snapshotv1.VolumeSnapshotContent {
+	return &snapshotv1.VolumeSnapshotContent{ObjectMeta: metav1.ObjectMeta{Name: "snapcontent-1"}}
+}
 func srcVS() *snapshotv1.VolumeSnapshot {
 	return &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "snap-1"}}
 }
@@ -227,7 +230,7 @@ func TestAcceptedExposes(t *testing.T) {
 	require.True(t, vsDeletedAfterRetain, "the user's content is retained before its VolumeSnapshot is deleted")
 	require.Equal(t, snapshotv1.VolumeSnapshotContentRetain, policyAtDeletion)
 	require.False(t, e.exists(srcVS()))
-	require.False(t, e.exists(&snapshotv1.VolumeSnapshotContent{ObjectMeta: metav1.ObjectMeta{Name: "snapcontent-1"}}))
+	require.False(t, e.exists(srcVSC()))
 
 	pvc := ourPVC(duName)
 	require.True(t, e.exists(pvc))

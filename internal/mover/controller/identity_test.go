@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 func identityObjects(name string) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
@@ -154,7 +156,9 @@ func TestWorkerIdentityForbidden(t *testing.T) {
 			require.False(t, e.exists(ourPod(duName)), "no pod without its identity")
 			require.False(t, e.exists(sa), "the account created before the Forbidden Role is deleted")
 			require.False(t, e.exists(role))
-			require.False(t, e.exists(ourPVC(duName)), "the backup PVC is deleted")
+			require.False(t, e.exists(ourPVC(duName)), "no backup PVC")
+			require.True(t, e.exists(srcVSC()), "nothing exposed (the identity comes first): the user's snapshot was not taken over")
+			require.NotContains(t, du.Finalizers, naming.MoverFinalizer)
 		})
 	}
 }

@@ -184,6 +184,9 @@ func TestPhaseMachine(t *testing.T) {
 		wantDeleted bool
 		// wantFinalizer says whether our finalizer must be held afterwards.
 		wantFinalizer bool
+		// wantRecheck: the repository is checked again although things are exposed (a
+		// retry's worker waits for the store that failed the last one).
+		wantRecheck bool
 	}
 	kindLost := "<kind's lost-worker message>"
 	tests := []machineTest{
@@ -299,8 +302,10 @@ func TestPhaseMachine(t *testing.T) {
 		// nothing else (the PVC and snapshot are there; no repository check).
 		{name: "accepted after a retry: failed pod deleted, new pod created", phase: phaseAccepted, exposed: true, reconciles: 2,
 			setup: annotate(annAttempt, "2", annFailedWorker, failedWorkerUID), pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
-			// The worker identity is made before every pod (what exists is kept).
-			wantPhase: phaseAccepted, wantMessage: "waiting: ", wantNewPod: true, wantCreated: []string{"ServiceAccount", "Role", "RoleBinding", "Pod"}, wantFinalizer: true},
+			// The worker identity is made before every pod (what exists is kept); the
+			// repository is checked again (uncached), which also ensures Velero's BackupRepository.
+			wantPhase: phaseAccepted, wantMessage: "waiting: ", wantNewPod: true, wantCreated: []string{"ServiceAccount", "Role", "RoleBinding", "BackupRepository", "Pod"},
+			wantFinalizer: true, wantRecheck: true},
 		{name: "accepted after a retry, failed pod still there: waits for it", phase: phaseAccepted, exposed: true,
 			setup: annotate(annAttempt, "2", annFailedWorker, failedWorkerUID), pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
 			wantPhase: phaseAccepted, wantMessage: "waiting: worker pod velero/<name> of attempt 1 is being deleted", wantPodGone: true,
@@ -399,8 +404,11 @@ func TestPhaseMachine(t *testing.T) {
 					}
 					require.ElementsMatch(t, tc.wantCreated, created, "objects created")
 				}
-				if tc.exposed {
+				if tc.exposed && !tc.wantRecheck {
 					require.Empty(t, e.repos.verified, "nothing exposed is checked again")
+				}
+				if tc.wantRecheck {
+					require.NotEmpty(t, e.repos.verified, "the repository is checked before the retry's worker")
 				}
 				got := k.object("")
 				if tc.wantDeleted {

@@ -89,21 +89,23 @@ func TestVerifierRemembersSuccessOnly(t *testing.T) {
 	b.UID, b.ResourceVersion = "bsl-uid", "1"
 
 	repos.verifyErr = errString("boom")
-	require.Error(t, v.verify(context.Background(), repos, clock, b, appNS, true))
+	require.Error(t, v.verify(context.Background(), repos, clock, b, appNS, true, false))
 	repos.verifyErr = nil
-	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true))
-	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true))
+	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true, false))
+	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true, false))
 	require.Equal(t, 2, repos.calls, "a success is remembered, a failure is not")
 
 	b.ResourceVersion = "2" // Velero validated the BSL: same repository
-	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true))
+	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true, false))
 	require.Equal(t, 2, repos.calls, "a validation does not invalidate the check")
 	b.Spec.ObjectStorage.Prefix = "elsewhere" // the BSL was edited: another repository
-	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true))
+	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true, false))
 	require.Equal(t, 3, repos.calls)
 	now = now.Add(verifiedFor)
-	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true))
+	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true, false))
 	require.Equal(t, 4, repos.calls)
+	require.NoError(t, v.verify(context.Background(), repos, clock, b, appNS, true, true))
+	require.Equal(t, 5, repos.calls, "a retry after a failed store checks again")
 	require.Empty(t, v.locks, "no lock outlives its callers")
 }
 

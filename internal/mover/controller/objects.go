@@ -38,6 +38,11 @@ const (
 	// lagging cache must not make it pass for the new attempt's pod.
 	annFailedWorker = "snapmove.io/failed-worker-pod-uid"
 
+	// annSnapshotBeingDeleted is external-snapshotter's AnnVolumeSnapshotBeingDeleted
+	// (pkg/utils/util.go): on a VolumeSnapshotContent with a deletion timestamp, it lets
+	// the CSI sidecar delete the storage snapshot and the content.
+	annSnapshotBeingDeleted = "snapshot.storage.kubernetes.io/volumesnapshot-being-deleted"
+
 	annBindCompleted      = "pv.kubernetes.io/bind-completed"
 	annBoundByController  = "pv.kubernetes.io/bound-by-controller"
 	dynamicPVRestoreLabel = "velero.io/dynamic-pv-restore"

@@ -143,7 +143,9 @@ type handler[M movement] interface {
 	// finish runs once the result is recorded: cleanup, and for a restore handing the
 	// volume to the user's PVC. A non-empty wait means "not done yet".
 	finish(ctx context.Context, m M, log logrus.FieldLogger) (wait string, err error)
-	// cleanup deletes (requests deletion of) everything created for m. Idempotent.
+	// cleanup deletes (requests deletion of) everything created for m. Idempotent. A
+	// cleanupPending error says that part of it must wait (the rest is done): m may end,
+	// keeping our finalizer until a later pass finishes.
 	cleanup(ctx context.Context, m M, log logrus.FieldLogger) error
 	// doneMessage is status.message of a Completed movement ("" for none).
 	doneMessage(m M) string
@@ -186,9 +188,10 @@ func (r machine[M]) reconcile(ctx context.Context, m M) (ctrl.Result, error) {
 		if !controllerutil.ContainsFinalizer(obj, naming.MoverFinalizer) {
 			return ctrl.Result{}, nil
 		}
-		// Someone else ended it (or we crashed between cleanup and finalizer removal).
-		if err := r.h.cleanup(ctx, m, log); err != nil {
-			return ctrl.Result{}, err
+		// Someone else ended it, we crashed between cleanup and finalizer removal, or it
+		// ended with its cleanup pending.
+		if pending, err := r.cleanup(ctx, m, log); err != nil || pending {
+			return ctrl.Result{RequeueAfter: finishRequeue}, err
 		}
 		return ctrl.Result{}, r.removeFinalizer(ctx, m)
 	}
@@ -506,13 +509,33 @@ func (r machine[M]) finish(ctx context.Context, m M, log logrus.FieldLogger) (ct
 	return ctrl.Result{}, nil
 }
 
-// fail cleans up and ends m as Failed with msg (also recorded as a Warning Event).
+// cleanupPending is a handler cleanup's "not yet": what it names must wait before it
+// can be deleted; everything else is done.
+type cleanupPending string
+
+func (p cleanupPending) Error() string { return "waiting: " + string(p) }
+
+// cleanup runs the handler's cleanup; pending reports a cleanupPending.
+func (r machine[M]) cleanup(ctx context.Context, m M, log logrus.FieldLogger) (pending bool, err error) {
+	err = r.h.cleanup(ctx, m, log)
+	var p cleanupPending
+	if errors.As(err, &p) {
+		log.WithField("waitingFor", string(p)).Info("cleanup continues once it can")
+		return true, nil
+	}
+	return false, err
+}
+
+// fail cleans up and ends m as Failed with msg (also recorded as a Warning Event). A
+// pending cleanup does not hold the failure back: m ends keeping our finalizer, and the
+// terminal pass of reconcile finishes the cleanup.
 func (r machine[M]) fail(ctx context.Context, m M, log logrus.FieldLogger, reason, msg string) (ctrl.Result, error) {
-	if err := r.h.cleanup(ctx, m, log); err != nil {
+	pending, err := r.cleanup(ctx, m, log)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	now := metav1.NewTime(r.Clock.Now())
-	written, err := r.terminal(ctx, m, func(m movement) {
+	written, err := r.end(ctx, m, pending, func(m movement) {
 		m.setPhase(phaseFailed)
 		m.setMessage(msg)
 		m.setCompleted(now)
@@ -526,16 +549,25 @@ func (r machine[M]) fail(ctx context.Context, m M, log logrus.FieldLogger, reaso
 	r.Metrics.ended(m.op(), phaseFailed, r.took(m), 0, 0)
 	r.event(m, corev1.EventTypeWarning, reason, msg)
 	log.WithField("phase", phaseFailed).Warn(msg)
-	return ctrl.Result{}, nil
+	return pendingResult(pending), nil
 }
 
-// cancel cleans up and ends m as Canceled.
+// pendingResult brings the terminal pass back for a pending cleanup.
+func pendingResult(pending bool) ctrl.Result {
+	if pending {
+		return ctrl.Result{RequeueAfter: finishRequeue}
+	}
+	return ctrl.Result{}
+}
+
+// cancel cleans up and ends m as Canceled (a pending cleanup as in fail).
 func (r machine[M]) cancel(ctx context.Context, m M, log logrus.FieldLogger, msg string) (ctrl.Result, error) {
-	if err := r.h.cleanup(ctx, m, log); err != nil {
+	pending, err := r.cleanup(ctx, m, log)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	now := metav1.NewTime(r.Clock.Now())
-	written, err := r.terminal(ctx, m, func(m movement) {
+	written, err := r.end(ctx, m, pending, func(m movement) {
 		m.setPhase(phaseCanceled)
 		m.setMessage(msg)
 		m.setCompleted(now)
@@ -549,7 +581,7 @@ func (r machine[M]) cancel(ctx context.Context, m M, log logrus.FieldLogger, msg
 	r.Metrics.ended(m.op(), phaseCanceled, r.took(m), 0, 0)
 	r.event(m, corev1.EventTypeNormal, ReasonCanceled, msg)
 	log.WithField("phase", phaseCanceled).Info(msg)
-	return ctrl.Result{}, nil
+	return pendingResult(pending), nil
 }
 
 func (r *Reconciler) took(m movement) time.Duration {
@@ -577,9 +609,17 @@ func (r *Reconciler) write(ctx context.Context, m movement, mutate func(movement
 // terminal is write for the final phase: it also removes our finalizer. written is
 // false when the object had already ended.
 func (r *Reconciler) terminal(ctx context.Context, m movement, mutate func(movement)) (bool, error) {
+	return r.end(ctx, m, false, mutate)
+}
+
+// end is terminal that keeps our finalizer when cleanupPending: the terminal pass of
+// reconcile removes it once the cleanup is done.
+func (r *Reconciler) end(ctx context.Context, m movement, cleanupPending bool, mutate func(movement)) (bool, error) {
 	return r.update(ctx, m, func(m movement) {
 		mutate(m)
-		controllerutil.RemoveFinalizer(m.object(), naming.MoverFinalizer)
+		if !cleanupPending {
+			controllerutil.RemoveFinalizer(m.object(), naming.MoverFinalizer)
+		}
 	})
 }
 
@@ -668,8 +708,10 @@ func (r *Reconciler) storageLocation(ctx context.Context, name string) (*velerov
 	return bsl, nil
 }
 
-// verifyRepository checks the repository of m before anything is exposed, and makes it
-// one Velero maintains (ensureBackupRepository). A transient
+// verifyRepository checks the repository of m before anything is exposed, and again,
+// uncached, before the worker of a retry (attempt > 1: the last worker may have failed
+// because the store went away), and makes it one Velero maintains
+// (ensureBackupRepository). A transient
 // failure (the store does not answer, a 5xx, an API error reading a secret) becomes a wait
 // reason shown in the message, and is retried until repositoryWaitBound has passed since
 // m was accepted; then it fails m naming the cause. A permanent failure fails m at once.
@@ -678,7 +720,7 @@ func (r *Reconciler) verifyRepository(ctx context.Context, m movement, bslName, 
 	if err != nil {
 		return "", err
 	}
-	err = r.verifier.verify(ctx, r.Repos, r.Clock.Now, bsl, sourceNamespace, create)
+	err = r.verifier.verify(ctx, r.Repos, r.Clock.Now, bsl, sourceNamespace, create, attempt(m) > 1)
 	if err == nil {
 		r.ensureBackupRepository(ctx, bslName, sourceNamespace, log)
 		return "", nil

@@ -78,7 +78,9 @@ func repoKey(bsl *velerov1.BackupStorageLocation, ns string) string {
 	return bsl.Namespace + "/" + bsl.Name + "/" + hex.EncodeToString(sum[:]) + "/" + ns
 }
 
-func (v *verifier) verify(ctx context.Context, repos Repositories, now func() time.Time, bsl *velerov1.BackupStorageLocation, ns string, create bool) error {
+// verify checks the repository of ns on bsl, unless it passed in the last verifiedFor
+// and fresh is not set (a retry after a failed store: the old pass says nothing now).
+func (v *verifier) verify(ctx context.Context, repos Repositories, now func() time.Time, bsl *velerov1.BackupStorageLocation, ns string, create, fresh bool) error {
 	k := repoKey(bsl, ns)
 	v.mu.Lock()
 	lock, found := v.locks[k]
@@ -101,7 +103,7 @@ func (v *verifier) verify(ctx context.Context, repos Repositories, now func() ti
 	v.mu.Lock()
 	at, done := v.ok[k]
 	v.mu.Unlock()
-	if done && now().Sub(at) < verifiedFor {
+	if done && !fresh && now().Sub(at) < verifiedFor {
 		return nil
 	}
 	if err := repos.Verify(ctx, bsl, ns, create); err != nil {

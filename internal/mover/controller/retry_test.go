@@ -13,6 +13,27 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// workerFailedEnv is an InProgress movement of kind k whose worker failed as the store
+// went away (exit 75), with get (the movement now) and reconcile.
+func workerFailedEnv(t *testing.T, k kindUnderTest) (e *env, get func() movement, reconcile func()) {
+	name := k.objectName()
+	pod := terminated(workerPod(name, corev1.PodFailed), "Error", storeDown, 75)
+	pod.UID = failedWorkerUID
+	e = newEnv(t, nil, dedupe(append([]client.Object{k.object(phaseInProgress), bsl(), pod}, k.exposed()...))...)
+	ctx := context.Background()
+	get = func() movement {
+		obj := k.object("")
+		require.NoError(t, e.c.Get(ctx, client.ObjectKey{Namespace: veleroNS, Name: name}, obj))
+		return asMovement(obj)
+	}
+	reconcile = func() {
+		t.Helper()
+		_, err := k.reconcile(ctx, e.r)
+		require.NoError(t, err)
+	}
+	return e, get, reconcile
+}
+
 // A movement whose worker keeps failing for a reason that may pass runs moveAttempts
 // times through Accepted, Prepared and InProgress, on the PVC (and snapshot) exposed
 // once, and then fails naming the attempts; each retry is an Event.
@@ -20,20 +41,7 @@ func TestRetryWholeMove(t *testing.T) {
 	for _, k := range kindsUnderTest {
 		t.Run(k.name, func(t *testing.T) {
 			name := k.objectName()
-			pod := terminated(workerPod(name, corev1.PodFailed), "Error", storeDown, 75)
-			pod.UID = failedWorkerUID
-			e := newEnv(t, nil, dedupe(append([]client.Object{k.object(phaseInProgress), bsl(), pod}, k.exposed()...))...)
-			ctx := context.Background()
-			get := func() movement {
-				obj := k.object("")
-				require.NoError(t, e.c.Get(ctx, client.ObjectKey{Namespace: veleroNS, Name: name}, obj))
-				return asMovement(obj)
-			}
-			reconcile := func() {
-				t.Helper()
-				_, err := k.reconcile(ctx, e.r)
-				require.NoError(t, err)
-			}
+			e, get, reconcile := workerFailedEnv(t, k)
 			pvc := ourPVC(name)
 			require.True(t, e.exists(pvc))
 			pvcVersion := pvc.ResourceVersion
@@ -74,9 +82,38 @@ func TestRetryWholeMove(t *testing.T) {
 				reasons = append(reasons, strings.Fields(ev)[1])
 			}
 			require.Equal(t, []string{ReasonWorkerRetried, ReasonWorkerRetried, ReasonWorkerFailed}, reasons)
-			require.Empty(t, e.repos.verified, "the repository is not checked again")
+			require.Len(t, e.repos.verified, 2, "the repository is checked again (uncached) before each retry's worker")
 			require.False(t, e.exists(ourPod(name)))
 			require.False(t, e.exists(ourPVC(name)), "cleaned up at the end")
+		})
+	}
+}
+
+// A retry after the store failed the last worker waits for the store before it starts
+// the next one (the cached success of the first check says nothing now): the message
+// says so, no pod is made, and the next worker starts once the store answers. Without
+// this, a store down for longer than the data path's retries failed every attempt at once.
+func TestRetryWaitsForTheStore(t *testing.T) {
+	for _, k := range kindsUnderTest {
+		t.Run(k.name, func(t *testing.T) {
+			name := k.objectName()
+			e, get, reconcile := workerFailedEnv(t, k)
+			require.NoError(t, e.r.verifier.verify(context.Background(), e.repos, e.clock.Now, bsl(), appNS, false, false)) // the first check passed
+
+			reconcile()
+			require.Equal(t, phaseAccepted, get().phase(), "retried")
+			e.repos.verifyErr = errString("dial tcp 127.0.0.1:9000: connect: connection refused")
+			for range 3 {
+				e.clock.SetTime(e.clock.Now().Add(time.Minute))
+				reconcile()
+				m := get()
+				require.Equal(t, phaseAccepted, m.phase())
+				require.Contains(t, m.message(), "waiting: checking the kopia repository for namespace app on BackupStorageLocation default: dial tcp 127.0.0.1:9000: connect: connection refused")
+				require.False(t, e.exists(ourPod(name)), "no worker while the store is down")
+			}
+			e.repos.verifyErr = nil
+			reconcile()
+			require.True(t, e.exists(ourPod(name)), "the next worker once the store answers")
 		})
 	}
 }

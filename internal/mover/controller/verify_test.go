@@ -49,6 +49,7 @@ func TestVerifyModeReachesWorkerPod(t *testing.T) {
 				require.Equal(t, tc.wantFailed, got.Status.Message)
 				e.requireEvent(ReasonPrepareFailed)
 				require.False(t, e.exists(pod))
+				require.True(t, e.exists(srcVSC()), "nothing was exposed: the user's snapshot was not taken over")
 				return
 			}
 			require.True(t, e.exists(pod))
@@ -128,6 +129,7 @@ func TestCompressionReachesWorkerPod(t *testing.T) {
 			if tc.wantFailed != "" {
 				require.Equal(t, tc.wantFailed, e.du().Status.Message)
 				require.Equal(t, velerov2alpha1.DataUploadPhaseFailed, e.du().Status.Phase)
+				require.True(t, e.exists(srcVSC()), "nothing was exposed: the user's snapshot was not taken over")
 				return
 			}
 			pod := ourPod(duName)
