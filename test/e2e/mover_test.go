@@ -333,18 +333,31 @@ func (s *stack) requireBackupOfBigVolume(t *testing.T, ns, backup string) velero
 // mover retries the move and, the store still down, waits for it before starting the next
 // worker ("waiting: checking the kopia repository …"); once the store is back the new
 // worker resumes from the last checkpoint and the backup completes, with the volume's data,
-// with no action by anyone.
+// with no action by anyone. A DataUpload created while the store is down waits at the
+// repository check and completes too.
 func TestObjectStoreLongOutageMidUpload(t *testing.T) {
 	s := env
 	s.withMoverSettings(t, map[string]string{"checkpointInterval": "2s"})
 	ns, name := s.uploadUnderWay(t, "longoutage")
+	// A second volume gets its DataUpload while the store is down: the mover waits at the
+	// repository check, exposing nothing, and the upload completes once the store is back.
+	// (Made as Velero makes it: Velero itself starts no backup on a location it found
+	// unavailable, but the store can go between its validation and the DataUpload.)
+	late, _ := s.smallVolume(t, "longoutage-late")
 	minio := s.stopObjectStore(t)
 	stopped := time.Now()
+	lateDU := s.dataUploadLikeVelero(t, late, "data", "default")
 	waiting := s.waitDataUpload(t, name, "the mover to retry and wait for the store", func(du velerov2alpha1.DataUpload) bool {
 		return du.Annotations["snapmove.io/attempt"] == "2" && strings.HasPrefix(du.Status.Message, "waiting: checking the kopia repository")
 	})
 	t.Logf("after %s without the store: %s", time.Since(stopped).Round(time.Second), waiting.Status.Message)
 	require.Equal(t, velerov2alpha1.DataUploadPhaseAccepted, waiting.Status.Phase)
+	poll(t, "DataUpload "+lateDU.Name+" to wait for the store", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(lateDU), lateDU)
+		return lateDU.Status.Phase == velerov2alpha1.DataUploadPhaseAccepted &&
+			strings.HasPrefix(lateDU.Status.Message, "waiting: checking the kopia repository for namespace "+late), err
+	})
+	t.Logf("the late DataUpload: %s", lateDU.Status.Message)
 	if left := 3*time.Minute - time.Since(stopped); left > 0 {
 		time.Sleep(left)
 	}
@@ -353,5 +366,6 @@ func TestObjectStoreLongOutageMidUpload(t *testing.T) {
 
 	du := s.requireBackupOfBigVolume(t, ns, name)
 	require.Equal(t, "2", du.Annotations["snapmove.io/attempt"], "one retry, after the store came back")
+	s.waitDataUploadPhase(t, lateDU, velerov2alpha1.DataUploadPhaseCompleted)
 	s.requireNoLeftovers(t)
 }
