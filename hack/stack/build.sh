@@ -130,8 +130,10 @@ build_k8s() {
   done
   cd "$d"
   case $1 in
-    # kubectl goes into an image (smoke test of in-cluster API access), so it must be static.
-    kubectl) CGO_ENABLED=0 gobuild "$STACK_BIN/kubectl" -ldflags="$ld" k8s.io/kubernetes/cmd/kubectl ;;
+    # kubectl goes into an image (smoke test of in-cluster API access), so it must be static. The
+    # external linker links it statically: its packages then come out of the build cache of the
+    # binaries above (CGO_ENABLED=0 would compile all of Kubernetes again, 3 of a cold build's minutes).
+    kubectl) gobuild "$STACK_BIN/kubectl" -ldflags="$ld -linkmode=external -extldflags=-static" k8s.io/kubernetes/cmd/kubectl ;;
     *) gobuild "$STACK_BIN/$1" -ldflags="$ld" "k8s.io/kubernetes/cmd/$1" ;;
   esac
 }
