@@ -348,6 +348,9 @@ func TestObjectStoreLongOutageMidUpload(t *testing.T) {
 	stopped := time.Now()
 	lateDU := s.dataUploadLikeVelero(t, late, "data", "default")
 	waiting := s.waitDataUpload(t, name, "the mover to retry and wait for the store", func(du velerov2alpha1.DataUpload) bool {
+		if du.Status.Phase == velerov2alpha1.DataUploadPhaseCompleted || du.Status.Phase == velerov2alpha1.DataUploadPhaseFailed {
+			require.FailNow(t, "the upload ended before the data path gave up on the store", "%s: %s", du.Status.Phase, du.Status.Message)
+		}
 		return du.Annotations["snapmove.io/attempt"] == "2" && strings.HasPrefix(du.Status.Message, "waiting: checking the kopia repository")
 	})
 	t.Logf("after %s without the store: %s", time.Since(stopped).Round(time.Second), waiting.Status.Message)

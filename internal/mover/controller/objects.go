@@ -37,6 +37,10 @@ const (
 	// failure was retried. Until that pod is gone no new one can take its name, and a
 	// lagging cache must not make it pass for the new attempt's pod.
 	annFailedWorker = "snapmove.io/failed-worker-pod-uid"
+	// annWaitingForStore, on a DataUpload or DataDownload: when (RFC 3339) its repository
+	// check began to fail for a reason that may pass; removed, and the movement accepted
+	// again, when the check passes (storeAnswered).
+	annWaitingForStore = "snapmove.io/waiting-for-repository-since"
 
 	// annSnapshotBeingDeleted is external-snapshotter's AnnVolumeSnapshotBeingDeleted
 	// (pkg/utils/util.go): on a VolumeSnapshotContent with a deletion timestamp, it lets

@@ -722,6 +722,9 @@ func (r *Reconciler) verifyRepository(ctx context.Context, m movement, bslName, 
 	}
 	err = r.verifier.verify(ctx, r.Repos, r.Clock.Now, bsl, sourceNamespace, create, attempt(m) > 1)
 	if err == nil {
+		if err := r.storeAnswered(ctx, m, log); err != nil {
+			return "", err
+		}
 		r.ensureBackupRepository(ctx, bslName, sourceNamespace, log)
 		return "", nil
 	}
@@ -741,7 +744,33 @@ func (r *Reconciler) verifyRepository(ctx context.Context, m movement, bslName, 
 			sourceNamespace, bslName, waited.Round(time.Second), err)
 	}
 	log.WithError(err).Warn("repository check failed; retrying")
+	if _, waiting := m.object().GetAnnotations()[annWaitingForStore]; !waiting {
+		now := r.Clock.Now().UTC().Format(time.RFC3339)
+		if err := r.write(ctx, m, func(m movement) { setAnnotation(m.object(), annWaitingForStore, now) }); err != nil {
+			return "", err
+		}
+	}
 	return fmt.Sprintf("checking the kopia repository for namespace %s on BackupStorageLocation %s: %v", sourceNamespace, bslName, err), nil
+}
+
+// storeAnswered ends a wait for the repository (annWaitingForStore): m counts as
+// accepted now, so that prepareTimeout, which is for exposing, starts when exposing can
+// start, as after a retry. Without it a store back just before the wait's bound left the
+// exposure no time at all.
+func (r *Reconciler) storeAnswered(ctx context.Context, m movement, log logrus.FieldLogger) error {
+	since, waited := m.object().GetAnnotations()[annWaitingForStore]
+	if !waited {
+		return nil
+	}
+	now := metav1.NewTime(r.Clock.Now())
+	if err := r.write(ctx, m, func(m movement) {
+		delete(m.object().GetAnnotations(), annWaitingForStore)
+		m.setAccepted(r.Options.Identity, now)
+	}); err != nil {
+		return err
+	}
+	log.WithField("waitingSince", since).Info("the repository answers again; preparing")
+	return nil
 }
 
 // repositoryWaitBound is how long a repository that cannot be checked for a transient

@@ -93,6 +93,8 @@ func TestRetryWholeMove(t *testing.T) {
 // the next one (the cached success of the first check says nothing now): the message
 // says so, no pod is made, and the next worker starts once the store answers. Without
 // this, a store down for longer than the data path's retries failed every attempt at once.
+// The wait does not eat into prepareTimeout: the movement is accepted again when the store
+// answers.
 func TestRetryWaitsForTheStore(t *testing.T) {
 	for _, k := range kindsUnderTest {
 		t.Run(k.name, func(t *testing.T) {
@@ -110,10 +112,15 @@ func TestRetryWaitsForTheStore(t *testing.T) {
 				require.Equal(t, phaseAccepted, m.phase())
 				require.Contains(t, m.message(), "waiting: checking the kopia repository for namespace app on BackupStorageLocation default: dial tcp 127.0.0.1:9000: connect: connection refused")
 				require.False(t, e.exists(ourPod(name)), "no worker while the store is down")
+				require.Equal(t, t0.Add(time.Minute).Format(time.RFC3339), m.object().GetAnnotations()[annWaitingForStore], "when the wait began")
 			}
 			e.repos.verifyErr = nil
+			e.clock.SetTime(e.clock.Now().Add(time.Minute))
 			reconcile()
 			require.True(t, e.exists(ourPod(name)), "the next worker once the store answers")
+			m := get()
+			require.NotContains(t, m.object().GetAnnotations(), annWaitingForStore)
+			require.True(t, e.clock.Now().Equal(m.acceptedAt().Time), "prepareTimeout counts from the store's return, not from the retry")
 		})
 	}
 }
