@@ -329,46 +329,50 @@ func (s *stack) requireBackupOfBigVolume(t *testing.T, ns, backup string) velero
 
 // TestObjectStoreLongOutageMidUpload keeps the object store (MinIO) stopped in the middle
 // of a 1 GiB upload for longer than the data path's own retries (kopia's and the S3
-// client's, a minute or two) and at least 3 minutes: the worker gives up as transient, the
-// mover retries the move and, the store still down, waits for it before starting the next
-// worker ("waiting: checking the kopia repository …"); once the store is back the new
-// worker resumes from the last checkpoint and the backup completes, with the volume's data,
-// with no action by anyone. A DataUpload created while the store is down waits at the
-// repository check and completes too.
+// client's of one write, about 2 minutes here; kopia alone would go on to the next chunk,
+// each with its own retries, for as long as the file lasts, kopia/guard.go stops the
+// upload): the worker gives up as transient, the mover retries the
+// move and, the store still down, waits for it before starting the next worker ("waiting:
+// checking the kopia repository …"); once the store is back the new worker resumes from
+// the last checkpoint and the backup completes, with the volume's data, with no action by
+// anyone. A DataUpload created while the store is down waits at the repository check,
+// exposing nothing, and completes too. (Made as Velero makes it: Velero itself starts no
+// backup on a location it found unavailable, but the store can go between its validation
+// and the DataUpload.)
 func TestObjectStoreLongOutageMidUpload(t *testing.T) {
 	s := env
 	s.withMoverSettings(t, map[string]string{"checkpointInterval": "2s"})
 	ns, name := s.uploadUnderWay(t, "longoutage")
-	// A second volume gets its DataUpload while the store is down: the mover waits at the
-	// repository check, exposing nothing, and the upload completes once the store is back.
-	// (Made as Velero makes it: Velero itself starts no backup on a location it found
-	// unavailable, but the store can go between its validation and the DataUpload.)
 	late, _ := s.smallVolume(t, "longoutage-late")
 	minio := s.stopObjectStore(t)
 	stopped := time.Now()
-	lateDU := s.dataUploadLikeVelero(t, late, "data", "default")
-	waiting := s.waitDataUpload(t, name, "the mover to retry and wait for the store", func(du velerov2alpha1.DataUpload) bool {
+
+	var du velerov2alpha1.DataUpload
+	poll(t, "the mover to retry and wait for the store", 8*time.Minute, func(ctx context.Context) (bool, error) {
+		dus := s.dataUploads(t, name)
+		if len(dus) != 1 {
+			return false, nil
+		}
+		du = dus[0]
 		if du.Status.Phase == velerov2alpha1.DataUploadPhaseCompleted || du.Status.Phase == velerov2alpha1.DataUploadPhaseFailed {
 			require.FailNow(t, "the upload ended before the data path gave up on the store", "%s: %s", du.Status.Phase, du.Status.Message)
 		}
-		return du.Annotations["snapmove.io/attempt"] == "2" && strings.HasPrefix(du.Status.Message, "waiting: checking the kopia repository")
+		return du.Annotations["snapmove.io/attempt"] == "2" && strings.HasPrefix(du.Status.Message, "waiting: checking the kopia repository"), nil
 	})
-	t.Logf("after %s without the store: %s", time.Since(stopped).Round(time.Second), waiting.Status.Message)
-	require.Equal(t, velerov2alpha1.DataUploadPhaseAccepted, waiting.Status.Phase)
+	t.Logf("after %s without the store: %s", time.Since(stopped).Round(time.Second), du.Status.Message)
+	require.Equal(t, velerov2alpha1.DataUploadPhaseAccepted, du.Status.Phase)
+
+	lateDU := s.dataUploadLikeVelero(t, late, "data", "default")
 	poll(t, "DataUpload "+lateDU.Name+" to wait for the store", 3*time.Minute, func(ctx context.Context) (bool, error) {
 		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(lateDU), lateDU)
 		return lateDU.Status.Phase == velerov2alpha1.DataUploadPhaseAccepted &&
 			strings.HasPrefix(lateDU.Status.Message, "waiting: checking the kopia repository for namespace "+late), err
 	})
-	t.Logf("the late DataUpload: %s", lateDU.Status.Message)
-	if left := 3*time.Minute - time.Since(stopped); left > 0 {
-		time.Sleep(left)
-	}
 	run(t, minio, "start")
 	t.Logf("store back after %s", time.Since(stopped).Round(time.Second))
 
-	du := s.requireBackupOfBigVolume(t, ns, name)
-	require.Equal(t, "2", du.Annotations["snapmove.io/attempt"], "one retry, after the store came back")
+	got := s.requireBackupOfBigVolume(t, ns, name)
+	require.Equal(t, "2", got.Annotations["snapmove.io/attempt"], "one retry, after the store came back")
 	s.waitDataUploadPhase(t, lateDU, velerov2alpha1.DataUploadPhaseCompleted)
 	s.requireNoLeftovers(t)
 }

@@ -76,7 +76,9 @@ func (r *Repository) Backup(ctx context.Context, req datapath.BackupRequest) (da
 		return datapath.BackupResult{}, errors.New("backing up a volume: namespace, PVC and path are required")
 	}
 	log := r.log.WithField("pvc", req.SourceNamespace+"/"+req.SourcePVC)
-	kctx := velerokopia.SetupKopiaLog(ctx, log)
+	// A write the store fails after kopia's retries stops the upload (guard.go).
+	kctx, stopUpload := stopOnStoreFailure(velerokopia.SetupKopiaLog(ctx, log))
+	defer stopUpload(nil)
 
 	source, total, closeSource, err := backupSource(req.Path, req.Block)
 	if err != nil {
@@ -142,7 +144,7 @@ func (r *Repository) Backup(ctx context.Context, req datapath.BackupRequest) (da
 			}
 			man, err = u.Upload(ctx, source, policyTree, sourceInfo, previousManifests...)
 			if ctx.Err() != nil {
-				return errors.Wrap(ctx.Err(), "uploading")
+				return errors.Wrap(context.Cause(ctx), "uploading")
 			}
 			if err != nil {
 				return errors.Wrap(err, "uploading")

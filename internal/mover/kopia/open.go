@@ -214,6 +214,7 @@ func (r *Repository) connect(ctx context.Context, st blob.Storage, password stri
 func (r *Repository) openConnection(ctx context.Context, name string, caching content.CachingOptions, readOnly bool) (repo.DirectRepository, error) {
 	configFile := filepath.Join(r.tmpDir, name)
 	ci := r.connInfo
+	ci = guarded(ci) // a failed write stops the backup (guard.go)
 	lc := repo.LocalConfig{
 		Storage: &ci,
 		Caching: &caching,
