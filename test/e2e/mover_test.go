@@ -15,8 +15,12 @@ import (
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // The mover controller restarting while a worker moves data re-attaches to the running
@@ -374,5 +378,64 @@ func TestObjectStoreLongOutageMidUpload(t *testing.T) {
 	got := s.requireBackupOfBigVolume(t, ns, name)
 	require.Equal(t, "2", got.Annotations["snapmove.io/attempt"], "one retry, after the store came back")
 	s.waitDataUploadPhase(t, lateDU, velerov2alpha1.DataUploadPhaseCompleted)
+	s.requireNoLeftovers(t)
+}
+
+// Hand-written DataUploads and DataDownloads (a user's, or another tool's) fail fast,
+// naming what is wrong, with a Warning Event and nothing left behind: a DataUpload of a
+// VolumeSnapshot that does not exist, and a DataDownload of a snapshot ID that the
+// repository does not hold (its target PVC is left as it was).
+func TestHandWrittenMovementsFailFast(t *testing.T) {
+	s := env
+	ns, _ := s.smallVolume(t, "handmade")
+	// A backup first, so that the namespace has a repository for the DataDownload to read.
+	first := s.dataUploadLikeVelero(t, ns, "data", "default")
+	s.waitDataUploadPhase(t, first, velerov2alpha1.DataUploadPhaseCompleted)
+
+	start := time.Now()
+	du := first.DeepCopy()
+	du.ObjectMeta = metav1.ObjectMeta{Namespace: s.veleroNS, GenerateName: ns + "-"}
+	du.Status = velerov2alpha1.DataUploadStatus{}
+	du.Spec.CSISnapshot.VolumeSnapshot = "no-such-snapshot"
+	require.NoError(t, s.c.Create(ctxT(t), du))
+	t.Cleanup(func() { _ = s.c.Delete(context.Background(), du) })
+	s.waitDataUploadPhase(t, du, velerov2alpha1.DataUploadPhaseFailed)
+	t.Logf("DataUpload failed after %s: %s", time.Since(start).Round(time.Second), du.Status.Message)
+	require.Contains(t, du.Status.Message, "VolumeSnapshot "+ns+"/no-such-snapshot does not exist")
+	s.requireEvent(t, du.Name)
+
+	const unknownID = "0123456789abcdef0123456789abcdef"
+	target := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "restored"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To(s.storageClass),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("256Mi")}},
+			// As Velero makes a data mover's target: no provisioner binds it.
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"velero.io/dynamic-pv-restore": ns + ".restored.e2e"}},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), target))
+	start = time.Now()
+	dd := &velerov2alpha1.DataDownload{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, GenerateName: ns + "-"},
+		Spec: velerov2alpha1.DataDownloadSpec{
+			TargetVolume:          velerov2alpha1.TargetVolumeSpec{PVC: target.Name, Namespace: ns},
+			BackupStorageLocation: "default", DataMover: naming.DataMover, SnapshotID: unknownID,
+			SourceNamespace: ns, OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), dd))
+	t.Cleanup(func() { _ = s.c.Delete(context.Background(), dd) })
+	poll(t, "DataDownload "+dd.Name+" to fail", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(dd), dd)
+		return dd.Status.Phase == velerov2alpha1.DataDownloadPhaseFailed, err
+	})
+	t.Logf("DataDownload failed after %s: %s", time.Since(start).Round(time.Second), dd.Status.Message)
+	require.Contains(t, dd.Status.Message, unknownID)
+	require.Less(t, time.Since(start), 2*time.Minute, "within a minute or so, not prepareTimeout")
+	s.requireEvent(t, dd.Name)
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKeyFromObject(target), target))
+	require.Empty(t, target.Spec.VolumeName, "the target PVC is left as it was")
 	s.requireNoLeftovers(t)
 }
