@@ -543,8 +543,11 @@ func (r machine[M]) fail(ctx context.Context, m M, log logrus.FieldLogger, reaso
 			m.setStarted(now)
 		}
 	})
-	if err != nil || !written {
+	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if !written { // ended elsewhere meanwhile: the terminal pass still owes a pending cleanup
+		return pendingResult(pending), nil
 	}
 	r.Metrics.ended(m.op(), phaseFailed, r.took(m), 0, 0)
 	r.event(m, corev1.EventTypeWarning, reason, msg)
@@ -575,8 +578,11 @@ func (r machine[M]) cancel(ctx context.Context, m M, log logrus.FieldLogger, msg
 			m.setStarted(now)
 		}
 	})
-	if err != nil || !written {
+	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if !written { // ended elsewhere meanwhile: the terminal pass still owes a pending cleanup
+		return pendingResult(pending), nil
 	}
 	r.Metrics.ended(m.op(), phaseCanceled, r.took(m), 0, 0)
 	r.event(m, corev1.EventTypeNormal, ReasonCanceled, msg)
