@@ -80,22 +80,7 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 		}
 	}
 
-	// The worker's identity and settings come before anything is exposed: a mover that may
-	// not create the identity, or an invalid annotation, fails with nothing to clean up
-	// (our snapshot, deleted in the second after the take-over, would race its binding).
-	sa := ""
-	if pod == nil {
-		if cfg.Verify, err = backupVerify(du, cfg.Verify); err != nil {
-			return "", err
-		}
-		if cfg.Compression, err = backupCompression(du, cfg.Compression); err != nil {
-			return "", err
-		}
-		if sa, err = r.workerIdentity(ctx, expose.Backup, du.Name, duOwner(du), du.Spec.BackupStorageLocation); err != nil {
-			return "", err
-		}
-	}
-
+	sa := "" // the worker's account, once workerSetup has run in this pass
 	var srcVS *snapshotv1.VolumeSnapshot
 	if !haveVS {
 		srcVS = &snapshotv1.VolumeSnapshot{}
@@ -120,6 +105,13 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 		}
 		if srcVSC.Status == nil || srcVSC.Status.SnapshotHandle == nil || *srcVSC.Status.SnapshotHandle == "" {
 			return fmt.Sprintf("VolumeSnapshotContent %s has no snapshot handle yet", contentName), nil
+		}
+		// The worker's identity and settings come before anything is exposed: a mover
+		// that may not create the identity, or an invalid annotation, fails with nothing
+		// to clean up (our snapshot, deleted in the second after the take-over, would race
+		// its binding). Not before the snapshot is ready: a pass that waits makes no calls.
+		if sa, cfg, err = h.workerSetup(ctx, du, cfg); err != nil {
+			return "", err
 		}
 		p := expose.SnapshotParams{Name: name, Namespace: ns, Source: srcVSC, SnapshotClass: srcVS.Spec.VolumeSnapshotClassName}
 		if err := expose.Create(ctx, r.Client, expose.BackupVolumeSnapshotContent(p)); err != nil {
@@ -155,6 +147,11 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 	}
 
 	if pod == nil {
+		if sa == "" { // exposed in an earlier pass (a retry, a restarted mover)
+			if sa, cfg, err = h.workerSetup(ctx, du, cfg); err != nil {
+				return "", err
+			}
+		}
 		pod, err := h.workerPod(ctx, du, pvc, sa, cfg)
 		if err != nil {
 			return "", err
@@ -305,6 +302,21 @@ func mentionsAccessMode(msg string) bool {
 		}
 	}
 	return false
+}
+
+// workerSetup creates the worker's identity (workerIdentity, returning its account) and
+// gives cfg the DataUpload's own verify and compression; an invalid annotation is a
+// permanent error.
+func (h uploadHandler) workerSetup(ctx context.Context, du *velerov2alpha1.DataUpload, cfg config.Config) (string, config.Config, error) {
+	var err error
+	if cfg.Verify, err = backupVerify(du, cfg.Verify); err != nil {
+		return "", cfg, err
+	}
+	if cfg.Compression, err = backupCompression(du, cfg.Compression); err != nil {
+		return "", cfg, err
+	}
+	sa, err := h.r.workerIdentity(ctx, expose.Backup, du.Name, duOwner(du), du.Spec.BackupStorageLocation)
+	return sa, cfg, err
 }
 
 // workerPod builds the worker pod; sa is workerIdentity's account, cfg carries the

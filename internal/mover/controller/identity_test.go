@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -174,4 +175,36 @@ func TestRestoreWorkerIdentity(t *testing.T) {
 	require.True(t, e.exists(role))
 	require.Equal(t, []string{"datadownloads"}, role.Rules[0].Resources)
 	require.Equal(t, []string{ddName}, role.Rules[0].ResourceNames)
+}
+
+// A DataUpload waiting for its CSI snapshot to be ready makes no calls for the worker's
+// identity: it is created when the exposure starts (once), not at every pass of a wait
+// that a slow driver can make last minutes, for every volume of a backup.
+func TestNoIdentityCallsWhileTheSnapshotIsNotReady(t *testing.T) {
+	creates := 0
+	funcs := &interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			switch obj.(type) {
+			case *corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding:
+				creates++
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+	}
+	du := dataUpload(velerov2alpha1.DataUploadPhaseAccepted)
+	e := newEnv(t, funcs, du, bsl(), storageClass("csi-sc", true), sourcePVC(), sourcePV(), sourceVS(false), sourceVSC())
+	for range 3 {
+		e.reconcileDU()
+	}
+	require.Contains(t, e.du().Status.Message, "waiting: ")
+	require.Zero(t, creates, "no identity calls while the snapshot is not ready")
+
+	vs := srcVS()
+	e.update(vs, func() { vs.Status.ReadyToUse = ptr.To(true) })
+	e.reconcileDU()
+	sa, _, _ := identityObjects(duName)
+	require.True(t, e.exists(sa), e.du().Status.Message)
+	pod := ourPod(duName)
+	require.True(t, e.exists(pod))
+	require.Equal(t, duName, pod.Spec.ServiceAccountName)
 }
