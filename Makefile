@@ -61,7 +61,7 @@ stack-down:
 	$(STACK)/down.sh
 
 e2e: ## against a running stack (make stack-up)
-	source $(STACK_RUN)/env && $(GO) test -tags e2e -count=1 -timeout 45m -v ./test/e2e/ 2>&1 | tee $(STACK_RUN)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'
+	source $(STACK_RUN)/env && $(GO) test -tags e2e -count=1 -timeout 45m -parallel 16 -v ./test/e2e/ 2>&1 | tee $(STACK_RUN)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'
 
 test: lint unit
 	trap '$(STACK)/down.sh >/dev/null 2>&1 || true' EXIT; $(MAKE) stack-up && $(MAKE) e2e

@@ -29,6 +29,7 @@ import (
 // A restore into another namespace (--namespace-mappings) lands the bytes in a PVC of the
 // new namespace; the source namespace is untouched.
 func TestNamespaceMappedRestore(t *testing.T) {
+	parallel(t)
 	s := env
 	ns, dir := s.smallVolume(t, "from")
 	want, err := treecheck.Manifest(dir)
@@ -84,6 +85,7 @@ func TestAmbiguousSnapshotClass(t *testing.T) {
 // A PVC that names a VolumeSnapshotClass that does not exist fails with a message naming
 // the annotation and the class (Velero would ignore the annotation and fall through).
 func TestMissingSnapshotClass(t *testing.T) {
+	parallel(t)
 	s := env
 	ns, _ := s.smallVolume(t, "missing")
 	var pvc corev1.PersistentVolumeClaim
@@ -108,6 +110,7 @@ func TestMissingSnapshotClass(t *testing.T) {
 
 // A volumeMode: Block PVC is read as a raw device and restored onto a new device.
 func TestBlockRoundTrip(t *testing.T) {
+	parallel(t)
 	s := env
 	ns := s.namespace(t, "block")
 	img := s.pvc(t, ns, "data", "256Mi", corev1.PersistentVolumeBlock)
@@ -285,6 +288,7 @@ func TestWrongRepositoryPassword(t *testing.T) {
 // Deleting the worker pod while it moves data fails the DataUpload with a message saying
 // so; the next backup of the volume succeeds and restores correctly.
 func TestWorkerPodDeletedMidMove(t *testing.T) {
+	parallel(t)
 	s := env
 	ns := s.namespace(t, "killed")
 	dir := s.pvc(t, ns, "data", "3Gi", corev1.PersistentVolumeFilesystem)
@@ -318,6 +322,7 @@ func TestWorkerPodDeletedMidMove(t *testing.T) {
 // names the backup, the PVC and why, instead of binding an empty volume to it (Velero
 // keeps the Canceled DataUpload in the backup, as a result without a snapshot ID).
 func TestCancelMidMove(t *testing.T) {
+	parallel(t)
 	s := env
 	ns := s.namespace(t, "cancel")
 	dir := s.pvc(t, ns, "data", "3Gi", corev1.PersistentVolumeFilesystem)
@@ -368,6 +373,7 @@ func TestCancelMidMove(t *testing.T) {
 // ends Canceled, the restore ends PartiallyFailed (Velero's doing: a canceled operation
 // is a failed one), and nothing the mover exposed is left.
 func TestCancelRestoreMidMove(t *testing.T) {
+	parallel(t)
 	s := env
 	ns := s.bigVolume(t, "cancelr", "data")
 	name := ns + "-b"

@@ -32,6 +32,7 @@ import (
 // `snapmove list`, `ls`, `restore-files` from the cluster and from the bucket alone,
 // `report`, and `verify` before and after a pack of the repository is corrupted.
 func TestRepositoryCommands(t *testing.T) {
+	parallel(t)
 	s := env
 	ns := s.namespace(t, "catalog")
 	dir := s.pvc(t, ns, "data", "256Mi", corev1.PersistentVolumeFilesystem)

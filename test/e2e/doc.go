@@ -8,8 +8,18 @@
 // on what a user sees: Backup/Restore phases and logs, DataUpload/DataDownload status,
 // restored bytes, the kopia CLI's listing. Each test uses its own namespaces and cleans up.
 //
-// framework_test.go holds the stack (read once from the environment), the per-test
-// context, and every helper and wait; the other files hold only tests.
+// Tests that use only objects of their own call parallel(t) and run together once the
+// others, which reconfigure what every test shares (Velero, the mover, the object store),
+// have run one at a time; each checks for leftovers of its own objects only, and the
+// suite checks for anything left at all at its end.
+//
+// The helpers, by job: stack_test.go (the stack read from the environment, the per-test
+// context, parallel), process_test.go (running CLIs), fixtures_test.go (namespaces,
+// volumes, pods, hand-made DataUploads), velero_test.go (driving Velero: backups,
+// restores, their movements, the round trip), waits_test.go (polls), leftovers_test.go
+// (what a test left behind, the worker's rights), reconfigure_test.go (switching Velero's
+// setup, the mover's settings and replicas) and repository_test.go (the repository as the
+// kopia CLI and S3 see it). The other files hold only tests.
 //
 //	make stack-up && make e2e
 package e2e

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,6 +143,7 @@ func TestQueuedOverConcurrencyLimit(t *testing.T) {
 // action makes one: Velero itself refuses to back up to a location it finds unavailable,
 // but a location can break between its validation and the move.
 func TestObjectStoreFailures(t *testing.T) {
+	parallel(t)
 	s := env
 	for _, tc := range []struct {
 		name  string
@@ -188,6 +190,7 @@ func TestObjectStoreFailures(t *testing.T) {
 		want:             []string{"could not be checked for", "unreachable", "127.0.0.1:9"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each case has a location and a namespace of its own
 			var def velerov1.BackupStorageLocation
 			require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: "default"}, &def))
 			bsl := &velerov1.BackupStorageLocation{
@@ -246,9 +249,7 @@ func TestFrozenWorkerIsReplaced(t *testing.T) {
 	du := s.waitDataUpload(t, name, "the DataUpload to be InProgress", func(du velerov2alpha1.DataUpload) bool {
 		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
-	out, err := runErr("pkill", "-STOP", "-f", "mover worker backup .*--data-upload="+du.Name)
-	require.NoError(t, err, "freezing the worker: %s", out)
-	t.Cleanup(func() { _, _ = runErr("pkill", "-CONT", "-f", "--data-upload="+du.Name) })
+	s.holdWorker(t, "backup", du.Name)
 	frozen := time.Now()
 
 	poll(t, "DataUpload "+du.Name+" to be retried", 4*time.Minute, func(ctx context.Context) (bool, error) {
@@ -278,8 +279,9 @@ func TestFrozenWorkerIsReplaced(t *testing.T) {
 // what it stored is the volume's data.
 func TestObjectStoreOutageMidUpload(t *testing.T) {
 	s := env
-	ns, name := s.uploadUnderWay(t, "outage")
+	ns, name, release := s.uploadUnderWay(t, "outage")
 	minio := s.stopObjectStore(t)
+	release()
 	time.Sleep(30 * time.Second)
 	run(t, minio, "start")
 
@@ -289,17 +291,40 @@ func TestObjectStoreOutageMidUpload(t *testing.T) {
 }
 
 // uploadUnderWay backs up a new namespace with a 1 GiB volume (bigVolume) and returns
-// once its upload has moved bytes.
-func (s *stack) uploadUnderWay(t *testing.T, prefix string) (ns, backup string) {
+// once its upload has moved bytes, with its worker held (holdWorker): a test that breaks
+// something mid-move breaks it before the upload can end, however fast the machine, and
+// then lets the worker go on (release, also the test's cleanup).
+func (s *stack) uploadUnderWay(t *testing.T, prefix string) (ns, backup string, release func()) {
 	t.Helper()
 	ns = s.bigVolume(t, prefix, "data")
 	backup = ns + "-b"
 	s.veleroCLI(t, "backup", "create", backup, "--include-namespaces", ns, "--snapshot-move-data")
 	t.Cleanup(func() { s.deleteBackup(t, backup) })
-	s.waitDataUpload(t, backup, "the upload to be under way", func(du velerov2alpha1.DataUpload) bool {
+	du := s.waitDataUpload(t, backup, "the upload to be under way", func(du velerov2alpha1.DataUpload) bool {
 		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress && du.Status.Progress.BytesDone > 0
 	})
-	return ns, backup
+	release = s.holdWorker(t, "backup", du.Name)
+	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKeyFromObject(&du), &du))
+	require.Equal(t, velerov2alpha1.DataUploadPhaseInProgress, du.Status.Phase, "the upload ended before its worker was held: %s", du.Status.Message)
+	require.Less(t, du.Status.Progress.BytesDone, du.Status.Progress.TotalBytes, "the upload had read everything before its worker was held")
+	return ns, backup, release
+}
+
+// holdWorker freezes the worker process of movement name (kind backup or restore) with
+// SIGSTOP, as a hung volume or a lost node would; the returned release (also run at the
+// test's end) lets it go on with SIGCONT. Every process of this one-node stack runs on
+// this host, so the worker's is found by its command line.
+func (s *stack) holdWorker(t *testing.T, kind, name string) (release func()) {
+	t.Helper()
+	pattern := "mover worker " + kind + " .*--data-(upload|download)=" + name + "( |$)"
+	out, err := runErr("pkill", "-STOP", "-f", pattern)
+	require.NoError(t, err, "freezing the worker of %s: %s", name, out)
+	var once sync.Once
+	release = func() {
+		once.Do(func() { _, _ = runErr("pkill", "-CONT", "-f", pattern) })
+	}
+	t.Cleanup(release)
+	return release
 }
 
 // stopObjectStore stops MinIO, to be started again with the returned script ("start"),
@@ -346,9 +371,10 @@ func (s *stack) requireBackupOfBigVolume(t *testing.T, ns, backup string) velero
 func TestObjectStoreLongOutageMidUpload(t *testing.T) {
 	s := env
 	s.withMoverSettings(t, map[string]string{"checkpointInterval": "2s"})
-	ns, name := s.uploadUnderWay(t, "longoutage")
+	ns, name, release := s.uploadUnderWay(t, "longoutage")
 	late, _ := s.smallVolume(t, "longoutage-late")
 	minio := s.stopObjectStore(t)
+	release()
 	stopped := time.Now()
 
 	var du velerov2alpha1.DataUpload
@@ -386,6 +412,7 @@ func TestObjectStoreLongOutageMidUpload(t *testing.T) {
 // VolumeSnapshot that does not exist, and a DataDownload of a snapshot ID that the
 // repository does not hold (its target PVC is left as it was).
 func TestHandWrittenMovementsFailFast(t *testing.T) {
+	parallel(t)
 	s := env
 	ns, _ := s.smallVolume(t, "handmade")
 	// A backup first, so that the namespace has a repository for the DataDownload to read.

@@ -24,6 +24,7 @@ import (
 // `velero restore create --from-backup`, every file identical, and the kopia CLI lists the
 // snapshot under Velero's source name and restores the same bytes.
 func TestSeedRoundTrip(t *testing.T) {
+	parallel(t)
 	s := env
 	ns := s.namespace(t, "seed")
 	const pvc = "data-postgres-0"
@@ -115,6 +116,7 @@ func TestSeedRoundTrip(t *testing.T) {
 // gives the connect command with the slash; this test fails when kopia starts accepting
 // the prefix without it, so the docs can drop the warning.
 func TestKopiaPrefixSlash(t *testing.T) {
+	parallel(t)
 	s := env
 	ns := s.namespace(t, "slash")
 	dir := s.pvc(t, ns, "data", "64Mi", corev1.PersistentVolumeFilesystem)
