@@ -202,12 +202,12 @@ cli_series() { # REP DATASET
 	if [[ $ds == pg ]]; then
 		src=$WORK/pg
 		"$DG" pg "$src" $PG_SEED "$SCALE" >/dev/null
-		mut=(mutate-pg "$src" $PG_MUT_SEED 5)
+		mut=(mutate-pg "$src" "$PG_MUT_SEED" 5)
 	else
 		src=$WORK/large
 		mkdir -p "$src"
 		"$DG" large "$src/disk.img" $LARGE_SEED "$LARGE_SIZE" >/dev/null
-		mut=(mutate-large "$src/disk.img" $LARGE_MUT_SEED 5)
+		mut=(mutate-large "$src/disk.img" "$LARGE_MUT_SEED" 5)
 	fi
 	local bytes repo=$WORK/repo cache=$WORK/cache rst=$WORK/restore
 	bytes=$(file_bytes "$src")
