@@ -2,7 +2,7 @@
 #
 #   make demo     build what is missing, start the local stack, run backup → delete → restore → verify
 #   make test     lint, unit tests, then the end-to-end suite on the local stack (what CI runs)
-#   make lint     gofmt -l, go vet (also -tags e2e) and staticcheck over both modules (seconds when warm)
+#   make lint     gofmt -l, go vet (also -tags e2e) and staticcheck over all three Go modules, shellcheck over the scripts
 #   make unit     unit tests only (no stack; includes csi-sanity against the test CSI driver)
 #   make bench    data-path benchmark: snapmove's kopia path vs the kopia CLI
 #   make bench-scale  fixed cost per PVC on the running stack (BENCH_PVCS=20 PVCs of 1 MiB)
@@ -33,22 +33,25 @@ help:
 build: ## static binary, as the image has it
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(SNAPMOVE) .
 
-lint: $(STATICCHECK) ## what review would flag; test/csidriver is a module of its own
+lint: $(STATICCHECK) ## what review would flag; test/csidriver and hack/tools are modules of their own
 	@out=$$($(GOFMT) -l .); if [ -n "$$out" ]; then echo "gofmt -l: not gofmt'ed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/
 	cd test/csidriver && $(GO) vet ./...
+	cd hack/tools && $(GO) vet ./...
 	$(STATICCHECK) ./...
 	$(STATICCHECK) -tags e2e ./test/e2e/
 	cd test/csidriver && $(STATICCHECK) ./...
+	cd hack/tools && $(STATICCHECK) ./...
+	hack/shellcheck.sh # installs shellcheck (Debian package) when it is missing
 
 $(STATICCHECK):
 	GOBIN=$(@D) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-unit: ## main module + test CSI driver (csi-sanity needs root for mounts)
+unit: ## all three Go modules (csi-sanity, in test/csidriver's, needs root for mounts)
 	$(GO) test ./...
 	cd test/csidriver && $(GO) test ./...
-	cd hack/tools && $(GO) test ./hostnet/
+	cd hack/tools && $(GO) test ./...
 
 stack-build:
 	$(STACK)/build.sh

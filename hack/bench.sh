@@ -18,7 +18,8 @@
 #             close timed like one CLI command; "block" rows back the large file up as a
 #             block volume and are compared with the CLI's large rows)
 # and prints, per step, medians of wall time, snapmove/CLI ratio, CPU-s per GB of source,
-# peak RSS and repository size, with the machine's CPU and load. After that table, two of
+# peak RSS and repository size, with the machine's CPU and load (hack/tools/benchreport prints
+# the tables from the rows this script records). After that table, two of
 # snapmove alone, from the same perf test binary, run once per repetition after its series:
 #   compression  go test -bench BenchmarkCompression/<pg|large>/<compressor>, one process
 #             each: per compressor (BackupRequest.Compression), a first backup into a new
@@ -109,6 +110,7 @@ EXTRA=$OUT/extra.tsv # rows of the compression and verification tables: one metr
 K=$OUT/kopia
 DG=$OUT/datagen
 KT=$OUT/kopia.test
+BR=$OUT/benchreport
 LARGE_SIZE=$(awk -v s="$SCALE" 'BEGIN { m = int(2048 * s); if (m < 1) m = 1; printf "%.0f", m * 1048576 }')
 PG_SEED=42 LARGE_SEED=7 PG_MUT_SEED=101 LARGE_MUT_SEED=201
 
@@ -150,10 +152,11 @@ prepare() {
 		log "installing GNU time (/usr/bin/time -v measures the CLI)"
 		apt-get install -y -qq time >/dev/null || die "need /usr/bin/time (Debian package 'time')"
 	fi
-	log "building the kopia CLI, datagen and the perf benchmarks"
+	log "building the kopia CLI, datagen, the perf benchmarks and the report"
 	(cd "$ROOT" && go build -o "$K" github.com/kopia/kopia) || die "building the kopia CLI"
 	(cd "$ROOT" && go build -o "$DG" ./test/datagen/cmd/datagen) || die "building datagen"
 	(cd "$ROOT" && go test -c -tags perf -o "$KT" ./internal/mover/kopia/) || die "building the perf benchmarks"
+	(cd "$ROOT/hack/tools" && go build -o "$BR" ./benchreport) || die "building the report (hack/tools/benchreport)"
 	log "data sets (scale $SCALE) in $DATA"
 	"$DG" ensure-pg "$DATA/pg" $PG_SEED "$SCALE" >&2
 	"$DG" ensure-large "$DATA/large/disk.img" $LARGE_SEED "$LARGE_SIZE" >&2
@@ -202,12 +205,12 @@ cli_series() { # REP DATASET
 	if [[ $ds == pg ]]; then
 		src=$WORK/pg
 		"$DG" pg "$src" $PG_SEED "$SCALE" >/dev/null
-		mut=(mutate-pg "$src" $PG_MUT_SEED 5)
+		mut=(mutate-pg "$src" "$PG_MUT_SEED" 5)
 	else
 		src=$WORK/large
 		mkdir -p "$src"
 		"$DG" large "$src/disk.img" $LARGE_SEED "$LARGE_SIZE" >/dev/null
-		mut=(mutate-large "$src/disk.img" $LARGE_MUT_SEED 5)
+		mut=(mutate-large "$src/disk.img" "$LARGE_MUT_SEED" 5)
 	fi
 	local bytes repo=$WORK/repo cache=$WORK/cache rst=$WORK/restore
 	bytes=$(file_bytes "$src")
@@ -297,125 +300,17 @@ verify_series() { perf_bench "$1" verify pg - '^BenchmarkVerifyCost$/^pg$'; } # 
 many_series() { PERF_MANY_FILES=$MANY PERF_KOPIA=$K perf_bench 1 many files - '^BenchmarkManyFiles$/^files$'; }
 resume_series() { perf_bench "$1" resume files - '^BenchmarkResume$/^files$'; } # REP
 
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-# med TOOL DATASET STEP COLUMN
-med() { awk -F'\t' -v t="$1" -v d="$2" -v s="$3" -v c="$4" 'NR > 1 && $3 == t && $4 == d && $5 == s && $c != "-" { print $c }' "$RUN_RES" | median; }
-num() { awk -v x="$1" -v f="$2" 'BEGIN { if (x == "-" || x == "") print "-"; else printf f, x }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == 0) print "-"; else printf "%.2f", b / a }'; }
+# is1 VALUE: true if VALUE is 1 (as the settings are read above), else false: a flag for benchreport.
+is1() { if [[ $1 == 1 ]]; then echo true; else echo false; fi; }
 
-# xmed TABLE DATASET VARIANT METRIC: median of one metric of the extra rows.
-xmed() { awk -F'\t' -v t="$1" -v d="$2" -v v="$3" -v m="$4" 'NR > 1 && $3 == t && $4 == d && $5 == v && $6 == m { print $7 }' "$RUN_EXTRA" | median; }
-# pct A B: A as a percentage of B.
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.1f", 100 * a / b }'; }
-
-report_many() {
-	((MANY > 0)) || return 0
-	local step c s
-	echo
-	echo "Many small files: $(num "$(xmed many files - files)" %.0f) files, $(num "$(xmed many files - src-MB)" %.0f) MB (datagen many), kopia CLI and snapmove interleaved, once; page cache not warmed; restores onto a new ext4 (BENCH_FRESH_FS)"
-	printf '%-8s %8s %10s %6s %10s %10s %9s %9s\n' step CLI-s snapmove-s ratio CLI-cpu-s snap-cpu-s CLI-RSS snap-RSS
-	for step in first noop restore; do
-		c=$(xmed many files - "cli-$step-s") s=$(xmed many files - "snapmove-$step-s")
-		printf '%-8s %8s %10s %6s %10s %10s %9s %9s\n' "$step" "$(num "$c" %.2f)" "$(num "$s" %.2f)" "$(ratio "$c" "$s")" \
-			"$(num "$(xmed many files - "cli-$step-cpu-s")" %.2f)" "$(num "$(xmed many files - "snapmove-$step-cpu-s")" %.2f)" \
-			"$(num "$(xmed many files - "cli-$step-RSS-MiB")" %.0f)" "$(num "$(xmed many files - "snapmove-$step-RSS-MiB")" %.0f)"
-	done
-	echo "ratio: snapmove / CLI wall time. RSS: peak MiB of the step's process."
-}
-
-report_resume() {
-	[[ $RESUME == 1 ]] || return 0
-	local src full resumed read killed
-	src=$(xmed resume files - src-MB) full=$(xmed resume files - full-s) resumed=$(xmed resume files - resumed-s)
-	read=$(xmed resume files - resumed-read-MB) killed=$(xmed resume files - killed-at-MB)
-	echo
-	echo "Resume, snapmove: $(num "$src" %.0f) MB in 16 MiB files; an upload killed (SIGKILL) at $(pct "$killed" "$src")%, then retried by a new process with an empty cache, checkpoints every $(num "$(xmed resume files - checkpoint-s)" %g) s ($(num "$(xmed resume files - checkpoint-MB)" %.0f) MB at the whole upload's speed); medians of $REPS run(s)"
-	printf '%-22s %10s %10s %10s\n' step wall-s cpu-s read-MB
-	printf '%-22s %10s %10s %10s\n' "whole upload" "$(num "$full" %.2f)" "$(num "$(xmed resume files - full-cpu-s)" %.2f)" "$(num "$src" %.0f)"
-	printf '%-22s %10s %10s %10s\n' "resumed after the kill" "$(num "$resumed" %.2f)" "$(num "$(xmed resume files - resumed-cpu-s)" %.2f)" "$(num "$read" %.0f)"
-	echo "The resumed upload took $(pct "$resumed" "$full")% of the whole one's time and read $(pct "$read" "$src")% of the volume again (the rest came from the last checkpoint)."
-}
-
-report_compression() {
-	local ds c src cs
-	read -r -a cs <<<"$COMPRESSORS"
-	((${#cs[@]} > 0)) || return 0
-	echo
-	echo "Compression, snapmove: a first backup into a new repository (verify metadata, the worker's default) and a restore of it, each in its own process, medians of $REPS run(s)"
-	printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s\n' dataset compressor stored stored backup backup backup restore restore restore
-	printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s\n' "" "" MB "% src" "wall s" "cpu s" "RSS MiB" "wall s" "cpu s" "RSS MiB"
-	for ds in pg large; do
-		src=$(xmed compression "$ds" "${cs[0]}" src-MB)
-		for c in "${cs[@]}"; do
-			local repo
-			repo=$(xmed compression "$ds" "$c" repo-MB)
-			printf '%-7s %-24s %8s %7s %8s %8s %8s %8s %8s %8s\n' "$ds" "$c" "$(num "$repo" %.1f)" "$(pct "$repo" "$src")" \
-				"$(num "$(xmed compression "$ds" "$c" backup-s)" %.2f)" "$(num "$(xmed compression "$ds" "$c" backup-cpu-s)" %.2f)" \
-				"$(num "$(xmed compression "$ds" "$c" backup-RSS-MiB)" %.0f)" \
-				"$(num "$(xmed compression "$ds" "$c" restore-s)" %.2f)" "$(num "$(xmed compression "$ds" "$c" restore-cpu-s)" %.2f)" \
-				"$(num "$(xmed compression "$ds" "$c" restore-RSS-MiB)" %.0f)"
-		done
-	done
-	echo "Sources: pg $(num "$(xmed compression pg "${cs[0]}" src-MB)" %.1f) MB (8 KiB pages, half random bytes, half text); large $(num "$(xmed compression large "${cs[0]}" src-MB)" %.1f) MB (random 1 MiB blocks, which do not compress, with holes and written zero runs, which do; whole zero chunks are stored once in any case)."
-	echo "Stored: file bytes in the repository after the backup (data, index and metadata). Wall times include the step's process start and the repository's open (scrypt)."
-}
-
-report_verify() {
-	[[ $VERIFY_COST == 1 ]] || return 0
-	local key label base w c
-	echo
-	echo "Verification cost, snapmove, pg ($(num "$(xmed verify pg - src-MB)" %.1f) MB): one process, a backup with verify none then VerifySnapshot of its snapshot, medians of $REPS run(s)"
-	printf '%-48s %8s %8s %9s %9s\n' step wall cpu wall cpu
-	printf '%-48s %8s %8s %9s %9s\n' "" s s "% backup" "% backup"
-	while IFS='|' read -r key label base; do
-		w=$(xmed verify pg - "$key-s") c=$(xmed verify pg - "$key-cpu-s")
-		printf '%-48s %8s %8s %9s %9s\n' "$label" "$(num "$w" %.2f)" "$(num "$c" %.2f)" \
-			"$([[ -n $base ]] && pct "$w" "$(xmed verify pg - "$base-s")" || echo -)" \
-			"$([[ -n $base ]] && pct "$c" "$(xmed verify pg - "$base-cpu-s")" || echo -)"
-	done <<-'EOF'
-		backup|backup (first, verify none)|
-		metadata|verify metadata (backup's repository)|backup
-		sample10|verify sample:10 (backup's repository)|backup
-		full|verify full (backup's repository)|backup
-		metadata-new|verify metadata (new, read-only, no cache)|backup
-		sample10-new|verify sample:10 (new, read-only, no cache)|backup
-		full-new|verify full (new, read-only, no cache)|backup
-		noop|backup (no-op, verify none)|
-		noop-metadata|verify metadata (no-op backup's repository)|noop
-	EOF
-	echo "% backup: of the backup verified (the first, or the no-op for the last row). A backup at verify metadata or full costs the backup plus its 'backup's repository' row; 'new, read-only, no cache' opens the repository as a repository command (snapmove verify) does."
-}
-
+# report: the tables, from this run's rows (hack/tools/benchreport: medians, ratios, formatting).
 report() {
-	local ds cds step cw sw cc sc cr sr crepo srepo label
-	echo
-	echo "snapmove vs kopia CLI $("$K" --version 2>/dev/null | awk '{ print $1 }'), medians of $REPS run(s), scale $SCALE, $([[ $DROP == 1 ]] && echo cold || echo warm) page cache, restores to $([[ $FRESH_FS == 1 ]] && echo "a new ext4 filesystem each" || echo "a directory of $OUT")"
-	echo "repositories: the CLI with kopia's defaults (BLAKE2B-256-128, as Velero creates them), snapmove with ${HASH:-BLAKE3-256-128 (what snapmove creates)}"
-	echo "machine: $NPROC CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
-	printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' dataset step "CLI s" "snap s" ratio "CLI cpu" "snap cpu" "CLI RSS" "snap RSS" "CLI repo" "snap repo"
-	printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' "" "" wall wall snap/CLI "s/GB" "s/GB" MiB MiB MB MB
-	local sets=(pg large)
-	[[ $BLOCK == 1 ]] && sets+=(block)
-	for ds in "${sets[@]}"; do
-		cds=$ds
-		[[ $ds == block ]] && cds=large
-		local label=$ds
-		[[ $ds == block ]] && label="block (vs large)"
-		for step in first noop 5pct restore; do
-			cw=$(med cli "$cds" "$step" 6) sw=$(med snapmove "$ds" "$step" 6)
-			cc=$(med cli "$cds" "$step" 7) sc=$(med snapmove "$ds" "$step" 7)
-			cr=$(med cli "$cds" "$step" 8) sr=$(med snapmove "$ds" "$step" 8)
-			crepo=$(med cli "$cds" "$step" 9) srepo=$(med snapmove "$ds" "$step" 9)
-			[[ $step == restore ]] && crepo=- srepo=-
-			printf '%-16s %-8s %8s %8s %6s %9s %9s %8s %8s %9s %9s\n' "$label" "$step" \
-				"$(num "$cw" %.2f)" "$(num "$sw" %.2f)" "$(ratio "$cw" "$sw")" "$(num "$cc" %.2f)" "$(num "$sc" %.2f)" \
-				"$(num "$cr" %.0f)" "$(num "$sr" %.0f)" "$(num "$crepo" %.1f)" "$(num "$srepo" %.1f)"
-		done
-	done
-	echo "CLI repository create: $(med cli pg create 6) s, $(med cli pg create 8) MiB peak RSS (scrypt); not part of any step."
-	echo "snapmove's peak RSS includes the benchmark process's own RSS when the step starts: median $(awk -F'\t' 'NR > 1 && $3 == "snapmove" { print $12 }' "$RUN_RES" | median) MiB."
-	echo "Rows: $RUN_RES; logs: $LOGS."
-	echo "Targets (issue 4): first backup and no-op ratio ≤ 1.00, restore ratio ≤ 0.67 (1.5x faster than the CLI), snapmove peak RSS ≤ 256 MiB."
+	"$BR" -results "$RUN_RES" -extra "$RUN_EXTRA" -logs "$LOGS" -out "$OUT" -reps "$REPS" -scale "$SCALE" \
+		-cold="$(is1 "$DROP")" -fresh-fs="$(is1 "$FRESH_FS")" -block="$(is1 "$BLOCK")" -hash "$HASH" \
+		-kopia-version "$("$K" --version 2>/dev/null | awk '{ print $1 }')" -cpus "$NPROC" \
+		-cpu-model "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" \
+		-load-start "$LOAD_START" -load-end "$(cut -d' ' -f1-3 /proc/loadavg)" \
+		-compressors "$COMPRESSORS" -verify="$(is1 "$VERIFY_COST")" -resume="$(is1 "$RESUME")" -many "$MANY"
 }
 
 prepare
@@ -442,10 +337,4 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	if [[ $RESUME == 1 ]]; then resume_series "$rep"; fi
 done
 if ((MANY > 0)); then many_series; fi
-{
-	report
-	report_compression
-	report_verify
-	report_resume
-	report_many
-} | tee "${RUN_RES%.tsv}.txt" >&3
+report | tee "${RUN_RES%.tsv}.txt" >&3

@@ -32,6 +32,7 @@ CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/datagen ./test/datagen/
 step "Starting the stack (Velero's Deployment loads snapmove through its image's initContainer)"
 [ -f "$RUN/env" ] && pid_of kube-apiserver > /dev/null && hack/stack/down.sh > /dev/null
 SNAPMOVE_BINARY=$REPO/bin/snapmove hack/stack/up.sh | sed 's/^/    /'
+# shellcheck source=/dev/null # written by up.sh
 . "$RUN/env"
 k() { "$KUBECTL" "$@"; }
 v() { "$VELERO" -n velero "$@"; }

@@ -9,12 +9,14 @@
 # - a shorter prepareTimeout, so the e2e cases that must fail in preparation fail quickly.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh"
+# shellcheck source=/dev/null # written by up.sh
 . "$RUN/env"
 
 k() { "$KUBECTL" "$@"; }
 k apply -f "$REPO_ROOT/examples/mover.yaml" > /dev/null
 k -n velero patch configmap snapmove-mover --type merge \
   -p '{"data":{"workerHostNetwork":"true","prepareTimeout":"3m"}}' > /dev/null
+# shellcheck disable=SC2016 # $(VELERO_NAMESPACE) is the container's env reference, for Kubernetes to expand
 k -n velero patch deployment snapmove-mover --type json -p '[
   {"op":"add","path":"/spec/template/spec/hostNetwork","value":true},
   {"op":"replace","path":"/spec/strategy","value":{"type":"Recreate"}},

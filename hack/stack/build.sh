@@ -27,13 +27,7 @@ apt_install() {
   done
   [ ${#missing[@]} -eq 0 ] && { log "apt: all packages present"; return; }
   log "apt: installing ${missing[*]}"
-  # Keep package maintainer scripts from starting etcd/containerd services (they would take our ports).
-  local policy=/usr/sbin/policy-rc.d added=0
-  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy && added=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq > "$STACK_HOME/logs/apt.log" 2>&1 &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-      >> "$STACK_HOME/logs/apt.log" 2>&1 || { [ $added = 0 ] || rm -f $policy; tail -20 "$STACK_HOME/logs/apt.log" >&2; die "apt-get failed"; }
-  [ $added = 0 ] || rm -f $policy
+  apt_get_install "$STACK_HOME/logs/apt.log" "${missing[@]}"
   log "apt: done"
 }
 apt_install
@@ -173,6 +167,7 @@ build_velero() {
   local d=$SRC/velero
   modcopy "github.com/vmware-tanzu/velero@$VELERO_VERSION" "$d"
   if ! grep -q 'snapmove stack: versions missing' "$d/go.mod"; then
+    # shellcheck disable=SC2001 # sed prefixes every line of the multi-line value
     printf '\n// snapmove stack: versions missing from the module proxy mirror\nreplace (\n%s\n)\n' \
       "$(echo "$VELERO_EXTRA_REPLACES" | sed 's/^/\t/')" >> "$d/go.mod"
   fi

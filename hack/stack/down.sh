@@ -20,7 +20,7 @@ if pid_of kubelet > /dev/null && pid_of kube-apiserver > /dev/null; then
 fi
 
 rm -f "$RUN/env" # consumers (smoke.sh, tests) take its absence as "no stack"
-procs=$(echo $STACK_PROCS | tr ' ' '\n' | tac)
+procs=$(tr ' ' '\n' <<< "$STACK_PROCS" | tac)
 for n in $procs; do
   if [ "$n" = containerd ] && pid_of containerd > /dev/null; then
     # containers the kubelet did not stop (e.g. it was already dead): kill and delete their tasks
@@ -35,5 +35,9 @@ for n in $procs; do
   fi
   rm -f "$RUN/pids/$n.pid"
 done
-host_cleanup && log "host clean" || { log "host NOT fully clean"; exit 1; }
+if ! host_cleanup; then
+  log "host NOT fully clean"
+  exit 1
+fi
+log "host clean"
 log "down"

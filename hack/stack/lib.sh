@@ -1,4 +1,6 @@
 # lib.sh: shared by the hack/stack scripts (source it, do not run it).
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # its variables are for the scripts that source it, where shellcheck sees them used
 #
 # Paths (all overridable by env):
 #   SNAPMOVE_CACHE      build cache root, default $HOME/.cache/snapmove; binaries live in
@@ -108,12 +110,29 @@ stop() {
   rm -f "$RUN/pids/$name.pid"
 }
 
+# apt_get_install LOG PACKAGE...: apt-get update, then install the packages without recommends, apt's
+# output into LOG; dies with its tail on failure. Package maintainer scripts may not start services
+# meanwhile (etcd's, containerd's would take the stack's ports): a policy-rc.d says no while none is there.
+apt_get_install() {
+  local out=$1 policy=/usr/sbin/policy-rc.d added=0
+  shift
+  if [ ! -e $policy ]; then printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy && added=1; fi
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq > "$out" 2>&1 &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >> "$out" 2>&1; }; then
+    [ $added = 0 ] || rm -f $policy
+    tail -20 "$out" >&2
+    die "apt-get failed"
+  fi
+  [ $added = 0 ] || rm -f $policy
+}
+
 kctl() { "$STACK_BIN/kubectl" --kubeconfig "$RUN/kubeconfig" "$@"; }
 
 # velero_manifest FEATURES NODE_AGENT SNAPMOVE_PLUGIN: velero.yaml (the helm chart's objects for
 # examples/velero-values.yaml plus the stack's overlay) with the image version and --features filled in
 # (the line dropped when there are none, as the chart does), node-agent's DaemonSet only when NODE_AGENT
 # is true, and snapmove's initContainer left out when SNAPMOVE_PLUGIN is false (stock Velero).
+# shellcheck disable=SC2016 # \${VELERO_FEATURES} and \${VELERO_VERSION} are velero.yaml's literal placeholders
 velero_manifest() {
   local feat=$1 nodeagent=$2 plugin=$3 drop
   drop='/--features=\${VELERO_FEATURES}$/d'
@@ -188,8 +207,8 @@ mounts_under() {
 # (block device lock, device node under the kubelet root) attached. The kubelet's loops sit on top of the
 # driver's, so they go first (highest number first); a loop still in use is auto-cleared later.
 detach_loops() {
-  local loop back pass n
-  for pass in 1 2 3; do
+  local loop back n
+  for _ in 1 2 3; do
     n=0
     while read -r loop back; do
       case $back in
@@ -205,11 +224,11 @@ detach_loops() {
 # containerd shims of THIS stack's containerd, mounts under the kubelet root and $RUN, loop devices backed
 # by files there. Kills by PID only, one at a time. Safe to run repeatedly.
 host_cleanup() {
-  local d p m n loop back pass
+  local d p m n loop back
   # containers still running in the kubelet's pod cgroups (normally already stopped via the kubelet)
   for d in /sys/fs/cgroup/pids/kubepods /sys/fs/cgroup/memory/kubepods /sys/fs/cgroup/kubepods.slice /sys/fs/cgroup/kubepods; do
     [ -d "$d" ] || continue
-    for p in $(find "$d" -name cgroup.procs -exec cat {} + 2> /dev/null); do kill -9 "$p" 2> /dev/null && sleep 0.1; done
+    while read -r p; do kill -9 "$p" 2> /dev/null && sleep 0.1; done < <(find "$d" -name cgroup.procs -exec cat {} + 2> /dev/null)
   done
   # shims started by this stack's containerd carry its socket path in argv
   for d in /proc/[0-9]*; do
@@ -220,7 +239,7 @@ host_cleanup() {
   # Loop devices first: once their paths are unmounted, the kubelet's loops show "/" as backing file.
   detach_loops
   # mounts: kubelet volume mounts, the kubelet's self bind mount, container rootfs under $RUN
-  for pass in 1 2 3; do
+  for _ in 1 2 3; do
     n=0
     for m in $(mounts_under "$KUBELET_ROOT" "$RUN"); do
       umount "$m" 2> /dev/null || umount -l "$m" 2> /dev/null || true

@@ -12,6 +12,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ -f "$RUN/env" ] || die "no stack env at $RUN/env: run hack/stack/up.sh"
+# shellcheck source=/dev/null # written by up.sh
 . "$RUN/env"
 NS=smoke
 passed=0
@@ -39,7 +40,7 @@ volume_handle() {
   kctl get pv "$(kctl -n $NS get pvc "$1" -o jsonpath='{.spec.volumeName}')" -o jsonpath='{.spec.csi.volumeHandle}'
 }
 
-for ns in $NS smoke-cm smoke-cm-restored; do
+for ns in "$NS" smoke-cm smoke-cm-restored; do
   kctl delete ns $ns --ignore-not-found --wait=true --timeout=120s > /dev/null
 done
 kctl create ns $NS > /dev/null
