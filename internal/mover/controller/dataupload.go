@@ -253,13 +253,13 @@ func (h uploadHandler) takeOver(ctx context.Context, du *velerov2alpha1.DataUplo
 	boundElsewhere := haveVS && srcVS.Status != nil && srcVS.Status.BoundVolumeSnapshotContentName != nil &&
 		*srcVS.Status.BoundVolumeSnapshotContentName != contentName
 	if haveVS && !boundElsewhere && srcVS.DeletionTimestamp == nil {
-		if err := r.deleteIfExists(ctx, srcVS); err != nil {
+		if err := deleteIfExists(ctx, r.Client, srcVS); err != nil {
 			return err
 		}
 		log.WithField("volumeSnapshot", describe(srcVS.Namespace, srcVS.Name)).Info("deleted the user's VolumeSnapshot (its storage snapshot is kept by ours)")
 	}
 	if haveVSC && srcVSC.DeletionTimestamp == nil {
-		return r.deleteIfExists(ctx, srcVSC)
+		return deleteIfExists(ctx, r.Client, srcVSC)
 	}
 	return nil
 }
@@ -283,11 +283,11 @@ func (h uploadHandler) accessModeFallback(ctx context.Context, du *velerov2alpha
 	if err := r.Client.Patch(ctx, ourVS, patch); err != nil {
 		return "", errors.Wrapf(err, "annotating VolumeSnapshot %s/%s", ourVS.Namespace, ourVS.Name)
 	}
-	if err := r.deleteIfExists(ctx, pvc); err != nil {
+	if err := deleteIfExists(ctx, r.Client, pvc); err != nil {
 		return "", err
 	}
 	// A pod created for the refused PVC would wait for it forever.
-	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pvc.Namespace, Name: pvc.Name}}); err != nil {
+	if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pvc.Namespace, Name: pvc.Name}}); err != nil {
 		return "", err
 	}
 	msg := fmt.Sprintf("backup PVC %s/%s cannot be provisioned %s (%s); retrying with ReadWriteOnce", pvc.Namespace, pvc.Name, pvc.Spec.AccessModes[0], oneLine(ev.Message))
@@ -398,7 +398,7 @@ func (h uploadHandler) doneMessage(m upload) string {
 func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLogger) error {
 	r, du := h.r, m.du
 	ns, name := r.Options.Namespace, du.Name
-	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+	if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		return err
 	}
 	if err := r.deleteWorkerIdentity(ctx, name, log); err != nil {
@@ -411,7 +411,7 @@ func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLo
 		return err
 	}
 	if du.Spec.CSISnapshot != nil && du.Spec.CSISnapshot.VolumeSnapshot != "" {
-		if err := r.deleteIfExists(ctx, &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{
+		if err := deleteIfExists(ctx, r.Client, &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{
 			Namespace: du.Spec.SourceNamespace, Name: du.Spec.CSISnapshot.VolumeSnapshot,
 		}}); err != nil {
 			return err
@@ -452,7 +452,7 @@ func (h uploadHandler) deleteSnapshot(ctx context.Context, ns, name string, log 
 			}
 			log.WithField("volumeSnapshot", describe(ns, name)).Warnf("deleting VolumeSnapshot unbound after %s: is the snapshot controller running? The storage snapshot of VolumeSnapshotContent %s may be left behind", age.Round(time.Second), name)
 		}
-		if err := r.deleteIfExists(ctx, vs); err != nil {
+		if err := deleteIfExists(ctx, r.Client, vs); err != nil {
 			return err
 		}
 	}
@@ -472,7 +472,7 @@ func (h uploadHandler) deleteSnapshot(ctx context.Context, ns, name string, log 
 		log.WithField("volumeSnapshotContent", name).Info("our VolumeSnapshot is gone: marked its content for deletion by the CSI sidecar")
 	}
 	if vsc.DeletionTimestamp == nil {
-		return r.deleteIfExists(ctx, vsc)
+		return deleteIfExists(ctx, r.Client, vsc)
 	}
 	return nil
 }

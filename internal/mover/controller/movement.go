@@ -27,6 +27,17 @@ func isTerminal(phase string) bool {
 	return phase == phaseCompleted || phase == phaseFailed || phase == phaseCanceled
 }
 
+// isNew: not claimed yet (a New object may have no phase at all).
+func isNew(p string) bool { return p == "" || p == phaseNew }
+
+// phaseOrNew is p for messages: an object without a phase is New.
+func phaseOrNew(p string) string {
+	if p == "" {
+		return phaseNew
+	}
+	return p
+}
+
 // isActive: claimed and not finished; what the concurrency limit counts.
 func isActive(phase string) bool {
 	return phase == phaseAccepted || phase == phasePrepared || phase == phaseInProgress || phase == phaseCanceling
