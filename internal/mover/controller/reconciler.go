@@ -244,7 +244,7 @@ func (r machine[M]) reconcile(ctx context.Context, m M) (ctrl.Result, error) {
 			return res, err
 		}
 	}
-	if isTerminal(m.phase()) {
+	if naming.MovementEnded(m.phase()) {
 		if !controllerutil.ContainsFinalizer(obj, naming.MoverFinalizer) {
 			return ctrl.Result{}, nil
 		}

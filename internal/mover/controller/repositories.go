@@ -22,7 +22,8 @@ import (
 
 // Repositories reaches Velero's unified kopia repositories. The controller only checks
 // them (before exposing anything) and forgets snapshots; the worker moves the bytes.
-// Implementations live outside this package (package mover wires internal/mover/kopia).
+// It is implemented by internal/mover/connect's Connector, which `snapmove mover
+// controller` in internal/cmd passes in (Reconciler.Repos); tests use a fake.
 type Repositories interface {
 	// Verify resolves bsl for sourceNamespace, makes sure the repository password
 	// exists, opens the repository (creating it when create is set) and closes it again.
@@ -125,6 +126,9 @@ func (v *verifier) verify(ctx context.Context, repos Repositories, now func() ti
 	v.mu.Unlock()
 	return nil
 }
+
+// The repository gate: no movement exposes anything before its repository was checked
+// (verifyRepository); the verifier above saves repeated opens.
 
 // storageLocation gets BSL name in Velero's namespace ns; a missing one is permanent.
 func storageLocation(ctx context.Context, reader client.Reader, ns, name string) (*velerov1.BackupStorageLocation, error) {

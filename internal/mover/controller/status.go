@@ -134,7 +134,7 @@ func (r *Reconciler) update(ctx context.Context, m movement, mutate func(movemen
 			return getErr
 		}
 		m.replace(fresh)
-		if isTerminal(m.phase()) {
+		if naming.MovementEnded(m.phase()) {
 			skipped = true
 			return nil
 		}
