@@ -19,6 +19,7 @@ import (
 	crhandler "sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/expose"
@@ -119,28 +120,27 @@ func isDeleteRequest(obj client.Object) bool {
 // SetupWithManager registers the DataUpload, DataDownload and delete-request controllers
 // and the in-flight gauge.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	opts := controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}
-	if err := ctrl.NewControllerManagedBy(mgr).
-		Named("snapmove-dataupload").
-		For(&velerov2alpha1.DataUpload{}, builder.WithPredicates(predicate.NewPredicateFuncs(ours))).
-		Owns(&corev1.Pod{}).
-		Owns(&corev1.PersistentVolumeClaim{}).
-		Watches(&velerov2alpha1.DataUpload{}, crhandler.EnqueueRequestsFromMapFunc(r.waitingUploads), builder.WithPredicates(slotFreed())).
-		Watches(&velerov2alpha1.DataDownload{}, crhandler.EnqueueRequestsFromMapFunc(r.waitingUploads), builder.WithPredicates(slotFreed())).
-		WithOptions(opts).
-		Complete(&DataUploadReconciler{r}); err != nil {
-		return err
-	}
-	if err := ctrl.NewControllerManagedBy(mgr).
-		Named("snapmove-datadownload").
-		For(&velerov2alpha1.DataDownload{}, builder.WithPredicates(predicate.NewPredicateFuncs(ours))).
-		Owns(&corev1.Pod{}).
-		Owns(&corev1.PersistentVolumeClaim{}).
-		Watches(&velerov2alpha1.DataUpload{}, crhandler.EnqueueRequestsFromMapFunc(r.waitingDownloads), builder.WithPredicates(slotFreed())).
-		Watches(&velerov2alpha1.DataDownload{}, crhandler.EnqueueRequestsFromMapFunc(r.waitingDownloads), builder.WithPredicates(slotFreed())).
-		WithOptions(opts).
-		Complete(&DataDownloadReconciler{r}); err != nil {
-		return err
+	// DataUploads and DataDownloads: each also watches both kinds, for a freed slot.
+	for _, c := range []struct {
+		name    string
+		obj     client.Object
+		waiting crhandler.MapFunc
+		rec     reconcile.Reconciler
+	}{
+		{"snapmove-dataupload", &velerov2alpha1.DataUpload{}, r.waitingUploads, &DataUploadReconciler{r}},
+		{"snapmove-datadownload", &velerov2alpha1.DataDownload{}, r.waitingDownloads, &DataDownloadReconciler{r}},
+	} {
+		if err := ctrl.NewControllerManagedBy(mgr).
+			Named(c.name).
+			For(c.obj, builder.WithPredicates(predicate.NewPredicateFuncs(ours))).
+			Owns(&corev1.Pod{}).
+			Owns(&corev1.PersistentVolumeClaim{}).
+			Watches(&velerov2alpha1.DataUpload{}, crhandler.EnqueueRequestsFromMapFunc(c.waiting), builder.WithPredicates(slotFreed())).
+			Watches(&velerov2alpha1.DataDownload{}, crhandler.EnqueueRequestsFromMapFunc(c.waiting), builder.WithPredicates(slotFreed())).
+			WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
+			Complete(c.rec); err != nil {
+			return err
+		}
 	}
 	if err := ctrl.NewControllerManagedBy(mgr).
 		Named("snapmove-snapshot-delete").
