@@ -17,10 +17,10 @@ import (
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
-// Status writes. DataUpload and DataDownload have no status subresource: every write
-// updates the whole object, retries on conflict after re-reading it, and never touches
-// an object that has ended. A movement ends through finish (Completed) or endWith
-// (Failed, Canceled).
+// Status writes after the claim (onNew's one optimistic update). DataUpload and
+// DataDownload have no status subresource: each write updates the whole object, retries
+// on conflict after re-reading it, and never touches an object that has ended. A
+// movement ends through finish (Completed) or endWith (Failed, Canceled).
 
 // outcome is how a movement ends without completing: its phase (phaseFailed or
 // phaseCanceled), the Event reason, and the message for status.message and the Event.
