@@ -1,5 +1,5 @@
 // Package archtest holds no code: its tests enforce the rules that the packages' doc.go
-// files and the house style state in prose, so that review does not have to.
+// files and the house style (docs/style.md) state in prose, so that review does not have to.
 //
 //   - imports_test.go: who may import whom (plugin and mover never meet, only
 //     internal/mover/kopia imports kopia, leaves stay leaves), as a table of rules, each

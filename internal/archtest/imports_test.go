@@ -38,18 +38,18 @@ func mainRules(g *graph) []rule {
 	kopiaOrVeleroKopia := or(match(kopia), g.veleroUsingKopia)
 	return []rule{{
 		says:   "internal/plugin does not import internal/mover",
-		source: "internal/plugin/doc.go (It must not import internal/mover); style.md (never import each other)",
+		source: "internal/plugin/doc.go (It must not import internal/mover); docs/style.md (never import each other)",
 		from:   match(sm + "internal/plugin/..."), tests: true,
 		forbid: match(sm + "internal/mover/..."),
 	}, {
 		says:   "internal/mover does not import internal/plugin",
-		source: "internal/mover/doc.go (Nothing here imports internal/plugin); style.md (never import each other)",
+		source: "internal/mover/doc.go (Nothing here imports internal/plugin); docs/style.md (never import each other)",
 		from:   match(sm + "internal/mover/..."), tests: true,
 		forbid: match(sm + "internal/plugin/..."),
 	}, {
 		says: "only internal/mover/kopia imports kopia and Velero's kopia-using packages",
 		source: "internal/mover/kopia/doc.go (the only package that imports kopia (and Velero's kopia-using packages)); " +
-			"style.md (only internal/mover/kopia imports kopia)",
+			"docs/style.md (only internal/mover/kopia imports kopia)",
 		from: except(match(sm+"..."), sm+"internal/mover/kopia"), tests: true, direct: true,
 		forbid: kopiaOrVeleroKopia,
 	}, {
@@ -97,7 +97,7 @@ func mainRules(g *graph) []rule {
 		forbid: g.nonStandard,
 	}, {
 		says:   "internal/naming imports no snapmove package and does not depend on kopia",
-		source: "internal/naming/doc.go (It must stay small and free of behaviour: ... no kopia); style.md (the only package plugin and mover share)",
+		source: "internal/naming/doc.go (It must stay small and free of behaviour: ... no kopia); docs/style.md (the only package plugin and mover share)",
 		from:   match(sm + "internal/naming"),
 		forbid: or(match(sm+"..."), match(kopia)),
 	}, {
@@ -165,7 +165,7 @@ func TestImportRules(t *testing.T) {
 }
 
 // TestPluginAndMoverShareOnlyNaming: of this module's packages, only internal/naming may
-// be a dependency of both a plugin package and a mover package (style.md: "the only
+// be a dependency of both a plugin package and a mover package (docs/style.md: "the only
 // package plugin and mover share"); other modules (the standard library, Velero) do not
 // count. Tests are exempt: internal/testkit is shared on purpose.
 func TestPluginAndMoverShareOnlyNaming(t *testing.T) {
@@ -192,7 +192,7 @@ func TestPluginAndMoverShareOnlyNaming(t *testing.T) {
 			continue
 		}
 		is := func(x string) bool { return x == d }
-		t.Errorf("%s is shared by plugin and mover:\n\t%s\n\t%s\n\tstyle.md: internal/naming is the only package plugin and mover share",
+		t.Errorf("%s is shared by plugin and mover:\n\t%s\n\t%s\n\tdocs/style.md: internal/naming is the only package plugin and mover share",
 			short(d), g.chains(p, is, 1)[0], g.chains(m, is, 1)[0])
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // Kind says whether a backup's or a restore's movements are canceled.
@@ -60,7 +62,7 @@ func Request(ctx context.Context, c client.Client, ns string, kind Kind, name st
 	for _, m := range ms {
 		mv := m.movement()
 		mv.Before = mv.Phase
-		if !ended(mv.Phase) && !m.canceled() {
+		if !naming.MovementEnded(mv.Phase) && !m.canceled() {
 			if err := m.cancel(ctx, c); err != nil {
 				return nil, err
 			}
@@ -100,19 +102,11 @@ func (r *Result) refresh(ctx context.Context, c client.Client, ns string) (bool,
 		if cur, ok := now[mv.Name]; ok {
 			r.Movements[i].Phase, r.Movements[i].Message = cur.Phase, cur.Message
 		}
-		if !ended(r.Movements[i].Phase) {
+		if !naming.MovementEnded(r.Movements[i].Phase) {
 			r.AllEnded = false
 		}
 	}
 	return r.AllEnded, nil
-}
-
-func ended(phase string) bool {
-	switch phase {
-	case string(velerov2alpha1.DataUploadPhaseCompleted), string(velerov2alpha1.DataUploadPhaseFailed), string(velerov2alpha1.DataUploadPhaseCanceled):
-		return true
-	}
-	return false
 }
 
 // movementObject is a DataUpload or a DataDownload.

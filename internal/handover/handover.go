@@ -15,9 +15,6 @@ import (
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
-// VeleroDataMover is the datamover value Velero's node-agent serves as its own (besides "").
-const VeleroDataMover = "velero"
-
 // Movement is one DataDownload of the restore and what handover did with it.
 type Movement struct {
 	Name      string `json:"name"`
@@ -114,7 +111,7 @@ func handOver(ctx context.Context, c client.Client, dd *velerov2alpha1.DataDownl
 		Phase:     string(dd.Status.Phase),
 	}
 	switch {
-	case dd.Spec.DataMover == "" || dd.Spec.DataMover == VeleroDataMover:
+	case dd.Spec.DataMover == "" || dd.Spec.DataMover == naming.VeleroDataMover:
 		m.Reason = "Velero's built-in mover serves it already"
 		return m, nil
 	case dd.Spec.DataMover != naming.DataMover:
@@ -128,7 +125,7 @@ func handOver(ctx context.Context, c client.Client, dd *velerov2alpha1.DataDownl
 		return m, nil
 	}
 	patch := client.MergeFromWithOptions(dd.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	dd.Spec.DataMover = VeleroDataMover
+	dd.Spec.DataMover = naming.VeleroDataMover
 	if err := c.Patch(ctx, dd, patch); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			m.Reason = "changed meanwhile; looked at again on the next pass"
@@ -136,6 +133,6 @@ func handOver(ctx context.Context, c client.Client, dd *velerov2alpha1.DataDownl
 		}
 		return m, errors.Wrapf(err, "handing DataDownload %s/%s to Velero's data mover", dd.Namespace, dd.Name)
 	}
-	m.DataMover, m.HandedOver, m.Reason = VeleroDataMover, true, ""
+	m.DataMover, m.HandedOver, m.Reason = naming.VeleroDataMover, true, ""
 	return m, nil
 }

@@ -3,12 +3,30 @@ package naming
 import (
 	"time"
 
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	"github.com/vmware-tanzu/velero/pkg/label"
 )
 
 // DataMover is the value of DataUpload/DataDownload spec.datamover that the bundled mover
 // executes. It is also what users pass to `velero backup create --data-mover`.
 const DataMover = "snapmove"
+
+// VeleroDataMover is the spec.datamover of Velero's built-in data mover, which its
+// node-agent serves, as it serves "" (Velero's pkg/datamover IsBuiltInUploader). Velero
+// exports no constant for it.
+const VeleroDataMover = "velero"
+
+// MovementEnded reports whether a DataUpload or DataDownload in phase has ended:
+// Completed, Failed or Canceled, the phases no one moves an object out of. The phase
+// names are Velero's (velerov2alpha1.DataUploadPhase* and DataDownloadPhase* have the
+// same values); this is the one place that says which of them are final.
+func MovementEnded(phase string) bool {
+	switch velerov2alpha1.DataUploadPhase(phase) {
+	case velerov2alpha1.DataUploadPhaseCompleted, velerov2alpha1.DataUploadPhaseFailed, velerov2alpha1.DataUploadPhaseCanceled:
+		return true
+	}
+	return false
+}
 
 // Registered plugin names. None contains "velero.io/csi-": Velero skips such actions unless
 // the server runs with --features=EnableCSI (pkg/util/csi ShouldSkipAction).

@@ -26,3 +26,14 @@ func TestOperationIDs(t *testing.T) {
 		t.Fatalf("operation ID %q is not a valid label value", long)
 	}
 }
+
+func TestMovementEnded(t *testing.T) {
+	for phase, want := range map[string]bool{
+		"": false, "New": false, "Accepted": false, "Prepared": false, "InProgress": false, "Canceling": false,
+		"Completed": true, "Failed": true, "Canceled": true,
+	} {
+		if got := MovementEnded(phase); got != want {
+			t.Errorf("MovementEnded(%q) = %v, want %v", phase, got, want)
+		}
+	}
+}

@@ -100,7 +100,7 @@ func (a *admission) count(acts []activity, self types.UID, node string, now time
 		act, known := seen[uid]
 		switch {
 		case now.Sub(r.at) > reservationTTL,
-			known && isTerminal(act.phase),
+			known && naming.MovementEnded(act.phase),
 			known && r.node == "" && isActive(act.phase),
 			known && r.node != "" && (act.phase == phaseInProgress || act.phase == phaseCanceling):
 			delete(a.reserved, uid) // the cache shows it (or it is long gone)

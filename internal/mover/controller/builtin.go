@@ -12,6 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // Velero's built-in data mover: DataUploads and DataDownloads whose spec.datamover is ""
@@ -39,7 +41,9 @@ const (
 // nothing serves.
 const ReasonNoDataMover = "NoDataMover"
 
-func isBuiltInMover(dataMover string) bool { return dataMover == "" || dataMover == "velero" }
+func isBuiltInMover(dataMover string) bool {
+	return dataMover == "" || dataMover == naming.VeleroDataMover
+}
 
 // nodeAgentCache remembers whether node-agent runs, for nodeAgentCheckFor.
 type nodeAgentCache struct {

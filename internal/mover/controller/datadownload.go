@@ -208,13 +208,13 @@ func (h downloadHandler) finish(ctx context.Context, m download, log logrus.Fiel
 	}
 	if found {
 		if restorePVC.DeletionTimestamp == nil {
-			if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+			if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 				return "", err
 			}
 			if err := r.deleteWorkerIdentity(ctx, name, log); err != nil {
 				return "", err
 			}
-			if err := r.deleteIfExists(ctx, restorePVC); err != nil {
+			if err := deleteIfExists(ctx, r.Client, restorePVC); err != nil {
 				return "", err
 			}
 		}
@@ -318,7 +318,7 @@ func (h downloadHandler) userClaim(ctx context.Context, pv *corev1.PersistentVol
 func (h downloadHandler) cleanup(ctx context.Context, m download, log logrus.FieldLogger) error {
 	r, dd := h.r, m.dd
 	ns, name := r.Options.Namespace, dd.Name
-	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+	if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		return err
 	}
 	if err := r.deleteWorkerIdentity(ctx, name, log); err != nil {
@@ -359,7 +359,7 @@ func (h downloadHandler) cleanup(ctx context.Context, m download, log logrus.Fie
 		if err := r.setReclaimPolicy(ctx, pv, corev1.PersistentVolumeReclaimDelete); err != nil {
 			return err
 		}
-		if err := r.deleteIfExists(ctx, pv); err != nil {
+		if err := deleteIfExists(ctx, r.Client, pv); err != nil {
 			return err
 		}
 		log.WithField("pv", pv.Name).Info("deleted the restored PV that was not handed over")

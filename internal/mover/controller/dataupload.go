@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/pkg/errors"
@@ -225,45 +224,6 @@ func (h uploadHandler) backupPVC(ctx context.Context, du *velerov2alpha1.DataUpl
 	}), nil
 }
 
-// takeOver makes our content the only owner of the storage snapshot: the user's content
-// is set to Retain first, then the user's VolumeSnapshot and content are deleted.
-func (h uploadHandler) takeOver(ctx context.Context, du *velerov2alpha1.DataUpload, ourVS *snapshotv1.VolumeSnapshot, log logrus.FieldLogger) error {
-	r := h.r
-	contentName := ourVS.Annotations[annSourceContent]
-	srcVSC := &snapshotv1.VolumeSnapshotContent{}
-	haveVSC := false
-	if contentName != "" {
-		var err error
-		if haveVSC, err = get(ctx, r.Reader, "", contentName, srcVSC); err != nil {
-			return err
-		}
-	}
-	if haveVSC && srcVSC.Spec.DeletionPolicy != snapshotv1.VolumeSnapshotContentRetain {
-		patch := client.MergeFrom(srcVSC.DeepCopy())
-		srcVSC.Spec.DeletionPolicy = snapshotv1.VolumeSnapshotContentRetain
-		if err := r.Client.Patch(ctx, srcVSC, patch); err != nil {
-			return errors.Wrapf(err, "retaining VolumeSnapshotContent %s", contentName)
-		}
-	}
-	srcVS := &snapshotv1.VolumeSnapshot{}
-	haveVS, err := get(ctx, r.Reader, du.Spec.SourceNamespace, du.Spec.CSISnapshot.VolumeSnapshot, srcVS)
-	if err != nil {
-		return err
-	}
-	boundElsewhere := haveVS && srcVS.Status != nil && srcVS.Status.BoundVolumeSnapshotContentName != nil &&
-		*srcVS.Status.BoundVolumeSnapshotContentName != contentName
-	if haveVS && !boundElsewhere && srcVS.DeletionTimestamp == nil {
-		if err := r.deleteIfExists(ctx, srcVS); err != nil {
-			return err
-		}
-		log.WithField("volumeSnapshot", describe(srcVS.Namespace, srcVS.Name)).Info("deleted the user's VolumeSnapshot (its storage snapshot is kept by ours)")
-	}
-	if haveVSC && srcVSC.DeletionTimestamp == nil {
-		return r.deleteIfExists(ctx, srcVSC)
-	}
-	return nil
-}
-
 // accessModeFallback: when the driver refuses to provision the backup PVC with a
 // read-only access mode, retry once with ReadWriteOnce (remembered on our snapshot).
 func (h uploadHandler) accessModeFallback(ctx context.Context, du *velerov2alpha1.DataUpload, ourVS *snapshotv1.VolumeSnapshot, pvc *corev1.PersistentVolumeClaim, log logrus.FieldLogger) (string, error) {
@@ -283,11 +243,11 @@ func (h uploadHandler) accessModeFallback(ctx context.Context, du *velerov2alpha
 	if err := r.Client.Patch(ctx, ourVS, patch); err != nil {
 		return "", errors.Wrapf(err, "annotating VolumeSnapshot %s/%s", ourVS.Namespace, ourVS.Name)
 	}
-	if err := r.deleteIfExists(ctx, pvc); err != nil {
+	if err := deleteIfExists(ctx, r.Client, pvc); err != nil {
 		return "", err
 	}
 	// A pod created for the refused PVC would wait for it forever.
-	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pvc.Namespace, Name: pvc.Name}}); err != nil {
+	if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pvc.Namespace, Name: pvc.Name}}); err != nil {
 		return "", err
 	}
 	msg := fmt.Sprintf("backup PVC %s/%s cannot be provisioned %s (%s); retrying with ReadWriteOnce", pvc.Namespace, pvc.Name, pvc.Spec.AccessModes[0], oneLine(ev.Message))
@@ -398,7 +358,7 @@ func (h uploadHandler) doneMessage(m upload) string {
 func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLogger) error {
 	r, du := h.r, m.du
 	ns, name := r.Options.Namespace, du.Name
-	if err := r.deleteIfExists(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+	if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		return err
 	}
 	if err := r.deleteWorkerIdentity(ctx, name, log); err != nil {
@@ -411,69 +371,13 @@ func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLo
 		return err
 	}
 	if du.Spec.CSISnapshot != nil && du.Spec.CSISnapshot.VolumeSnapshot != "" {
-		if err := r.deleteIfExists(ctx, &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{
+		if err := deleteIfExists(ctx, r.Client, &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{
 			Namespace: du.Spec.SourceNamespace, Name: du.Spec.CSISnapshot.VolumeSnapshot,
 		}}); err != nil {
 			return err
 		}
 	}
 	log.Debug("cleaned up")
-	return nil
-}
-
-// bindGrace is how long cleanup waits for our VolumeSnapshot to be bound before it
-// deletes it anyway (the snapshot controller binds in a second when it runs).
-const bindGrace = 2 * time.Minute
-
-// deleteSnapshot deletes our VolumeSnapshot and VolumeSnapshotContent, and with them the
-// storage snapshot.
-//
-// The snapshot goes only once its status names its content. external-snapshotter deletes
-// the content of a deleted snapshot only when the two point at each other; it binds the
-// content first and the snapshot's status after, and a snapshot deleted between the two
-// (or before) leaves the content bound to nothing: syncContent never deletes the content
-// of a missing snapshot, and a deleted content then keeps its bound-protection finalizer
-// for ever. Such a content (ours, so ours to delete) gets the annotation the snapshot
-// controller would have set, and the CSI sidecar then deletes the storage snapshot and
-// the content.
-func (h uploadHandler) deleteSnapshot(ctx context.Context, ns, name string, log logrus.FieldLogger) error {
-	r := h.r
-	vs := &snapshotv1.VolumeSnapshot{}
-	haveVS, err := get(ctx, r.Reader, ns, name, vs)
-	if err != nil {
-		return err
-	}
-	if haveVS && vs.DeletionTimestamp == nil {
-		bound := vs.Status != nil && vs.Status.BoundVolumeSnapshotContentName != nil
-		if !bound {
-			age := r.Clock.Since(vs.CreationTimestamp.Time)
-			if age < bindGrace {
-				return cleanupPending(fmt.Sprintf("VolumeSnapshot %s to be bound to its content before it is deleted", describe(ns, name)))
-			}
-			log.WithField("volumeSnapshot", describe(ns, name)).Warnf("deleting VolumeSnapshot unbound after %s: is the snapshot controller running? The storage snapshot of VolumeSnapshotContent %s may be left behind", age.Round(time.Second), name)
-		}
-		if err := r.deleteIfExists(ctx, vs); err != nil {
-			return err
-		}
-	}
-
-	vsc := &snapshotv1.VolumeSnapshotContent{}
-	haveVSC, err := get(ctx, r.Reader, "", name, vsc)
-	if err != nil || !haveVSC {
-		return err
-	}
-	orphan := vsc.Spec.VolumeSnapshotRef.UID != "" && (!haveVS || vs.UID != vsc.Spec.VolumeSnapshotRef.UID)
-	if orphan && vsc.Annotations[annSnapshotBeingDeleted] == "" {
-		patch := client.MergeFrom(vsc.DeepCopy())
-		setAnnotation(vsc, annSnapshotBeingDeleted, "yes")
-		if err := r.Client.Patch(ctx, vsc, patch); err != nil {
-			return errors.Wrapf(err, "marking VolumeSnapshotContent %s for deletion by the CSI sidecar", name)
-		}
-		log.WithField("volumeSnapshotContent", name).Info("our VolumeSnapshot is gone: marked its content for deletion by the CSI sidecar")
-	}
-	if vsc.DeletionTimestamp == nil {
-		return r.deleteIfExists(ctx, vsc)
-	}
 	return nil
 }
 

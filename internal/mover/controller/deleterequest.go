@@ -6,10 +6,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sirupsen/logrus"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
@@ -25,7 +28,28 @@ import (
 // (the BSL is gone, the password does not open the repository) ends a request Failed,
 // with a Warning Event. Answered requests are deleted here after a while (the plugin,
 // when it is still waiting, deletes them first).
-type DeleteRequestReconciler struct{ *Reconciler }
+//
+// It needs none of the movements' machinery: only clients, the repository and Velero's
+// namespace (where requests and BSLs live).
+type DeleteRequestReconciler struct {
+	// Client reads requests from the manager's cache and writes them; Reader reads BSLs,
+	// and fresh requests after a write conflict, from the API server.
+	Client    client.Client
+	Reader    client.Reader
+	Recorder  record.EventRecorder
+	Clock     clock.PassiveClock
+	Log       logrus.FieldLogger
+	Repos     Repositories
+	Namespace string // Velero's
+}
+
+// deleteRequests is the DeleteRequestReconciler that shares r's clients and repository.
+func (r *Reconciler) deleteRequests() *DeleteRequestReconciler {
+	return &DeleteRequestReconciler{
+		Client: r.Client, Reader: r.Reader, Recorder: r.Recorder, Clock: r.Clock, Log: r.Log,
+		Repos: r.Repos, Namespace: r.Options.Namespace,
+	}
+}
 
 // How long an answered request stays. A completed one stays until no plugin can still
 // be waiting for it (the plugin waits naming.DeleteRequestWait from the request's
@@ -117,7 +141,7 @@ func (r *DeleteRequestReconciler) expire(ctx context.Context, cm *corev1.ConfigM
 	if left := until.Sub(r.Clock.Now()); left > 0 {
 		return ctrl.Result{RequeueAfter: left}, nil
 	}
-	return ctrl.Result{}, r.deleteIfExists(ctx, cm)
+	return ctrl.Result{}, deleteIfExists(ctx, r.Client, cm)
 }
 
 // forget deletes the snapshot. A non-nil error is transient.
@@ -126,7 +150,7 @@ func (r *DeleteRequestReconciler) forget(ctx context.Context, cm *corev1.ConfigM
 	if snapshotID == "" {
 		return naming.DeleteRequestCompleted, "no snapshot to delete", nil
 	}
-	bsl, err := r.storageLocation(ctx, cm.Data[naming.DeleteRequestBSLKey])
+	bsl, err := storageLocation(ctx, r.Reader, r.Namespace, cm.Data[naming.DeleteRequestBSLKey])
 	if p, ok := asPermanent(err); ok {
 		return naming.DeleteRequestFailed, p.Error(), nil
 	}

@@ -90,7 +90,7 @@ func TestDeleteRequests(t *testing.T) {
 			e := newEnv(t, nil, objs...)
 			e.repos.deleteErr = tc.deleteErr
 			e.clock.SetTime(t0.Add(tc.age))
-			_, err := (&DeleteRequestReconciler{e.r}).Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: veleroNS, Name: "req-1"}})
+			_, err := e.r.deleteRequests().Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: veleroNS, Name: "req-1"}})
 			if tc.wantErr {
 				require.Error(t, err)
 			} else {

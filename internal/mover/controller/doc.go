@@ -13,9 +13,11 @@
 //
 // Reconcile derives everything from the cluster (the object, its worker pod, PVC and
 // snapshots), so a restarted controller re-attaches to running workers. Each phase is one
-// small method of machine[M], generic over the kind's movement, with no type switches;
-// kind-specific steps (expose, record, finish, cleanup, messages) live in dataupload.go
-// and datadownload.go behind handler[M]. State the phases branch on lives in fields and
+// small method of machine[M] (phases.go), generic over the kind's movement, with no type
+// switches; kind-specific steps (expose, record, finish, cleanup, messages) live in
+// dataupload.go (our snapshot in uploadsnapshot.go) and datadownload.go behind handler[M].
+// reconciler.go holds the wiring and picks the phase; status.go holds every write to a
+// movement, and endWith, the one way a movement ends Failed or Canceled. State the phases branch on lives in fields and
 // annotations (annResultRecorded), never in status.message. Preparation that cannot finish is
 // reported with a diagnosis (PVC events, scheduling conditions, snapshot errors) in
 // status.message while waiting and in the failure message, and every failure is also an

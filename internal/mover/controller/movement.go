@@ -11,7 +11,9 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/expose"
 )
 
-// Phases. DataUpload and DataDownload use the same values.
+// Phases: Velero's (velerov2alpha1), as the strings the movement interface uses for both
+// kinds (DataUpload and DataDownload use the same values). Which of them end a movement
+// is naming.MovementEnded.
 const (
 	phaseNew        = string(velerov2alpha1.DataUploadPhaseNew)
 	phaseAccepted   = string(velerov2alpha1.DataUploadPhaseAccepted)
@@ -23,8 +25,15 @@ const (
 	phaseFailed     = string(velerov2alpha1.DataUploadPhaseFailed)
 )
 
-func isTerminal(phase string) bool {
-	return phase == phaseCompleted || phase == phaseFailed || phase == phaseCanceled
+// isNew: not claimed yet (a New object may have no phase at all).
+func isNew(p string) bool { return p == "" || p == phaseNew }
+
+// phaseOrNew is p for messages: an object without a phase is New.
+func phaseOrNew(p string) string {
+	if p == "" {
+		return phaseNew
+	}
+	return p
 }
 
 // isActive: claimed and not finished; what the concurrency limit counts.

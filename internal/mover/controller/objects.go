@@ -87,8 +87,8 @@ func describe(namespace, name string) string {
 }
 
 // deleteIfExists requests deletion of obj; a missing object is fine.
-func (r *Reconciler) deleteIfExists(ctx context.Context, obj client.Object) error {
-	err := r.Client.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground))
+func deleteIfExists(ctx context.Context, c client.Writer, obj client.Object) error {
+	err := c.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground))
 	if err == nil || apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -119,7 +119,7 @@ func (r *Reconciler) deletePVCAndVolume(ctx context.Context, namespace, name str
 	if pvc.DeletionTimestamp != nil {
 		return nil
 	}
-	return r.deleteIfExists(ctx, pvc)
+	return deleteIfExists(ctx, r.Client, pvc)
 }
 
 func (r *Reconciler) setReclaimPolicy(ctx context.Context, pv *corev1.PersistentVolume, policy corev1.PersistentVolumeReclaimPolicy) error {

@@ -5,18 +5,25 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 )
 
 // Repositories reaches Velero's unified kopia repositories. The controller only checks
 // them (before exposing anything) and forgets snapshots; the worker moves the bytes.
-// Implementations live outside this package (package mover wires internal/mover/kopia).
+// It is implemented by internal/mover/connect's Connector, which `snapmove mover
+// controller` in internal/cmd passes in (Reconciler.Repos); tests use a fake.
 type Repositories interface {
 	// Verify resolves bsl for sourceNamespace, makes sure the repository password
 	// exists, opens the repository (creating it when create is set) and closes it again.
@@ -118,4 +125,96 @@ func (v *verifier) verify(ctx context.Context, repos Repositories, now func() ti
 	}
 	v.mu.Unlock()
 	return nil
+}
+
+// The repository gate: no movement exposes anything before its repository was checked
+// (verifyRepository); the verifier above saves repeated opens.
+
+// storageLocation gets BSL name in Velero's namespace ns; a missing one is permanent.
+func storageLocation(ctx context.Context, reader client.Reader, ns, name string) (*velerov1.BackupStorageLocation, error) {
+	bsl := &velerov1.BackupStorageLocation{}
+	err := reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, bsl)
+	if apierrors.IsNotFound(err) {
+		return nil, permanentf(ReasonRepositoryError, "BackupStorageLocation %s/%s does not exist", ns, name)
+	}
+	if err != nil {
+		return nil, errors.Wrapf(err, "getting BackupStorageLocation %s/%s", ns, name)
+	}
+	return bsl, nil
+}
+
+// verifyRepository checks the repository of m before anything is exposed, and again,
+// uncached, before the worker of a retry (attempt > 1: the last worker may have failed
+// because the store went away), and makes it one Velero maintains
+// (ensureBackupRepository). A transient
+// failure (the store does not answer, a 5xx, an API error reading a secret) becomes a wait
+// reason shown in the message, and is retried until repositoryWaitBound has passed since
+// m was accepted; then it fails m naming the cause. A permanent failure fails m at once.
+func (r *Reconciler) verifyRepository(ctx context.Context, m movement, bslName, sourceNamespace string, create bool, cfg config.Config, log logrus.FieldLogger) (string, error) {
+	bsl, err := storageLocation(ctx, r.Reader, r.Options.Namespace, bslName)
+	if err != nil {
+		return "", err
+	}
+	err = r.verifier.verify(ctx, r.Repos, r.Clock.Now, bsl, sourceNamespace, create, attempt(m) > 1)
+	if err == nil {
+		if err := r.storeAnswered(ctx, m, log); err != nil {
+			return "", err
+		}
+		r.ensureBackupRepository(ctx, bslName, sourceNamespace, log)
+		return "", nil
+	}
+	if p, ok := asPermanent(err); ok {
+		if p.Reason == "" {
+			p.Reason = ReasonRepositoryError
+		}
+		return "", p
+	}
+	bound := repositoryWaitBound(m, cfg)
+	since := m.object().GetCreationTimestamp().Time
+	if at := m.acceptedAt(); at != nil {
+		since = at.Time
+	}
+	if waited := r.Clock.Since(since); waited >= bound {
+		return "", permanentf(ReasonRepositoryError, "the kopia repository for namespace %s on BackupStorageLocation %s could not be checked for %s (the bound is the smaller of the operation timeout and the mover's prepareTimeout): %v",
+			sourceNamespace, bslName, waited.Round(time.Second), err)
+	}
+	log.WithError(err).Warn("repository check failed; retrying")
+	if _, waiting := m.object().GetAnnotations()[annWaitingForStore]; !waiting {
+		now := r.Clock.Now().UTC().Format(time.RFC3339)
+		if err := r.write(ctx, m, func(m movement) { setAnnotation(m.object(), annWaitingForStore, now) }); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("checking the kopia repository for namespace %s on BackupStorageLocation %s: %v", sourceNamespace, bslName, err), nil
+}
+
+// storeAnswered ends a wait for the repository (annWaitingForStore): m counts as
+// accepted now, so that prepareTimeout, which is for exposing, starts when exposing can
+// start, as after a retry. Without it a store back just before the wait's bound left the
+// exposure no time at all.
+func (r *Reconciler) storeAnswered(ctx context.Context, m movement, log logrus.FieldLogger) error {
+	since, waited := m.object().GetAnnotations()[annWaitingForStore]
+	if !waited {
+		return nil
+	}
+	now := metav1.NewTime(r.Clock.Now())
+	if err := r.write(ctx, m, func(m movement) {
+		delete(m.object().GetAnnotations(), annWaitingForStore)
+		m.setAccepted(r.Options.Identity, now)
+	}); err != nil {
+		return err
+	}
+	log.WithField("waitingSince", since).Info("the repository answers again; preparing")
+	return nil
+}
+
+// repositoryWaitBound is how long a repository that cannot be checked for a transient
+// reason is waited for: the movement's own spec.operationTimeout (Velero's
+// csiSnapshotTimeout, 10 minutes by default), at most the mover's prepareTimeout.
+func repositoryWaitBound(m movement, cfg config.Config) time.Duration {
+	bound := cfg.PrepareTimeout.Duration
+	if t := m.operationTimeout(); t > 0 && (bound <= 0 || t < bound) {
+		bound = t
+	}
+	return bound
 }

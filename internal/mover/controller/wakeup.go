@@ -9,6 +9,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // A movement that waits for a concurrency slot (queued in New behind maxConcurrent, or in
@@ -32,7 +34,7 @@ func slotFreed() predicate.Funcs {
 				return true
 			}
 			before, now := phaseOf(e.ObjectOld), phaseOf(e.ObjectNew)
-			return before != now && (isTerminal(now) || before == phaseInProgress || before == phaseCanceling)
+			return before != now && (naming.MovementEnded(now) || before == phaseInProgress || before == phaseCanceling)
 		},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
@@ -60,7 +61,7 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 	if r.Options.WorkerServiceAccount != "" {
 		return r.Options.WorkerServiceAccount, nil
 	}
-	bsl, err := r.storageLocation(ctx, bslName)
+	bsl, err := storageLocation(ctx, r.Reader, r.Options.Namespace, bslName)
 	if err != nil {
 		return "", err
 	}
@@ -99,7 +100,7 @@ func (r *Reconciler) deleteWorkerIdentity(ctx context.Context, name string, log 
 	}
 	meta := metav1.ObjectMeta{Namespace: r.Options.Namespace, Name: name}
 	for _, obj := range []client.Object{&rbacv1.RoleBinding{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: meta}, &corev1.ServiceAccount{ObjectMeta: meta}} {
-		err := r.deleteIfExists(ctx, obj)
+		err := deleteIfExists(ctx, r.Client, obj)
 		if apierrors.IsForbidden(err) {
 			log.WithError(err).Warn("the mover may not delete its worker's identity; it goes with the movement")
 			continue
@@ -149,4 +150,17 @@ func backupVerify(du *velerov2alpha1.DataUpload, setting string) (string, error)
 		return "", permanentf(ReasonPrepareFailed, "annotation %s on DataUpload %s: %v", annVerify, describe(du.Namespace, du.Name), err)
 	}
 	return config.FormatVerify(mode), nil
+}
+
+// pod is m's worker pod from the cache, nil when there is none.
+func (r *Reconciler) pod(ctx context.Context, m movement) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Options.Namespace, Name: m.object().GetName()}, pod)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errors.Wrapf(err, "getting worker pod %s", key(m))
+	}
+	return pod, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // Repository moves bytes (*kopia.Repository, through package connect). Backup and
@@ -247,11 +248,12 @@ func (w *Worker) waitInProgress(ctx context.Context, obj client.Object) error {
 		} else {
 			phase, cancel := state(obj)
 			switch {
-			case cancel || phase == "Canceling" || phase == "Canceled":
+			case cancel || phase == string(velerov2alpha1.DataUploadPhaseCanceling) ||
+				phase == string(velerov2alpha1.DataUploadPhaseCanceled):
 				return errors.Wrapf(errCanceled, "%s %s was canceled before the data movement started", kind(obj), key)
-			case phase == "Completed" || phase == "Failed":
+			case naming.MovementEnded(phase):
 				return errors.Errorf("%s %s ended (%s) before the data movement started", kind(obj), key, phase)
-			case phase == "InProgress":
+			case phase == string(velerov2alpha1.DataUploadPhaseInProgress):
 				return nil
 			}
 		}
@@ -286,7 +288,7 @@ func (w *Worker) watch(ctx context.Context, obj client.Object) (context.Context,
 			if err != nil {
 				continue // transient; the controller deletes the pod if it matters
 			}
-			if phase, c := state(fresh); c || phase != "InProgress" {
+			if phase, c := state(fresh); c || phase != string(velerov2alpha1.DataUploadPhaseInProgress) {
 				w.Log.WithField("phase", phase).Info("canceled by the controller")
 				cancel(errors.Wrapf(errCanceled, "%s %s was canceled (phase %s)", kind(obj), key, phase))
 				return
@@ -422,6 +424,7 @@ func kind(obj client.Object) string {
 	return "DataDownload"
 }
 
+// state is obj's phase (Velero's names, the same for both kinds) and spec.cancel.
 func state(obj client.Object) (phase string, cancel bool) {
 	switch o := obj.(type) {
 	case *velerov2alpha1.DataUpload:

@@ -10,6 +10,8 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/plugin/velero"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // Units is the OperationUnits of every snapmove operation.
@@ -96,7 +98,7 @@ func DownloadProgress(dd *velerov2alpha1.DataDownload) velero.OperationProgress 
 func progress(s status) velero.OperationProgress {
 	var p velero.OperationProgress
 	switch s.phase {
-	case "", "New":
+	case "", string(velerov2alpha1.DataUploadPhaseNew):
 		if s.message != "" {
 			p.Description = "New: " + s.message
 		}
@@ -112,17 +114,15 @@ func progress(s status) velero.OperationProgress {
 	if s.completion != nil {
 		p.Updated = s.completion.Time
 	}
-	switch s.phase {
-	case "Completed":
-		p.Completed = true
-	case "Failed":
-		p.Completed = true
+	p.Completed = naming.MovementEnded(s.phase)
+	switch velerov2alpha1.DataUploadPhase(s.phase) { // a DataDownload's phases have the same values
+	case velerov2alpha1.DataUploadPhaseCompleted: // done, without Err
+	case velerov2alpha1.DataUploadPhaseFailed:
 		p.Err = s.message
 		if p.Err == "" {
 			p.Err = s.kind + " failed without a message"
 		}
-	case "Canceled":
-		p.Completed = true
+	case velerov2alpha1.DataUploadPhaseCanceled:
 		p.Err = s.kind + " is canceled"
 		if s.message != "" {
 			p.Err += ": " + s.message
