@@ -204,10 +204,7 @@ func (v *verifier) run(ctx context.Context, man *snapshot.Manifest, want *datapa
 	defer stop()
 	v.stop = stop
 	walkers, wctx := tree.NewWalker(walkCtx, parallel)
-	err := walkers.Go(func() error { return v.walk(wctx, walkers, tree.Root(root), -1) })
-	if waitErr := walkers.Wait(); err == nil {
-		err = waitErr
-	}
+	err := walkers.Walk(func() error { return v.walk(wctx, walkers, tree.Root(root), -1) })
 	if ctx.Err() != nil {
 		return datapath.TreeCounts{}, context.Cause(ctx)
 	}

@@ -150,19 +150,9 @@ func (rs *restorer) restoreFiles(ctx context.Context, matches []tree.Match, targ
 		}
 	}
 
-	err = rs.run(ctx, func(ctx context.Context, jobs chan<- job) error {
-		walkers, ctx := tree.NewWalker(ctx, rs.parallel)
-		w := &walker{rs: rs, jobs: jobs, walkers: walkers}
-		err := w.restoreMatches(ctx, top, matches)
-		if waitErr := walkers.Wait(); err == nil {
-			err = waitErr
-		}
-		return err
+	return rs.walkInto(ctx, top, func(ctx context.Context, w *walker) error {
+		return w.restoreMatches(ctx, top, matches)
 	})
-	if err != nil {
-		return err
-	}
-	return rs.finish(top)
 }
 
 // restoreMatches restores each match into its parent directory beneath top: a directory

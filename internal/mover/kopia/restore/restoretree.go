@@ -35,15 +35,19 @@ func (rs *restorer) restoreTree(ctx context.Context, root *snapshot.DirEntry, ta
 	}
 	defer top.release()
 
-	err = rs.run(ctx, func(ctx context.Context, jobs chan<- job) error {
+	return rs.walkInto(ctx, top, func(ctx context.Context, w *walker) error {
+		return w.walk(ctx, tree.Root(root), top.hold())
+	})
+}
+
+// walkInto restores into top: start walks (on walkers it hands to other walkers while
+// the writers write the files), then directory attributes are set and the filesystem is
+// synced (finish).
+func (rs *restorer) walkInto(ctx context.Context, top *targetDir, start func(ctx context.Context, w *walker) error) error {
+	err := rs.run(ctx, func(ctx context.Context, jobs chan<- job) error {
 		walkers, ctx := tree.NewWalker(ctx, rs.parallel)
 		w := &walker{rs: rs, jobs: jobs, walkers: walkers}
-		top.hold()
-		err := walkers.Go(func() error { return w.walk(ctx, tree.Root(root), top) })
-		if waitErr := walkers.Wait(); err == nil {
-			err = waitErr
-		}
-		return err
+		return walkers.Walk(func() error { return start(ctx, w) })
 	})
 	if err != nil {
 		return err

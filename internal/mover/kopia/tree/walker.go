@@ -62,6 +62,16 @@ func (w *Walker) Go(job func() error) error {
 	return job()
 }
 
+// Walk runs job, the walk's start, as Go does, then waits for every job (Wait): it
+// returns the first error of any.
+func (w *Walker) Walk(job func() error) error {
+	err := w.Go(job)
+	if waitErr := w.Wait(); err == nil {
+		err = waitErr
+	}
+	return err
+}
+
 // Wait blocks until every job has returned, and returns the first error of a job that
 // ran on a walker.
 func (w *Walker) Wait() error { return w.group.Wait() }
