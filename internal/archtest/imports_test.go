@@ -47,16 +47,21 @@ func mainRules(g *graph) []rule {
 		from:   match(sm + "internal/mover/..."), tests: true,
 		forbid: match(sm + "internal/plugin/..."),
 	}, {
-		says: "only internal/mover/kopia imports kopia and Velero's kopia-using packages",
-		source: "internal/mover/kopia/doc.go (the only package that imports kopia (and Velero's kopia-using packages)); " +
+		says: "only internal/mover/kopia/... imports kopia and Velero's kopia-using packages",
+		source: "internal/mover/kopia/doc.go (the only packages that import kopia (and Velero's kopia-using packages)); " +
 			"docs/style.md (only internal/mover/kopia imports kopia)",
 		from: except(match(sm+"..."), sm+"internal/mover/kopia"), tests: true, direct: true,
 		forbid: kopiaOrVeleroKopia,
 	}, {
-		says:   "only internal/mover/connect opens repositories with internal/mover/kopia",
+		says:   "only internal/mover/connect opens repositories with internal/mover/kopia/...",
 		source: "internal/mover/doc.go (connect: the one path from a BackupStorageLocation to an open repository)",
 		from:   except(match(sm+"..."), sm+"internal/mover/kopia", sm+"internal/mover/connect"), direct: true,
-		forbid: match(sm + "internal/mover/kopia"),
+		forbid: match(sm + "internal/mover/kopia/..."),
+	}, {
+		says:   "internal/mover/connect does not import internal/mover/worker",
+		source: "internal/mover/connect/doc.go (It returns datapath.Repository and does not import worker, which sits above it)",
+		from:   match(sm + "internal/mover/connect"), tests: true,
+		forbid: match(sm + "internal/mover/worker"),
 	}, {
 		says:   "plugin mode stays small: internal/plugin does not depend on kopia",
 		source: "internal/plugin/delete/doc.go (the plugin process cannot reach the repository itself (only the mover links kopia))",
@@ -85,9 +90,9 @@ func mainRules(g *graph) []rule {
 			"github.com/Azure/azure-sdk-for-go/sdk/storage/...", "github.com/aws/aws-sdk-go/...",
 			"github.com/aws/aws-sdk-go-v2/service/s3/..."),
 	}, {
-		says:   "internal/mover/kopia knows no Kubernetes objects and no flags",
-		source: "internal/mover/kopia/doc.go (It must not know about Kubernetes objects, read the environment or flags)",
-		from:   match(sm + "internal/mover/kopia"), direct: true,
+		says:   "internal/mover/kopia/... knows no Kubernetes objects and no flags",
+		source: "internal/mover/kopia/doc.go (They must not know about Kubernetes objects, read the environment or flags)",
+		from:   match(sm + "internal/mover/kopia/..."), direct: true,
 		forbid: match("k8s.io/...", "sigs.k8s.io/...", "github.com/vmware-tanzu/velero/pkg/apis/...",
 			"flag", "github.com/spf13/pflag", "github.com/spf13/cobra"),
 	}, {
@@ -227,7 +232,7 @@ func TestRulesCatch(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{
 		"internal/plugin does not import internal/mover: internal/plugin/backup → internal/mover/datapath",
-		"only internal/mover/kopia imports kopia and Velero's kopia-using packages: " +
+		"only internal/mover/kopia/... imports kopia and Velero's kopia-using packages: " +
 			"internal/csisnapshot imports github.com/vmware-tanzu/velero/pkg/kopia",
 		"plugin mode stays small: internal/plugin does not depend on kopia: " +
 			"internal/plugin/backup → internal/csisnapshot → github.com/vmware-tanzu/velero/pkg/kopia → github.com/kopia/kopia/repo",

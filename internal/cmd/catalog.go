@@ -12,6 +12,7 @@ import (
 	"github.com/pkg/errors"
 	"github.com/spf13/pflag"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	"github.com/vmware-tanzu/velero/pkg/cmd/util/downloadrequest"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -348,7 +349,7 @@ func (f *catalogFlags) pinAll(cat *catalog.Catalog, pins []string) error {
 			return errors.Errorf("snapshot %q: want NAMESPACE/PVC=ID", p)
 		}
 		pinned.Pins = append(pinned.Pins, catalog.Volume{
-			Namespace: ns, PVC: pvc, SnapshotID: id, Phase: "Completed", StorageLocation: bucket.BSL.Name, Files: -1, IncrementalBytes: -1,
+			Namespace: ns, PVC: pvc, SnapshotID: id, Phase: string(velerov2alpha1.DataUploadPhaseCompleted), StorageLocation: bucket.BSL.Name, Files: -1, IncrementalBytes: -1,
 		})
 	}
 	cat.Source = pinned

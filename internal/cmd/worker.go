@@ -7,6 +7,7 @@ import (
 	"github.com/pkg/errors"
 	"github.com/spf13/pflag"
 
+	"github.com/snapmove/snapmove/internal/mover/catalog"
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/connect"
 	"github.com/snapmove/snapmove/internal/mover/expose"
@@ -76,6 +77,8 @@ func MoverWorker(ctx context.Context, args []string) error {
 		Client: c,
 		Opener: &connect.Connector{Client: c, Namespace: *namespace, DefaultCredentials: defaultCreds, CacheDir: *cacheDir, CacheLimitMB: *cacheLimit, Log: log},
 		Log:    log,
+		// The worker's result carries the verification in the printer's words.
+		DescribeVerification: catalog.DescribeVerification,
 		Config: worker.Config{
 			Namespace: *namespace, Name: name, Path: path, Block: *block, WriteSparseDefault: *sparse,
 			TerminationLog: *termLog, ProgressInterval: *progressIvl, Verify: verifyMode,

@@ -5,8 +5,10 @@
 //	worker      what runs in a worker pod: wait, open the repository, move, report
 //	connect     the one path from a BackupStorageLocation to an open repository
 //	repository  BackupStorageLocation to repository location, and the password secret
-//	kopia       the data path; the only package that imports kopia
-//	datapath    the request, result and error types that worker and kopia share
+//	kopia       the data path, the only packages that import kopia: a facade over its
+//	            rooms store, backup, restore, inspect and the tree walker they share
+//	datapath    the request, result and error types and the Repository interface that
+//	            worker, connect and kopia share
 //	config      the mover's settings ConfigMap
 //	catalog     the user's repository commands: list, ls, restore-files, verify, report
 //

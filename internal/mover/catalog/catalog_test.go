@@ -67,7 +67,7 @@ func (r fakeRepo) VerifySnapshot(_ context.Context, id string, mode datapath.Ver
 	if !r.verifyOK[id] {
 		return datapath.VerifyResult{}, errors.Errorf("snapshot %s: data/a.txt: content missing", id)
 	}
-	return datapath.VerifyResult{Mode: mode, Summary: "verified (" + mode.String() + ")"}, nil
+	return datapath.VerifyResult{Mode: mode, Checked: datapath.TreeCounts{Files: 3, Dirs: 1, Bytes: 1500}}, nil
 }
 func (r fakeRepo) Close(context.Context) error { *r.closed++; return nil }
 
@@ -220,7 +220,7 @@ func TestVerify(t *testing.T) {
 		got[v.Volume.Key()] = v
 	}
 	assert.True(t, got["app/data"].OK)
-	assert.Equal(t, "verified (full)", got["app/data"].Summary)
+	assert.Equal(t, "verified (full): 3 files, 1 directory, 1.50 kB; content of 0 files (0 B) read back in 0s", got["app/data"].Summary)
 	assert.False(t, got["app/logs"].OK)
 	assert.Contains(t, got["app/logs"].Summary, "data/a.txt: content missing")
 	assert.False(t, got["app/cache"].OK)
@@ -354,6 +354,9 @@ func TestModeString(t *testing.T) {
 func TestHumanBytes(t *testing.T) {
 	assert.Equal(t, "-", humanBytes(-1))
 	assert.Equal(t, "999 B", humanBytes(999))
-	assert.Equal(t, "1.5 kB", humanBytes(1500))
-	assert.Equal(t, "1.2 GB", humanBytes(1_200_000_000))
+	assert.Equal(t, "1.50 kB", humanBytes(1500))
+	assert.Equal(t, "1.20 GB", humanBytes(1_200_000_000))
+	assert.Equal(t, "99.9 kB", humanBytes(99_949))
+	assert.Equal(t, "1.00 MB", humanBytes(999_999))
+	assert.Equal(t, "2.15 GB", humanBytes(2<<30))
 }

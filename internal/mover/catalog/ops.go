@@ -188,7 +188,7 @@ func (c *Catalog) Verify(ctx context.Context, backup, volume string, mode datapa
 			out = append(out, Verification{Volume: v, Summary: err.Error()})
 			continue
 		}
-		out = append(out, Verification{Volume: v, OK: true, Summary: res.Summary})
+		out = append(out, Verification{Volume: v, OK: true, Summary: DescribeVerification(res)})
 	}
 	return out, nil
 }

@@ -83,7 +83,7 @@ func fromDataUpload(du *velerov2alpha1.DataUpload, backup string) Volume {
 		v.Phase = string(velerov2alpha1.DataUploadPhaseNew)
 	}
 	if v.DataMover == "" {
-		v.DataMover = "velero"
+		v.DataMover = naming.VeleroDataMover
 	}
 	if t := du.Status.StartTimestamp; t != nil {
 		v.Started = &t.Time

@@ -16,7 +16,6 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/kopia"
 	"github.com/snapmove/snapmove/internal/mover/repository"
-	"github.com/snapmove/snapmove/internal/mover/worker"
 )
 
 // Connector connects to the repositories of Velero's namespace. The zero value is not
@@ -41,20 +40,15 @@ type Connector struct {
 // error, since no password made up now could open an existing repository. Errors that
 // retrying cannot fix are *datapath.PermanentError with an empty Reason.
 func (c *Connector) Connect(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, opts kopia.Options) (*kopia.Repository, error) {
-	loc, err := repository.ResolveLocation(ctx, c.Client, bsl, sourceNamespace, c.DefaultCredentials)
-	if err != nil {
-		return nil, locationError(err)
+	opts.Log = c.Log
+	password := func(ctx context.Context) (string, string, error) {
+		pw, err := c.password(ctx, opts.Create)
+		return pw, secretPassword(c.Namespace), err
 	}
-	password, err := c.password(ctx, opts.Create)
+	repo, err := open(ctx, c.Client, c.DefaultCredentials, bsl, sourceNamespace, password, opts)
 	if err != nil {
 		return nil, err
 	}
-	opts.Log = c.Log
-	repo, err := kopia.Open(ctx, loc, password, opts)
-	if err != nil {
-		return nil, c.classify(err)
-	}
-	c.Log.WithField("repository", loc.String()).Debug("opened the repository")
 	return repo, nil
 }
 
@@ -71,17 +65,48 @@ func (c *Connector) password(ctx context.Context, create bool) (string, error) {
 	return password, err
 }
 
+// passwordFunc returns the repository password and how errors name it ("the password in
+// secret velero/velero-repo-credentials (key repository-password)").
+type passwordFunc func(ctx context.Context) (password, from string, err error)
+
+// open is the one way to a repository, for Connector and Reader alike: resolve bsl's
+// location for sourceNamespace (credentials read through secrets), get the password,
+// open the repository with opts, and classify what went wrong (locationError, classify).
+func open(ctx context.Context, secrets client.Reader, defaultCreds *corev1.SecretKeySelector, bsl *velerov1.BackupStorageLocation,
+	sourceNamespace string, password passwordFunc, opts kopia.Options) (*kopia.Repository, error) {
+	loc, err := repository.ResolveLocation(ctx, secrets, bsl, sourceNamespace, defaultCreds)
+	if err != nil {
+		return nil, locationError(err)
+	}
+	pw, from, err := password(ctx)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := kopia.Open(ctx, loc, pw, opts)
+	if err != nil {
+		return nil, classify(err, from)
+	}
+	if opts.Log != nil {
+		opts.Log.WithField("repository", loc.String()).Debug("opened the repository")
+	}
+	return repo, nil
+}
+
+// secretPassword names the password of the secret in namespace, for errors.
+func secretPassword(namespace string) string {
+	return fmt.Sprintf("the password in secret %s/%s (key %s)", namespace, repository.PasswordSecretName, repository.PasswordSecretKey)
+}
+
 // classify marks kopia's storage and password errors permanent where retrying cannot
-// help: a wrong password, a missing bucket, denied access, a location without a
-// repository. An endpoint that does not answer (refused, reset, timed out, DNS), a 5xx or
-// throttling may pass: those stay transient, and the caller retries them within its
-// bound (the controller: the operation timeout; kopia's and the storage client's own
-// retries inside a move).
-func (c *Connector) classify(err error) error {
+// help: a wrong password (from names it), a missing bucket, denied access, a location
+// without a repository. An endpoint that does not answer (refused, reset, timed out,
+// DNS), a 5xx or throttling may pass: those stay transient, and the caller retries them
+// within its bound (the controller: the operation timeout; kopia's and the storage
+// client's own retries inside a move).
+func classify(err error, from string) error {
 	switch {
 	case errors.Is(err, kopia.ErrWrongPassword):
-		return datapath.Permanent("", errors.Wrapf(err, "the password in secret %s/%s (key %s) does not open it",
-			c.Namespace, repository.PasswordSecretName, repository.PasswordSecretKey))
+		return datapath.Permanent("", errors.Wrapf(err, "%s does not open it", from))
 	case errors.Is(err, kopia.ErrBucketNotFound), errors.Is(err, kopia.ErrAccessDenied), errors.Is(err, kopia.ErrNotInitialized):
 		return datapath.Permanent("", err)
 	}
@@ -139,7 +164,7 @@ func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStor
 // local cache; a restore opens read-only without a cache (it reads every content once,
 // so a cache would only double the disk writes). A failure that may pass (the store
 // does not answer) is a *datapath.TransientError.
-func (c *Connector) Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, forWrite bool) (worker.Repository, error) {
+func (c *Connector) Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, forWrite bool) (datapath.Repository, error) {
 	opts := kopia.Options{CacheDir: c.CacheDir, CacheLimitMB: c.CacheLimitMB, Create: forWrite, ReadOnly: !forWrite}
 	if !forWrite {
 		opts.CacheLimitMB = -1
@@ -178,29 +203,17 @@ type Reader struct {
 // Connector.Connect classifies them; a location without a repository wraps
 // kopia.ErrNotInitialized.
 func (r *Reader) Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string) (*kopia.Repository, error) {
-	loc, err := repository.ResolveLocation(ctx, r.Secrets, bsl, sourceNamespace, r.DefaultCredentials)
-	if err != nil {
-		return nil, locationError(err)
-	}
-	password, from := r.Password, "the given repository password"
-	if password == "" {
-		from = fmt.Sprintf("the password in secret %s/%s (key %s)", r.Namespace, repository.PasswordSecretName, repository.PasswordSecretKey)
-		password, err = repository.Password(ctx, r.Secrets, r.Namespace)
+	password := func(ctx context.Context) (string, string, error) {
+		if r.Password != "" {
+			return r.Password, "the given repository password", nil
+		}
+		pw, err := repository.Password(ctx, r.Secrets, r.Namespace)
 		if apierrors.IsNotFound(errors.Cause(err)) {
-			return nil, datapath.Permanent("", errors.Wrapf(err, "no repository password: secret %s/%s does not exist", r.Namespace, repository.PasswordSecretName))
+			err = datapath.Permanent("", errors.Wrapf(err, "no repository password: secret %s/%s does not exist", r.Namespace, repository.PasswordSecretName))
 		}
-		if err != nil {
-			return nil, err
-		}
+		return pw, secretPassword(r.Namespace), err
 	}
-	repo, err := kopia.Open(ctx, loc, password, kopia.Options{ReadOnly: true, CacheLimitMB: -1, Log: r.Log})
-	if errors.Is(err, kopia.ErrWrongPassword) {
-		return nil, datapath.Permanent("", errors.Wrapf(err, "%s does not open it", from))
-	}
-	if err != nil {
-		return nil, (&Connector{}).classify(err)
-	}
-	return repo, nil
+	return open(ctx, r.Secrets, r.DefaultCredentials, bsl, sourceNamespace, password, kopia.Options{ReadOnly: true, CacheLimitMB: -1, Log: r.Log})
 }
 
 // Namespaces lists the source namespaces that hold a repository on bsl: the directories
@@ -216,5 +229,5 @@ func (r *Reader) Namespaces(ctx context.Context, bsl *velerov1.BackupStorageLoca
 		loc.Prefix = ""
 	}
 	ns, err := kopia.Namespaces(ctx, loc)
-	return ns, (&Connector{}).classify(err)
+	return ns, classify(err, secretPassword(r.Namespace))
 }

@@ -20,21 +20,21 @@ import (
 )
 
 func TestClassify(t *testing.T) {
-	c := &Connector{Namespace: "velero"}
+	from := secretPassword("velero")
 	for _, sentinel := range []error{kopia.ErrWrongPassword, kopia.ErrBucketNotFound, kopia.ErrAccessDenied, kopia.ErrNotInitialized} {
-		err := c.classify(errors.Wrap(sentinel, "repository at s3://b/p"))
+		err := classify(errors.Wrap(sentinel, "repository at s3://b/p"), from)
 		var p *datapath.PermanentError
 		require.True(t, errors.As(err, &p), "%v is permanent", sentinel)
 		require.ErrorIs(t, err, sentinel)
 	}
-	err := c.classify(kopia.ErrWrongPassword)
+	err := classify(kopia.ErrWrongPassword, from)
 	require.Contains(t, err.Error(), "the password in secret velero/velero-repo-credentials (key repository-password) does not open it")
 	other := errors.New("boom")
-	require.Equal(t, other, c.classify(other))
+	require.Equal(t, other, classify(other, from))
 	// An object store that does not answer may come back: transient, retried in a bound.
 	unreachable := errors.Wrap(kopia.ErrUnreachable, "storage of repository at s3://b/p/ is unreachable")
 	var p *datapath.PermanentError
-	require.False(t, errors.As(c.classify(unreachable), &p), "unreachable is transient")
+	require.False(t, errors.As(classify(unreachable, from), &p), "unreachable is transient")
 }
 
 func TestLocationErrors(t *testing.T) {

@@ -6,6 +6,9 @@
 // snapshot deletes) and the worker (moving bytes) both connect through it, so they cannot
 // drift apart.
 //
-// It sits above repository and kopia (kopia imports repository, so this cannot live in
-// either). It holds no state between calls and knows nothing of phases or pods.
+// Connector.Connect and Reader.Open share one open function (resolve, password, open,
+// classify); the worker gets the repository as a datapath.Repository. It sits above
+// repository and kopia (kopia imports repository, so this cannot live in either) and
+// below worker: it returns datapath.Repository and does not import worker, which sits
+// above it. It holds no state between calls and knows nothing of phases or pods.
 package connect

@@ -1,6 +1,10 @@
 package datapath
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
 
 // PermanentError is a failure that retrying cannot fix: a wrong repository password, a
 // missing bucket, denied access, a snapshot that does not exist. The controller fails the
@@ -54,4 +58,30 @@ func Transient(err error) error {
 func IsTransient(err error) bool {
 	var t *TransientError
 	return errors.As(err, &t)
+}
+
+// VerificationError says that a snapshot failed verification and what was wrong.
+type VerificationError struct {
+	SnapshotID string
+	Mode       VerifyMode
+	// Problems are "path: what is wrong", path relative to the volume ("." is its root),
+	// sorted; at most a handful, then the verification stopped (Stopped).
+	Problems []string
+	Stopped  bool
+	// Deleted: the snapshot's manifest was deleted after the verification failed.
+	Deleted bool
+}
+
+func (e *VerificationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "snapshot %s failed verification (%s)", e.SnapshotID, e.Mode.String())
+	if e.Deleted {
+		b.WriteString(" and was deleted")
+	}
+	b.WriteString(": ")
+	b.WriteString(strings.Join(e.Problems, "; "))
+	if e.Stopped {
+		fmt.Fprintf(&b, " (stopped after %d problems)", len(e.Problems))
+	}
+	return b.String()
 }

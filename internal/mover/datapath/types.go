@@ -1,12 +1,29 @@
 package datapath
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
 
+// Repository moves a volume's bytes: an open repository (*kopia.Repository, opened by
+// package connect for package worker). Backup and Restore block until done or ctx is
+// canceled; Close may be called once they returned, and is idempotent. IsTransient
+// reports whether an error of Backup or Restore may pass on its own (the store
+// unreachable, a 5xx or throttling after the data path's own retries); it does not block.
+type Repository interface {
+	Backup(ctx context.Context, req BackupRequest) (BackupResult, error)
+	Restore(ctx context.Context, req RestoreRequest) (RestoreResult, error)
+	IsTransient(err error) bool
+	Close(ctx context.Context) error
+}
+
 // Progress is a snapshot of a running backup or restore, in bytes of file data.
 type Progress struct{ TotalBytes, BytesDone int64 }
+
+// DefaultProgressInterval is how often the data path calls OnProgress when the request
+// does not say (Velero's uploader reports every 10 s).
+const DefaultProgressInterval = 10 * time.Second
 
 // BackupRequest says what to back up.
 type BackupRequest struct {
@@ -109,7 +126,9 @@ type TreeCounts struct {
 	Files, Dirs, Symlinks, Bytes int64
 }
 
-// VerifyResult is what a verification checked.
+// VerifyResult is what a verification checked: data, which the printers put into words
+// (catalog.DescribeVerification: "verified (metadata): 2500 files, 34 directories,
+// 1.15 GB in 1.2s").
 type VerifyResult struct {
 	Mode VerifyMode
 	// Checked are the entries read back (for VerifyNone, none).
@@ -117,9 +136,6 @@ type VerifyResult struct {
 	// FilesRead and BytesRead are the files whose content was read back in full.
 	FilesRead, BytesRead int64
 	Duration             time.Duration
-	// Summary says the above in one line for people, e.g. "verified (metadata): 2500
-	// files, 34 directories, 1.15 GB in 1.2s".
-	Summary string
 }
 
 // RestoreRequest says what to restore where.

@@ -15,45 +15,47 @@ import (
 	"time"
 
 	"github.com/kopia/kopia/repo"
-	"github.com/kopia/kopia/repo/blob"
 	"github.com/kopia/kopia/repo/manifest"
 	"github.com/kopia/kopia/snapshot"
 	"github.com/kopia/kopia/snapshot/upload"
 	"github.com/stretchr/testify/require"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/kopia/inspect"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest"
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
 
 func TestSnapshots(t *testing.T) {
 	ctx := context.Background()
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	src := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600))
 	require.NoError(t, os.MkdirAll(filepath.Join(src, "dir"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(src, "dir", "g"), []byte("more data"), 0o600))
 	require.NoError(t, os.Symlink("f", filepath.Join(src, "l")))
 
-	req := backupReq(src)
+	req := kopiatest.BackupRequest(src)
 	req.Tags = map[string]string{"velero.io/async-operation-id": "du-1"}
 	first, err := r.Backup(ctx, req)
 	require.NoError(t, err)
-	second, err := r.Backup(ctx, backupReq(src))
+	second, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
 	db, err := r.Backup(ctx, datapath.BackupRequest{SourceNamespace: "another", SourcePVC: "db", Path: src})
 	require.NoError(t, err)
 
 	// A checkpoint of another/db (tagged by the kopia CLI too), and copies of db's manifest
 	// under sources that are not moved volumes.
-	dbMan, err := snapshot.LoadSnapshot(ctx, r.rep, manifest.ID(db.SnapshotID))
+	dbMan, err := snapshot.LoadSnapshot(ctx, r.st.Direct(), manifest.ID(db.SnapshotID))
 	require.NoError(t, err)
 	var checkpointID string
-	require.NoError(t, repo.WriteSession(ctx, r.rep, repo.WriteSessionOptions{Purpose: "test"}, func(ctx context.Context, w repo.RepositoryWriter) error {
+	require.NoError(t, repo.WriteSession(ctx, r.st.Direct(), repo.WriteSessionOptions{Purpose: "test"}, func(ctx context.Context, w repo.RepositoryWriter) error {
 		cp := *dbMan
 		cp.ID = ""
 		cp.IncompleteReason = upload.IncompleteReasonCheckpoint
 		cp.StartTime = dbMan.StartTime.Add(time.Second)
-		cp.Tags = map[string]string{tagRequester: snapshotRequester, "tag:kopia-cli": "yes", "tag:" + tagUploader: "shadowed"}
+		cp.Tags = map[string]string{store.TagRequester: store.Requester, "tag:kopia-cli": "yes", "tag:" + store.TagUploader: "shadowed"}
 		for k, v := range dbMan.Tags {
 			cp.Tags[k] = v
 		}
@@ -81,7 +83,7 @@ func TestSnapshots(t *testing.T) {
 	writeSnapshot(t, r, craftDir("", craftFile("x", "y"))) // source default@default:crafted
 
 	// another process, read-only, lists them
-	ro := openRepo(t, r.loc, Options{ReadOnly: true})
+	ro := openRepo(t, r.st.Location(), Options{ReadOnly: true})
 	got, err := ro.Snapshots(ctx)
 	require.NoError(t, err)
 	var ids []string
@@ -90,7 +92,7 @@ func TestSnapshots(t *testing.T) {
 	}
 	require.Equal(t, []string{db.SnapshotID, checkpointID, first.SnapshotID, second.SnapshotID}, ids)
 
-	man, err := snapshot.LoadSnapshot(ctx, r.rep, manifest.ID(first.SnapshotID))
+	man, err := snapshot.LoadSnapshot(ctx, r.st.Direct(), manifest.ID(first.SnapshotID))
 	require.NoError(t, err)
 	require.Equal(t, datapath.Snapshot{
 		ID:        first.SnapshotID,
@@ -108,7 +110,7 @@ func TestSnapshots(t *testing.T) {
 	}, got[2])
 	require.False(t, got[2].StartTime.IsZero())
 	require.False(t, got[2].EndTime.Before(got[2].StartTime))
-	require.Equal(t, *uploadCounts(man), got[2].Counts)
+	require.Equal(t, *inspect.UploadCounts(man), got[2].Counts)
 
 	cp := got[1]
 	require.Equal(t, "another", cp.Namespace)
@@ -129,13 +131,13 @@ func TestSnapshots(t *testing.T) {
 	require.Len(t, children, 3)
 
 	// an empty repository lists none
-	empty, err := openRepo(t, testLocation(t), Options{Create: true}).Snapshots(ctx)
+	empty, err := openRepo(t, kopiatest.Location(t), Options{Create: true}).Snapshots(ctx)
 	require.NoError(t, err)
 	require.Empty(t, empty)
 }
 
 func TestSnapshotsSourcePath(t *testing.T) {
-	ns, pvc, ok := parseSourcePath(snapshotSourcePath("ns-1", "pvc.a"))
+	ns, pvc, ok := store.ParseSourcePath(store.SourcePath("ns-1", "pvc.a"))
 	require.True(t, ok)
 	require.Equal(t, []string{"ns-1", "pvc.a"}, []string{ns, pvc})
 	for _, p := range []string{
@@ -149,7 +151,7 @@ func TestSnapshotsSourcePath(t *testing.T) {
 		"snapshot-data-upload-download/restic/ns/pvc",
 		"other/kopia/ns/pvc",
 	} {
-		_, _, ok := parseSourcePath(p)
+		_, _, ok := store.ParseSourcePath(p)
 		require.False(t, ok, p)
 	}
 }
@@ -167,7 +169,7 @@ func backupTree(t *testing.T, r *Repository) (string, string) {
 	// buildTree's chown clears the setuid bit it set (and it checks too late to set it
 	// again); chmod leaves the time alone.
 	require.NoError(t, os.Chmod(filepath.Join(root, "a/b/exec.sh"), 0o755|os.ModeSetuid))
-	res, err := r.Backup(context.Background(), backupReq(root))
+	res, err := r.Backup(context.Background(), kopiatest.BackupRequest(root))
 	require.NoError(t, err)
 	return root, res.SnapshotID
 }
@@ -198,7 +200,7 @@ func requireEntryOf(t *testing.T, p string, e datapath.Entry) {
 
 func TestReadDir(t *testing.T) {
 	ctx := context.Background()
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	src, id := backupTree(t, r)
 
 	for _, tc := range []struct {
@@ -317,7 +319,7 @@ func countSubtree(tree map[string]entryInfo, keep ...string) datapath.TreeCounts
 
 func TestRestoreFiles(t *testing.T) {
 	ctx := context.Background()
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	src, id := backupTree(t, r)
 	source := describeTree(t, src)
 
@@ -422,7 +424,7 @@ func TestRestoreFiles(t *testing.T) {
 
 func TestRestoreFilesRefuses(t *testing.T) {
 	ctx := context.Background()
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	_, id := backupTree(t, r)
 
 	for _, tc := range []struct {
@@ -459,7 +461,7 @@ func TestRestoreFilesRefuses(t *testing.T) {
 
 func TestRestoreFilesStaysInTarget(t *testing.T) {
 	ctx := context.Background()
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	_, id := backupTree(t, r)
 
 	for _, tc := range []struct {
@@ -539,7 +541,7 @@ func TestRestoreFilesStaysInTarget(t *testing.T) {
 // RestoreFiles as by Restore; when a path's matching meets one, nothing is written.
 func TestRestoreFilesRefusesHostileSnapshots(t *testing.T) {
 	ctx := context.Background()
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	s := newEscapeSandbox(t)
 	id := writeSnapshot(t, r, craftDir("", craftFile("ok", "fine"),
 		craftDir("d", craftFile("c", "3"), craftLink("..", s.outside)),
@@ -602,68 +604,4 @@ func TestNamespaces(t *testing.T) {
 
 	_, err = Namespaces(ctx, repository.Location{Provider: repository.ProviderFilesystem, Path: filepath.Join(base, "nope"), Prefix: "velero/kopia/"})
 	require.ErrorIs(t, err, ErrBucketNotFound)
-}
-
-// listingStorage lists blobs as S3 does with a "/" delimiter (delimiter) or as GCS and
-// Azure do, every blob below the prefix.
-type listingStorage struct {
-	blob.Storage
-	blobs     []string
-	delimiter bool
-	err       error
-	lists     int
-}
-
-func (s *listingStorage) ListBlobs(_ context.Context, prefix blob.ID, cb func(blob.Metadata) error) error {
-	s.lists++
-	if s.err != nil {
-		return s.err
-	}
-	seen := map[string]bool{}
-	for _, b := range s.blobs {
-		rest, ok := strings.CutPrefix(b, string(prefix))
-		if !ok {
-			continue
-		}
-		id := b
-		if i := strings.Index(rest, "/"); s.delimiter && i >= 0 {
-			id = string(prefix) + rest[:i+1]
-		}
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		if err := cb(blob.Metadata{BlobID: blob.ID(id)}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func TestNamespacesListing(t *testing.T) {
-	ctx := context.Background()
-	blobs := []string{
-		"alpha/kopia.repository", "alpha/p0123", "alpha/xn0_1", "alpha/udmrepo.Repository",
-		"zeta/kopia.repository", "zeta/q456",
-		"empty/p789",
-		"beta/kopia.repository.bak",
-		"deep/ns/kopia.repository",
-		"kopia.repository",
-		"stray",
-	}
-	loc := repository.Location{Provider: repository.ProviderAWS, Bucket: "b", Prefix: "velero/kopia/"}
-	for _, delimiter := range []bool{true, false} {
-		st := &listingStorage{blobs: blobs, delimiter: delimiter}
-		got, err := listNamespaces(ctx, st, loc)
-		require.NoError(t, err)
-		sort.Strings(got)
-		require.Equal(t, []string{"alpha", "zeta"}, got)
-		if delimiter {
-			require.Equal(t, 1+5, st.lists, "one listing, then one per namespace")
-		} else {
-			require.Equal(t, 1, st.lists)
-		}
-	}
-	_, err := listNamespaces(ctx, &listingStorage{err: blob.ErrInvalidCredentials}, loc)
-	require.ErrorIs(t, err, ErrAccessDenied)
 }

@@ -1,5 +1,20 @@
-// Package kopia moves volume data into and out of Velero's unified kopia repository. It is
-// the only package that imports kopia (and Velero's kopia-using packages).
+// Package kopia moves volume data into and out of Velero's unified kopia repository. It
+// and its packages are the only ones that import kopia (and Velero's kopia-using
+// packages). This package is the facade: Open returns a Repository whose methods call the
+// rooms below, each with the open repository, so callers (package connect, and through
+// it the worker and the user's commands) see one type.
+//
+// The rooms, by job, around one tree walker:
+//
+//	store    opening a repository: storage, the write guard, error classification,
+//	         Velero's init, deleting a snapshot, maintenance (for tests), namespaces
+//	backup   a volume into a snapshot, then its verification (inspect)
+//	restore  a snapshot to a directory or block device, and chosen paths (Files)
+//	inspect  reading without writing: snapshots, one directory (ReadDir), verification
+//	tree     the snapshot tree walker that restore, verify and path selection share
+//
+// Imports go down only: the facade imports the rooms; backup imports inspect; backup,
+// restore and inspect import store and tree; tree imports none of them.
 //
 // It writes what stock Velero writes, so Velero's own data mover and the kopia CLI read
 // our snapshots and we read theirs: repositories are created with kopia's defaults and
@@ -8,23 +23,11 @@
 // Velero's tags, pin and description, and the newest complete snapshot of the same
 // source as parent. Block volumes are a directory holding one file, the device bytes.
 //
-// Restore is our own tree walk over kopia's snapshot API, not kopia's restore package:
-// files are split at chunk boundaries into ranges written concurrently with pwrite, so a
-// single large file restores on every worker; all-zero blocks become holes when asked
-// (WriteSparse) and are allocated without writing data otherwise. Snapshot names are not
-// joined into paths and looked up: every entry is made, replaced and given its owner,
-// mode and time by name relative to an open directory of the target (mkdirat, openat with
-// O_NOFOLLOW and O_EXCL, symlinkat, fchown/fchmod on the open file, utimensat and
-// fchownat with AT_SYMLINK_NOFOLLOW), so no symlink, restored or already there, is
-// followed, and one in the way is replaced. Walkers hold the directory they list and
-// files being written hold theirs; the final pass over directory attributes reopens each
-// one beneath the target with openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS (one
-// openat(O_NOFOLLOW) per component where openat2 is missing). A snapshot directory that
-// names an entry twice (kopia never does), or a name that is "", ".", ".." or holds "/"
-// or NUL, fails the restore before anything of that directory is written.
+// The data path returns data (counts, bytes, durations, the problems found): sentences
+// for people and number formats are the printers' (package catalog).
 //
-// It must not know about Kubernetes objects, read the environment or flags, run
+// They must not know about Kubernetes objects, read the environment or flags, run
 // repository maintenance (Velero's maintenance jobs own that, as default@default), or
-// tune the process (garbage collector target, FreeOSMemory): the controller calls it on
+// tune the process (garbage collector target, FreeOSMemory): the controller calls them on
 // every repository check, and the worker tunes itself.
 package kopia

@@ -23,6 +23,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest"
+	"github.com/snapmove/snapmove/internal/mover/kopia/restore"
 )
 
 // craftNode is an entry of a crafted snapshot.
@@ -52,7 +54,7 @@ var craftedMtime = time.Date(2020, 1, 2, 3, 4, 5, 6789, time.UTC)
 func writeSnapshot(t *testing.T, r *Repository, root craftNode) string {
 	t.Helper()
 	var id string
-	err := repo.WriteSession(context.Background(), r.rep, repo.WriteSessionOptions{Purpose: "crafted snapshot"},
+	err := repo.WriteSession(context.Background(), r.st.Direct(), repo.WriteSessionOptions{Purpose: "crafted snapshot"},
 		func(ctx context.Context, w repo.RepositoryWriter) error {
 			entry, err := writeCraftNode(ctx, w, root)
 			if err != nil {
@@ -77,7 +79,7 @@ func writeCraftNode(ctx context.Context, w repo.RepositoryWriter, n craftNode) (
 	switch n.typ {
 	case snapshot.EntryTypeDirectory:
 		var dm snapshot.DirManifest
-		dm.StreamType = directoryStreamType
+		dm.StreamType = "kopia:directory"
 		dm.Summary = &fs.DirectorySummary{}
 		for _, k := range n.kids {
 			ke, err := writeCraftNode(ctx, w, k)
@@ -126,9 +128,7 @@ func withBothResolutions(t *testing.T, f func(t *testing.T)) {
 			name = "openat walk"
 		}
 		t.Run(name, func(t *testing.T) {
-			old := openat2Missing.Load()
-			openat2Missing.Store(walk)
-			t.Cleanup(func() { openat2Missing.Store(old) })
+			t.Cleanup(restore.SetOpenat2Missing(walk))
 			f(t)
 		})
 	}
@@ -194,7 +194,7 @@ func requireNoDescriptorsBelow(t *testing.T, dir string) {
 
 func TestRestoreRefusesHostileSnapshots(t *testing.T) {
 	ctx := context.Background()
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	for _, tc := range []struct {
 		name string
 		tree func(outside string) craftNode
@@ -276,7 +276,7 @@ func TestRestoreRefusesHostileSnapshots(t *testing.T) {
 // never followed by a write, a chmod, a chown or a time change.
 func TestRestoreReplacesSymlinksOutOfTheTarget(t *testing.T) {
 	ctx := context.Background()
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	withBothResolutions(t, func(t *testing.T) {
 		s := newEscapeSandbox(t)
 		tree := craftDir("",
@@ -336,64 +336,3 @@ func TestRestoreReplacesSymlinksOutOfTheTarget(t *testing.T) {
 
 // TestOpenBeneath: directories are reached below the target only through directories,
 // never through a symlink (out of the target or within it) or "..".
-func TestOpenBeneath(t *testing.T) {
-	withBothResolutions(t, func(t *testing.T) {
-		s := newEscapeSandbox(t)
-		require.NoError(t, os.MkdirAll(filepath.Join(s.target, "a", "b"), 0o755))
-		require.NoError(t, os.Symlink(s.outside, filepath.Join(s.target, "out")))
-		require.NoError(t, os.Symlink("b", filepath.Join(s.target, "a", "in")))
-		root, err := openTarget(s.target)
-		require.NoError(t, err)
-		defer root.release()
-
-		for rel, wantErr := range map[string]bool{
-			".": false, "a": false, "a/b": false,
-			"out": true, "out/x": true, "a/in": true, "a/in/x": true, "..": true, "a/../..": true, "missing": true,
-		} {
-			fd, err := openBeneath(root.fd, rel)
-			if wantErr {
-				require.Error(t, err, rel)
-				continue
-			}
-			require.NoError(t, err, rel)
-			f := os.NewFile(uintptr(fd), rel) //nolint:gosec
-			got, err := f.Stat()
-			require.NoError(t, err)
-			require.NoError(t, f.Close())
-			want, err := os.Stat(filepath.Join(s.target, rel))
-			require.NoError(t, err)
-			require.True(t, os.SameFile(want, got), rel)
-		}
-		s.requireOutsideUntouched(t)
-	})
-}
-
-func TestCheckNames(t *testing.T) {
-	entries := func(names ...string) []*snapshot.DirEntry {
-		var es []*snapshot.DirEntry
-		for _, n := range names {
-			es = append(es, &snapshot.DirEntry{Name: n})
-		}
-		return es
-	}
-	for _, tc := range []struct {
-		names []string
-		err   string
-	}{
-		{names: nil},
-		{names: []string{"a", "b", "c"}},
-		{names: []string{"c", "a", "b"}},
-		{names: []string{"a", "a"}, err: `refusing snapshot directory /t/d: it holds two entries named "a"`},
-		{names: []string{"b", "a", "c", "a"}, err: `two entries named "a"`},
-		{names: []string{"a", ".."}, err: `refusing entry name ".." in /t/d`},
-		{names: []string{"x/y"}, err: `refusing entry name "x/y"`},
-		{names: []string{"nul\x00"}, err: `refusing entry name "nul\x00"`},
-	} {
-		err := checkNames(entries(tc.names...), "/t/d")
-		if tc.err == "" {
-			require.NoError(t, err, "%q", tc.names)
-		} else {
-			require.ErrorContains(t, err, tc.err, "%q", tc.names)
-		}
-	}
-}

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest"
 	"github.com/snapmove/snapmove/test/datagen"
 	"github.com/snapmove/snapmove/test/treecheck"
 )
@@ -24,9 +25,9 @@ func TestBackupKeepsEverything(t *testing.T) {
 	require.NoError(t, datagen.GenTricky(src))
 	want, err := treecheck.Manifest(src)
 	require.NoError(t, err)
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 
-	res, err := r.Backup(ctx, backupReq(src))
+	res, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
 	dst := t.TempDir()
 	_, err = r.Restore(ctx, datapath.RestoreRequest{SnapshotID: res.SnapshotID, Path: dst, WriteSparse: true})

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,28 +22,21 @@ import (
 	"github.com/kopia/kopia/repo/splitter"
 	"github.com/kopia/kopia/snapshot"
 	"github.com/kopia/kopia/snapshot/policy"
-	"github.com/kopia/kopia/snapshot/restore"
+	kopiarestore "github.com/kopia/kopia/snapshot/restore"
 	"github.com/kopia/kopia/snapshot/snapshotfs"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest"
+	"github.com/snapmove/snapmove/internal/mover/kopia/restore"
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
 
-const testPassword = "test-password"
-
-func testLocation(t *testing.T) repository.Location {
-	return repository.Location{
-		Provider: repository.ProviderFilesystem,
-		Path:     t.TempDir(),
-		Prefix:   repository.RepositoryPrefix("velero", "app"),
-	}
-}
-
 func openRepo(t *testing.T, loc repository.Location, opts Options) *Repository {
 	t.Helper()
-	r, err := Open(context.Background(), loc, testPassword, opts)
+	r, err := Open(context.Background(), loc, kopiatest.Password, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Close(context.Background()) })
 	return r
@@ -54,23 +46,23 @@ func repoDir(loc repository.Location) string { return filepath.Join(loc.Path, lo
 
 func TestOpenCreatesVeleroCompatibleRepository(t *testing.T) {
 	ctx := context.Background()
-	loc := testLocation(t)
+	loc := kopiatest.Location(t)
 
 	r := openRepo(t, loc, Options{Create: true})
 
 	// kopia's defaults, as Velero creates repositories, but for the faster hash
-	f := r.rep.ContentReader().ContentFormat()
+	f := r.st.Direct().ContentReader().ContentFormat()
 	require.Equal(t, DefaultHash, f.GetHashFunction())
 	require.Equal(t, "BLAKE3-256-128", f.GetHashFunction())
 	require.Equal(t, encryption.DefaultAlgorithm, f.GetEncryptionAlgorithm())
 	require.Equal(t, "AES256-GCM-HMAC-SHA256", f.GetEncryptionAlgorithm())
-	require.Equal(t, splitter.DefaultAlgorithm, r.rep.ObjectFormat().Splitter)
-	require.Equal(t, "DYNAMIC-4M-BUZHASH", r.rep.ObjectFormat().Splitter)
+	require.Equal(t, splitter.DefaultAlgorithm, r.st.Direct().ObjectFormat().Splitter)
+	require.Equal(t, "DYNAMIC-4M-BUZHASH", r.st.Direct().ObjectFormat().Splitter)
 	require.Equal(t, format.FormatVersion3, f.GetCachedMutableParameters().Version)
 	require.Equal(t, "", f.GetECCAlgorithm())
 
 	// Velero's init: maintenance owner and the udmrepo blob
-	params, err := maintenance.GetParams(ctx, r.rep)
+	params, err := maintenance.GetParams(ctx, r.st.Direct())
 	require.NoError(t, err)
 	require.Equal(t, "default@default", params.Owner)
 	require.Equal(t, time.Hour, params.QuickCycle.Interval)
@@ -80,10 +72,7 @@ func TestOpenCreatesVeleroCompatibleRepository(t *testing.T) {
 
 	// reopen without Create; the temporary config is gone after Close
 	r2 := openRepo(t, loc, Options{})
-	tmp := r2.tmpDir
-	require.DirExists(t, tmp)
 	require.NoError(t, r2.Close(ctx))
-	require.NoDirExists(t, tmp)
 
 	// read-only opens too
 	openRepo(t, loc, Options{ReadOnly: true})
@@ -98,7 +87,7 @@ func formatUniqueID(t *testing.T, loc repository.Location) []byte {
 }
 
 func udmRepoUniqueID(t *testing.T, loc repository.Location) []byte {
-	b, err := os.ReadFile(filepath.Join(repoDir(loc), udmRepoBlobID+".f"))
+	b, err := os.ReadFile(filepath.Join(repoDir(loc), udmRepoBlob+".f"))
 	require.NoError(t, err)
 	var raw map[string]string
 	require.NoError(t, json.Unmarshal(b, &raw))
@@ -108,16 +97,23 @@ func udmRepoUniqueID(t *testing.T, loc repository.Location) []byte {
 	return md.UniqueID
 }
 
+// udmRepoBlob and udmRepoMetadata are what Velero's init writes (velero kopialib/repo_init.go).
+const udmRepoBlob = "udmrepo.Repository"
+
+type udmRepoMetadata struct {
+	UniqueID []byte `json:"uniqueID"`
+}
+
 func TestOpenErrors(t *testing.T) {
 	ctx := context.Background()
-	created := testLocation(t)
+	created := kopiatest.Location(t)
 	openRepo(t, created, Options{Create: true}).Close(ctx) //nolint:errcheck
 
-	foreign := testLocation(t)
+	foreign := kopiatest.Location(t)
 	require.NoError(t, os.MkdirAll(repoDir(foreign), 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(repoDir(foreign), "something.f"), []byte("x"), 0o600))
 
-	missingBase := testLocation(t)
+	missingBase := kopiatest.Location(t)
 	missingBase.Path = filepath.Join(missingBase.Path, "nope")
 
 	tests := []struct {
@@ -130,10 +126,10 @@ func TestOpenErrors(t *testing.T) {
 	}{
 		{"wrong password", created, "other", Options{}, ErrWrongPassword, "repository at " + created.String() + " rejected the password"},
 		{"wrong password with create", created, "other", Options{Create: true}, ErrWrongPassword, created.String()},
-		{"missing repository", testLocation(t), testPassword, Options{}, ErrNotInitialized, "no kopia repository at filesystem:"},
-		{"read-only never creates", testLocation(t), testPassword, Options{Create: true, ReadOnly: true}, ErrNotInitialized, "no kopia repository"},
-		{"missing base directory", missingBase, testPassword, Options{Create: true}, ErrBucketNotFound, "does not exist"},
-		{"foreign data", foreign, testPassword, Options{Create: true}, nil, "holds data but no kopia repository"},
+		{"missing repository", kopiatest.Location(t), kopiatest.Password, Options{}, ErrNotInitialized, "no kopia repository at filesystem:"},
+		{"read-only never creates", kopiatest.Location(t), kopiatest.Password, Options{Create: true, ReadOnly: true}, ErrNotInitialized, "no kopia repository"},
+		{"missing base directory", missingBase, kopiatest.Password, Options{Create: true}, ErrBucketNotFound, "does not exist"},
+		{"foreign data", foreign, kopiatest.Password, Options{Create: true}, nil, "holds data but no kopia repository"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,46 +147,21 @@ func TestOpenErrors(t *testing.T) {
 
 func TestOpenWritesMissingUdmRepoBlob(t *testing.T) {
 	ctx := context.Background()
-	loc := testLocation(t)
+	loc := kopiatest.Location(t)
 	require.NoError(t, openRepo(t, loc, Options{Create: true}).Close(ctx))
-	require.NoError(t, os.Remove(filepath.Join(repoDir(loc), udmRepoBlobID+".f")))
+	require.NoError(t, os.Remove(filepath.Join(repoDir(loc), udmRepoBlob+".f")))
 
 	// read-only clients leave it alone (Velero: NotInitialized is usable for reading)
 	require.NoError(t, openRepo(t, loc, Options{ReadOnly: true}).Close(ctx))
-	require.NoFileExists(t, filepath.Join(repoDir(loc), udmRepoBlobID+".f"))
+	require.NoFileExists(t, filepath.Join(repoDir(loc), udmRepoBlob+".f"))
 
 	require.NoError(t, openRepo(t, loc, Options{}).Close(ctx))
 	require.Equal(t, formatUniqueID(t, loc), udmRepoUniqueID(t, loc))
 
 	// a blob that does not match is refused, as Velero's "Corrupted"
-	require.NoError(t, os.WriteFile(filepath.Join(repoDir(loc), udmRepoBlobID+".f"), []byte(`{"uniqueID":"AAAA"}`), 0o600))
-	_, err := Open(ctx, loc, testPassword, Options{})
+	require.NoError(t, os.WriteFile(filepath.Join(repoDir(loc), udmRepoBlob+".f"), []byte(`{"uniqueID":"AAAA"}`), 0o600))
+	_, err := Open(ctx, loc, kopiatest.Password, Options{})
 	require.ErrorContains(t, err, "unique ID")
-}
-
-func TestCloseConcurrently(t *testing.T) {
-	ctx := context.Background()
-	r, err := Open(ctx, testLocation(t), testPassword, Options{Create: true})
-	require.NoError(t, err)
-	tmpDir := r.tmpDir
-	require.DirExists(t, tmpDir)
-
-	const callers = 8
-	errs := make(chan error, callers)
-	var start sync.WaitGroup
-	start.Add(1)
-	for range callers {
-		go func() {
-			start.Wait()
-			errs <- r.Close(ctx)
-		}()
-	}
-	start.Done()
-	for range callers {
-		require.NoError(t, <-errs)
-	}
-	require.NoDirExists(t, tmpDir)
-	require.NoError(t, r.Close(ctx), "a later Close returns the first one's result")
 }
 
 // tree builds a source tree covering what a restore must reproduce.
@@ -327,17 +298,13 @@ func allocatedBytes(t *testing.T, p string) int64 {
 	return st.Sys().(*syscall.Stat_t).Blocks * 512
 }
 
-func backupReq(path string) datapath.BackupRequest {
-	return datapath.BackupRequest{SourceNamespace: "app", SourcePVC: "data", Path: path}
-}
-
 func TestBackupRestoreRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	src := buildTree(t, t.TempDir())
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 
 	var reports []datapath.Progress
-	req := backupReq(src.root)
+	req := kopiatest.BackupRequest(src.root)
 	req.Tags = map[string]string{"velero.io/async-operation-id": "du-1.2"}
 	req.OnProgress = func(p datapath.Progress) { reports = append(reports, p) }
 	req.ProgressInterval = time.Millisecond
@@ -350,7 +317,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	require.Equal(t, datapath.Progress{TotalBytes: res.TotalBytes, BytesDone: res.TotalBytes}, reports[len(reports)-1])
 
 	// the manifest is what Velero's uploader writes
-	man, err := snapshot.LoadSnapshot(ctx, r.rep, manifest.ID(res.SnapshotID))
+	man, err := snapshot.LoadSnapshot(ctx, r.st.Direct(), manifest.ID(res.SnapshotID))
 	require.NoError(t, err)
 	require.Equal(t, snapshot.SourceInfo{UserName: "default", Host: "default", Path: "snapshot-data-upload-download/kopia/app/data"}, man.Source)
 	require.Equal(t, map[string]string{
@@ -359,12 +326,12 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 		"velero.io/async-operation-id": "du-1.2",
 	}, man.Tags)
 	require.Equal(t, "Kopia Uploader", man.Description)
-	require.Equal(t, []string{snapshotPin}, man.Pins)
+	require.Equal(t, []string{store.Pin}, man.Pins)
 
 	want := describeTree(t, src.root)
 	cacheDir := t.TempDir()
-	noCache := openRepo(t, r.loc, Options{CacheLimitMB: -1, ReadOnly: true})
-	withCacheDir := openRepo(t, r.loc, Options{CacheDir: cacheDir})
+	noCache := openRepo(t, r.st.Location(), Options{CacheLimitMB: -1, ReadOnly: true})
+	withCacheDir := openRepo(t, r.st.Location(), Options{CacheDir: cacheDir})
 	for _, tc := range []struct {
 		name        string
 		repo        *Repository
@@ -380,9 +347,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.split {
-				oldSplit, oldRange := splitThreshold, rangeBytes
-				splitThreshold, rangeBytes = 4<<20, 1<<20
-				t.Cleanup(func() { splitThreshold, rangeBytes = oldSplit, oldRange })
+				t.Cleanup(restore.SetSplit(4<<20, 1<<20))
 			}
 			dst := t.TempDir()
 			var last datapath.Progress
@@ -410,8 +375,8 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 func TestRestoreReplacesEntriesInTheWay(t *testing.T) {
 	ctx := context.Background()
 	src := buildTree(t, t.TempDir())
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	res, err := r.Backup(ctx, backupReq(src.root))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	res, err := r.Backup(ctx, kopiatest.BackupRequest(src.root))
 	require.NoError(t, err)
 
 	dst := t.TempDir()
@@ -437,16 +402,16 @@ func TestSnapshotRestoresWithKopiasRestore(t *testing.T) {
 	// What stock Velero does with our snapshot: kopia's restore package.
 	ctx := context.Background()
 	src := buildTree(t, t.TempDir())
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	res, err := r.Backup(ctx, backupReq(src.root))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	res, err := r.Backup(ctx, kopiatest.BackupRequest(src.root))
 	require.NoError(t, err)
 
 	dst := t.TempDir()
-	root, err := snapshotfs.FilesystemEntryFromIDWithPath(ctx, r.rep, res.SnapshotID, false)
+	root, err := snapshotfs.FilesystemEntryFromIDWithPath(ctx, r.st.Direct(), res.SnapshotID, false)
 	require.NoError(t, err)
-	out := &restore.FilesystemOutput{TargetPath: dst, OverwriteDirectories: true, OverwriteFiles: true, OverwriteSymlinks: true}
+	out := &kopiarestore.FilesystemOutput{TargetPath: dst, OverwriteDirectories: true, OverwriteFiles: true, OverwriteSymlinks: true}
 	require.NoError(t, out.Init(ctx))
-	_, err = restore.Entry(ctx, r.rep, out, root, restore.Options{Parallel: 2, RestoreDirEntryAtDepth: 1 << 30})
+	_, err = kopiarestore.Entry(ctx, r.st.Direct(), out, root, kopiarestore.Options{Parallel: 2, RestoreDirEntryAtDepth: 1 << 30})
 	require.NoError(t, err)
 	// kopia restores a directory with the newest mtime found below it, and symlink
 	// mtimes with microseconds only; everything else must match.
@@ -467,9 +432,7 @@ func TestSnapshotRestoresWithKopiasRestore(t *testing.T) {
 
 func TestBlockRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	oldSplit, oldRange := splitThreshold, rangeBytes
-	splitThreshold, rangeBytes = 4<<20, 1<<20
-	t.Cleanup(func() { splitThreshold, rangeBytes = oldSplit, oldRange })
+	t.Cleanup(restore.SetSplit(4<<20, 1<<20))
 
 	dir := t.TempDir()
 	device := filepath.Join(dir, "device")
@@ -478,8 +441,8 @@ func TestBlockRoundTrip(t *testing.T) {
 	copy(data[12<<20:], data[:1<<20])
 	require.NoError(t, os.WriteFile(device, data, 0o600))
 
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	req := backupReq(device)
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	req := kopiatest.BackupRequest(device)
 	req.Block = true
 	var last datapath.Progress
 	req.OnProgress = func(p datapath.Progress) { last = p }
@@ -509,14 +472,14 @@ func TestBlockRoundTrip(t *testing.T) {
 func TestIncrementalBackupUsesParent(t *testing.T) {
 	ctx := context.Background()
 	src := buildTree(t, t.TempDir())
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 
-	first, err := r.Backup(ctx, backupReq(src.root))
+	first, err := r.Backup(ctx, kopiatest.BackupRequest(src.root))
 	require.NoError(t, err)
 
 	// a later client (a new process) finds the parent in the repository
-	r2 := openRepo(t, r.loc, Options{})
-	noop, err := r2.Backup(ctx, backupReq(src.root))
+	r2 := openRepo(t, r.st.Location(), Options{})
+	noop, err := r2.Backup(ctx, kopiatest.BackupRequest(src.root))
 	require.NoError(t, err)
 	require.NotEqual(t, first.SnapshotID, noop.SnapshotID)
 	// kopia counts symlink target lengths in the total when it reuses them (40 bytes here)
@@ -525,7 +488,7 @@ func TestIncrementalBackupUsesParent(t *testing.T) {
 
 	changed := filepath.Join(src.root, "top.txt")
 	require.NoError(t, os.WriteFile(changed, []byte("changed content\n"), 0o644))
-	incr, err := r2.Backup(ctx, backupReq(src.root))
+	incr, err := r2.Backup(ctx, kopiatest.BackupRequest(src.root))
 	require.NoError(t, err)
 	require.Equal(t, int64(len("changed content\n")), incr.IncrementalBytes)
 
@@ -539,10 +502,10 @@ func TestDeleteSnapshot(t *testing.T) {
 	ctx := context.Background()
 	src := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600))
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	a, err := r.Backup(ctx, backupReq(src))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	a, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
-	b, err := r.Backup(ctx, backupReq(src))
+	b, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
 
 	require.NoError(t, r.DeleteSnapshot(ctx, a.SnapshotID))
@@ -550,14 +513,14 @@ func TestDeleteSnapshot(t *testing.T) {
 	require.NoError(t, r.DeleteSnapshot(ctx, "0123456789abcdef0123456789abcdef"), "unknown ID")
 
 	// another process sees only b
-	r2 := openRepo(t, r.loc, Options{ReadOnly: true})
+	r2 := openRepo(t, r.st.Location(), Options{ReadOnly: true})
 	ids := listSnapshotIDs(t, r2)
 	require.Equal(t, []string{b.SnapshotID}, ids)
 	require.Error(t, r2.DeleteSnapshot(ctx, b.SnapshotID), "read-only")
 }
 
 func listSnapshotIDs(t *testing.T, r *Repository) []string {
-	mans, err := snapshot.ListSnapshots(context.Background(), r.rep, snapshot.SourceInfo{UserName: "default", Host: "default", Path: snapshotSourcePath("app", "data")})
+	mans, err := snapshot.ListSnapshots(context.Background(), r.st.Direct(), snapshot.SourceInfo{UserName: "default", Host: "default", Path: store.SourcePath("app", "data")})
 	require.NoError(t, err)
 	var ids []string
 	for _, m := range mans {
@@ -568,11 +531,11 @@ func listSnapshotIDs(t *testing.T, r *Repository) []string {
 
 func TestBackupEmptyAndCanceled(t *testing.T) {
 	ctx := context.Background()
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 
 	empty := t.TempDir()
 	require.NoError(t, os.Mkdir(filepath.Join(empty, "lost+found"), 0o700))
-	res, err := r.Backup(ctx, backupReq(empty))
+	res, err := r.Backup(ctx, kopiatest.BackupRequest(empty))
 	require.NoError(t, err)
 	require.True(t, res.Empty)
 	require.NotEmpty(t, res.SnapshotID)
@@ -586,7 +549,7 @@ func TestBackupEmptyAndCanceled(t *testing.T) {
 	cancel()
 	_, err = r.Backup(canceled, datapath.BackupRequest{SourceNamespace: "app", SourcePVC: "canceled", Path: src.root})
 	require.ErrorIs(t, err, context.Canceled)
-	mans, err := snapshot.ListSnapshots(ctx, r.rep, snapshot.SourceInfo{UserName: "default", Host: "default", Path: snapshotSourcePath("app", "canceled")})
+	mans, err := snapshot.ListSnapshots(ctx, r.st.Direct(), snapshot.SourceInfo{UserName: "default", Host: "default", Path: store.SourcePath("app", "canceled")})
 	require.NoError(t, err)
 	require.Empty(t, mans)
 
@@ -599,41 +562,19 @@ func TestBackupEmptyAndCanceled(t *testing.T) {
 
 func TestBackupRequestValidation(t *testing.T) {
 	ctx := context.Background()
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	_, err := r.Backup(ctx, datapath.BackupRequest{SourceNamespace: "app", SourcePVC: "data"})
 	require.ErrorContains(t, err, "required")
-	_, err = r.Backup(ctx, backupReq(filepath.Join(t.TempDir(), "missing")))
+	_, err = r.Backup(ctx, kopiatest.BackupRequest(filepath.Join(t.TempDir(), "missing")))
 	require.ErrorContains(t, err, "resolving")
-	req := backupReq(t.TempDir())
+	req := kopiatest.BackupRequest(t.TempDir())
 	req.Block = true
 	_, err = r.Backup(ctx, req)
 	require.ErrorContains(t, err, "not a block device")
 	f := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(f, nil, 0o600))
-	_, err = r.Backup(ctx, backupReq(f))
+	_, err = r.Backup(ctx, kopiatest.BackupRequest(f))
 	require.ErrorContains(t, err, "not a directory")
-}
-
-func TestWriteDataModes(t *testing.T) {
-	data := make([]byte, 3*sparseBlock+100)
-	copy(data[sparseBlock:], bytes.Repeat([]byte{1}, 10))
-	data[len(data)-1] = 2
-	for _, mode := range []writeMode{writeAll, writeSparse, writeAllocate} {
-		p := filepath.Join(t.TempDir(), "f")
-		f, err := os.Create(p)
-		require.NoError(t, err)
-		const off = 1000 // not block aligned
-		require.NoError(t, f.Truncate(off+int64(len(data))))
-		rs := &restorer{}
-		require.NoError(t, rs.writeData(f, off, data, mode))
-		require.NoError(t, f.Close())
-		got, err := os.ReadFile(p)
-		require.NoError(t, err)
-		require.Equal(t, data, got[off:])
-		require.Equal(t, make([]byte, off), got[:off])
-	}
-	require.True(t, allZero(make([]byte, 3<<20)))
-	require.False(t, allZero(append(make([]byte, 2<<20), 1)))
 }
 
 // A repository made with Velero's hash (what a repository that Velero created first has)
@@ -641,9 +582,9 @@ func TestWriteDataModes(t *testing.T) {
 func TestRepositoryHashes(t *testing.T) {
 	for _, hash := range []string{hashing.DefaultAlgorithm, DefaultHash} {
 		t.Run(hash, func(t *testing.T) {
-			loc := testLocation(t)
+			loc := kopiatest.Location(t)
 			r := openRepo(t, loc, Options{Create: true, Hash: hash})
-			require.Equal(t, hash, r.rep.ContentReader().ContentFormat().GetHashFunction())
+			require.Equal(t, hash, r.st.Direct().ContentReader().ContentFormat().GetHashFunction())
 			src := t.TempDir()
 			require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("hash "+hash), 0o644))
 			res, err := r.Backup(context.Background(), datapath.BackupRequest{SourceNamespace: "app", SourcePVC: "data", Path: src})
@@ -664,28 +605,28 @@ func TestBackupWritesPolicyOnce(t *testing.T) {
 	ctx := context.Background()
 	src := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600))
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	si := snapshot.SourceInfo{UserName: "default", Host: "default", Path: snapshotSourcePath("app", "data")}
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	si := snapshot.SourceInfo{UserName: "default", Host: "default", Path: store.SourcePath("app", "data")}
 	policyID := func() manifest.ID {
-		md, err := r.rep.FindManifests(ctx, policy.LabelsForSource(si))
+		md, err := r.st.Direct().FindManifests(ctx, policy.LabelsForSource(si))
 		require.NoError(t, err)
 		require.Len(t, md, 1)
 		return md[0].ID
 	}
 
-	_, err := r.Backup(ctx, backupReq(src))
+	_, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
 	first := policyID()
-	_, err = r.Backup(ctx, backupReq(src))
+	_, err = r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
 	require.Equal(t, first, policyID(), "an unchanged policy is not written again")
 
-	req := backupReq(src)
+	req := kopiatest.BackupRequest(src)
 	req.Compression = "zstd"
 	_, err = r.Backup(ctx, req)
 	require.NoError(t, err)
 	require.NotEqual(t, first, policyID(), "a changed setting replaces the policy")
-	pol, err := policy.GetDefinedPolicy(ctx, r.rep, si)
+	pol, err := policy.GetDefinedPolicy(ctx, r.st.Direct(), si)
 	require.NoError(t, err)
 	require.Equal(t, "zstd", string(pol.CompressionPolicy.CompressorName))
 }

@@ -13,36 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest"
 )
 
-func TestStoredNames(t *testing.T) {
-	for _, tc := range []struct{ name, stored string }{
-		{"plain.txt", "plain.txt"},
-		{"ünïcødé名前", "ünïcødé名前"},
-		{"100%", "100%"}, // valid and unmarked: as it is
-		{"\xff\xfe-not-utf8", nameMarker + "%FF%FE-not-utf8"},
-		{"\xff\xfd-not-utf8", nameMarker + "%FF%FD-not-utf8"},
-		{"caf\xe9 100%", nameMarker + "caf%E9 100%25"},
-		{"\xc3", nameMarker + "%C3"}, // a truncated sequence
-		{nameMarker + "x", nameMarker + "\uFFFDsnapmove:x"},
-		{"\uFFFD-already-a-replacement", "\uFFFD-already-a-replacement"},
-	} {
-		got := storedName(tc.name)
-		assert.Equal(t, tc.stored, got, "storedName(%q)", tc.name)
-		back, err := originalName(got)
-		require.NoError(t, err)
-		assert.Equal(t, tc.name, back, "originalName(%q)", got)
-	}
-	for _, bad := range []string{
-		nameMarker + "%F", nameMarker + "%GG", nameMarker + "%ff", // malformed escapes
-		nameMarker + "plain",      // would have been stored unmarked
-		nameMarker + "%41",        // 'A' needs no escape
-		nameMarker + "%2F%2Fx%00", // decodes to "//x\x00": not written by a backup
-	} {
-		_, err := originalName(bad)
-		assert.Error(t, err, "originalName(%q)", bad)
-	}
-}
+// nameMarker marks a stored name that is encoded (package tree).
+const nameMarker = "\uFFFDsnapmove:"
 
 // Names that are not UTF-8, two of which kopia alone would merge into one, restore byte
 // for byte; kopia's own restore (what Velero and the kopia CLI do) writes the readable
@@ -58,8 +33,8 @@ func TestNonUTF8NamesRoundTrip(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(src, "d\xe9j\xe0", "sub\xff", "f\xfe"), []byte("deep"), 0o600))
 	require.NoError(t, os.Symlink("d\xe9j\xe0/sub\xff/f\xfe", filepath.Join(src, "link\xff")))
 
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	res, err := r.Backup(ctx, backupReq(src))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	res, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
 	dst := t.TempDir()
 	_, err = r.Restore(ctx, datapath.RestoreRequest{SnapshotID: res.SnapshotID, Path: dst})
@@ -67,7 +42,7 @@ func TestNonUTF8NamesRoundTrip(t *testing.T) {
 	requireSameTree(t, describeTree(t, src), describeTree(t, dst))
 
 	// An incremental backup finds every entry in its parent: nothing is read again.
-	res2, err := r.Backup(ctx, backupReq(src))
+	res2, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
 	assert.Zero(t, res2.IncrementalBytes)
 
@@ -79,11 +54,11 @@ func TestNonUTF8NamesRoundTrip(t *testing.T) {
 
 	// kopia's restore: the encoded names, each file its own.
 	kdst := t.TempDir()
-	root, err := snapshotfs.FilesystemEntryFromIDWithPath(ctx, r.rep, res.SnapshotID, false)
+	root, err := snapshotfs.FilesystemEntryFromIDWithPath(ctx, r.st.Direct(), res.SnapshotID, false)
 	require.NoError(t, err)
 	out := &restore.FilesystemOutput{TargetPath: kdst, OverwriteDirectories: true, OverwriteFiles: true, OverwriteSymlinks: true}
 	require.NoError(t, out.Init(ctx))
-	_, err = restore.Entry(ctx, r.rep, out, root, restore.Options{Parallel: 2, RestoreDirEntryAtDepth: 1 << 30})
+	_, err = restore.Entry(ctx, r.st.Direct(), out, root, restore.Options{Parallel: 2, RestoreDirEntryAtDepth: 1 << 30})
 	require.NoError(t, err)
 	entries, err := os.ReadDir(kdst)
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kopia/kopia/repo"
 	"github.com/kopia/kopia/repo/blob"
+	"github.com/kopia/kopia/repo/blob/filesystem"
 	"github.com/kopia/kopia/repo/content"
 	"github.com/kopia/kopia/repo/maintenance"
 	"github.com/kopia/kopia/snapshot"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
 
@@ -55,7 +57,7 @@ func (u blobUsage) String() string {
 func listBlobUsage(t *testing.T, loc repository.Location) blobUsage {
 	t.Helper()
 	ctx := context.Background()
-	st, err := openStorage(ctx, loc, false)
+	st, err := filesystem.New(ctx, &filesystem.Options{Path: repoDir(loc)}, false)
 	require.NoError(t, err)
 	defer st.Close(ctx) //nolint:errcheck
 	u := blobUsage{IndexByPrefix: map[string]int{}}
@@ -107,7 +109,7 @@ func backupGenerations(t *testing.T, r *Repository) (snapshotID, src string, liv
 			rng.Read(b)
 			require.NoError(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("gen%d-%d", gen, i)), b, 0o644))
 		}
-		res, err := r.Backup(ctx, backupReq(src))
+		res, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 		require.NoError(t, err)
 		want := int64(reclaimFiles * reclaimFileBytes)
 		if gen == 0 {
@@ -121,13 +123,13 @@ func backupGenerations(t *testing.T, r *Repository) (snapshotID, src string, liv
 	}
 	require.Equal(t, []string{snapshotID}, listSnapshotIDs(t, r))
 	// no other snapshot manifest (a checkpoint, another source) that GC would walk
-	all, err := snapshot.ListSnapshotManifests(ctx, r.rep, nil, nil)
+	all, err := snapshot.ListSnapshotManifests(ctx, r.st.Direct(), nil, nil)
 	require.NoError(t, err)
 	require.Len(t, all, 1)
 	if dir := os.Getenv("SNAPMOVE_RECLAIM_COPY"); dir != "" {
 		dst := filepath.Join(dir, t.Name())
-		copyTree(t, repoDir(r.loc), dst)
-		t.Logf("repository before maintenance copied to %s (password %q, live snapshot %s)", dst, testPassword, snapshotID)
+		copyTree(t, repoDir(r.st.Location()), dst)
+		t.Logf("repository before maintenance copied to %s (password %q, live snapshot %s)", dst, kopiatest.Password, snapshotID)
 	}
 	return snapshotID, src, reclaimFiles*reclaimFileBytes + keptBytes
 }
@@ -155,15 +157,15 @@ func waitNextSecond() {
 // from storage.
 func TestMaintenanceReclaimsDeletedSnapshots(t *testing.T) {
 	ctx := context.Background()
-	loc := testLocation(t)
+	loc := kopiatest.Location(t)
 	r := openRepo(t, loc, Options{Create: true})
 
 	// Not the cause: maintenance is owned by snapmove's own identity, default@default as
 	// Velero's, so it runs unforced (RunExclusive refuses others with NotOwnedError, it does
 	// not skip them silently).
-	params, err := maintenance.GetParams(ctx, r.rep)
+	params, err := maintenance.GetParams(ctx, r.st.Direct())
 	require.NoError(t, err)
-	require.Equal(t, r.rep.ClientOptions().UsernameAtHost(), params.Owner)
+	require.Equal(t, r.st.Direct().ClientOptions().UsernameAtHost(), params.Owner)
 	require.Equal(t, "default@default", params.Owner)
 
 	id, src, live := backupGenerations(t, r)
@@ -227,7 +229,7 @@ func TestMaintenanceReclaimsDeletedSnapshots(t *testing.T) {
 // MaintenanceSafetyReclaim may go.
 func TestPlainSafetyNoneReclaimsNothing(t *testing.T) {
 	ctx := context.Background()
-	loc := testLocation(t)
+	loc := kopiatest.Location(t)
 	r := openRepo(t, loc, Options{Create: true})
 	_, _, live := backupGenerations(t, r)
 	before := listBlobUsage(t, loc)
@@ -235,7 +237,7 @@ func TestPlainSafetyNoneReclaimsNothing(t *testing.T) {
 
 	for run := range 2 {
 		waitNextSecond()
-		require.NoError(t, repo.DirectWriteSession(ctx, r.rep, repo.WriteSessionOptions{Purpose: "test"},
+		require.NoError(t, repo.DirectWriteSession(ctx, r.st.Direct(), repo.WriteSessionOptions{Purpose: "test"},
 			func(ctx context.Context, w repo.DirectRepositoryWriter) error {
 				return snapshotmaintenance.Run(ctx, w, maintenance.ModeFull, false, maintenance.SafetyNone)
 			}))
@@ -249,7 +251,7 @@ func TestPlainSafetyNoneReclaimsNothing(t *testing.T) {
 	// out of storage.
 	ro := openRepo(t, loc, Options{ReadOnly: true, CacheLimitMB: -1})
 	var indexed int64
-	require.NoError(t, ro.rep.ContentReader().IterateContents(ctx, content.IterateOptions{IncludeDeleted: true}, func(ci content.Info) error {
+	require.NoError(t, ro.st.Direct().ContentReader().IterateContents(ctx, content.IterateOptions{IncludeDeleted: true}, func(ci content.Info) error {
 		if !ci.ContentID.HasPrefix() {
 			indexed += int64(ci.OriginalLength)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kopia/kopia/snapshot"
 
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 	"github.com/snapmove/snapmove/test/datagen"
 )
@@ -128,7 +129,7 @@ func BenchmarkResume(b *testing.B) {
 				fullWall.Round(time.Millisecond), killedAt>>20, resumedWall.Round(time.Millisecond), resumed.IncrementalBytes>>20)
 
 			rep := run.open(b, loc, run.newDir("cache"), false)
-			mans, err := snapshot.ListSnapshots(context.Background(), rep.rep, snapshot.SourceInfo{UserName: "default", Host: "default", Path: snapshotSourcePath("perf", "data")})
+			mans, err := snapshot.ListSnapshots(context.Background(), rep.st.Direct(), snapshot.SourceInfo{UserName: "default", Host: "default", Path: store.SourcePath("perf", "data")})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -19,6 +19,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/kopia/backup"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest"
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
 )
 
 // Every compressor offered is one that kopia registers and does not deprecate (LZ4 is
@@ -57,20 +60,20 @@ func TestCompressedBackupRoundTrip(t *testing.T) {
 	text := bytes.Repeat([]byte("postgres page of a compressible table row\n"), 200_000) // 8.4 MB
 	require.NoError(t, os.WriteFile(filepath.Join(src, "table"), text, 0o600))
 
-	plain := openRepo(t, testLocation(t), Options{Create: true})
-	_, err := plain.Backup(ctx, backupReq(src))
+	plain := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	_, err := plain.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
 
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	req := backupReq(src)
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	req := kopiatest.BackupRequest(src)
 	req.Compression = "zstd"
 	res, err := r.Backup(ctx, req)
 	require.NoError(t, err)
-	stored, uncompressed := packBytes(t, repoDir(r.loc)), packBytes(t, repoDir(plain.loc))
+	stored, uncompressed := packBytes(t, repoDir(r.st.Location())), packBytes(t, repoDir(plain.st.Location()))
 	t.Logf("stored %d bytes compressed, %d uncompressed", stored, uncompressed)
 	require.Less(t, stored, uncompressed/10)
 
-	pol, err := policy.GetDefinedPolicy(ctx, r.rep, snapshot.SourceInfo{UserName: "default", Host: "default", Path: snapshotSourcePath("app", "data")})
+	pol, err := policy.GetDefinedPolicy(ctx, r.st.Direct(), snapshot.SourceInfo{UserName: "default", Host: "default", Path: store.SourcePath("app", "data")})
 	require.NoError(t, err)
 	require.Equal(t, compression.Name("zstd"), pol.CompressionPolicy.CompressorName)
 
@@ -93,17 +96,17 @@ func TestBackupResumesFromCheckpointAndRemovesIt(t *testing.T) {
 	ctx := context.Background()
 	src := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(src, "a"), bytes.Repeat([]byte("a"), 1<<20), 0o600))
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	first, err := r.Backup(ctx, backupReq(src))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	first, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
-	si := snapshot.SourceInfo{UserName: "default", Host: "default", Path: snapshotSourcePath("app", "data")}
+	si := snapshot.SourceInfo{UserName: "default", Host: "default", Path: store.SourcePath("app", "data")}
 
 	// An interrupted second backup left a checkpoint holding a new file "b" already.
 	require.NoError(t, os.WriteFile(filepath.Join(src, "b"), bytes.Repeat([]byte("b"), 2<<20), 0o600))
-	cp := openRepo(t, r.loc, Options{})
-	_, err = cp.Backup(ctx, backupReq(src)) // stands in for the checkpoint's content
+	cp := openRepo(t, r.st.Location(), Options{})
+	_, err = cp.Backup(ctx, kopiatest.BackupRequest(src)) // stands in for the checkpoint's content
 	require.NoError(t, err)
-	mans, err := snapshot.ListSnapshots(ctx, cp.rep, si)
+	mans, err := snapshot.ListSnapshots(ctx, cp.st.Direct(), si)
 	require.NoError(t, err)
 	var newest *snapshot.Manifest
 	for _, m := range mans {
@@ -111,7 +114,7 @@ func TestBackupResumesFromCheckpointAndRemovesIt(t *testing.T) {
 			newest = m
 		}
 	}
-	require.NoError(t, repo.WriteSession(ctx, cp.rep, repo.WriteSessionOptions{Purpose: "test"}, func(ctx context.Context, w repo.RepositoryWriter) error {
+	require.NoError(t, repo.WriteSession(ctx, cp.st.Direct(), repo.WriteSessionOptions{Purpose: "test"}, func(ctx context.Context, w repo.RepositoryWriter) error {
 		checkpoint := *newest
 		checkpoint.ID = ""
 		checkpoint.IncompleteReason = upload.IncompleteReasonCheckpoint
@@ -121,27 +124,21 @@ func TestBackupResumesFromCheckpointAndRemovesIt(t *testing.T) {
 		_, err := snapshot.SaveSnapshot(ctx, w, &checkpoint)
 		return err
 	}))
-	complete, checkpoint, err := findPreviousSnapshot(ctx, cp.rep, si, map[string]string{tagRequester: snapshotRequester, tagUploader: snapshotUploader})
+	complete, checkpoint, err := backup.FindPreviousSnapshot(ctx, cp.st.Direct(), si, map[string]string{store.TagRequester: store.Requester, store.TagUploader: store.Uploader})
 	require.NoError(t, err)
 	require.Equal(t, first.SnapshotID, string(complete.ID))
 	require.NotNil(t, checkpoint, "the checkpoint is newer than the complete snapshot")
 
 	// The resumed backup reads nothing the checkpoint holds unchanged.
-	r2 := openRepo(t, r.loc, Options{})
-	resumed, err := r2.Backup(ctx, backupReq(src))
+	r2 := openRepo(t, r.st.Location(), Options{})
+	resumed, err := r2.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
 	require.Zero(t, resumed.IncrementalBytes, "file b came from the checkpoint, a from the parent")
-	mans, err = snapshot.ListSnapshots(ctx, r2.rep, si)
+	mans, err = snapshot.ListSnapshots(ctx, r2.st.Direct(), si)
 	require.NoError(t, err)
 	for _, m := range mans {
 		require.Empty(t, m.IncompleteReason, "checkpoint %s left after a complete snapshot", m.ID)
 	}
-}
-
-func TestCheckpointInterval(t *testing.T) {
-	require.Equal(t, DefaultCheckpointInterval, checkpointInterval(0))
-	require.Equal(t, upload.DefaultCheckpointInterval, checkpointInterval(upload.DefaultCheckpointInterval*2), "kopia refuses more")
-	require.Equal(t, 30*1e9, float64(checkpointInterval(30*1e9)))
 }
 
 // An interrupted upload leaves a checkpoint every CheckpointInterval, all with the
@@ -152,17 +149,17 @@ func TestResumeStartsFromTheLastCheckpoint(t *testing.T) {
 	ctx := context.Background()
 	src := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(src, "a"), []byte("a"), 0o600))
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	first, err := r.Backup(ctx, backupReq(src))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	first, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
-	si := snapshot.SourceInfo{UserName: "default", Host: "default", Path: snapshotSourcePath("app", "data")}
-	complete, err := snapshot.LoadSnapshot(ctx, r.rep, manifest.ID(first.SnapshotID))
+	si := snapshot.SourceInfo{UserName: "default", Host: "default", Path: store.SourcePath("app", "data")}
+	complete, err := snapshot.LoadSnapshot(ctx, r.st.Direct(), manifest.ID(first.SnapshotID))
 	require.NoError(t, err)
 
 	// One interrupted upload, started after the complete one, checkpointed five times.
 	start := complete.StartTime.Add(time.Minute)
 	var last manifest.ID
-	require.NoError(t, repo.WriteSession(ctx, r.rep, repo.WriteSessionOptions{Purpose: "test"}, func(ctx context.Context, w repo.RepositoryWriter) error {
+	require.NoError(t, repo.WriteSession(ctx, r.st.Direct(), repo.WriteSessionOptions{Purpose: "test"}, func(ctx context.Context, w repo.RepositoryWriter) error {
 		for _, i := range []int{3, 1, 5, 2, 4} {
 			cp := *complete
 			cp.ID = ""
@@ -178,9 +175,9 @@ func TestResumeStartsFromTheLastCheckpoint(t *testing.T) {
 		}
 		return nil
 	}))
-	tags := map[string]string{tagRequester: snapshotRequester, tagUploader: snapshotUploader}
+	tags := map[string]string{store.TagRequester: store.Requester, store.TagUploader: store.Uploader}
 	for range 5 { // the listing's order is the manifests' IDs', which are random
-		parent, checkpoint, err := findPreviousSnapshot(ctx, r.rep, si, tags)
+		parent, checkpoint, err := backup.FindPreviousSnapshot(ctx, r.st.Direct(), si, tags)
 		require.NoError(t, err)
 		require.Equal(t, complete.ID, parent.ID)
 		require.NotNil(t, checkpoint)

@@ -23,6 +23,7 @@ package kopia
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -81,7 +82,7 @@ func verifyCostSteps(tb testing.TB, src, repoDir, cacheDir string, parallel int)
 			tb.Fatal(err)
 		}
 		id = res.SnapshotID
-		return formatBytes(res.TotalBytes)
+		return fmt.Sprintf("%d bytes", res.TotalBytes)
 	})
 	verify := func(rep *Repository, snapshotID string, mode datapath.VerifyMode) func() string {
 		return func() string {
@@ -89,7 +90,7 @@ func verifyCostSteps(tb testing.TB, src, repoDir, cacheDir string, parallel int)
 			if err != nil {
 				tb.Fatal(err)
 			}
-			return res.Summary
+			return fmt.Sprintf("verified (%s): %d files, %d bytes; %d files (%d bytes) read back in %s", res.Mode, res.Checked.Files, res.Checked.Bytes, res.FilesRead, res.BytesRead, res.Duration)
 		}
 	}
 	levels := []struct {
@@ -117,7 +118,7 @@ func verifyCostSteps(tb testing.TB, src, repoDir, cacheDir string, parallel int)
 			tb.Fatal(err)
 		}
 		id = res.SnapshotID
-		return formatBytes(res.IncrementalBytes) + " incremental"
+		return fmt.Sprintf("%d bytes incremental", res.IncrementalBytes)
 	})
 	step("noop-metadata", "verify metadata (no-op backup)", verify(r, id, levels[0].mode))
 	return steps

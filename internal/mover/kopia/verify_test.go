@@ -15,6 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/kopia/inspect"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest"
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
+	"github.com/snapmove/snapmove/internal/mover/kopia/tree"
 )
 
 var (
@@ -50,7 +54,7 @@ func TestBackupVerifies(t *testing.T) {
 	ctx := context.Background()
 	src := buildTree(t, t.TempDir())
 	want := countTree(t, src.root)
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 
 	for _, tc := range []struct {
 		name      string
@@ -75,7 +79,7 @@ func TestBackupVerifies(t *testing.T) {
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req := backupReq(src.root)
+			req := kopiatest.BackupRequest(src.root)
 			req.Verify = tc.mode
 			res, err := r.Backup(ctx, req)
 			require.NoError(t, err)
@@ -83,16 +87,15 @@ func TestBackupVerifies(t *testing.T) {
 			require.Equal(t, tc.wantLevel, v.Mode.Level)
 			require.Equal(t, want, v.Checked, "every entry is read back")
 			tc.wantRead(t, v)
-			require.Contains(t, v.Summary, tc.summary)
 		})
 	}
 
 	t.Run("none", func(t *testing.T) {
-		req := backupReq(src.root)
+		req := kopiatest.BackupRequest(src.root)
 		req.Verify = verifyNone
 		res, err := r.Backup(ctx, req)
 		require.NoError(t, err)
-		require.Equal(t, datapath.VerifyResult{Mode: verifyNone, Summary: "not verified (verify: none)"}, res.Verification)
+		require.Equal(t, datapath.VerifyResult{Mode: verifyNone}, res.Verification)
 	})
 }
 
@@ -102,8 +105,8 @@ func TestVerifyBlockVolume(t *testing.T) {
 	data := make([]byte, 5<<20)
 	rand.New(rand.NewSource(3)).Read(data)
 	require.NoError(t, os.WriteFile(dev, data, 0o600))
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	req := backupReq(dev)
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	req := kopiatest.BackupRequest(dev)
 	req.Block, req.Verify = true, verifyFull
 	res, err := r.Backup(ctx, req)
 	require.NoError(t, err)
@@ -114,16 +117,14 @@ func TestVerifyBlockVolume(t *testing.T) {
 func TestVerifyIncrementalAndParts(t *testing.T) {
 	ctx := context.Background()
 	src := buildTree(t, t.TempDir())
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	_, err := r.Backup(ctx, backupReq(src.root))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	_, err := r.Backup(ctx, kopiatest.BackupRequest(src.root))
 	require.NoError(t, err)
 
 	// the second backup takes every file from its parent: the counts still add up
 	require.NoError(t, os.WriteFile(filepath.Join(src.root, "new.txt"), []byte("new"), 0o644))
-	old := verifyPartBytes
-	verifyPartBytes = 1 << 20 // the 12 MB file is read in parts
-	t.Cleanup(func() { verifyPartBytes = old })
-	req := backupReq(src.root)
+	t.Cleanup(inspect.SetPartBytes(1 << 20)) // the 12 MB file is read in parts
+	req := kopiatest.BackupRequest(src.root)
 	req.Verify, req.Parallel = verifyFull, 4
 	res, err := r.Backup(ctx, req)
 	require.NoError(t, err)
@@ -139,8 +140,8 @@ func TestVerifySampleIsReproducible(t *testing.T) {
 	for i := range 40 {
 		require.NoError(t, os.WriteFile(filepath.Join(src, "f"+strings.Repeat("x", i)), []byte(strings.Repeat("y", i+1)), 0o644))
 	}
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	res, err := r.Backup(ctx, backupReq(src))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	res, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err)
 
 	first, err := r.VerifySnapshot(ctx, res.SnapshotID, verifySample(30), nil)
@@ -171,8 +172,8 @@ func TestVerifySampleIsReproducible(t *testing.T) {
 func TestVerifyCountMismatch(t *testing.T) {
 	ctx := context.Background()
 	src := buildTree(t, t.TempDir())
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	res, err := r.Backup(ctx, backupReq(src.root))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	res, err := r.Backup(ctx, kopiatest.BackupRequest(src.root))
 	require.NoError(t, err)
 
 	want := countTree(t, src.root)
@@ -184,7 +185,7 @@ func TestVerifyCountMismatch(t *testing.T) {
 	reported.Files++
 	reported.Bytes -= 10
 	_, err = r.VerifySnapshot(ctx, res.SnapshotID, verifyMetadata, &reported)
-	var ve *VerificationError
+	var ve *datapath.VerificationError
 	require.ErrorAs(t, err, &ve)
 	require.Equal(t, []string{
 		".: the upload reported 10 files, the repository holds 9",
@@ -196,9 +197,9 @@ func TestVerifyCountMismatch(t *testing.T) {
 // fileContent is where file rel's (single) content is stored.
 func fileContent(t *testing.T, r *Repository, snapshotID, rel string) (blobPath string, offset, length int64) {
 	ctx := context.Background()
-	man, err := snapshot.LoadSnapshot(ctx, r.rep, manifest.ID(snapshotID))
+	man, err := snapshot.LoadSnapshot(ctx, r.st.Direct(), manifest.ID(snapshotID))
 	require.NoError(t, err)
-	entries, err := readDirectory(ctx, r.rep, man.RootEntry.ObjectID)
+	entries, err := tree.ReadDir(ctx, r.st.Direct(), man.RootEntry.ObjectID)
 	require.NoError(t, err)
 	var oid object.ID
 	for _, e := range entries {
@@ -208,11 +209,11 @@ func fileContent(t *testing.T, r *Repository, snapshotID, rel string) (blobPath 
 	}
 	cid, _, ok := oid.ContentID()
 	require.True(t, ok, "%s is one content", rel)
-	info, err := r.rep.ContentInfo(ctx, cid)
+	info, err := r.st.Direct().ContentInfo(ctx, cid)
 	require.NoError(t, err)
 
 	// the filesystem storage shards blob IDs into directories: p0a1b2c... is p0a/1b2/c....f
-	dir := repoDir(r.loc)
+	dir := repoDir(r.st.Location())
 	require.NoError(t, filepath.Walk(dir, func(p string, st os.FileInfo, err error) error {
 		require.NoError(t, err)
 		rel, err := filepath.Rel(dir, p)
@@ -249,8 +250,8 @@ func corruptTree(t *testing.T, corrupt ...string) (*Repository, string, string) 
 		rng.Read(data)
 		require.NoError(t, os.WriteFile(filepath.Join(src, name), data, 0o644))
 	}
-	r := openRepo(t, testLocation(t), Options{Create: true})
-	res, err := r.Backup(ctx, backupReq(src))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	res, err := r.Backup(ctx, kopiatest.BackupRequest(src))
 	require.NoError(t, err, "metadata verification reads no file data")
 	for _, name := range corrupt {
 		blobPath, off, n := fileContent(t, r, res.SnapshotID, name)
@@ -263,13 +264,13 @@ func TestVerifyFindsCorruptContent(t *testing.T) {
 	ctx := context.Background()
 	r, _, id := corruptTree(t, "b.bin")
 	// as a CLI would: read-only, no cache
-	ro := openRepo(t, r.loc, Options{ReadOnly: true, CacheLimitMB: -1})
+	ro := openRepo(t, r.st.Location(), Options{ReadOnly: true, CacheLimitMB: -1})
 
 	_, err := ro.VerifySnapshot(ctx, id, verifyMetadata, nil)
 	require.NoError(t, err, "the metadata level reads no file data")
 
 	_, err = ro.VerifySnapshot(ctx, id, verifyFull, nil)
-	var ve *VerificationError
+	var ve *datapath.VerificationError
 	require.ErrorAs(t, err, &ve)
 	require.Len(t, ve.Problems, 1)
 	require.True(t, strings.HasPrefix(ve.Problems[0], "b.bin: reading bytes 0-1048576: "), ve.Problems[0])
@@ -278,7 +279,7 @@ func TestVerifyFindsCorruptContent(t *testing.T) {
 
 	// every file is corrupt: any sample names the file it read
 	r, _, id = corruptTree(t, "a.bin", "b.bin", "c.bin")
-	ro = openRepo(t, r.loc, Options{ReadOnly: true, CacheLimitMB: -1})
+	ro = openRepo(t, r.st.Location(), Options{ReadOnly: true, CacheLimitMB: -1})
 	res, err := ro.VerifySnapshot(ctx, id, verifySample(1), nil)
 	require.ErrorAs(t, err, &ve)
 	require.Positive(t, res.FilesRead)
@@ -294,9 +295,9 @@ func TestVerifyFindsMissingPack(t *testing.T) {
 	r, _, id := corruptTree(t)
 	blobPath, _, _ := fileContent(t, r, id, "a.bin")
 	require.NoError(t, os.Remove(blobPath))
-	ro := openRepo(t, r.loc, Options{ReadOnly: true, CacheLimitMB: -1})
+	ro := openRepo(t, r.st.Location(), Options{ReadOnly: true, CacheLimitMB: -1})
 	_, err := ro.VerifySnapshot(ctx, id, verifyMetadata, nil)
-	var ve *VerificationError
+	var ve *datapath.VerificationError
 	require.ErrorAs(t, err, &ve)
 	require.Len(t, ve.Problems, 1)
 	require.Regexp(t, `^[abc]\.bin: its content is in pack blob p[0-9a-f]+-s[0-9a-f]+, which is missing$`, ve.Problems[0])
@@ -308,18 +309,18 @@ func TestBackupDeletesSnapshotThatFailsVerification(t *testing.T) {
 	ctx := context.Background()
 	r, src, parent := corruptTree(t, "c.bin")
 
-	req := backupReq(src)
+	req := kopiatest.BackupRequest(src)
 	req.Verify = verifyFull
 	res, err := r.Backup(ctx, req)
 	require.Error(t, err)
 	require.Equal(t, datapath.BackupResult{}, res)
-	var ve *VerificationError
+	var ve *datapath.VerificationError
 	require.ErrorAs(t, err, &ve)
 	require.True(t, ve.Deleted)
 	require.NotEqual(t, parent, ve.SnapshotID)
 	require.Contains(t, err.Error(), "backing up PVC app/data: snapshot "+ve.SnapshotID+" failed verification (full) and was deleted: c.bin: reading bytes 0-1048576: ")
 
-	mans, err := snapshot.ListSnapshots(ctx, r.rep, snapshot.SourceInfo{UserName: repoUser, Host: repoHost, Path: snapshotSourcePath("app", "data")})
+	mans, err := snapshot.ListSnapshots(ctx, r.st.Direct(), snapshot.SourceInfo{UserName: store.User, Host: store.Host, Path: store.SourcePath("app", "data")})
 	require.NoError(t, err)
 	require.Len(t, mans, 1)
 	require.Equal(t, manifest.ID(parent), mans[0].ID, "only the parent is left")
@@ -327,9 +328,9 @@ func TestBackupDeletesSnapshotThatFailsVerification(t *testing.T) {
 
 func TestBackupDeletesSnapshotWhenVerificationIsCanceled(t *testing.T) {
 	src := buildTree(t, t.TempDir())
-	r := openRepo(t, testLocation(t), Options{Create: true})
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	ctx, cancel := context.WithCancel(context.Background())
-	req := backupReq(src.root)
+	req := kopiatest.BackupRequest(src.root)
 	req.Verify = verifyFull
 	// the last progress report comes after the snapshot is saved, before verification
 	req.OnProgress = func(p datapath.Progress) {
@@ -341,28 +342,7 @@ func TestBackupDeletesSnapshotWhenVerificationIsCanceled(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.Regexp(t, `^backing up PVC app/data: snapshot [0-9a-f]+ was deleted: `, err.Error())
 
-	mans, err := snapshot.ListSnapshots(context.Background(), r.rep, snapshot.SourceInfo{UserName: repoUser, Host: repoHost, Path: snapshotSourcePath("app", "data")})
+	mans, err := snapshot.ListSnapshots(context.Background(), r.st.Direct(), snapshot.SourceInfo{UserName: store.User, Host: store.Host, Path: store.SourcePath("app", "data")})
 	require.NoError(t, err)
 	require.Empty(t, mans)
-}
-
-func TestVerifySummary(t *testing.T) {
-	for _, tc := range []struct {
-		res  datapath.VerifyResult
-		want string
-	}{
-		{datapath.VerifyResult{Mode: verifyMetadata, Checked: datapath.TreeCounts{Files: 2500, Dirs: 34, Bytes: 1_150_000_000}, Duration: 1234e6},
-			"verified (metadata): 2500 files, 34 directories, 1.15 GB in 1.2s"},
-		{datapath.VerifyResult{Mode: verifySample(10), Checked: datapath.TreeCounts{Files: 2500, Dirs: 34, Symlinks: 2, Bytes: 1_150_000_000},
-			FilesRead: 251, BytesRead: 120_400_000, Duration: 3e9},
-			"verified (sample:10): 2500 files, 34 directories, 2 symlinks, 1.15 GB; content of 251 files (120 MB) read back in 3s"},
-		{datapath.VerifyResult{Mode: verifyFull, Checked: datapath.TreeCounts{Files: 1, Dirs: 1, Bytes: 999}, FilesRead: 1, BytesRead: 999, Duration: 5e6},
-			"verified (full): 1 file, 1 directory, 999 B; content of 1 file (999 B) read back in 5ms"},
-		{datapath.VerifyResult{Mode: verifyNone}, "not verified (verify: none)"},
-	} {
-		require.Equal(t, tc.want, verifySummary(tc.res))
-	}
-	require.Equal(t, "99.9 kB", formatBytes(99_949))
-	require.Equal(t, "1.00 MB", formatBytes(999_999))
-	require.Equal(t, "2.15 GB", formatBytes(2<<30))
 }

@@ -6,8 +6,9 @@
 // message (JSON on success, the error text on failure), which the controller reads.
 //
 // It never changes an object's phase or anything but status.progress: phases are the
-// controller's. It reaches the repository only through the Opener interface
-// (implemented by internal/mover/connect's Connector, which `snapmove mover worker` in
-// internal/cmd passes in), so it does not import kopia. It keeps no buffers of its own
-// beyond a progress value.
+// controller's. It reaches the repository only through the Opener interface, which returns a
+// datapath.Repository (internal/cmd wires connect.Connector), so it does not import kopia;
+// the line its result carries about a backup's verification is the printer's
+// (DescribeVerification, wired by internal/cmd). It keeps no buffers of
+// its own beyond a progress value.
 package worker

@@ -22,22 +22,11 @@ import (
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
-// Repository moves bytes (*kopia.Repository, through package connect). Backup and
-// Restore block until done or ctx is canceled; Close may be called once they returned.
-// IsTransient reports whether an error of Backup or Restore may pass on its own (the
-// store unreachable, a 5xx or throttling after the data path's own retries); it does not
-// block.
-type Repository interface {
-	Backup(ctx context.Context, req datapath.BackupRequest) (datapath.BackupResult, error)
-	Restore(ctx context.Context, req datapath.RestoreRequest) (datapath.RestoreResult, error)
-	IsTransient(err error) bool
-	Close(ctx context.Context) error
-}
-
-// Opener opens the repository of sourceNamespace on bsl. forWrite is false for restores
-// (nothing is created or written).
+// Opener opens the repository of sourceNamespace on bsl (connect.Connector). forWrite is
+// false for restores (nothing is created or written). It blocks while it opens; a
+// failure that may pass is a *datapath.TransientError.
 type Opener interface {
-	Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, forWrite bool) (Repository, error)
+	Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, forWrite bool) (datapath.Repository, error)
 }
 
 // Config is the worker's command line.
@@ -92,6 +81,10 @@ type Worker struct {
 	Opener Opener
 	Log    logrus.FieldLogger
 	Config Config
+	// DescribeVerification puts a backup's verification into the one line its result
+	// carries (the printer's, catalog.DescribeVerification, wired by the command); nil
+	// leaves the line empty.
+	DescribeVerification func(datapath.VerifyResult) string
 }
 
 // errCanceled is the cause of a canceled movement.
@@ -148,10 +141,14 @@ func (w *Worker) backup(ctx context.Context) (expose.Result, error) {
 		return expose.Result{}, w.moveError(moveCtx, repo, err, "backing up %s", w.Config.Path)
 	}
 	rep.flush(ctx, datapath.Progress{TotalBytes: res.TotalBytes, BytesDone: res.TotalBytes})
-	log.WithField("snapshotID", res.SnapshotID).Infof("backed up %d bytes (%d incremental); %s", res.TotalBytes, res.IncrementalBytes, res.Verification.Summary)
+	var verification string
+	if w.DescribeVerification != nil {
+		verification = w.DescribeVerification(res.Verification)
+	}
+	log.WithField("snapshotID", res.SnapshotID).Infof("backed up %d bytes (%d incremental); %s", res.TotalBytes, res.IncrementalBytes, verification)
 	return expose.Result{
 		SnapshotID: res.SnapshotID, TotalBytes: res.TotalBytes, IncrementalBytes: res.IncrementalBytes, Empty: res.Empty,
-		Verification: res.Verification.Summary,
+		Verification: verification,
 	}, nil
 }
 
@@ -198,7 +195,7 @@ func (w *Worker) restore(ctx context.Context) (expose.Result, error) {
 	return expose.Result{TotalBytes: res.TotalBytes}, nil
 }
 
-func (w *Worker) open(ctx context.Context, bslName, sourceNamespace string, forWrite bool) (Repository, error) {
+func (w *Worker) open(ctx context.Context, bslName, sourceNamespace string, forWrite bool) (datapath.Repository, error) {
 	bsl := &velerov1.BackupStorageLocation{}
 	if err := w.Client.Get(ctx, client.ObjectKey{Namespace: w.Config.Namespace, Name: bslName}, bsl); err != nil {
 		return nil, errors.Wrapf(err, "getting BackupStorageLocation %s/%s", w.Config.Namespace, bslName)
@@ -211,7 +208,7 @@ func (w *Worker) open(ctx context.Context, bslName, sourceNamespace string, forW
 	return repo, nil
 }
 
-func (w *Worker) close(repo Repository, log logrus.FieldLogger) {
+func (w *Worker) close(repo datapath.Repository, log logrus.FieldLogger) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := repo.Close(ctx); err != nil {
@@ -223,7 +220,7 @@ func (w *Worker) close(repo Repository, log logrus.FieldLogger) {
 // an error that may pass (repo.IsTransient) as a *datapath.TransientError: the worker
 // then exits with datapath.ExitTransient and the controller retries the movement. A move
 // whose context ended (canceled, or the pod told to stop) is never transient.
-func (w *Worker) moveError(moveCtx context.Context, repo Repository, err error, format string, args ...any) error {
+func (w *Worker) moveError(moveCtx context.Context, repo datapath.Repository, err error, format string, args ...any) error {
 	if cause := context.Cause(moveCtx); cause != nil && errors.Is(cause, errCanceled) {
 		return cause
 	}

@@ -43,7 +43,7 @@ type fakeRepo struct {
 	transient func(error) bool
 }
 
-func (f *fakeRepo) Open(_ context.Context, bsl *velerov1.BackupStorageLocation, ns string, forWrite bool) (Repository, error) {
+func (f *fakeRepo) Open(_ context.Context, bsl *velerov1.BackupStorageLocation, ns string, forWrite bool) (datapath.Repository, error) {
 	f.openCalled = true
 	f.openedBSL, f.openedNS, f.forWrite = bsl.Name, ns, forWrite
 	if f.openErr != nil {
@@ -131,10 +131,16 @@ func TestBackupSucceeds(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		return datapath.BackupResult{SnapshotID: "k0123", TotalBytes: 1000, IncrementalBytes: 250, Verification: datapath.VerifyResult{
 			Mode: req.Verify, Checked: datapath.TreeCounts{Files: 3, Dirs: 1, Bytes: 1000}, FilesRead: 1, BytesRead: 10,
-			Summary: "verified (sample:10): 3 files, 1 directory, 1.00 kB; content of 1 file (10 B) read back in 5ms",
+			Duration: 5 * time.Millisecond,
 		}}, nil
 	}
 	e.w.Config.Verify = datapath.VerifyMode{Level: datapath.VerifySample, Percent: 10}
+	// The command wires the printer (catalog.DescribeVerification, tested there with
+	// this result); the worker puts its line into the result.
+	e.w.DescribeVerification = func(v datapath.VerifyResult) string {
+		require.Equal(t, datapath.TreeCounts{Files: 3, Dirs: 1, Bytes: 1000}, v.Checked)
+		return "verified (sample:10): 3 files, 1 directory, 1.00 kB; content of 1 file (10 B) read back in 5ms"
+	}
 	require.NoError(t, e.w.Backup(context.Background()))
 
 	var res expose.Result

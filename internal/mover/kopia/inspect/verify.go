@@ -1,0 +1,417 @@
+package inspect
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kopia/kopia/fs"
+	"github.com/kopia/kopia/repo"
+	"github.com/kopia/kopia/repo/blob"
+	"github.com/kopia/kopia/repo/manifest"
+	"github.com/kopia/kopia/snapshot"
+	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
+	velerokopia "github.com/vmware-tanzu/velero/pkg/kopia"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
+	"github.com/snapmove/snapmove/internal/mover/kopia/tree"
+)
+
+// Verification reads a saved snapshot back through kopia's read path, which authenticates
+// every content it returns (decryption with an authenticated cipher, then the content's
+// hash): what is read back is what the upload wrote. VerifyMetadata reads the manifest,
+// every directory object and every file's seek table, looks every file content up in the
+// index and checks that the pack blobs holding them exist (without reading file data);
+// VerifySample and VerifyFull also read file data. Nothing is written. Contents read go
+// through kopia's cache like any read (a cache holds only what was read before, never
+// what was written, so the first read of a content comes from the storage).
+
+const (
+	// maxVerifyProblems is how many problems a verification collects; it stops there.
+	maxVerifyProblems = 5
+	// maxProblemLen bounds one problem's text (kopia's errors name blobs and contents).
+	maxProblemLen = 300
+	// defaultMaxParallel caps the default number of readers, as a backup's default caps
+	// the files it reads at once (package backup): a reader holds a content or two.
+	defaultMaxParallel = 4
+)
+
+// verifyPartBytes is the size of the parts a large file's content is read in, in
+// parallel (a variable for tests).
+var verifyPartBytes int64 = 64 << 20
+
+// Verify reads snapshot snapshotID back from the repository as mode says and
+// checks it: the manifest is a complete snapshot; every directory object decodes and
+// holds safe names; the entries below each directory add up to the summary stored for it
+// and, when want is not nil, the whole tree to want (what the upload reported); every
+// file's chunks are in the index, contiguous and as long as the file, and the pack blobs
+// holding them exist. For VerifySample (a share of the files, chosen by hashing the
+// snapshot ID and the file's path: the same snapshot always gets the same sample, and at
+// least one file) and VerifyFull (every file) the file content is read back in full,
+// which authenticates it.
+//
+// It reads only, blocks until done, and may run on a read-only repository. A snapshot that
+// fails returns a *datapath.VerificationError listing the first problems found; other errors are
+// the snapshot not loading or ctx ending. The zero mode is VerifyMetadata; VerifyNone
+// returns at once. The result is data (what was checked, how long it took); the
+// sentences for people are the printer's (package catalog).
+//
+// parallel is the number of readers; 0 means NumCPU, at most defaultMaxParallel.
+func Verify(ctx context.Context, r *store.Repository, snapshotID string, mode datapath.VerifyMode, want *datapath.TreeCounts, parallel int) (datapath.VerifyResult, error) {
+	if mode.Level == "" {
+		mode.Level = datapath.VerifyMetadata
+	}
+	res := datapath.VerifyResult{Mode: mode}
+	switch mode.Level {
+	case datapath.VerifyNone:
+		return res, nil
+	case datapath.VerifyMetadata, datapath.VerifyFull:
+	case datapath.VerifySample:
+		if mode.Percent < 1 || mode.Percent > 100 {
+			return res, errors.Errorf("verifying snapshot %s: sample of %d%%: want 1 to 100", snapshotID, mode.Percent)
+		}
+	default:
+		return res, errors.Errorf("verifying snapshot %s: unknown verify level %q", snapshotID, mode.Level)
+	}
+	if snapshotID == "" {
+		return res, errors.New("verifying snapshot: empty snapshot ID")
+	}
+	if parallel <= 0 {
+		parallel = min(runtime.NumCPU(), defaultMaxParallel)
+	}
+	log := r.Log().WithField("snapshotID", snapshotID)
+	kctx := velerokopia.SetupKopiaLog(ctx, log)
+	started := time.Now()
+
+	rep := r.Direct()
+	if mode.Level != datapath.VerifyMetadata && r.Cached() {
+		// File contents are read back: not through the cache (UncachedReader).
+		reader, err := r.UncachedReader(kctx)
+		if err != nil {
+			return res, errors.Wrap(err, "opening a connection to read the snapshot back")
+		}
+		defer func() {
+			if err := reader.Close(kctx); err != nil {
+				log.WithError(err).Warn("closing the read-back connection")
+			}
+		}()
+		rep = reader
+	}
+	man, err := snapshot.LoadSnapshot(kctx, rep, manifest.ID(snapshotID))
+	if err != nil {
+		return res, errors.Wrapf(err, "loading snapshot %s from repository at %s", snapshotID, r.Location())
+	}
+	v := &verifier{rep: rep, cr: tree.NewContentReader(rep), mode: mode, seed: snapshotID}
+	counts, err := v.run(kctx, man, want, parallel)
+	if err != nil {
+		return res, errors.Wrapf(err, "verifying snapshot %s", snapshotID)
+	}
+	res.Checked = counts
+	res.FilesRead, res.BytesRead = v.filesRead.Load(), v.bytesRead.Load()
+	res.Duration = time.Since(started)
+	if len(v.problems) > 0 {
+		return res, &datapath.VerificationError{SnapshotID: snapshotID, Mode: mode, Problems: v.problems, Stopped: v.stopped}
+	}
+	log.WithFields(logrus.Fields{
+		"verify": mode.String(), "files": counts.Files, "dirs": counts.Dirs, "symlinks": counts.Symlinks,
+		"bytes": counts.Bytes, "filesRead": res.FilesRead, "bytesRead": res.BytesRead,
+		"duration": res.Duration.Round(time.Millisecond).String(),
+	}).Info("verified snapshot")
+	return res, nil
+}
+
+// UploadCounts are the counts the upload reported for the tree it wrote (its root
+// directory summary); nil when the manifest holds none.
+func UploadCounts(man *snapshot.Manifest) *datapath.TreeCounts {
+	if man == nil || man.RootEntry == nil || man.RootEntry.DirSummary == nil {
+		return nil
+	}
+	s := man.RootEntry.DirSummary
+	return &datapath.TreeCounts{Files: s.TotalFileCount, Dirs: s.TotalDirCount, Symlinks: s.TotalSymlinkCount, Bytes: s.TotalFileSize}
+}
+
+// verifier holds one verification's state. Walkers list directories and check files, up
+// to parallel at once (inline when none is free, as the restore's walkers do).
+type verifier struct {
+	rep  repo.DirectRepository
+	cr   tree.ContentReader
+	mode datapath.VerifyMode
+	seed string // the snapshot ID, mixed into the sample's hash
+
+	stop context.CancelFunc
+
+	mu       sync.Mutex
+	problems []string
+	stopped  bool
+	dirs     []dirNode
+	// sampledFiles counts non-empty files sampled; fallback is the non-empty file
+	// with the lowest hash, read when none was.
+	sampledFiles int
+	fallback     *sampleCandidate
+	// packs are the pack blobs holding file contents: the end of the last content
+	// in each, and a file it holds.
+	packs map[blob.ID]packUse
+
+	filesRead, bytesRead atomic.Int64
+}
+
+// dirNode is one directory of the tree: what is directly in it, and the summary its
+// parent stored for it. Children come after their parent in verifier.dirs.
+type dirNode struct {
+	rel     string
+	parent  int // -1 for the root
+	summary *fs.DirectorySummary
+	own     datapath.TreeCounts // the directory itself, its files and symlinks
+}
+
+type packUse struct {
+	end int64
+	rel string
+}
+
+type sampleCandidate struct {
+	hash uint64
+	rel  string
+	e    *snapshot.DirEntry
+}
+
+// run checks man's tree and returns its counts. Problems are collected in v.problems; the
+// error is only ctx's.
+func (v *verifier) run(ctx context.Context, man *snapshot.Manifest, want *datapath.TreeCounts, parallel int) (datapath.TreeCounts, error) {
+	if man.IncompleteReason != "" {
+		v.problem(".", "the snapshot is incomplete (%s)", man.IncompleteReason)
+	}
+	root := man.RootEntry
+	switch {
+	case root == nil:
+		v.problem(".", "the snapshot has no root entry")
+		return datapath.TreeCounts{}, nil
+	case root.Type != snapshot.EntryTypeDirectory:
+		v.problem(".", "the snapshot root is not a directory (type %q)", root.Type)
+		return datapath.TreeCounts{}, nil
+	case root.DirSummary == nil:
+		v.problem(".", "the snapshot root has no directory summary")
+	}
+
+	walkCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	v.stop = stop
+	walkers, wctx := tree.NewWalker(walkCtx, parallel)
+	err := walkers.Walk(func() error { return v.walk(wctx, walkers, tree.Root(root), -1) })
+	if ctx.Err() != nil {
+		return datapath.TreeCounts{}, context.Cause(ctx)
+	}
+	if err != nil && !v.isStopped() {
+		return datapath.TreeCounts{}, err
+	}
+	if v.isStopped() {
+		sort.Strings(v.problems)
+		return datapath.TreeCounts{}, nil // the tree was not walked to the end: no totals
+	}
+	if c := v.fallback; v.mode.Level == datapath.VerifySample && v.sampledFiles == 0 && c != nil {
+		if err := v.checkFile(ctx, nil, c.rel, c.e, true); err != nil {
+			return datapath.TreeCounts{}, err
+		}
+	}
+
+	// Problems found in the walk come first, sorted. Counts are compared only without
+	// them: a directory that could not be listed, for one, miscounts all its parents.
+	sort.Strings(v.problems)
+	compare := len(v.problems) == 0
+	total := v.totals(compare)
+	if !compare {
+		return total, nil
+	}
+	// The manifest's Stats are not compared: kopia's uploader counts each part of a file
+	// uploaded in parts as a file, counts a file taken from the parent in CachedFiles
+	// only, and adds the size of a symlink taken from the parent to TotalFileSize. The
+	// directory summaries are built from the entries written, and want from them.
+	if want != nil {
+		compareCounts(v, ".", "the upload reported", *want, total)
+	}
+	if err := v.checkPacks(ctx, parallel); err != nil {
+		return datapath.TreeCounts{}, err
+	}
+	sort.Strings(v.problems)
+	return total, nil
+}
+
+// checkPacks checks that every pack blob holding file contents exists and is long enough
+// for them (the index can outlive a pack; kopia's verifier checks the same against a
+// listing of all blobs). Reading a content finds this too; the metadata level reads none.
+func (v *verifier) checkPacks(ctx context.Context, parallel int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for id, use := range v.packs {
+		g.Go(func() error {
+			md, err := v.rep.BlobReader().GetMetadata(gctx, id)
+			switch {
+			case gctx.Err() != nil:
+				return gctx.Err()
+			case errors.Is(err, blob.ErrBlobNotFound):
+				v.problem(use.rel, "its content is in pack blob %s, which is missing", id)
+			case err != nil:
+				v.problem(use.rel, "reading the metadata of pack blob %s: %v", id, err)
+			case md.Length < use.end:
+				v.problem(use.rel, "pack blob %s holding its content is %d bytes long, the index says at least %d", id, md.Length, use.end)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil && ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// totals adds each directory's entries to its parents' and, with compare, compares every
+// directory's total with its stored summary, children before parents. It returns the root's total.
+func (v *verifier) totals(compare bool) datapath.TreeCounts {
+	v.mu.Lock()
+	dirs := v.dirs
+	v.mu.Unlock()
+	if len(dirs) == 0 {
+		return datapath.TreeCounts{}
+	}
+	total := make([]datapath.TreeCounts, len(dirs))
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		t := &total[i]
+		t.Files += d.own.Files
+		t.Dirs += d.own.Dirs
+		t.Symlinks += d.own.Symlinks
+		t.Bytes += d.own.Bytes
+		if s := d.summary; s != nil && compare {
+			compareCounts(v, d.rel, "its directory summary says",
+				datapath.TreeCounts{Files: s.TotalFileCount, Dirs: s.TotalDirCount, Symlinks: s.TotalSymlinkCount, Bytes: s.TotalFileSize}, *t)
+		}
+		if d.parent >= 0 {
+			p := &total[d.parent]
+			p.Files += t.Files
+			p.Dirs += t.Dirs
+			p.Symlinks += t.Symlinks
+			p.Bytes += t.Bytes
+		}
+	}
+	return total[0]
+}
+
+// compareCounts records a problem for each count of got that differs from want.
+func compareCounts(v *verifier, rel, source string, want, got datapath.TreeCounts) {
+	for _, c := range []struct {
+		what      string
+		want, got int64
+	}{
+		{"files", want.Files, got.Files},
+		{"directories", want.Dirs, got.Dirs},
+		{"symlinks", want.Symlinks, got.Symlinks},
+		{"bytes of files", want.Bytes, got.Bytes},
+	} {
+		if c.want != c.got {
+			v.problem(rel, "%s %d %s, the repository holds %d", source, c.want, c.what, c.got)
+		}
+	}
+}
+
+// walk lists directory d and checks its entries; subdirectories and files are handed to
+// other walkers when one is free. Unlike the restore it goes on past an unsafe name (a
+// problem, the entry skipped), to report what else is wrong.
+func (v *verifier) walk(ctx context.Context, walkers *tree.Walker, d tree.Dir, parent int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rel := d.Rel
+	node := dirNode{rel: rel, parent: parent, summary: d.Entry.DirSummary, own: datapath.TreeCounts{Dirs: 1}}
+	entries, err := tree.ReadDir(ctx, v.rep, d.Entry.ObjectID)
+	if err != nil {
+		v.addDir(node)
+		return v.failed(ctx, rel, err, "listing the directory")
+	}
+	for _, e := range entries {
+		if !tree.SafeName(e.Name) {
+			v.problem(rel, "unsafe entry name %q", e.Name)
+			continue
+		}
+		switch e.Type {
+		case snapshot.EntryTypeSymlink:
+			node.own.Symlinks++
+		case snapshot.EntryTypeFile:
+			node.own.Files++
+			node.own.Bytes += e.FileSize
+		}
+	}
+	self := v.addDir(node)
+
+	for _, e := range entries {
+		if !tree.SafeName(e.Name) {
+			continue
+		}
+		p := tree.Join(rel, e.Name)
+		var job func() error
+		switch e.Type {
+		case snapshot.EntryTypeDirectory:
+			job = func() error { return v.walk(ctx, walkers, d.Child(e), self) }
+		case snapshot.EntryTypeSymlink:
+			job = func() error { return v.checkSymlink(ctx, p, e) }
+		case snapshot.EntryTypeFile:
+			read := v.selected(p, e)
+			job = func() error { return v.checkFile(ctx, walkers, p, e, read) }
+		default:
+			continue // the policy ignores unknown types; the restore skips them
+		}
+		if err := walkers.Go(job); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (v *verifier) addDir(n dirNode) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.dirs = append(v.dirs, n)
+	return len(v.dirs) - 1
+}
+
+// failed records err while doing what as a problem of rel, unless ctx has ended (then
+// the walk stops with ctx's error).
+func (v *verifier) failed(ctx context.Context, rel string, err error, what string, args ...any) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	v.problem(rel, "%s: %v", fmt.Sprintf(what, args...), err)
+	return nil
+}
+
+// problem records what is wrong with rel. The verification stops at maxVerifyProblems.
+func (v *verifier) problem(rel, format string, args ...any) {
+	msg := rel + ": " + fmt.Sprintf(format, args...)
+	if len(msg) > maxProblemLen {
+		msg = msg[:maxProblemLen-3] + "..."
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.stopped {
+		return
+	}
+	v.problems = append(v.problems, msg)
+	if len(v.problems) == maxVerifyProblems {
+		v.stopped = true
+		if v.stop != nil {
+			v.stop()
+		}
+	}
+}
+
+func (v *verifier) isStopped() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.stopped
+}

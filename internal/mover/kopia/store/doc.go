@@ -1,0 +1,12 @@
+// Package store opens Velero's kopia repositories: the storage of a location
+// (filesystem, S3, GCS, Azure), creating a repository with kopia's defaults and Velero's
+// init, the connection config and cache, the guard that stops a backup when the store
+// fails a write, the classification of storage errors (ErrWrongPassword, ...,
+// IsTransient), deleting a snapshot, maintenance (tests only), the namespaces that hold a
+// repository, and the identity Velero's uploader writes (SourcePath, tags). The open
+// Repository is what the other rooms (backup, restore, inspect) are handed.
+//
+// It must not read or write snapshot trees (packages tree, backup, restore, inspect do),
+// know about Kubernetes objects, read the environment or flags, or run maintenance
+// outside tests: Velero's maintenance jobs own that.
+package store

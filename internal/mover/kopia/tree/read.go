@@ -1,0 +1,135 @@
+package tree
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/kopia/kopia/fs"
+	"github.com/kopia/kopia/repo"
+	"github.com/kopia/kopia/repo/content"
+	"github.com/kopia/kopia/repo/object"
+	"github.com/kopia/kopia/snapshot"
+	"github.com/pkg/errors"
+)
+
+// directoryStreamType marks kopia directory objects (snapshotfs/dir_reader.go).
+const directoryStreamType = "kopia:directory"
+
+// ReadDir reads the entries of a snapshot directory object, their names decoded
+// (names.go): every reader of a snapshot sees the names the backup read. It does not use
+// snapshotfs, which reports a directory's modification time as the newest one below it;
+// the entries hold the directory's own. The names are not checked (CheckNames, SafeName).
+func ReadDir(ctx context.Context, rep repo.Repository, oid object.ID) ([]*snapshot.DirEntry, error) {
+	rd, err := rep.OpenObject(ctx, oid)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close() //nolint:errcheck
+	var dm snapshot.DirManifest
+	if err := json.NewDecoder(rd).Decode(&dm); err != nil {
+		return nil, errors.Wrap(err, "decoding directory object")
+	}
+	if dm.StreamType != directoryStreamType {
+		return nil, errors.Errorf("not a directory object (stream %q)", dm.StreamType)
+	}
+	for _, e := range dm.Entries {
+		if e.Name, err = originalName(e.Name); err != nil {
+			return nil, err
+		}
+	}
+	return dm.Entries, nil
+}
+
+// SafeName reports whether name is one path component: not empty, ".", or "..", and
+// without "/" or NUL.
+func SafeName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
+}
+
+// CheckNames rejects a directory listing holding a name that is not one path component,
+// or a name twice (whose entries would race each other in a restore's target): kopia
+// writes neither, so the snapshot is hostile or corrupt. dirPath names the directory in
+// errors.
+func CheckNames(entries []*snapshot.DirEntry, dirPath string) error {
+	sorted := true // as kopia writes them: no duplicates if strictly ascending
+	for i, e := range entries {
+		if !SafeName(e.Name) {
+			return errors.Errorf("refusing entry name %q in %s", e.Name, dirPath)
+		}
+		if i > 0 && entries[i-1].Name >= e.Name {
+			sorted = false
+		}
+	}
+	if sorted {
+		return nil
+	}
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if seen[e.Name] {
+			return errors.Errorf("refusing snapshot directory %s: it holds two entries named %q", dirPath, e.Name)
+		}
+		seen[e.Name] = true
+	}
+	return nil
+}
+
+// ReadObject reads a small object in full: a symlink's target.
+func ReadObject(ctx context.Context, rep repo.Repository, oid object.ID) ([]byte, error) {
+	rd, err := rep.OpenObject(ctx, oid)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close() //nolint:errcheck
+	data := make([]byte, rd.Length())
+	_, err = io.ReadFull(rd, data)
+	return data, err
+}
+
+// ContentReader is what object.LoadIndexObject needs from a repository.
+type ContentReader struct {
+	content.Reader
+	Rep repo.Repository
+}
+
+// NewContentReader is the ContentReader of rep.
+func NewContentReader(rep repo.DirectRepository) ContentReader {
+	return ContentReader{Reader: rep.ContentReader(), Rep: rep}
+}
+
+// PrefetchContents is the repository's.
+func (c ContentReader) PrefetchContents(ctx context.Context, ids []content.ID, hint string) []content.ID {
+	return c.Rep.PrefetchContents(ctx, ids, hint)
+}
+
+// Chunks is the seek table of a file object of size bytes: where each chunk of its
+// content goes. The chunks must be contiguous and hold size bytes.
+func Chunks(ctx context.Context, cr ContentReader, oid object.ID, size int64) ([]object.IndirectObjectEntry, error) {
+	indexID, indirect := oid.IndexObjectID()
+	if !indirect {
+		return []object.IndirectObjectEntry{{Start: 0, Length: size, Object: oid}}, nil
+	}
+	entries, err := object.LoadIndexObject(ctx, cr, indexID)
+	if err != nil {
+		return nil, errors.Wrapf(err, "loading index of object %v", oid)
+	}
+	var next int64
+	for _, e := range entries {
+		if e.Start != next {
+			return nil, errors.Errorf("object %v: a chunk starts at %d, expected %d", oid, e.Start, next)
+		}
+		next += e.Length
+	}
+	if next != size {
+		return nil, errors.Errorf("object %v: the chunks hold %d bytes, the directory says %d", oid, next, size)
+	}
+	return entries, nil
+}
+
+// Perm is the permission, setuid, setgid and sticky bits of e, as the restore sets them
+// and os.Lstat reports them (kopia keeps os.FileMode's bits, fs.ModBits).
+func Perm(e *snapshot.DirEntry) os.FileMode {
+	return os.FileMode(e.Permissions) & fs.ModBits //nolint:gosec
+}
