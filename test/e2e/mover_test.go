@@ -359,7 +359,7 @@ func (s *stack) requireBackupOfBigVolume(t *testing.T, ns, backup string) velero
 // TestObjectStoreLongOutageMidUpload keeps the object store (MinIO) stopped in the middle
 // of a 1 GiB upload for longer than the data path's own retries (kopia's and the S3
 // client's of one write, about 2 minutes here; kopia alone would go on to the next chunk,
-// each with its own retries, for as long as the file lasts, kopia/guard.go stops the
+// each with its own retries, for as long as the file lasts, kopia/store/guard.go stops the
 // upload): the worker gives up as transient, the mover retries the
 // move and, the store still down, waits for it before starting the next worker ("waiting:
 // checking the kopia repository …"); once the store is back the new worker resumes from
