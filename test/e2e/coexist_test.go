@@ -23,8 +23,9 @@ import (
 // Without EnableCSI (the stack's default) Velero's CSI actions are off and snapmove's
 // actions take every CSI PVC.
 func TestCoexistenceWithoutEnableCSI(t *testing.T) {
+	parallel(t)
 	s := env
-	s.withVeleroFeatures(t, "")
+	require.Equal(t, "", s.features(), "the stack's Velero runs without EnableCSI")
 	ns, dir := s.smallVolume(t, "nocsi")
 	s.movedRoundTrip(t, ns, dir, nil, naming.BackupActionName)
 }

@@ -331,6 +331,7 @@ func (s *stack) holdWorker(t *testing.T, kind, name string) (release func()) {
 // which the test's cleanup also does whatever happens.
 func (s *stack) stopObjectStore(t *testing.T) (script string) {
 	t.Helper()
+	requireSerial(t)
 	script = filepath.Join(repoRoot(), "hack", "stack", "minio.sh")
 	run(t, script, "stop")
 	t.Cleanup(func() { _, _ = runErr(script, "start") })

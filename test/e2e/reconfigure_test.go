@@ -43,6 +43,7 @@ func (s *stack) veleroSetup() veleroSetup {
 // withVelero restarts Velero (a rollout of its Deployment, hack/stack/velero.sh) set up as
 // want for the rest of the test, and as it was afterwards.
 func (s *stack) withVelero(t *testing.T, want veleroSetup) {
+	requireSerial(t)
 	t.Helper()
 	before := s.veleroSetup()
 	if before == want {
@@ -54,6 +55,7 @@ func (s *stack) withVelero(t *testing.T, want veleroSetup) {
 
 // setVelero restarts Velero set up as v, unless it runs so already.
 func (s *stack) setVelero(t *testing.T, v veleroSetup) error {
+	requireSerial(t)
 	if s.veleroSetup() == v {
 		return nil
 	}
@@ -78,6 +80,7 @@ func (s *stack) withVeleroFeatures(t *testing.T, features string) {
 // scaleMover sets the replicas of the mover's Deployment and waits until that many mover
 // pods run (or none is left); scaling back up is the caller's cleanup.
 func (s *stack) scaleMover(t *testing.T, replicas int32) {
+	requireSerial(t)
 	t.Helper()
 	key := crclient.ObjectKey{Namespace: s.veleroNS, Name: "snapmove-mover"}
 	var d appsv1.Deployment
@@ -112,6 +115,7 @@ func (s *stack) scaleMover(t *testing.T, replicas int32) {
 
 // withMoverSettings changes keys of the mover's settings ConfigMap for the rest of the test.
 func (s *stack) withMoverSettings(t *testing.T, data map[string]string) {
+	requireSerial(t)
 	t.Helper()
 	key := crclient.ObjectKey{Namespace: s.veleroNS, Name: naming.MoverConfigMapName}
 	var cm corev1.ConfigMap

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,7 +71,26 @@ func (s *stack) checkNothingLeft() int {
 // Go runs them first, one at a time, then all parallel tests together (make e2e sets
 // -parallel).
 func parallel(t *testing.T) {
+	parallelTests.Store(t.Name(), true)
 	t.Parallel()
+}
+
+var parallelTests sync.Map // test name -> true, for requireSerial
+
+// requireSerial fails a parallel test (or a subtest of one) that is about to change what
+// the tests running beside it rely on; the reconfiguring helpers call it.
+func requireSerial(t *testing.T) {
+	t.Helper()
+	for name := t.Name(); ; {
+		if _, ok := parallelTests.Load(name); ok {
+			t.Fatalf("%s runs in parallel (parallel(t)) and so may not reconfigure the stack", t.Name())
+		}
+		i := strings.LastIndex(name, "/")
+		if i < 0 {
+			return
+		}
+		name = name[:i]
+	}
 }
 
 func newStack() (*stack, error) {
