@@ -13,6 +13,7 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -34,10 +35,30 @@ func TestCoexistenceWithoutEnableCSI(t *testing.T) {
 // Velero's Deployment).
 func TestCoexistenceEnableCSI(t *testing.T) {
 	env.withVeleroFeatures(t, naming.FeatureEnableCSI)
+	// The unserved DataUpload's message comes after a minute: it is made first, and
+	// waits while the first two cases run.
+	unserved := unservedDataUpload(t)
 	t.Run("volume policy", coexistenceEnableCSIWithPolicy)
 	t.Run("data mover flag", coexistenceEnableCSIDataMover)
-	t.Run("seed configuration without node-agent", seedConfigurationWithoutNodeAgent)
+	t.Run("seed configuration without node-agent", func(t *testing.T) { seedConfigurationWithoutNodeAgent(t, unserved) })
 	t.Run("no lock-in", noLockIn)
+}
+
+// unserved is a DataUpload for Velero's built-in mover (spec.datamover "") that nothing
+// serves, made at a known time.
+type unserved struct {
+	du      *velerov2alpha1.DataUpload
+	created time.Time
+}
+
+func unservedDataUpload(t *testing.T) unserved {
+	s := env
+	// Not owned by the parent test: its VolumeSnapshot stays, as it should, while the
+	// next cases check for leftovers of their own (and so of their parent's).
+	ns := s.unownedNamespace(t, "unserved")
+	s.pvc(t, ns, "data", "64Mi", corev1.PersistentVolumeFilesystem)
+	du := s.dataUploadLikeVelero(t, ns, "data", "default", func(du *velerov2alpha1.DataUpload) { du.Spec.DataMover = "" })
+	return unserved{du: du, created: time.Now()}
 }
 
 // With EnableCSI, a volume policy of action type custom (mover: snapmove) makes Velero's
@@ -82,22 +103,27 @@ func coexistenceEnableCSIDataMover(t *testing.T) {
 //   - With the mover setting serveVeleroDataMover, snapmove serves it: the seed's command
 //     completes, and the restore (Velero's CSI restore action, built-in mover) comes back
 //     byte-identical.
-func seedConfigurationWithoutNodeAgent(t *testing.T) {
+func seedConfigurationWithoutNodeAgent(t *testing.T, u unserved) {
 	s := env
 	s.withVeleroFeatures(t, naming.FeatureEnableCSI)
 
 	t.Run("unserved says so", func(t *testing.T) {
-		ns, _ := s.smallVolume(t, "unserved")
-		du := s.dataUploadLikeVelero(t, ns, "data", "default", func(du *velerov2alpha1.DataUpload) { du.Spec.DataMover = "" })
-		start := time.Now()
+		du := u.du
 		poll(t, "DataUpload "+du.Name+" to say that nothing serves it", 3*time.Minute, func(ctx context.Context) (bool, error) {
 			err := s.c.Get(ctx, crclient.ObjectKeyFromObject(du), du)
 			return strings.Contains(du.Status.Message, "no data mover serves this DataUpload"), err
 		})
-		t.Logf("after %s: %s", time.Since(start).Round(time.Second), du.Status.Message)
+		t.Logf("after %s: %s", time.Since(u.created).Round(time.Second), du.Status.Message)
 		require.Contains(t, du.Status.Message, "serveVeleroDataMover")
 		require.Equal(t, velerov2alpha1.DataUploadPhase(""), du.Status.Phase, "left alone")
 		s.requireEvent(t, du.Name)
+		own(t, u.du.Spec.SourceNamespace)
+		// Gone before the next case serves Velero's data mover, which would take it.
+		require.NoError(t, crclient.IgnoreNotFound(s.c.Delete(ctxT(t), du)))
+		poll(t, "DataUpload "+du.Name+" to be deleted", time.Minute, func(ctx context.Context) (bool, error) {
+			err := s.c.Get(ctx, crclient.ObjectKeyFromObject(du), &velerov2alpha1.DataUpload{})
+			return apierrors.IsNotFound(err), crclient.IgnoreNotFound(err)
+		})
 	})
 
 	t.Run("served when asked", func(t *testing.T) {

@@ -3,11 +3,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +23,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -117,19 +123,41 @@ func TestMoverWithoutIdentityRights(t *testing.T) {
 	s.requireNoLeftovers(t)
 }
 
-// More DataUploads than maxConcurrent wait in New and say they are queued.
+// More DataUploads than maxConcurrent wait in New and say they are queued. The first
+// one's worker is held (holdWorker) until the other says so, however fast its move.
 func TestQueuedOverConcurrencyLimit(t *testing.T) {
 	s := env
 	s.withMoverSettings(t, map[string]string{"maxConcurrent": "1"})
-	ns := s.bigVolume(t, "queue", "one", "two")
+	ns := s.namespace(t, "queue")
+	for _, p := range []string{"one", "two"} {
+		dir := s.pvc(t, ns, p, "64Mi", corev1.PersistentVolumeFilesystem)
+		require.NoError(t, writeRandomBlocks(filepath.Join(dir, "data"), 16<<20))
+	}
 	name := ns + "-b"
 	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
 	t.Cleanup(func() { s.deleteBackup(t, name) })
+	var first string
+	poll(t, "the first worker to start", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		var l velerov2alpha1.DataUploadList
+		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: name}); err != nil {
+			return false, err
+		}
+		for _, du := range l.Items {
+			if len(findWorker("backup", du.Name)) > 0 {
+				first = du.Name
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	release := s.holdWorker(t, "backup", first)
 	queued := s.waitDataUpload(t, name, "a DataUpload saying it is queued", func(du velerov2alpha1.DataUpload) bool {
 		return (du.Status.Phase == "" || du.Status.Phase == velerov2alpha1.DataUploadPhaseNew) &&
 			strings.HasPrefix(du.Status.Message, "queued")
 	})
-	t.Logf("queued: %s", queued.Status.Message)
+	t.Logf("queued while %s moves: %s", first, queued.Status.Message)
+	require.NotEqual(t, first, queued.Name)
+	release()
 	s.waitBackupDone(t, name)
 	for _, du := range s.dataUploads(t, name) {
 		require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, du.Status.Phase, du.Status.Message)
@@ -291,40 +319,111 @@ func TestObjectStoreOutageMidUpload(t *testing.T) {
 }
 
 // uploadUnderWay backs up a new namespace with a 1 GiB volume (bigVolume) and returns
-// once its upload has moved bytes, with its worker held (holdWorker): a test that breaks
-// something mid-move breaks it before the upload can end, however fast the machine, and
-// then lets the worker go on (release, also the test's cleanup).
+// once its upload has moved bytes, with its worker slowed to a tenth of its speed
+// (throttleWorker): a test that breaks something mid-upload breaks it before the upload
+// can end, however fast the machine, and then lets the worker run at full speed again
+// (release, also the test's cleanup).
 func (s *stack) uploadUnderWay(t *testing.T, prefix string) (ns, backup string, release func()) {
 	t.Helper()
 	ns = s.bigVolume(t, prefix, "data")
 	backup = ns + "-b"
 	s.veleroCLI(t, "backup", "create", backup, "--include-namespaces", ns, "--snapshot-move-data")
 	t.Cleanup(func() { s.deleteBackup(t, backup) })
-	du := s.waitDataUpload(t, backup, "the upload to be under way", func(du velerov2alpha1.DataUpload) bool {
-		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress && du.Status.Progress.BytesDone > 0
+	du := s.waitDataUpload(t, backup, "the upload to start", func(du velerov2alpha1.DataUpload) bool {
+		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
-	release = s.holdWorker(t, "backup", du.Name)
-	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKeyFromObject(&du), &du))
-	require.Equal(t, velerov2alpha1.DataUploadPhaseInProgress, du.Status.Phase, "the upload ended before its worker was held: %s", du.Status.Message)
-	require.Less(t, du.Status.Progress.BytesDone, du.Status.Progress.TotalBytes, "the upload had read everything before its worker was held")
+	release = s.throttleWorker(t, "backup", du.Name)
+	du = s.waitDataUpload(t, backup, "the upload to be under way", func(du velerov2alpha1.DataUpload) bool {
+		return du.Status.Phase != velerov2alpha1.DataUploadPhaseInProgress || du.Status.Progress.BytesDone > 0
+	})
+	require.Equal(t, velerov2alpha1.DataUploadPhaseInProgress, du.Status.Phase, "the upload ended before its worker was slowed: %s", du.Status.Message)
+	if total := du.Status.Progress.TotalBytes; total > 0 {
+		require.Less(t, du.Status.Progress.BytesDone, total, "the upload had read everything before its worker was slowed")
+	}
 	return ns, backup, release
 }
 
-// holdWorker freezes the worker process of movement name (kind backup or restore) with
-// SIGSTOP, as a hung volume or a lost node would; the returned release (also run at the
-// test's end) lets it go on with SIGCONT. Every process of this one-node stack runs on
-// this host, so the worker's is found by its command line.
+// workerPIDs waits for the worker process of movement name (kind backup or restore) and
+// returns its PIDs.
+func (s *stack) workerPIDs(t *testing.T, kind, name string) []int {
+	t.Helper()
+	var pids []int
+	err := wait.PollUntilContextTimeout(ctxT(t), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		pids = findWorker(kind, name)
+		return len(pids) > 0, nil
+	})
+	require.NoError(t, err, "waiting for the worker process of %s", name)
+	return pids
+}
+
+// findWorker returns the PIDs of the worker process of movement name, if it runs. Every
+// process of this one-node stack runs on this host, so the worker's is found by its
+// command line.
+func findWorker(kind, name string) []int {
+	out, err := runErr("pgrep", "-f", "mover worker "+kind+" .*--data-(upload|download)="+name+" ")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(out) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// holdWorker freezes the worker process of movement name with SIGSTOP, as a hung volume
+// or a lost node would leave it; release (also run at the test's end) lets it go on.
 func (s *stack) holdWorker(t *testing.T, kind, name string) (release func()) {
 	t.Helper()
-	pattern := "mover worker " + kind + " .*--data-(upload|download)=" + name + "( |$)"
-	out, err := runErr("pkill", "-STOP", "-f", pattern)
-	require.NoError(t, err, "freezing the worker of %s: %s", name, out)
+	pids := s.workerPIDs(t, kind, name)
+	signal(pids, name, syscall.SIGSTOP)
 	var once sync.Once
-	release = func() {
-		once.Do(func() { _, _ = runErr("pkill", "-CONT", "-f", pattern) })
-	}
+	release = func() { once.Do(func() { signal(pids, name, syscall.SIGCONT) }) }
 	t.Cleanup(release)
 	return release
+}
+
+// throttleWorker runs the worker process of movement name a tenth of the time (20 ms in
+// every 200; the kernel's SIGSTOP and SIGCONT, so nothing in snapmove knows), which makes
+// a move last ten times as long; release (also run at the test's end) lets it run at
+// full speed.
+func (s *stack) throttleWorker(t *testing.T, kind, name string) (release func()) {
+	t.Helper()
+	pids := s.workerPIDs(t, kind, name)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			signal(pids, name, syscall.SIGCONT)
+			time.Sleep(20 * time.Millisecond)
+			signal(pids, name, syscall.SIGSTOP)
+			select {
+			case <-stop:
+				signal(pids, name, syscall.SIGCONT)
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	var once sync.Once
+	release = func() { once.Do(func() { close(stop); <-done }) }
+	t.Cleanup(release)
+	return release
+}
+
+// signal sends sig to those of pids that are still the worker of movement name (a PID
+// is reused once its process is gone).
+func signal(pids []int, name string, sig syscall.Signal) {
+	for _, pid := range pids {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err == nil && bytes.Contains(cmd, []byte("="+name)) {
+			_ = syscall.Kill(pid, sig)
+		}
+	}
 }
 
 // stopObjectStore stops MinIO, to be started again with the returned script ("start"),
