@@ -291,13 +291,14 @@ func TestWorkerPodDeletedMidMove(t *testing.T) {
 	parallel(t)
 	s := env
 	ns := s.namespace(t, "killed")
-	dir := s.pvc(t, ns, "data", "3Gi", corev1.PersistentVolumeFilesystem)
-	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 1536<<20))
+	dir := s.pvc(t, ns, "data", "1Gi", corev1.PersistentVolumeFilesystem)
+	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 256<<20))
 	require.NoError(t, datagen.GenPG(filepath.Join(dir, "pg"), 7, 0.01))
 
 	name := ns + "-b1"
 	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
 	t.Cleanup(func() { s.deleteBackup(t, name) })
+	s.throttleUploadOf(t, name, "data") // still moving when its pod is deleted
 	du := s.waitDataUpload(t, name, "the DataUpload to be InProgress", func(du velerov2alpha1.DataUpload) bool {
 		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
@@ -325,8 +326,8 @@ func TestCancelMidMove(t *testing.T) {
 	parallel(t)
 	s := env
 	ns := s.namespace(t, "cancel")
-	dir := s.pvc(t, ns, "data", "3Gi", corev1.PersistentVolumeFilesystem)
-	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 2<<30))
+	dir := s.pvc(t, ns, "data", "1Gi", corev1.PersistentVolumeFilesystem)
+	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 256<<20))
 	goodDir := s.pvc(t, ns, "good", "256Mi", corev1.PersistentVolumeFilesystem)
 	require.NoError(t, writeRandomBlocks(filepath.Join(goodDir, "file"), 4<<20))
 	goodSum := sha256File(t, filepath.Join(goodDir, "file"))
@@ -334,8 +335,9 @@ func TestCancelMidMove(t *testing.T) {
 	name := ns + "-b"
 	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
 	t.Cleanup(func() { s.deleteBackup(t, name) })
-	// The small volume is moved first; the large one is still moving when the user
-	// cancels the backup.
+	// The small volume is moved first; the large one is still moving (slowed from its
+	// start, throttleUploadOf) when the user cancels the backup.
+	s.throttleUploadOf(t, name, "data")
 	s.waitDataUpload(t, name, "the DataUpload of PVC good to complete", func(du velerov2alpha1.DataUpload) bool {
 		return du.Spec.SourcePVC == "good" && du.Status.Phase == velerov2alpha1.DataUploadPhaseCompleted
 	})

@@ -23,6 +23,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,21 +35,38 @@ import (
 // worker: the DataUpload completes and the backup with it.
 func TestControllerRestartMidMove(t *testing.T) {
 	s := env
-	ns := s.bigVolume(t, "restart", "data")
+	ns := s.namespace(t, "restart")
+	dir := s.pvc(t, ns, "data", "1Gi", corev1.PersistentVolumeFilesystem)
+	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 256<<20))
 	name := ns + "-b"
 	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
 	t.Cleanup(func() { s.deleteBackup(t, name) })
+	// The worker moves slowly until the new controller runs, so the move spans the restart.
+	_, release := s.throttleUploadOf(t, name, "data")
 	s.waitDataUpload(t, name, "the DataUpload to be InProgress", func(du velerov2alpha1.DataUpload) bool {
 		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
 
 	var pods corev1.PodList
-	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(s.veleroNS),
-		crclient.MatchingLabels{"app.kubernetes.io/name": "snapmove-mover"}))
+	mover := crclient.MatchingLabels{"app.kubernetes.io/name": "snapmove-mover"}
+	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(s.veleroNS), mover))
 	require.NotEmpty(t, pods.Items)
+	old := map[types.UID]bool{}
 	for i := range pods.Items {
+		old[pods.Items[i].UID] = true
 		require.NoError(t, s.c.Delete(ctxT(t), &pods.Items[i], crclient.GracePeriodSeconds(0)))
 	}
+	poll(t, "a new mover pod to run", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		var l corev1.PodList
+		err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), mover)
+		for _, p := range l.Items {
+			if !old[p.UID] && p.Status.Phase == corev1.PodRunning {
+				return true, err
+			}
+		}
+		return false, err
+	})
+	release()
 
 	s.waitBackupDone(t, name)
 	var b velerov1.Backup
@@ -56,7 +74,8 @@ func TestControllerRestartMidMove(t *testing.T) {
 	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, name))
 	du := s.dataUploads(t, name)[0]
 	require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, du.Status.Phase, du.Status.Message)
-	require.Equal(t, int64(1<<30), du.Status.Progress.TotalBytes)
+	require.NotEqual(t, "2", du.Annotations["snapmove.io/attempt"], "re-attached to the running worker, not retried")
+	require.Equal(t, int64(256<<20), du.Status.Progress.TotalBytes)
 	s.requireNoLeftovers(t)
 }
 
@@ -269,14 +288,16 @@ func TestFrozenWorkerIsReplaced(t *testing.T) {
 	s := env
 	s.withMoverSettings(t, map[string]string{"stallTimeout": "40s"})
 	ns := s.namespace(t, "frozen")
-	dir := s.pvc(t, ns, "data", "3Gi", corev1.PersistentVolumeFilesystem)
-	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 2<<30))
+	dir := s.pvc(t, ns, "data", "1Gi", corev1.PersistentVolumeFilesystem)
+	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 256<<20))
 	name := ns + "-b"
 	s.veleroCLI(t, "backup", "create", name, "--include-namespaces", ns, "--snapshot-move-data")
 	t.Cleanup(func() { s.deleteBackup(t, name) })
+	_, unthrottle := s.throttleUploadOf(t, name, "data") // until it is InProgress
 	du := s.waitDataUpload(t, name, "the DataUpload to be InProgress", func(du velerov2alpha1.DataUpload) bool {
 		return du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
+	unthrottle()
 	s.holdWorker(t, "backup", du.Name)
 	frozen := time.Now()
 
@@ -289,7 +310,7 @@ func TestFrozenWorkerIsReplaced(t *testing.T) {
 	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKeyFromObject(&du), &du))
 	require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, du.Status.Phase, du.Status.Message)
 	require.Contains(t, du.Status.Message, "verified (metadata): ")
-	require.Equal(t, int64(2<<30), du.Status.Progress.TotalBytes)
+	require.Equal(t, int64(256<<20), du.Status.Progress.TotalBytes)
 	s.requireEvent(t, du.Name) // WorkerRetried
 	var b velerov1.Backup
 	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b))
@@ -385,13 +406,41 @@ func (s *stack) holdWorker(t *testing.T, kind, name string) (release func()) {
 	return release
 }
 
-// throttleWorker runs the worker process of movement name a tenth of the time (20 ms in
-// every 200; the kernel's SIGSTOP and SIGCONT, so nothing in snapmove knows), which makes
-// a move last ten times as long; release (also run at the test's end) lets it run at
-// full speed.
+// throttleWorker runs the worker process of movement name a twentieth of the time (10 ms
+// in every 200; the kernel's SIGSTOP and SIGCONT, so nothing in snapmove knows), which
+// makes a move last twenty times as long; release (also run at the test's end) lets it
+// run at full speed.
 func (s *stack) throttleWorker(t *testing.T, kind, name string) (release func()) {
 	t.Helper()
-	pids := s.workerPIDs(t, kind, name)
+	return s.throttle(t, name, s.workerPIDs(t, kind, name))
+}
+
+// throttleUploadOf waits for the worker of the DataUpload of PVC pvc in backup and
+// throttles it from its start (throttleWorker), before it has moved a byte: a test can
+// then wait for the state it needs (InProgress, bytes moved) with small data on any
+// machine. It returns the DataUpload's name.
+func (s *stack) throttleUploadOf(t *testing.T, backup, pvc string) (du string, release func()) {
+	t.Helper()
+	var pids []int
+	poll(t, "the worker of PVC "+pvc+" of backup "+backup+" to start", 5*time.Minute, func(ctx context.Context) (bool, error) {
+		var l velerov2alpha1.DataUploadList
+		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: backup}); err != nil {
+			return false, err
+		}
+		for _, u := range l.Items {
+			if u.Spec.SourcePVC == pvc {
+				du, pids = u.Name, findWorker("backup", u.Name)
+				if naming.MovementEnded(string(u.Status.Phase)) {
+					return false, fmt.Errorf("DataUpload %s ended %s before its worker was seen: %s", u.Name, u.Status.Phase, u.Status.Message)
+				}
+			}
+		}
+		return len(pids) > 0, nil
+	})
+	return du, s.throttle(t, du, pids)
+}
+
+func (s *stack) throttle(t *testing.T, name string, pids []int) (release func()) {
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -399,7 +448,7 @@ func (s *stack) throttleWorker(t *testing.T, kind, name string) (release func())
 		defer tick.Stop()
 		for {
 			signal(pids, name, syscall.SIGCONT)
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond)
 			signal(pids, name, syscall.SIGSTOP)
 			select {
 			case <-stop:
