@@ -286,7 +286,7 @@ func TestObjectStoreFailures(t *testing.T) {
 // and no checkpoint of the interrupted attempt is left in the repository.
 func TestFrozenWorkerIsReplaced(t *testing.T) {
 	s := env
-	s.withMoverSettings(t, map[string]string{"stallTimeout": "40s"})
+	s.withMoverSettings(t, map[string]string{"stallTimeout": "30s"})
 	ns := s.namespace(t, "frozen")
 	dir := s.pvc(t, ns, "data", "1Gi", corev1.PersistentVolumeFilesystem)
 	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 256<<20))
