@@ -328,6 +328,10 @@ func TestFrozenWorkerIsReplaced(t *testing.T) {
 // what it stored is the volume's data.
 func TestObjectStoreOutageMidUpload(t *testing.T) {
 	s := env
+	// A checkpoint falls into the outage: kopia cancels an upload whose checkpoint fails
+	// without reporting why, which once failed the DataUpload for good
+	// (TestIncompleteUploadClassification).
+	s.withMoverSettings(t, map[string]string{"checkpointInterval": "2s"})
 	ns, name, release := s.uploadUnderWay(t, "outage")
 	minio := s.stopObjectStore(t)
 	release()

@@ -138,10 +138,7 @@ func Backup(ctx context.Context, r *store.Repository, req datapath.BackupRequest
 				return errors.Wrap(err, "uploading")
 			}
 			if man.IncompleteReason != "" {
-				if progress.firstErr != nil { // the cause, typed (a store outage is transient)
-					return errors.Wrapf(progress.firstErr, "upload incomplete (%s)", man.IncompleteReason)
-				}
-				return errors.Errorf("upload incomplete: %s", man.IncompleteReason)
+				return incomplete(man.IncompleteReason, progress.firstErr)
 			}
 			man.Tags = tags
 			man.Description = store.Description
@@ -221,4 +218,25 @@ func deleteUnverified(ctx context.Context, r *store.Repository, snapshotID strin
 			return w.DeleteManifest(ctx, manifest.ID(snapshotID))
 		})
 	return errors.Wrapf(err, "deleting snapshot %s from repository at %s", snapshotID, r.Location())
+}
+
+// incomplete is the error of an upload that kopia ended before its end without an error of
+// its own, for reason (its IncompleteReason), firstErr being the first error it reported
+// through the progress (nil when none):
+//   - with firstErr, that error: typed, so that a store outage is transient;
+//   - canceled without one: kopia canceled itself after a checkpoint failed to save or
+//     flush (snapshot/upload periodicallyCheckpoint logs the error and cancels; with
+//     FailFast every other error is reported first). A checkpoint only writes to the
+//     repository, so the store failed it: transient, and the retry resumes from the last
+//     checkpoint that was saved. Our own cancellation never gets here (the caller checks
+//     the context first).
+//   - any other reason (a limit kopia reached): permanent.
+func incomplete(reason string, firstErr error) error {
+	switch {
+	case firstErr != nil:
+		return errors.Wrapf(firstErr, "upload incomplete (%s)", reason)
+	case reason == upload.IncompleteReasonCanceled:
+		return datapath.Transient(errors.Errorf("upload incomplete: kopia canceled it after a checkpoint could not be written to the store (%s)", reason))
+	}
+	return errors.Errorf("upload incomplete: %s", reason)
 }
