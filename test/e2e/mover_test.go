@@ -468,6 +468,22 @@ func (s *stack) throttle(t *testing.T, name string, pids []int) (release func())
 	return release
 }
 
+// processStates describes pids as "PID:STATE" (T: stopped).
+func processStates(pids []int) string {
+	var states []string
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			states = append(states, fmt.Sprintf("%d:gone", pid))
+			continue
+		}
+		// pid (comm) state ...: comm may hold spaces, the state follows its last ')'.
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		states = append(states, fmt.Sprintf("%d:%s", pid, strings.Fields(rest)[0]))
+	}
+	return strings.Join(states, " ")
+}
+
 // signal sends sig to those of pids that are still the worker of movement name (a PID
 // is reused once its process is gone).
 func signal(pids []int, name string, sig syscall.Signal) {
@@ -531,6 +547,12 @@ func TestObjectStoreLongOutageMidUpload(t *testing.T) {
 	stopped := time.Now()
 
 	var du velerov2alpha1.DataUpload
+	t.Cleanup(func() {
+		if t.Failed() { // what the worker was doing (its log: $STACK_RUN/logs/pods)
+			t.Logf("last seen: DataUpload %s %s %q, annotations %v; worker processes: %s",
+				du.Name, du.Status.Phase, du.Status.Message, du.Annotations, processStates(findWorker("backup", du.Name)))
+		}
+	})
 	poll(t, "the mover to retry and wait for the store", 8*time.Minute, func(ctx context.Context) (bool, error) {
 		dus := s.dataUploads(t, name)
 		if len(dus) != 1 {

@@ -43,7 +43,16 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	env = s
+	logs := filepath.Join(os.TempDir(), "snapmove-e2e-pods")
+	if run := os.Getenv("STACK_RUN"); run != "" {
+		logs = filepath.Join(run, "logs", "pods")
+	}
+	_ = os.RemoveAll(logs) // an earlier run's
+	logCtx, stopLogs := context.WithCancel(context.Background())
+	go keepPodLogs(logCtx, logs)
+	fmt.Fprintf(os.Stderr, "e2e: the pods' logs are kept in %s\n", logs)
 	code := m.Run()
+	stopLogs()
 	if code == 0 {
 		code = s.checkNothingLeft()
 	}

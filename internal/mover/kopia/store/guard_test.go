@@ -7,6 +7,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kopia/kopia/repo/blob"
 	"github.com/kopia/kopia/repo/blob/filesystem"
@@ -48,7 +49,7 @@ func TestGuardedStorageStopsOnStoreFailure(t *testing.T) {
 				ctx, stop = StopOnStoreFailure(ctx)
 				defer stop(nil)
 			}
-			st := &guardedStorage{Storage: failingPuts{err: tc.err}}
+			st := &guardedStorage{Storage: failingPuts{err: tc.err}, now: time.Now}
 			require.Equal(t, tc.err, st.PutBlob(ctx, "p1", nil, blob.PutOptions{}), "the storage's own error")
 			if !tc.wantStop {
 				require.NoError(t, ctx.Err())
@@ -60,6 +61,54 @@ func TestGuardedStorageStopsOnStoreFailure(t *testing.T) {
 			require.True(t, IsTransient(cause), "the worker exits as transient: %v", cause)
 		})
 	}
+}
+
+// failingStore fails every read with err, when err is set.
+type failingStore struct {
+	blob.Storage
+	err *error
+}
+
+func (f failingStore) GetBlob(context.Context, blob.ID, int64, int64, blob.OutputBuffer) error {
+	return *f.err
+}
+
+// A store that fails every call, whatever context the calls carry (kopia reads and writes
+// under contexts of its own), stops every guarded operation once it has failed so for
+// storeDownAfter; an answer in between starts the count again.
+func TestGuardedStorageStopsAllWhenStoreStaysDown(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	var err error = refused
+	now := time.Unix(1e9, 0)
+	st := &guardedStorage{Storage: failingStore{err: &err}, now: func() time.Time { return now }}
+	op, stop := StopOnStoreFailure(context.Background())
+	defer stop(nil)
+	other := context.Background() // a call kopia makes under a context of its own
+
+	read := func(d time.Duration) {
+		now = now.Add(d)
+		_ = st.GetBlob(other, "x", 0, -1, nil)
+	}
+	read(0)
+	read(storeDownAfter - time.Second)
+	require.NoError(t, op.Err(), "down for less than storeDownAfter")
+
+	err = blob.ErrBlobNotFound // an answer
+	read(time.Second)
+	err = refused
+	read(time.Second)
+	read(storeDownAfter - time.Second)
+	require.NoError(t, op.Err(), "the store answered in between")
+
+	read(time.Second)
+	require.Error(t, op.Err())
+	require.ErrorContains(t, context.Cause(op), "every call to the store failed for 1m0s")
+	require.True(t, IsTransient(context.Cause(op)))
+
+	stop(nil)
+	guardedOps.Lock()
+	defer guardedOps.Unlock()
+	require.Empty(t, guardedOps.stops, "an ended operation is forgotten")
 }
 
 // The guard's configuration names the storage it wraps and survives kopia's JSON (the
