@@ -82,6 +82,9 @@ func TestGoldenBackup(t *testing.T) {
 		StorageLocation: "default", Secrets: []string{"cloud-credentials", "velero-repo-credentials"},
 	})
 	testkit.Golden(t, "testdata/backup-identity.yaml", []any{sa, role, binding})
+	testkit.Golden(t, "testdata/backup-report.yaml", ProgressReport(ReportParams{
+		Operation: Backup, Name: "backup-1-abcde", Namespace: "velero", Owner: duOwner(),
+	}))
 
 	block := backupPodParams()
 	block.Block, block.ReadOnlyClaim, block.HostNetwork, block.NodeAffinity = true, false, true, nil
@@ -109,6 +112,7 @@ func TestGoldenRestore(t *testing.T) {
 	_, role, _ := WorkerIdentity(IdentityParams{Operation: Restore, Name: "restore-1-fghij", Namespace: "velero", Owner: ddOwner()})
 	require.Equal(t, []string{"datadownloads"}, role.Rules[0].Resources, "a restore worker reads its DataDownload")
 	require.Equal(t, []string{"restore-1-fghij"}, role.Rules[0].ResourceNames)
+	require.Equal(t, []string{"get"}, role.Rules[0].Verbs, "and may not write it")
 	block := WorkerPod(PodParams{Operation: Restore, Name: "r", Namespace: "velero", PVC: "r", Block: true})
 	require.Equal(t, TargetDevicePath, block.Spec.Containers[0].VolumeDevices[0].DevicePath)
 	require.Contains(t, block.Spec.Containers[0].Command, "--block")

@@ -20,11 +20,14 @@ type IdentityParams struct {
 }
 
 // WorkerIdentity is the ServiceAccount of one worker pod, named after its movement, with
-// a Role and RoleBinding that grant only what that worker uses: get and patch (progress)
-// of its own DataUpload or DataDownload, get of its BackupStorageLocation and of the
-// secrets its repository needs. A worker cannot read another secret, another
-// movement or another location, so a compromised worker (a hostile repository, a bug in
-// the data path) reaches nothing beyond its own volume's movement.
+// a Role and RoleBinding that grant only what that worker uses: get of its own
+// DataUpload or DataDownload (its spec, its phase and spec.cancel), patch of its progress
+// report (ProgressReport, the ConfigMap of the same name), get of its
+// BackupStorageLocation and of the secrets its repository needs. A worker cannot read
+// another secret, another movement or another location, and cannot write its movement at
+// all: with no status subresource, a patch of the movement would rewrite the spec the
+// controller acts on. So a compromised worker (a hostile repository, a bug in the data
+// path) reaches nothing beyond its own volume, and can change nothing the mover acts on.
 // Every object is owned by the movement (garbage collected with it) and carries Labels.
 func WorkerIdentity(p IdentityParams) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
 	meta := metav1.ObjectMeta{
@@ -39,7 +42,8 @@ func WorkerIdentity(p IdentityParams) (*corev1.ServiceAccount, *rbacv1.Role, *rb
 	role := &rbacv1.Role{
 		ObjectMeta: *meta.DeepCopy(),
 		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{velerov2alpha1.SchemeGroupVersion.Group}, Resources: []string{movement}, ResourceNames: []string{p.Name}, Verbs: []string{"get", "patch"}},
+			{APIGroups: []string{velerov2alpha1.SchemeGroupVersion.Group}, Resources: []string{movement}, ResourceNames: []string{p.Name}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{p.Name}, Verbs: []string{"patch"}},
 			{APIGroups: []string{velerov1.SchemeGroupVersion.Group}, Resources: []string{"backupstoragelocations"}, ResourceNames: []string{p.StorageLocation}, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: p.Secrets, Verbs: []string{"get"}},
 		},

@@ -13,7 +13,9 @@ import (
 	"github.com/sirupsen/logrus"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -46,7 +48,7 @@ type Config struct {
 	TerminationLog string
 	// PollInterval paces the wait for InProgress and the watch for cancel.
 	PollInterval time.Duration
-	// ProgressInterval bounds how often status.progress is patched.
+	// ProgressInterval bounds how often the progress report is patched.
 	ProgressInterval time.Duration
 	// Verify is what a backup reads back after saving its snapshot (the zero value:
 	// the data path's default, metadata). The controller resolves it from the mover
@@ -119,7 +121,7 @@ func (w *Worker) backup(ctx context.Context) (expose.Result, error) {
 
 	moveCtx, stop := w.watch(ctx, du)
 	defer stop()
-	rep := w.reporter(moveCtx, du)
+	rep := w.reporter(moveCtx)
 	// Velero tags its snapshots with the operation ID; the backup's name and UID make a
 	// snapshot findable by backup on the day only the bucket is left (snapmove list).
 	tags := map[string]string{}
@@ -178,7 +180,7 @@ func (w *Worker) restore(ctx context.Context) (expose.Result, error) {
 
 	moveCtx, stop := w.watch(ctx, dd)
 	defer stop()
-	rep := w.reporter(moveCtx, dd)
+	rep := w.reporter(moveCtx)
 	log.WithField("snapshotID", dd.Spec.SnapshotID).Info("restoring")
 	res, err := repo.Restore(moveCtx, datapath.RestoreRequest{
 		SnapshotID: dd.Spec.SnapshotID, Path: w.Config.Path, Block: w.Config.Block,
@@ -295,11 +297,12 @@ func (w *Worker) watch(ctx context.Context, obj client.Object) (context.Context,
 	return moveCtx, func() { close(done); cancel(nil) }
 }
 
-// reporter patches status.progress with the latest value, at most every interval, off
-// the mover's goroutines.
+// reporter writes the latest progress into the worker's report, at most every interval,
+// off the mover's goroutines. The report is the ConfigMap expose.ProgressReport named after
+// the movement, which the controller created and copies onto the movement's
+// status.progress: the worker may not write its movement (expose.WorkerIdentity).
 type reporter struct {
 	w      *Worker
-	obj    client.Object
 	mu     sync.Mutex
 	latest *datapath.Progress
 	kick   chan struct{}
@@ -307,8 +310,8 @@ type reporter struct {
 	wg     sync.WaitGroup
 }
 
-func (w *Worker) reporter(ctx context.Context, obj client.Object) *reporter {
-	r := &reporter{w: w, obj: obj, kick: make(chan struct{}, 1), done: make(chan struct{})}
+func (w *Worker) reporter(ctx context.Context) *reporter {
+	r := &reporter{w: w, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -362,10 +365,8 @@ func (r *reporter) stop() {
 func (r *reporter) flush(ctx context.Context, p datapath.Progress) { r.patch(ctx, p) }
 
 func (r *reporter) patch(ctx context.Context, p datapath.Progress) {
-	body, _ := json.Marshal(map[string]any{"status": map[string]any{"progress": map[string]int64{
-		"totalBytes": p.TotalBytes, "bytesDone": p.BytesDone,
-	}}})
-	target := r.obj.DeepCopyObject().(client.Object)
+	body := expose.ReportPatch(expose.Progress{BytesDone: p.BytesDone, TotalBytes: p.TotalBytes})
+	target := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.w.Config.Namespace, Name: r.w.Config.Name}}
 	if err := r.w.Client.Patch(ctx, target, client.RawPatch(types.MergePatchType, body)); err != nil {
 		r.w.Log.WithError(err).Warn("reporting progress")
 	}

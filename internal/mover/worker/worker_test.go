@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,10 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	"github.com/vmware-tanzu/velero/pkg/builder"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -91,17 +96,28 @@ type env struct {
 	patches atomic.Int32
 }
 
+// newEnv is a cluster where, as with the worker's Role (expose.WorkerIdentity), the worker
+// may patch only its report, the ConfigMap of its movement's name.
 func newEnv(t *testing.T, name string, objs ...client.Object) *env {
 	e := &env{repo: &fakeRepo{}, log: filepath.Join(t.TempDir(), "termination-log")}
+	report := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "velero", Name: name}}
 	e.c = fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).
-		WithObjects(append(objs, builder.ForBackupStorageLocation("velero", "default").Result())...).
-		WithInterceptorFuncs(interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+		WithObjects(append(objs, builder.ForBackupStorageLocation("velero", "default").Result(), report)...).Build()
+	worker := interceptor.NewClient(e.c, interceptor.Funcs{
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if _, ok := obj.(*corev1.ConfigMap); !ok || obj.GetName() != name {
+				return apierrors.NewForbidden(schema.GroupResource{Resource: fmt.Sprintf("%T", obj)}, obj.GetName(), errors.New("not the worker's report"))
+			}
 			e.patches.Add(1)
 			return c.Patch(ctx, obj, patch, opts...)
-		}}).Build()
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			return apierrors.NewForbidden(schema.GroupResource{Resource: fmt.Sprintf("%T", obj)}, obj.GetName(), errors.New("the worker updates nothing"))
+		},
+	})
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
-	e.w = &Worker{Client: e.c, Opener: e.repo, Log: log, Config: Config{
+	e.w = &Worker{Client: worker, Opener: e.repo, Log: log, Config: Config{
 		Namespace: "velero", Name: name, Path: expose.SourceMountPath, TerminationLog: e.log,
 		PollInterval: 5 * time.Millisecond, ProgressInterval: 20 * time.Millisecond, WriteSparseDefault: true,
 	}}
@@ -118,6 +134,16 @@ func (e *env) getDU(t *testing.T) *velerov2alpha1.DataUpload {
 	d := &velerov2alpha1.DataUpload{}
 	require.NoError(t, e.c.Get(context.Background(), client.ObjectKey{Namespace: "velero", Name: "du-1"}, d))
 	return d
+}
+
+// reported is what the worker's report says.
+func (e *env) reported(t *testing.T, name string) expose.Progress {
+	cm := &corev1.ConfigMap{}
+	require.NoError(t, e.c.Get(context.Background(), client.ObjectKey{Namespace: "velero", Name: name}, cm))
+	p, found, err := expose.ParseProgress(cm)
+	require.NoError(t, err)
+	require.True(t, found, "the worker reported progress")
+	return p
 }
 
 func TestBackupSucceeds(t *testing.T) {
@@ -160,10 +186,11 @@ func TestBackupSucceeds(t *testing.T) {
 	require.Equal(t, map[string]string{"velero.io/async-operation-id": "du-abc.def"}, req.Tags)
 	require.Equal(t, datapath.VerifyMode{Level: datapath.VerifySample, Percent: 10}, req.Verify, "the mode reaches the data path")
 
+	require.Equal(t, expose.Progress{TotalBytes: 1000, BytesDone: 1000}, e.reported(t, "du-1"))
 	got := e.getDU(t)
-	require.Equal(t, int64(1000), got.Status.Progress.TotalBytes)
-	require.Equal(t, int64(1000), got.Status.Progress.BytesDone)
+	require.Equal(t, du(velerov2alpha1.DataUploadPhaseInProgress).Spec, got.Spec, "the worker never writes its DataUpload")
 	require.Equal(t, velerov2alpha1.DataUploadPhaseInProgress, got.Status.Phase, "the worker never changes the phase")
+	require.Zero(t, got.Status.Progress, "progress goes to the report, which the controller copies")
 	n := e.patches.Load()
 	require.GreaterOrEqual(t, n, int32(2))
 	require.LessOrEqual(t, n, int32(6), "progress is throttled")
@@ -292,9 +319,7 @@ func TestRestore(t *testing.T) {
 				require.Equal(t, 8, req.Parallel)
 			}
 			require.Equal(t, `{"totalBytes":10}`, e.message(t))
-			got := &velerov2alpha1.DataDownload{}
-			require.NoError(t, e.c.Get(context.Background(), client.ObjectKey{Namespace: "velero", Name: "dd-1"}, got))
-			require.Equal(t, int64(10), got.Status.Progress.BytesDone)
+			require.Equal(t, expose.Progress{TotalBytes: 10, BytesDone: 10}, e.reported(t, "dd-1"))
 		})
 	}
 }
