@@ -167,10 +167,16 @@ func (h downloadHandler) restoredPV(ctx context.Context, dd *velerov2alpha1.Data
 	return &list.Items[0], nil
 }
 
-// finish hands the restored PV to the target PVC; each call does what is left.
+// finish hands the restored PV to the target PVC recorded at the claim (never the one
+// the spec names now); each call does what is left.
 func (h downloadHandler) finish(ctx context.Context, m download, log logrus.FieldLogger) (string, error) {
 	r, dd := h.r, m.dd
 	ns, name := r.Options.Namespace, dd.Name
+	c := claimed(m, log)
+	if c.TargetPVC == "" {
+		return "", permanentf(ReasonHandOverFailed, "%s %s has no recorded target PVC to hand the restored volume to", m.kind(), key(m))
+	}
+	tkey := describe(c.TargetNamespace, c.TargetPVC)
 	pv, err := h.restoredPV(ctx, dd)
 	if err != nil {
 		return "", err
@@ -223,15 +229,15 @@ func (h downloadHandler) finish(ctx context.Context, m download, log logrus.Fiel
 
 	// 3. The target PVC: it must not name another volume.
 	target := &corev1.PersistentVolumeClaim{}
-	found, err = get(ctx, r.Reader, dd.Spec.TargetVolume.Namespace, dd.Spec.TargetVolume.PVC, target)
+	found, err = get(ctx, r.Reader, c.TargetNamespace, c.TargetPVC, target)
 	if err != nil {
 		return "", err
 	}
 	if !found {
-		return "", permanentf(ReasonHandOverFailed, "target PVC %s was deleted before the restored PV %s could be bound to it", targetKey(dd), pv.Name)
+		return "", permanentf(ReasonHandOverFailed, "target PVC %s was deleted before the restored PV %s could be bound to it", tkey, pv.Name)
 	}
 	if v := target.Spec.VolumeName; v != "" && v != pv.Name {
-		return "", permanentf(ReasonHandOverFailed, "target PVC %s is bound to PV %s, not to the restored PV %s", targetKey(dd), v, pv.Name)
+		return "", permanentf(ReasonHandOverFailed, "target PVC %s is bound to PV %s, not to the restored PV %s", tkey, v, pv.Name)
 	}
 
 	// 4. The PV's claimRef names the target (its old one named the restore PVC), and the
@@ -256,9 +262,9 @@ func (h downloadHandler) finish(ctx context.Context, m download, log logrus.Fiel
 		}
 		delete(pv.Annotations, annBoundByController)
 		if err := r.Client.Update(ctx, pv); err != nil {
-			return "", errors.Wrapf(err, "pointing PV %s at PVC %s", pv.Name, targetKey(dd))
+			return "", errors.Wrapf(err, "pointing PV %s at PVC %s", pv.Name, tkey)
 		}
-		log.WithField("pvc", targetKey(dd)).Info("handed the restored PV to the target PVC")
+		log.WithField("pvc", tkey).Info("handed the restored PV to the target PVC")
 	}
 
 	// 4b. The target PVC names the PV (the claim's change makes the PV controller bind
@@ -269,13 +275,13 @@ func (h downloadHandler) finish(ctx context.Context, m download, log logrus.Fiel
 		delete(target.Annotations, annBindCompleted)
 		delete(target.Annotations, annBoundByController)
 		if err := r.Client.Patch(ctx, target, patch); err != nil {
-			return "", errors.Wrapf(err, "binding target PVC %s to PV %s", targetKey(dd), pv.Name)
+			return "", errors.Wrapf(err, "binding target PVC %s to PV %s", tkey, pv.Name)
 		}
 	}
 
 	// 5. Wait for the PV controller to bind them.
 	if pv.Status.Phase != corev1.VolumeBound || target.Status.Phase != corev1.ClaimBound {
-		return fmt.Sprintf("waiting for PVC %s to bind to PV %s", targetKey(dd), pv.Name), nil
+		return fmt.Sprintf("waiting for PVC %s to bind to PV %s", tkey, pv.Name), nil
 	}
 
 	// 6. Give the PV its reclaim policy back, and drop our label: the volume is the
@@ -316,8 +322,8 @@ func (h downloadHandler) userClaim(ctx context.Context, pv *corev1.PersistentVol
 // for this DataDownload that was not handed to the target PVC. A PV bound to a user's
 // claim is never deleted.
 func (h downloadHandler) cleanup(ctx context.Context, m download, log logrus.FieldLogger) error {
-	r, dd := h.r, m.dd
-	ns, name := r.Options.Namespace, dd.Name
+	r := h.r
+	ns, name := r.Options.Namespace, m.dd.Name
 	if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		return err
 	}
@@ -333,10 +339,14 @@ func (h downloadHandler) cleanup(ctx context.Context, m download, log logrus.Fie
 	}
 	var targetUID types.UID
 	target := &corev1.PersistentVolumeClaim{}
-	if found, err := get(ctx, r.Reader, dd.Spec.TargetVolume.Namespace, dd.Spec.TargetVolume.PVC, target); err != nil {
-		return err
-	} else if found {
-		targetUID = target.UID
+	if c := claimed(m, log); c.TargetPVC != "" { // none recorded: no PV counts as handed over
+		found, err := get(ctx, r.Reader, c.TargetNamespace, c.TargetPVC, target)
+		if err != nil {
+			return err
+		}
+		if found {
+			targetUID = target.UID
+		}
 	}
 	for i := range list.Items {
 		pv := &list.Items[i]

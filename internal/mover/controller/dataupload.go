@@ -356,8 +356,8 @@ func (h uploadHandler) doneMessage(m upload) string {
 // with it the storage snapshot) and the user's VolumeSnapshot if it is still there. Our
 // snapshot waits for its binding (cleanupPending), up to bindGrace.
 func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLogger) error {
-	r, du := h.r, m.du
-	ns, name := r.Options.Namespace, du.Name
+	r := h.r
+	ns, name := r.Options.Namespace, m.du.Name
 	if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
 		return err
 	}
@@ -370,9 +370,10 @@ func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLo
 	if err := h.deleteSnapshot(ctx, ns, name, log); err != nil {
 		return err
 	}
-	if du.Spec.CSISnapshot != nil && du.Spec.CSISnapshot.VolumeSnapshot != "" {
+	// The user's snapshot as recorded at the claim, never as the spec says now.
+	if c := claimed(m, log); c.SourceNamespace != "" && c.VolumeSnapshot != "" {
 		if err := deleteIfExists(ctx, r.Client, &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{
-			Namespace: du.Spec.SourceNamespace, Name: du.Spec.CSISnapshot.VolumeSnapshot,
+			Namespace: c.SourceNamespace, Name: c.VolumeSnapshot,
 		}}); err != nil {
 			return err
 		}

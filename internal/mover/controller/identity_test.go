@@ -38,7 +38,8 @@ func TestWorkerIdentity(t *testing.T) {
 	require.True(t, e.exists(role))
 	require.True(t, e.exists(binding))
 	require.Equal(t, []rbacv1.PolicyRule{
-		{APIGroups: []string{"velero.io"}, Resources: []string{"datauploads"}, ResourceNames: []string{duName}, Verbs: []string{"get", "patch"}},
+		{APIGroups: []string{"velero.io"}, Resources: []string{"datauploads"}, ResourceNames: []string{duName}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{duName}, Verbs: []string{"patch"}},
 		{APIGroups: []string{"velero.io"}, Resources: []string{"backupstoragelocations"}, ResourceNames: []string{"default"}, Verbs: []string{"get"}},
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"cloud-credentials", "velero-repo-credentials"}, Verbs: []string{"get"}},
 	}, role.Rules)

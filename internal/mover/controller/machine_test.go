@@ -304,7 +304,7 @@ func TestPhaseMachine(t *testing.T) {
 			setup: annotate(annAttempt, "2", annFailedWorker, failedWorkerUID), pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,
 			// The worker identity is made before every pod (what exists is kept); the
 			// repository is checked again (uncached), which also ensures Velero's BackupRepository.
-			wantPhase: phaseAccepted, wantMessage: "waiting: ", wantNewPod: true, wantCreated: []string{"ServiceAccount", "Role", "RoleBinding", "BackupRepository", "Pod"},
+			wantPhase: phaseAccepted, wantMessage: "waiting: ", wantNewPod: true, wantCreated: []string{"ConfigMap", "ServiceAccount", "Role", "RoleBinding", "BackupRepository", "Pod"},
 			wantFinalizer: true, wantRecheck: true},
 		{name: "accepted after a retry, failed pod still there: waits for it", phase: phaseAccepted, exposed: true,
 			setup: annotate(annAttempt, "2", annFailedWorker, failedWorkerUID), pod: corev1.PodFailed, podFailure: storeDown, exitCode: 75,

@@ -70,6 +70,8 @@ type movement interface {
 	incrementalBytes() int64 // 0 where the kind has none
 	// operationTimeout is spec.operationTimeout (0: unset).
 	operationTimeout() time.Duration
+	// specClaim is what the spec says now of what the mover acts on (claim.go).
+	specClaim() claim
 }
 
 type upload struct{ du *velerov2alpha1.DataUpload }
@@ -100,6 +102,14 @@ func (u upload) setAccepted(by string, at metav1.Time) {
 	u.du.Status.AcceptedByNode, u.du.Status.AcceptedTimestamp = by, &at
 }
 
+func (u upload) specClaim() claim {
+	c := claim{SourceNamespace: u.du.Spec.SourceNamespace, BackupStorageLocation: u.du.Spec.BackupStorageLocation, SourcePVC: u.du.Spec.SourcePVC}
+	if s := u.du.Spec.CSISnapshot; s != nil {
+		c.VolumeSnapshot, c.StorageClass = s.VolumeSnapshot, s.StorageClass
+	}
+	return c
+}
+
 type download struct{ dd *velerov2alpha1.DataDownload }
 
 func (d download) object() client.Object                       { return d.dd }
@@ -126,6 +136,14 @@ func (d download) setCompleted(at metav1.Time)                 { d.dd.Status.Com
 func (d download) progress() *shared.DataMoveOperationProgress { return &d.dd.Status.Progress }
 func (d download) setAccepted(by string, at metav1.Time) {
 	d.dd.Status.AcceptedByNode, d.dd.Status.AcceptedTimestamp = by, &at
+}
+
+func (d download) specClaim() claim {
+	s := d.dd.Spec
+	return claim{
+		SourceNamespace: s.SourceNamespace, BackupStorageLocation: s.BackupStorageLocation, SnapshotID: s.SnapshotID,
+		TargetNamespace: s.TargetVolume.Namespace, TargetPVC: s.TargetVolume.PVC,
+	}
 }
 
 // key is namespace/name of m, for messages.

@@ -56,6 +56,7 @@ func (r machine[M]) onNew(ctx context.Context, m M, cfg *config.Config, cfgErr e
 	m.setPhase(phaseAccepted)
 	m.setAccepted(r.Options.Identity, metav1.NewTime(now))
 	m.setMessage("")
+	recordClaim(m)
 	controllerutil.AddFinalizer(m.object(), naming.MoverFinalizer)
 	if err := r.Client.Update(ctx, m.object()); err != nil {
 		if apierrors.IsConflict(err) {
@@ -230,8 +231,7 @@ func (r machine[M]) onInProgress(ctx context.Context, m M, cfg *config.Config, l
 		return res, err
 	}
 	if pod.Status.Phase != corev1.PodSucceeded {
-		_, res, err := r.checkStalled(ctx, m, pod, cfg, log)
-		return res, err
+		return r.running(ctx, m, pod, cfg, log)
 	}
 
 	res, err := expose.ParseResult(expose.TerminationMessage(pod))
@@ -248,6 +248,20 @@ func (r machine[M]) onInProgress(ctx context.Context, m M, cfg *config.Config, l
 	return r.finish(ctx, m, log)
 }
 
+// running: the worker moves data. Its report goes onto m's status (an unreadable one fails
+// m), then the stall check looks at it.
+func (r machine[M]) running(ctx context.Context, m M, pod *corev1.Pod, cfg *config.Config, log logrus.FieldLogger) (ctrl.Result, error) {
+	invalid, err := r.copyProgress(ctx, m)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if invalid != "" {
+		return r.fail(ctx, m, log, ReasonInvalidReport, invalid)
+	}
+	_, res, err := r.checkStalled(ctx, m, pod, cfg, log)
+	return res, err
+}
+
 func (r machine[M]) finish(ctx context.Context, m M, log logrus.FieldLogger) (ctrl.Result, error) {
 	wait, err := r.h.finish(ctx, m, log)
 	if p, ok := asPermanent(err); ok {
@@ -258,6 +272,9 @@ func (r machine[M]) finish(ctx context.Context, m M, log logrus.FieldLogger) (ct
 	}
 	if wait != "" {
 		return ctrl.Result{RequeueAfter: finishRequeue}, r.setMessage(ctx, m, finishingMessage+": "+wait)
+	}
+	if err := r.deleteReport(ctx, m, log); err != nil {
+		return ctrl.Result{}, err
 	}
 	now := metav1.NewTime(r.Clock.Now())
 	written, err := r.terminal(ctx, m, func(movement) { // m is the object being written
@@ -285,6 +302,9 @@ func (p cleanupPending) Error() string { return "waiting: " + string(p) }
 
 // cleanup runs the handler's cleanup; pending reports a cleanupPending.
 func (r machine[M]) cleanup(ctx context.Context, m M, log logrus.FieldLogger) (pending bool, err error) {
+	if err := r.deleteReport(ctx, m, log); err != nil {
+		return false, err
+	}
 	err = r.h.cleanup(ctx, m, log)
 	var p cleanupPending
 	if errors.As(err, &p) {

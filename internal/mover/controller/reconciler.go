@@ -135,6 +135,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			For(c.obj, builder.WithPredicates(predicate.NewPredicateFuncs(ours))).
 			Owns(&corev1.Pod{}).
 			Owns(&corev1.PersistentVolumeClaim{}).
+			Owns(&corev1.ConfigMap{}). // the worker's progress report
 			Watches(&velerov2alpha1.DataUpload{}, crhandler.EnqueueRequestsFromMapFunc(c.waiting), builder.WithPredicates(slotFreed())).
 			Watches(&velerov2alpha1.DataDownload{}, crhandler.EnqueueRequestsFromMapFunc(c.waiting), builder.WithPredicates(slotFreed())).
 			WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
@@ -260,6 +261,12 @@ func (r machine[M]) reconcile(ctx context.Context, m M) (ctrl.Result, error) {
 			return ctrl.Result{}, nil // never claimed: nothing of ours exists
 		}
 		return r.cancel(ctx, m, log, fmt.Sprintf("%s was deleted while %s", m.kind(), phaseOrNew(m.phase())))
+	}
+
+	if !isNew(m.phase()) {
+		if done, res, err := r.enforceClaim(ctx, m, log); done {
+			return res, err
+		}
 	}
 
 	cfg, cfgErr := r.settings(ctx)

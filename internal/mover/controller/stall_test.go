@@ -73,11 +73,8 @@ func TestStalledWorker(t *testing.T) {
 				ctx := context.Background()
 				_, err := k.reconcile(ctx, e.r)
 				require.NoError(t, err)
-				if tc.progress {
-					got := k.object("")
-					require.NoError(t, e.c.Get(ctx, client.ObjectKeyFromObject(obj), got))
-					asMovement(got).progress().BytesDone = 50
-					require.NoError(t, e.c.Update(ctx, got))
+				if tc.progress { // the worker reports through its report, which the controller copies
+					e.create(report(name, obj.GetUID(), map[string]string{"bytesDone": "50", "totalBytes": "100"}))
 				}
 				e.clock.SetTime(t0.Add(tc.wait))
 				_, err = k.reconcile(ctx, e.r)

@@ -47,17 +47,21 @@ func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.Ow
 	return p
 }
 
-// workerIdentity creates the ServiceAccount, Role and RoleBinding of the worker pod of
-// the movement name (expose.WorkerIdentity: its own object, its BSL and the secrets its
-// repository needs) and returns the account's name. It is called before every creation
-// of the pod; what exists already is kept. With Options.WorkerServiceAccount set it
-// creates nothing and returns that account.
+// workerIdentity creates the progress report (ensureReport), ServiceAccount, Role and
+// RoleBinding of the worker pod of the movement name (expose.WorkerIdentity: read its own
+// object, write its report, read its BSL and the secrets its repository needs) and
+// returns the account's name. It is called before every creation of the pod; what exists
+// already is kept. With Options.WorkerServiceAccount set it creates only the report and
+// returns that account, which needs patch on configmaps in Velero's namespace.
 //
 // Forbidden is permanent: the mover's own RBAC lacks what the identity needs (an upgrade
 // of the image without examples/mover.yaml's rules, or an install that removed them), and
 // no retry can change that; the message says what to grant, or to set
 // --worker-service-account.
 func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, name string, owner metav1.OwnerReference, bslName string) (string, error) {
+	if err := r.ensureReport(ctx, op, name, owner); err != nil {
+		return "", err
+	}
 	if r.Options.WorkerServiceAccount != "" {
 		return r.Options.WorkerServiceAccount, nil
 	}
