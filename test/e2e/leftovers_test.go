@@ -21,11 +21,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // leftovers lists what the mover or plugins may have left behind for a backup or restore:
-// worker pods, exposed PVCs, worker identities, VolumeSnapshots and VolumeSnapshotContents.
+// worker pods, exposed PVCs, worker identities and progress reports, VolumeSnapshots and
+// VolumeSnapshotContents.
 // It lists only what belongs to one of the given namespaces (see ownedBy), or everything
 // when mine is nil.
 func (s *stack) leftovers(ctx context.Context, mine func(namespace, name string) bool) ([]string, error) {
@@ -44,6 +46,7 @@ func (s *stack) leftovers(ctx context.Context, mine func(namespace, name string)
 		{"serviceaccount", &corev1.ServiceAccountList{}, ours},
 		{"role", &rbacv1.RoleList{}, ours},
 		{"rolebinding", &rbacv1.RoleBindingList{}, ours},
+		{"configmap", &corev1.ConfigMapList{}, []crclient.ListOption{crclient.InNamespace(s.veleroNS), crclient.HasLabels{expose.MovementUIDLabel}}},
 		{"volumesnapshot", &snapshotv1.VolumeSnapshotList{}, nil},
 	} {
 		if err := s.c.List(ctx, l.list, l.opts...); err != nil {
@@ -135,8 +138,8 @@ func (s *stack) waitNoLeftovers(ctx context.Context, mine func(namespace, name s
 
 // requireWorkerLeastPrivilege asks the API server's authorizer what the worker pod of
 // the movement name (resource datauploads or datadownloads) may do: it runs as its own
-// ServiceAccount, which may read and patch its own movement and read its repository's
-// secrets, and nothing else.
+// ServiceAccount, which may read (never write: issue #21) its own movement, patch its
+// progress report and read its repository's secrets, and nothing else.
 func (s *stack) requireWorkerLeastPrivilege(t *testing.T, name, resource string) {
 	t.Helper()
 	var pod corev1.Pod
@@ -154,7 +157,7 @@ func (s *stack) requireWorkerLeastPrivilege(t *testing.T, name, resource string)
 		return sar.Status.Allowed
 	}
 	require.True(t, can("get", "velero.io", resource, name), "its own %s", resource)
-	require.True(t, can("patch", "velero.io", resource, name), "progress on its own %s", resource)
+	require.True(t, can("patch", "", "configmaps", name), "progress into its own report")
 	require.True(t, can("get", "", "secrets", "velero-repo-credentials"), "the repository password")
 	require.True(t, can("get", "", "secrets", "cloud-credentials"), "the object store credentials")
 	for _, denied := range []struct{ verb, group, res, obj string }{
@@ -162,6 +165,10 @@ func (s *stack) requireWorkerLeastPrivilege(t *testing.T, name, resource string)
 		{"list", "", "secrets", ""},
 		{"get", "velero.io", resource, name + "-other"},
 		{"patch", "velero.io", resource, name + "-other"},
+		{"patch", "velero.io", resource, name},
+		{"update", "velero.io", resource, name},
+		{"patch", "", "configmaps", naming.MoverConfigMapName},
+		{"update", "", "configmaps", name},
 		{"list", "velero.io", resource, ""},
 		{"update", "velero.io", "backupstoragelocations", "default"},
 		{"create", "", "pods", ""},

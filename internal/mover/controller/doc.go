@@ -4,10 +4,12 @@
 //
 // The contract with Velero is its node-agent's: phases New → Accepted → Prepared →
 // InProgress → Completed | Failed | Canceled (via Canceling), status.node,
-// acceptedByNode/acceptedTimestamp, start/completion timestamps, progress, and for a
+// acceptedByNode/acceptedTimestamp, start/completion timestamps, progress (copied from the
+// worker's report, report.go: the worker may not write the object), and for a
 // DataUpload snapshotID (the kopia manifest ID), incrementalBytes and nodeOS. The objects
 // have no status subresource: the whole object is updated. A New object is claimed with
-// one optimistic update (a conflict means someone else won); later writes retry on
+// one optimistic update (a conflict means someone else won), which also records what the
+// mover will act on (claim.go: only the record is acted on); later writes retry on
 // conflict after re-reading, and never touch an object that has ended. A finalizer is
 // held while an object is claimed and not ended; deleting such an object cancels it.
 //

@@ -163,6 +163,10 @@ func TestParseResult(t *testing.T) {
 	require.Equal(t, "verified (full): 1 file, 1 directory, 10 B; content of 1 file (10 B) read back in 5ms", r.Verification)
 	_, err = ParseResult("boom")
 	require.ErrorContains(t, err, `parsing worker result "boom"`)
+	_, err = ParseResult(`{"snapshotID":"../k1","totalBytes":10}`)
+	require.ErrorContains(t, err, `snapshot ID "../k1", not a kopia manifest ID`)
+	_, err = ParseResult(`{"snapshotID":"k1","totalBytes":-10}`)
+	require.ErrorContains(t, err, "negative sizes")
 
 	pod := builder.ForPod("velero", "x").Result()
 	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: WorkerContainer, State: corev1.ContainerState{

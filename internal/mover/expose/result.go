@@ -37,13 +37,35 @@ func TerminationMessage(pod *corev1.Pod) string {
 	return ""
 }
 
-// ParseResult reads a successful worker's termination message.
+// ParseResult reads a successful worker's termination message, which the worker alone
+// wrote (its size bounded by MaxMessage): sizes must not be negative, and the snapshot ID
+// must look like a kopia manifest ID (letters and digits), since Velero and the mover later
+// use it to restore and delete.
 func ParseResult(msg string) (Result, error) {
 	var r Result
 	if err := json.Unmarshal([]byte(msg), &r); err != nil {
 		return Result{}, errors.Wrapf(err, "parsing worker result %q", truncate(msg, 200))
 	}
+	if r.TotalBytes < 0 || r.IncrementalBytes < 0 {
+		return Result{}, errors.Errorf("worker result has negative sizes (%d total, %d incremental)", r.TotalBytes, r.IncrementalBytes)
+	}
+	if !plainID(r.SnapshotID) {
+		return Result{}, errors.Errorf("worker result has snapshot ID %q, not a kopia manifest ID", truncate(r.SnapshotID, 80))
+	}
 	return r, nil
+}
+
+// plainID: at most 128 ASCII letters and digits ("" included: a restore has none).
+func plainID(s string) bool {
+	if len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 func truncate(s string, n int) string {
