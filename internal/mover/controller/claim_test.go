@@ -10,6 +10,8 @@ import (
 	"github.com/vmware-tanzu/velero/pkg/builder"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 const otherNS = "other"
@@ -149,4 +151,31 @@ func TestClaimRecordedByALaterMover(t *testing.T) {
 	require.Equal(t, claim{SourceNamespace: appNS, BackupStorageLocation: "default", SourcePVC: "data", VolumeSnapshot: "snap-1", StorageClass: "csi-sc"}, c)
 	require.Equal(t, velerov2alpha1.DataUploadPhaseAccepted, got.Status.Phase, got.Status.Message)
 	require.True(t, e.exists(ourPod(duName)), "and goes on")
+}
+
+// TestHandOverUsesTheRecordedTarget: the hand-over binds the restored volume to the claim
+// recorded at the claim even when the spec in hand names another (a spec rewritten
+// between the check and the act, e.g. re-read after a write conflict).
+func TestHandOverUsesTheRecordedTarget(t *testing.T) {
+	dd := dataDownload(velerov2alpha1.DataDownloadPhaseInProgress)
+	recordClaim(download{dd})
+	setAnnotation(dd, annResultRecorded, "true")
+	rewriteDownload(dd)
+	pv := builder.ForPersistentVolume("pv-restored").ReclaimPolicy(corev1.PersistentVolumeReclaimRetain).Phase(corev1.VolumeReleased).Result()
+	pv.Labels = map[string]string{naming.DataDownloadLabel: ddName}
+	pv.Annotations = map[string]string{annReclaimPolicy: "Delete"}
+	e := newEnv(t, nil, dd, pv, targetPVC("immediate"), victimPVC())
+
+	wait, err := downloadHandler{e.r}.finish(context.Background(), download{dd}, e.r.Log)
+	require.NoError(t, err)
+	require.Equal(t, "waiting for PVC app/data-0 to bind to PV pv-restored", wait)
+	require.True(t, e.exists(pv))
+	require.Equal(t, appNS, pv.Spec.ClaimRef.Namespace)
+	require.Equal(t, "data-0", pv.Spec.ClaimRef.Name)
+	target := targetPVC("")
+	require.True(t, e.exists(target))
+	require.Equal(t, "pv-restored", target.Spec.VolumeName)
+	victim := victimPVC()
+	require.True(t, e.exists(victim))
+	require.Empty(t, victim.Spec.VolumeName, "the claim the spec names now is untouched")
 }

@@ -115,9 +115,17 @@ func TestProgressFromReport(t *testing.T) {
 			wantDone  int64
 			wantTotal int64
 			wantMsg   string
+			errs      []reactorError // injected
+			wantErr   bool           // transient: requeued, nothing written
 		}{
 			{name: "nothing reported yet", wantPhase: phaseInProgress, wantDone: 40, wantTotal: 100},
 			{name: "reported", data: map[string]string{"bytesDone": "70", "totalBytes": "120"}, wantPhase: phaseInProgress, wantDone: 70, wantTotal: 120},
+			{name: "reported, the status write conflicts once", data: map[string]string{"bytesDone": "70", "totalBytes": "120"},
+				errs:      []reactorError{{verb: "update", kind: k.name, call: 1, err: conflict(k.object(""))}},
+				wantPhase: phaseInProgress, wantDone: 70, wantTotal: 120},
+			{name: "the report cannot be read from the API", data: map[string]string{"bytesDone": "70", "totalBytes": "120"},
+				errs:    []reactorError{{verb: "get", kind: "ConfigMap", err: apierrors.NewServiceUnavailable("etcd")}},
+				wantErr: true, wantPhase: phaseInProgress, wantDone: 40, wantTotal: 100},
 			{name: "not a number", data: map[string]string{"bytesDone": "70; rm -rf", "totalBytes": "120"}, wantPhase: phaseFailed, wantDone: 40, wantTotal: 100,
 				wantMsg: `the progress report of worker pod velero/<name> (ConfigMap velero/<name>) cannot be read: key bytesDone: "70; rm -rf" is not a byte count`},
 			{name: "huge", data: map[string]string{"bytesDone": "1", "totalBytes": strings.Repeat("1", 1<<20)}, wantPhase: phaseFailed, wantDone: 40, wantTotal: 100,
@@ -132,9 +140,16 @@ func TestProgressFromReport(t *testing.T) {
 				m.progress().TotalBytes, m.progress().BytesDone = 100, 40
 				m.setNode(nodeA)
 				m.setStarted(metav1.NewTime(t0))
-				e := newEnv(t, nil, obj, bsl(), workerPod(name, corev1.PodRunning), report(name, obj.GetUID(), tc.data))
+				recordClaim(m) // as claimed: the injected conflict hits the progress write
+				in := &injector{counts: map[string]int{}, errs: tc.errs}
+				e := newEnv(t, in.funcs(), obj, bsl(), workerPod(name, corev1.PodRunning), report(name, obj.GetUID(), tc.data))
 				_, err := k.reconcile(context.Background(), e.r)
-				require.NoError(t, err)
+				if tc.wantErr {
+					require.Error(t, err)
+				} else {
+					require.NoError(t, err)
+				}
+				in.errs = nil
 
 				got := k.object("")
 				require.NoError(t, e.c.Get(context.Background(), client.ObjectKeyFromObject(obj), got))
