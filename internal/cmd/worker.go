@@ -37,7 +37,7 @@ func MoverWorker(ctx context.Context, args []string) error {
 		compression  = fs.String("compression", config.DefaultCompression, "kopia compressor of the volume data (backup): none, zstd*, s2*")
 		checkpoint   = fs.Duration("checkpoint-interval", config.DefaultCheckpoint, "how often a backup saves a checkpoint to resume from")
 		termLog      = fs.String("termination-log", worker.DefaultTerminationLog, "where the result is written")
-		progressIvl  = fs.Duration("progress-interval", worker.DefaultProgressInterval, "how often status.progress is updated")
+		progressIvl  = fs.Duration("progress-interval", worker.DefaultProgressInterval, "how often the progress report (the ConfigMap named after the movement) is updated")
 		kubeconfig   = fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
 		logLevel     = fs.String("log-level", "info", "log level")
 		logFormat    = fs.String("log-format", "text", "log format: text or json")
