@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,8 +19,8 @@ import (
 )
 
 func identityObjects(name string) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
-	meta := metav1.ObjectMeta{Namespace: veleroNS, Name: name}
-	return &corev1.ServiceAccount{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: meta}, &rbacv1.RoleBinding{ObjectMeta: meta}
+	return &corev1.ServiceAccount{ObjectMeta: ourMeta(veleroNS, name)}, &rbacv1.Role{ObjectMeta: ourMeta(veleroNS, name)},
+		&rbacv1.RoleBinding{ObjectMeta: ourMeta(veleroNS, name)}
 }
 
 // TestWorkerIdentity: each worker pod runs as its own ServiceAccount, whose Role names
