@@ -127,8 +127,10 @@ func (r *Reconciler) checkNames(ctx context.Context, m movement, extra ...client
 	for _, obj := range append(objs, extra...) {
 		found, err := get(ctx, r.Reader, obj.GetNamespace(), obj.GetName(), obj)
 		if apierrors.IsForbidden(err) {
-			return permanentf(ReasonPrepareFailed, "the mover may not read %s %s to check that it is not someone else's: %v; "+
-				"give the mover's account get on it (examples/mover.yaml)", kindOf(obj), describe(obj.GetNamespace(), obj.GetName()), err)
+			switch obj.(type) {
+			case *corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding:
+				return r.identityForbidden(err)
+			}
 		}
 		if err != nil {
 			return err

@@ -72,16 +72,23 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 	for _, obj := range []client.Object{sa, role, binding} {
 		err := expose.Create(ctx, r.Client, r.Reader, obj)
 		if apierrors.IsForbidden(err) {
-			return "", permanentf(ReasonPrepareFailed, "the mover may not create its worker's identity: %v; "+
-				"give the mover's account get, create and delete on serviceaccounts, roles and rolebindings in namespace %s "+
-				"(examples/mover.yaml), or run every worker as one account of yours with --worker-service-account",
-				err, r.Options.Namespace)
+			return "", r.identityForbidden(err)
 		}
 		if err != nil {
 			return "", err
 		}
 	}
 	return sa.Name, nil
+}
+
+// identityForbidden is the permanent failure of a mover whose RBAC lacks the rules the
+// worker's identity needs (err is the Forbidden answer): what to grant, or to set
+// --worker-service-account.
+func (r *Reconciler) identityForbidden(err error) error {
+	return permanentf(ReasonPrepareFailed, "the mover may not create its worker's identity: %v; "+
+		"give the mover's account get, create and delete on serviceaccounts, roles and rolebindings in namespace %s "+
+		"(examples/mover.yaml), or run every worker as one account of yours with --worker-service-account",
+		err, r.Options.Namespace)
 }
 
 // deleteWorkerIdentity deletes what workerIdentity created for m (the owner reference
