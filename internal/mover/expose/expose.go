@@ -60,11 +60,24 @@ func Labels(op Operation, owner string, uid types.UID) map[string]string {
 }
 
 // MadeFor reports whether obj was made for the movement whose UID is uid: it carries
-// naming.MovementUIDLabel with that value. Objects are named after their movement, and
-// anyone who may create a DataUpload may pick its name: an object of that name is the
-// movement's only when MadeFor says so.
+// naming.MovementUIDLabel with that value, or (made before that label was) the movement
+// is its controller owner. Objects are named after their movement, and anyone who may
+// create a DataUpload may pick its name: an object of that name is the movement's only
+// when MadeFor says so. The UID is the movement's own, made by the API server, so
+// whoever could not write obj could not have put it there.
 func MadeFor(obj metav1.Object, uid types.UID) bool {
-	return uid != "" && obj.GetLabels()[naming.MovementUIDLabel] == string(uid)
+	if uid == "" {
+		return false
+	}
+	if obj.GetLabels()[naming.MovementUIDLabel] == string(uid) {
+		return true
+	}
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.UID == uid && ref.Controller != nil && *ref.Controller {
+			return true
+		}
+	}
+	return false
 }
 
 // NotMadeForError is an object of the name the mover would give its own that was not made

@@ -182,6 +182,12 @@ func TestCreateAdoptsOnlyItsOwn(t *testing.T) {
 		p.Labels = labels
 		return p
 	}
+	ownedBy := func(owner metav1.OwnerReference, controller bool) *corev1.PersistentVolumeClaim {
+		p := labelled(map[string]string{"app": "velero"})
+		owner.Controller = ptr.To(controller)
+		p.OwnerReferences = []metav1.OwnerReference{owner}
+		return p
+	}
 	for _, tc := range []struct {
 		name     string
 		existing *corev1.PersistentVolumeClaim
@@ -192,6 +198,9 @@ func TestCreateAdoptsOnlyItsOwn(t *testing.T) {
 		{name: "someone else's: refused", existing: labelled(map[string]string{"app": "velero"}),
 			wantErr: "PersistentVolumeClaim velero/backup-1-abcde exists and was not made for this movement (it has no label snapmove.io/movement-uid=du-uid)"},
 		{name: "another movement's of the same name: refused", existing: labelled(Labels(Backup, "backup-1-abcde", "old-uid")),
+			wantErr: "was not made for this movement"},
+		{name: "ours, made before the label (the movement is its controller owner): adopted", existing: ownedBy(duOwner(), true)},
+		{name: "the movement owns it, not as its controller: refused", existing: ownedBy(duOwner(), false),
 			wantErr: "was not made for this movement"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
