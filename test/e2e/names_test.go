@@ -90,7 +90,10 @@ func (s *stack) requireNameTaken(t *testing.T, ns, name, kind string, guarded ..
 		cp := obj.DeepCopyObject().(crclient.Object)
 		require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKeyFromObject(obj), cp))
 		before = append(before, cp)
-		t.Cleanup(func() { s.putBack(t, cp) })
+		switch cp.(type) {
+		case *corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding: // what the stack runs as
+			t.Cleanup(func() { s.putBack(t, cp) })
+		}
 	}
 	s.removeDataUpload(t, name) // a leftover of an interrupted run
 	du := &velerov2alpha1.DataUpload{
@@ -179,8 +182,9 @@ func (s *stack) removeDataUpload(t *testing.T, name string) {
 	_ = wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Second, true, gone)
 }
 
-// putBack re-creates saved (as read before the test's DataUpload) if it is gone, failing
-// the test: the stack must survive a mover that deletes what is not its own. The pods that
+// putBack re-creates saved, an identity object (as read before the test's DataUpload), if
+// it is gone, failing the test: the stack must survive a mover that deletes what is not
+// its own. The pods that
 // ran as a re-created ServiceAccount are deleted, so that their controllers start them
 // with a token of the new account.
 func (s *stack) putBack(t *testing.T, saved crclient.Object) {
