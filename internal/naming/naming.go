@@ -60,6 +60,12 @@ const (
 	SkippedAnnotation = PluginDomain + "/skipped"
 )
 
+// MovementUIDLabel is on every object the mover creates for a DataUpload or DataDownload
+// (with DataUploadLabel or DataDownloadLabel): the movement's UID. An object of the
+// movement's name without it was made by someone else: the mover neither uses, changes
+// nor deletes it, and the movement fails naming it.
+const MovementUIDLabel = PluginDomain + "/movement-uid"
+
 // Snapshot delete requests: the delete plugin cannot reach the kopia repository (only the
 // mover links kopia), so for each DataUpload of a deleted backup it creates a ConfigMap in
 // Velero's namespace, labelled DeleteRequestLabel, whose data holds the keys below. The

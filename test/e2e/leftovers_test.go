@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
@@ -46,7 +45,7 @@ func (s *stack) leftovers(ctx context.Context, mine func(namespace, name string)
 		{"serviceaccount", &corev1.ServiceAccountList{}, ours},
 		{"role", &rbacv1.RoleList{}, ours},
 		{"rolebinding", &rbacv1.RoleBindingList{}, ours},
-		{"configmap", &corev1.ConfigMapList{}, []crclient.ListOption{crclient.InNamespace(s.veleroNS), crclient.HasLabels{expose.MovementUIDLabel}}},
+		{"configmap", &corev1.ConfigMapList{}, []crclient.ListOption{crclient.InNamespace(s.veleroNS), crclient.HasLabels{naming.MovementUIDLabel}}},
 		{"volumesnapshot", &snapshotv1.VolumeSnapshotList{}, nil},
 	} {
 		if err := s.c.List(ctx, l.list, l.opts...); err != nil {

@@ -162,7 +162,7 @@ func TestHandOverUsesTheRecordedTarget(t *testing.T) {
 	setAnnotation(dd, annResultRecorded, "true")
 	rewriteDownload(dd)
 	pv := builder.ForPersistentVolume("pv-restored").ReclaimPolicy(corev1.PersistentVolumeReclaimRetain).Phase(corev1.VolumeReleased).Result()
-	pv.Labels = map[string]string{naming.DataDownloadLabel: ddName}
+	pv.Labels = map[string]string{naming.DataDownloadLabel: ddName, naming.MovementUIDLabel: string(dd.UID)}
 	pv.Annotations = map[string]string{annReclaimPolicy: "Delete"}
 	e := newEnv(t, nil, dd, pv, targetPVC("immediate"), victimPVC())
 

@@ -71,6 +71,16 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 	if err != nil {
 		return "", err
 	}
+	// Nothing is exposed for a DataDownload whose name someone else's object has taken.
+	if havePVC {
+		if err := expose.NotMadeFor(restorePVC, dd.UID); err != nil {
+			return "", err
+		}
+	} else if pod == nil {
+		if err := r.checkNames(ctx, m); err != nil {
+			return "", err
+		}
+	}
 	if pod == nil && (!havePVC || attempt(m) > 1) { // as a backup's (uploadHandler.expose)
 		if wait, err := r.verifyRepository(ctx, m, dd.Spec.BackupStorageLocation, dd.Spec.SourceNamespace, false, cfg, log); wait != "" || err != nil {
 			return wait, err
@@ -120,7 +130,7 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 			Name: name, Namespace: ns, Owner: ddOwner(dd), Target: target,
 			SnapshotSize: dd.Spec.SnapshotSize, SelectedNode: selectedNode,
 		})
-		if err := expose.Create(ctx, r.Client, restorePVC); err != nil {
+		if err := expose.Create(ctx, r.Client, r.Reader, restorePVC); err != nil {
 			return "", err
 		}
 	}
@@ -129,7 +139,7 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 		pod := expose.WorkerPod(r.podParams(expose.Restore, name, ddOwner(dd), sa, restorePVC.Name, block, cfg, func(p *expose.PodParams) {
 			p.NodeName = selectedNode
 		}))
-		if err := expose.Create(ctx, r.Client, pod); err != nil {
+		if err := expose.Create(ctx, r.Client, r.Reader, pod); err != nil {
 			return "", err
 		}
 		log.Info("created worker pod")
@@ -142,8 +152,8 @@ func (h downloadHandler) record(m download, res expose.Result) {
 	p.TotalBytes, p.BytesDone = res.TotalBytes, res.TotalBytes
 }
 
-// restoredPV finds the PV the worker wrote: through the restore PVC while it exists,
-// then by our label.
+// restoredPV finds the PV the worker wrote: through the restore PVC (made for dd) while
+// it exists, then by our labels, which finish puts only on that PV.
 func (h downloadHandler) restoredPV(ctx context.Context, dd *velerov2alpha1.DataDownload) (*corev1.PersistentVolume, error) {
 	r := h.r
 	pvc := &corev1.PersistentVolumeClaim{}
@@ -151,15 +161,14 @@ func (h downloadHandler) restoredPV(ctx context.Context, dd *velerov2alpha1.Data
 	if err != nil {
 		return nil, err
 	}
-	if found && pvc.Spec.VolumeName != "" {
-		pv := &corev1.PersistentVolume{}
-		if found, err := get(ctx, r.Reader, "", pvc.Spec.VolumeName, pv); err != nil || found {
+	if found && expose.MadeFor(pvc, dd.UID) {
+		if pv, err := r.boundVolume(ctx, pvc); err != nil || pv != nil {
 			return pv, err
 		}
 	}
 	list := &corev1.PersistentVolumeList{}
-	if err := r.Reader.List(ctx, list, client.MatchingLabels{naming.DataDownloadLabel: dd.Name}); err != nil {
-		return nil, errors.Wrapf(err, "listing PVs labelled %s=%s", naming.DataDownloadLabel, dd.Name)
+	if err := r.Reader.List(ctx, list, restoredPVLabels(dd)); err != nil {
+		return nil, errors.Wrapf(err, "listing PVs labelled %v", restoredPVLabels(dd))
 	}
 	if len(list.Items) == 0 {
 		return nil, nil
@@ -187,15 +196,17 @@ func (h downloadHandler) finish(ctx context.Context, m download, log logrus.Fiel
 	log = log.WithField("pv", pv.Name)
 
 	// 1. Mark the PV as ours and keep it when the restore PVC goes.
-	if pv.Labels[naming.DataDownloadLabel] != name {
-		patch := client.MergeFrom(pv.DeepCopy())
+	if pv.Labels[naming.DataDownloadLabel] != name || pv.Labels[naming.MovementUIDLabel] != string(dd.UID) {
+		patch := client.MergeFromWithOptions(pv.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		if pv.Labels == nil {
 			pv.Labels = map[string]string{}
 		}
 		if pv.Annotations == nil {
 			pv.Annotations = map[string]string{}
 		}
-		pv.Labels[naming.DataDownloadLabel] = name
+		for k, v := range restoredPVLabels(dd) {
+			pv.Labels[k] = v
+		}
 		pv.Annotations[annReclaimPolicy] = string(pv.Spec.PersistentVolumeReclaimPolicy)
 		pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
 		if err := r.Client.Patch(ctx, pv, patch); err != nil {
@@ -212,15 +223,15 @@ func (h downloadHandler) finish(ctx context.Context, m download, log logrus.Fiel
 	if err != nil {
 		return "", err
 	}
-	if found {
+	if found && expose.MadeFor(restorePVC, dd.UID) {
 		if restorePVC.DeletionTimestamp == nil {
-			if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+			if err := r.deleteOurs(ctx, dd.UID, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, log); err != nil {
 				return "", err
 			}
-			if err := r.deleteWorkerIdentity(ctx, name, log); err != nil {
+			if err := r.deleteWorkerIdentity(ctx, m, log); err != nil {
 				return "", err
 			}
-			if err := deleteIfExists(ctx, r.Client, restorePVC); err != nil {
+			if err := deleteChecked(ctx, r.Client, restorePVC); err != nil {
 				return "", err
 			}
 		}
@@ -289,13 +300,15 @@ func (h downloadHandler) finish(ctx context.Context, m download, log logrus.Fiel
 	// the same name cleans up by that label).
 	_, hasPolicy := pv.Annotations[annReclaimPolicy]
 	_, hasLabel := pv.Labels[naming.DataDownloadLabel]
-	if hasPolicy || hasLabel {
+	_, hasUID := pv.Labels[naming.MovementUIDLabel]
+	if hasPolicy || hasLabel || hasUID {
 		patch := client.MergeFrom(pv.DeepCopy())
 		if orig := pv.Annotations[annReclaimPolicy]; orig != "" {
 			pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimPolicy(orig)
 		}
 		delete(pv.Annotations, annReclaimPolicy)
 		delete(pv.Labels, naming.DataDownloadLabel)
+		delete(pv.Labels, naming.MovementUIDLabel)
 		if err := r.Client.Patch(ctx, pv, patch); err != nil {
 			return "", errors.Wrapf(err, "handing PV %s over (reclaim policy, label)", pv.Name)
 		}
@@ -322,20 +335,20 @@ func (h downloadHandler) userClaim(ctx context.Context, pv *corev1.PersistentVol
 // for this DataDownload that was not handed to the target PVC. A PV bound to a user's
 // claim is never deleted.
 func (h downloadHandler) cleanup(ctx context.Context, m download, log logrus.FieldLogger) error {
-	r := h.r
-	ns, name := r.Options.Namespace, m.dd.Name
-	if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+	r, dd := h.r, m.dd
+	ns, name := r.Options.Namespace, dd.Name
+	if err := r.deleteOurs(ctx, dd.UID, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, log); err != nil {
 		return err
 	}
-	if err := r.deleteWorkerIdentity(ctx, name, log); err != nil {
+	if err := r.deleteWorkerIdentity(ctx, m, log); err != nil {
 		return err
 	}
-	if err := r.deletePVCAndVolume(ctx, ns, name); err != nil {
+	if err := r.deletePVCAndVolume(ctx, m, log); err != nil {
 		return err
 	}
 	list := &corev1.PersistentVolumeList{}
-	if err := r.Reader.List(ctx, list, client.MatchingLabels{naming.DataDownloadLabel: name}); err != nil {
-		return errors.Wrapf(err, "listing PVs labelled %s=%s", naming.DataDownloadLabel, name)
+	if err := r.Reader.List(ctx, list, restoredPVLabels(dd)); err != nil {
+		return errors.Wrapf(err, "listing PVs labelled %v", restoredPVLabels(dd))
 	}
 	var targetUID types.UID
 	target := &corev1.PersistentVolumeClaim{}
@@ -375,6 +388,12 @@ func (h downloadHandler) cleanup(ctx context.Context, m download, log logrus.Fie
 		log.WithField("pv", pv.Name).Info("deleted the restored PV that was not handed over")
 	}
 	return nil
+}
+
+// restoredPVLabels are the labels finish puts on the PV restored for dd (found through
+// dd's restore PVC), until it is handed over; cleanup deletes only PVs carrying both.
+func restoredPVLabels(dd *velerov2alpha1.DataDownload) client.MatchingLabels {
+	return client.MatchingLabels{naming.DataDownloadLabel: dd.Name, naming.MovementUIDLabel: string(dd.UID)}
 }
 
 func ddOwner(dd *velerov2alpha1.DataDownload) metav1.OwnerReference {

@@ -34,6 +34,17 @@ func dataDownload(phase velerov2alpha1.DataDownloadPhase) *velerov2alpha1.DataDo
 	return dd
 }
 
+// restoredVolume is the restore PVC as the mover made it for dataDownload, bound to the
+// PV the worker wrote.
+func restoredVolume() (*corev1.PersistentVolumeClaim, *corev1.PersistentVolume) {
+	pvc := builder.ForPersistentVolumeClaim(veleroNS, ddName).VolumeName("pv-restored").Phase(corev1.ClaimBound).Result()
+	pvc.ObjectMeta = ourMeta(veleroNS, ddName)
+	pvc.UID = "restore-pvc-uid"
+	pv := builder.ForPersistentVolume("pv-restored").ClaimRef(veleroNS, ddName).Phase(corev1.VolumeBound).Result()
+	pv.Spec.ClaimRef.UID = pvc.UID
+	return pvc, pv
+}
+
 func targetPVC(sc string) *corev1.PersistentVolumeClaim {
 	pvc := builder.ForPersistentVolumeClaim(appNS, "data-0").StorageClass(sc).
 		RequestResource(corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}).
@@ -111,8 +122,8 @@ func TestDDAcceptedExposes(t *testing.T) {
 func TestDDRebind(t *testing.T) {
 	dd := dataDownload(velerov2alpha1.DataDownloadPhaseInProgress)
 	dd.Status.Node = nodeA
-	restorePVC := builder.ForPersistentVolumeClaim(veleroNS, ddName).VolumeName("pv-restored").Phase(corev1.ClaimBound).Result()
-	pv := builder.ForPersistentVolume("pv-restored").ClaimRef(veleroNS, ddName).ReclaimPolicy(corev1.PersistentVolumeReclaimDelete).Phase(corev1.VolumeBound).Result()
+	restorePVC, pv := restoredVolume()
+	pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimDelete
 	pod := terminated(workerPod(ddName, corev1.PodSucceeded), "Completed", `{"totalBytes":4096}`, 0)
 	sa, role, binding := identityObjects(ddName)
 	deletes := map[string]int{}
@@ -136,6 +147,7 @@ func TestDDRebind(t *testing.T) {
 	require.Equal(t, corev1.PersistentVolumeReclaimRetain, pvNow.Spec.PersistentVolumeReclaimPolicy)
 	require.Equal(t, "Delete", pvNow.Annotations[annReclaimPolicy])
 	require.Equal(t, ddName, pvNow.Labels[naming.DataDownloadLabel])
+	require.Equal(t, "dd-uid", pvNow.Labels[naming.MovementUIDLabel])
 
 	// A restart here: the pod is gone but the result is recorded; it carries on.
 	e.reconcileDD()
@@ -162,6 +174,7 @@ func TestDDRebind(t *testing.T) {
 	require.Equal(t, corev1.PersistentVolumeReclaimDelete, pvNow.Spec.PersistentVolumeReclaimPolicy)
 	require.NotContains(t, pvNow.Annotations, annReclaimPolicy)
 	require.NotContains(t, pvNow.Labels, naming.DataDownloadLabel, "the user's volume carries no mover label")
+	require.NotContains(t, pvNow.Labels, naming.MovementUIDLabel)
 	e.requireEvent(ReasonCompleted)
 	// The pod, its identity and the restore PVC were deleted once, by the first pass,
 	// not again by every pass that waited for the bind.
@@ -173,7 +186,7 @@ func TestDDTargetDeletedDuringHandOver(t *testing.T) {
 	dd.Status.Message = "reworded by a later version"
 	dd.Annotations = map[string]string{annResultRecorded: "true"}
 	pv := builder.ForPersistentVolume("pv-restored").ReclaimPolicy(corev1.PersistentVolumeReclaimRetain).Phase(corev1.VolumeReleased).Result()
-	pv.Labels = map[string]string{naming.DataDownloadLabel: ddName}
+	pv.Labels = restoredPVLabels(dd)
 	pv.Annotations = map[string]string{annReclaimPolicy: "Delete"}
 	e := newEnv(t, nil, dd, pv)
 	e.reconcileDD()
@@ -186,8 +199,8 @@ func TestDDTargetDeletedDuringHandOver(t *testing.T) {
 
 func TestDDFailureCleansUp(t *testing.T) {
 	dd := dataDownload(velerov2alpha1.DataDownloadPhaseInProgress)
-	restorePVC := builder.ForPersistentVolumeClaim(veleroNS, ddName).VolumeName("pv-restored").Phase(corev1.ClaimBound).Result()
-	pv := builder.ForPersistentVolume("pv-restored").ReclaimPolicy(corev1.PersistentVolumeReclaimRetain).Result()
+	restorePVC, pv := restoredVolume()
+	pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
 	pod := terminated(workerPod(ddName, corev1.PodFailed), "Error", "restoring snapshot k0123: snapshot not found", 1)
 	e := newEnv(t, nil, dd, restorePVC, pv, pod, targetPVC("immediate"))
 	e.reconcileDD()
@@ -247,7 +260,7 @@ func TestDDCleanupNeverDeletesAUsersVolume(t *testing.T) {
 	claim := builder.ForPersistentVolumeClaim("other", "db").VolumeName("pv-live").Phase(corev1.ClaimBound).Result()
 	claim.UID = "db-uid"
 	orphan := builder.ForPersistentVolume("pv-orphan").ReclaimPolicy(corev1.PersistentVolumeReclaimRetain).Result()
-	orphan.Labels = map[string]string{naming.DataDownloadLabel: ddName}
+	orphan.Labels = restoredPVLabels(dd)
 	e := newEnv(t, nil, dd, live, claim, orphan, targetPVC("immediate"))
 	e.reconcileDD()
 	require.True(t, e.exists(&corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-live"}}), "a user's volume stays")
@@ -262,7 +275,7 @@ func TestDDRebindPointsThePVFirst(t *testing.T) {
 	dd.Status.Node = nodeA
 	dd.Annotations = map[string]string{annResultRecorded: "true"}
 	pv := builder.ForPersistentVolume("pv-restored").ClaimRef(veleroNS, ddName).ReclaimPolicy(corev1.PersistentVolumeReclaimRetain).Phase(corev1.VolumeReleased).Result()
-	pv.Labels = map[string]string{naming.DataDownloadLabel: ddName}
+	pv.Labels = restoredPVLabels(dd)
 	var writes []string
 	record := func(obj client.Object) {
 		switch obj.(type) {

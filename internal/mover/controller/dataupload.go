@@ -69,6 +69,17 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 	if err != nil {
 		return "", err
 	}
+	// Nothing is exposed for a DataUpload whose name someone else's object has taken.
+	if haveVS {
+		if err := expose.NotMadeFor(ourVS, du.UID); err != nil {
+			return "", err
+		}
+	} else if pod == nil {
+		if err := r.checkNames(ctx, m, &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+			&snapshotv1.VolumeSnapshotContent{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+			return "", err
+		}
+	}
 	// The repository is checked before anything is exposed: nothing is created for a
 	// backup that cannot be stored. A retry's worker waits for it too: a store that failed
 	// the last attempt is waited for here (up to the operation timeout) rather than
@@ -112,13 +123,13 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 		if sa, cfg, err = h.workerSetup(ctx, du, cfg); err != nil {
 			return "", err
 		}
-		p := expose.SnapshotParams{Name: name, Namespace: ns, Source: srcVSC, SnapshotClass: srcVS.Spec.VolumeSnapshotClassName}
-		if err := expose.Create(ctx, r.Client, expose.BackupVolumeSnapshotContent(p)); err != nil {
+		p := expose.SnapshotParams{Name: name, Namespace: ns, UID: du.UID, Source: srcVSC, SnapshotClass: srcVS.Spec.VolumeSnapshotClassName}
+		if err := expose.Create(ctx, r.Client, r.Reader, expose.BackupVolumeSnapshotContent(p)); err != nil {
 			return "", err
 		}
 		ourVS = expose.BackupVolumeSnapshot(p)
 		ourVS.Annotations = map[string]string{annSourceContent: contentName}
-		if err := expose.Create(ctx, r.Client, ourVS); err != nil {
+		if err := expose.Create(ctx, r.Client, r.Reader, ourVS); err != nil {
 			return "", err
 		}
 		log.WithField("volumeSnapshot", describe(ns, name)).Info("took over the CSI snapshot")
@@ -129,11 +140,15 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 	if err != nil {
 		return "", err
 	}
-	if !havePVC {
+	if havePVC {
+		if err := expose.NotMadeFor(pvc, du.UID); err != nil {
+			return "", err
+		}
+	} else {
 		if pvc, err = h.backupPVC(ctx, du, ourVS, srcVS, cfg); err != nil {
 			return "", err
 		}
-		if err := expose.Create(ctx, r.Client, pvc); err != nil {
+		if err := expose.Create(ctx, r.Client, r.Reader, pvc); err != nil {
 			return "", err
 		}
 	}
@@ -155,7 +170,7 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 		if err != nil {
 			return "", err
 		}
-		if err := expose.Create(ctx, r.Client, pod); err != nil {
+		if err := expose.Create(ctx, r.Client, r.Reader, pod); err != nil {
 			return "", err
 		}
 		log.Info("created worker pod")
@@ -243,11 +258,11 @@ func (h uploadHandler) accessModeFallback(ctx context.Context, du *velerov2alpha
 	if err := r.Client.Patch(ctx, ourVS, patch); err != nil {
 		return "", errors.Wrapf(err, "annotating VolumeSnapshot %s/%s", ourVS.Namespace, ourVS.Name)
 	}
-	if err := deleteIfExists(ctx, r.Client, pvc); err != nil {
+	if err := deleteChecked(ctx, r.Client, pvc); err != nil { // ours: checked by expose
 		return "", err
 	}
 	// A pod created for the refused PVC would wait for it forever.
-	if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pvc.Namespace, Name: pvc.Name}}); err != nil {
+	if err := r.deleteOurs(ctx, du.UID, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: pvc.Namespace, Name: pvc.Name}}, log); err != nil {
 		return "", err
 	}
 	msg := fmt.Sprintf("backup PVC %s/%s cannot be provisioned %s (%s); retrying with ReadWriteOnce", pvc.Namespace, pvc.Name, pvc.Spec.AccessModes[0], oneLine(ev.Message))
@@ -354,20 +369,21 @@ func (h uploadHandler) doneMessage(m upload) string {
 
 // cleanup deletes the worker pod and its identity, the backup PVC (and its volume), our snapshot (and
 // with it the storage snapshot) and the user's VolumeSnapshot if it is still there. Our
-// snapshot waits for its binding (cleanupPending), up to bindGrace.
+// snapshot waits for its binding (cleanupPending), up to bindGrace. Of the objects named
+// after the DataUpload, only those made for it are deleted (deleteOurs).
 func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLogger) error {
-	r := h.r
-	ns, name := r.Options.Namespace, m.du.Name
-	if err := deleteIfExists(ctx, r.Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+	r, du := h.r, m.du
+	ns, name := r.Options.Namespace, du.Name
+	if err := r.deleteOurs(ctx, du.UID, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, log); err != nil {
 		return err
 	}
-	if err := r.deleteWorkerIdentity(ctx, name, log); err != nil {
+	if err := r.deleteWorkerIdentity(ctx, m, log); err != nil {
 		return err
 	}
-	if err := r.deletePVCAndVolume(ctx, ns, name); err != nil {
+	if err := r.deletePVCAndVolume(ctx, m, log); err != nil {
 		return err
 	}
-	if err := h.deleteSnapshot(ctx, ns, name, log); err != nil {
+	if err := h.deleteSnapshot(ctx, ns, name, du.UID, log); err != nil {
 		return err
 	}
 	// The user's snapshot as recorded at the claim, never as the spec says now.

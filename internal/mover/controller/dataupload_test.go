@@ -23,17 +23,33 @@ import (
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
+// ourVS, ourVSC, ourPVC and ourPod are objects as the mover makes them for the movement
+// name (ourMeta), as fixtures; as keys for exists, only their names count.
 func ourVS() *snapshotv1.VolumeSnapshot {
-	return &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: duName}}
+	return &snapshotv1.VolumeSnapshot{ObjectMeta: ourMeta(veleroNS, duName)}
 }
 func ourVSC() *snapshotv1.VolumeSnapshotContent {
-	return &snapshotv1.VolumeSnapshotContent{ObjectMeta: metav1.ObjectMeta{Name: duName}}
+	return &snapshotv1.VolumeSnapshotContent{ObjectMeta: ourMeta("", duName)}
 }
 func ourPVC(name string) *corev1.PersistentVolumeClaim {
-	return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: name}}
+	return &corev1.PersistentVolumeClaim{ObjectMeta: ourMeta(veleroNS, name)}
 }
 func ourPod(name string) *corev1.Pod {
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: name}}
+	return &corev1.Pod{ObjectMeta: ourMeta(veleroNS, name)}
+}
+
+// ourMeta is the metadata of an object the mover made for the movement name (duName or
+// ddName, whose UIDs the fixtures fix): it carries the movement's UID label.
+func ourMeta(namespace, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{naming.MovementUIDLabel: string(movementUID(name))}}
+}
+
+// movementUID is the UID of the fixture movement name: dataUpload's or dataDownload's.
+func movementUID(name string) types.UID {
+	if name == ddName {
+		return "dd-uid"
+	}
+	return "du-uid"
 }
 func srcVSC() *snapshotv1.VolumeSnapshotContent {
 	return &snapshotv1.VolumeSnapshotContent{ObjectMeta: metav1.ObjectMeta{Name: "snapcontent-1"}}

@@ -32,6 +32,12 @@
 // attempt is in the annotation annAttempt, and each retry is a WorkerRetried Event. A
 // worker pod that is gone (deleted, evicted) fails the movement at once.
 //
+// Every object made for a movement is named after it and carries its UID label
+// (naming.MovementUIDLabel, expose.MadeFor); whoever creates a DataUpload picks the name.
+// An object of that name without the label is someone else's: checkNames (before anything
+// is exposed) and expose.Create fail the movement naming it (ReasonNameTaken), and cleanup
+// (deleteOurs, deletePVCAndVolume) leaves it, and any volume not bound to our own PVC, alone.
+//
 // The package moves no bytes and does not import kopia: the repository is reached through
 // the Repositories interface (implemented by internal/mover/connect), and the bytes are moved by the worker pod
 // (internal/mover/worker). Objects are built by internal/mover/expose.

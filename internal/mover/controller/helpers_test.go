@@ -279,7 +279,8 @@ func backupFixtures(du *velerov2alpha1.DataUpload) []client.Object {
 
 // workerPod is the worker pod of name in phase, as the controller would have built it.
 func workerPod(name string, phase corev1.PodPhase) *corev1.Pod {
-	p := expose.WorkerPod(expose.PodParams{Operation: expose.Backup, Name: name, Namespace: veleroNS, PVC: name, Image: "snapmove:test"})
+	p := expose.WorkerPod(expose.PodParams{Operation: expose.Backup, Name: name, Namespace: veleroNS, PVC: name, Image: "snapmove:test",
+		Owner: metav1.OwnerReference{Name: name, UID: movementUID(name)}})
 	p.Spec.NodeName = nodeA
 	p.Status.Phase = phase
 	return p

@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,8 +19,8 @@ import (
 )
 
 func identityObjects(name string) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
-	meta := metav1.ObjectMeta{Namespace: veleroNS, Name: name}
-	return &corev1.ServiceAccount{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: meta}, &rbacv1.RoleBinding{ObjectMeta: meta}
+	return &corev1.ServiceAccount{ObjectMeta: ourMeta(veleroNS, name)}, &rbacv1.Role{ObjectMeta: ourMeta(veleroNS, name)},
+		&rbacv1.RoleBinding{ObjectMeta: ourMeta(veleroNS, name)}
 }
 
 // TestWorkerIdentity: each worker pod runs as its own ServiceAccount, whose Role names
@@ -122,7 +121,17 @@ func TestWorkerIdentityForbidden(t *testing.T) {
 			}
 			return false
 		},
-		want: `cannot create resource "ServiceAccount"`,
+		want: `cannot get resource "ServiceAccount"`,
+	}, {
+		name: "identity get denied (the RBAC before objects were checked for the movement's UID)",
+		denied: func(obj client.Object, verb string) bool {
+			switch obj.(type) {
+			case *corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding:
+				return verb == "get"
+			}
+			return false
+		},
+		want: `cannot get resource "ServiceAccount"`,
 	}, {
 		name: "roles denied (a narrowed install)",
 		denied: func(obj client.Object, verb string) bool {
@@ -132,7 +141,14 @@ func TestWorkerIdentityForbidden(t *testing.T) {
 		want: `cannot create resource "Role"`,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
+			checking := false // the test's own reads below are not the mover's
 			funcs := &interceptor.Funcs{
+				Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+					if !checking && tc.denied(obj, "get") {
+						return forbidden(obj, "get")
+					}
+					return c.Get(ctx, key, obj, opts...)
+				},
 				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 					if tc.denied(obj, "create") {
 						return forbidden(obj, "create")
@@ -148,6 +164,7 @@ func TestWorkerIdentityForbidden(t *testing.T) {
 			}
 			e := newEnv(t, funcs, backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted))...)
 			e.reconcileDU()
+			checking = true
 			du := e.du()
 			require.Equal(t, velerov2alpha1.DataUploadPhaseFailed, du.Status.Phase, du.Status.Message)
 			for _, want := range []string{"may not create its worker's identity", tc.want, "serviceaccounts, roles and rolebindings in namespace velero", "--worker-service-account"} {

@@ -7,11 +7,16 @@ import (
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/mover/expose"
 )
 
 // Annotations the mover keeps on its own objects.
@@ -95,38 +100,138 @@ func deleteIfExists(ctx context.Context, c client.Writer, obj client.Object) err
 	return errors.Wrapf(err, "deleting %s %s", kindOf(obj), describe(obj.GetNamespace(), obj.GetName()))
 }
 
-// deletePVCAndVolume deletes one of our PVCs so that its volume goes too: a bound PV
-// whose reclaim policy is not Delete is switched to Delete first (as Velero's
-// DeletePVAndPVCIfAny does), or the storage would leak.
-func (r *Reconciler) deletePVCAndVolume(ctx context.Context, namespace, name string) error {
-	pvc := &corev1.PersistentVolumeClaim{}
-	found, err := get(ctx, r.Reader, namespace, name, pvc)
-	if err != nil || !found {
-		return err
+// Everything the mover makes for a movement carries the movement's UID
+// (naming.MovementUIDLabel, expose.MadeFor), and is named after the movement, whose name
+// whoever creates the DataUpload or DataDownload picks. An object of that name without
+// the label is someone else's: the movement fails naming it (expose.NotMadeForError) and
+// the mover never uses, changes or deletes it. Checks read from the API server
+// (Reconciler.Reader), and deletions carry the checked object's UID as a precondition, so
+// an object swapped in between is not deleted either.
+
+// checkNames fails m (an *expose.NotMadeForError) when an object of m's name of a kind
+// the mover makes for it exists and was not made for it: the worker pod, its PVC, the
+// worker's identity (unless Options.WorkerServiceAccount) and extra (a backup's
+// snapshot). It runs before anything is created for m, so that nothing is exposed for a
+// movement whose name is taken; expose.Create checks again on each creation. A pass of m
+// that found every name free or m's is remembered (namesChecked) until m ends.
+func (r *Reconciler) checkNames(ctx context.Context, m movement, extra ...client.Object) error {
+	uid := m.object().GetUID()
+	if _, ok := r.namesChecked.Load(uid); ok {
+		return nil
 	}
-	if pvc.Spec.VolumeName != "" {
-		pv := &corev1.PersistentVolume{}
-		found, err := get(ctx, r.Reader, "", pvc.Spec.VolumeName, pv)
+	meta := metav1.ObjectMeta{Namespace: r.Options.Namespace, Name: m.object().GetName()}
+	objs := []client.Object{&corev1.Pod{ObjectMeta: meta}, &corev1.PersistentVolumeClaim{ObjectMeta: meta}}
+	if r.Options.WorkerServiceAccount == "" {
+		objs = append(objs, &corev1.ServiceAccount{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: meta}, &rbacv1.RoleBinding{ObjectMeta: meta})
+	}
+	for _, obj := range append(objs, extra...) {
+		found, err := get(ctx, r.Reader, obj.GetNamespace(), obj.GetName(), obj)
+		if apierrors.IsForbidden(err) {
+			switch obj.(type) {
+			case *corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding:
+				return r.identityForbidden(err)
+			}
+		}
 		if err != nil {
 			return err
 		}
 		if found {
-			if err := r.setReclaimPolicy(ctx, pv, corev1.PersistentVolumeReclaimDelete); err != nil {
+			if err := expose.NotMadeFor(obj, uid); err != nil {
 				return err
 			}
+		}
+	}
+	r.namesChecked.Store(uid, struct{}{})
+	return nil
+}
+
+// deleteOurs deletes the object of obj's kind, namespace and name when it was made for
+// the movement uid, and only that object (UID precondition); someone else's is left
+// alone (logged). A missing object is fine. obj is filled in with what was read.
+func (r *Reconciler) deleteOurs(ctx context.Context, uid types.UID, obj client.Object, log logrus.FieldLogger) error {
+	found, err := get(ctx, r.Reader, obj.GetNamespace(), obj.GetName(), obj)
+	if err != nil || !found {
+		return err
+	}
+	if !expose.MadeFor(obj, uid) {
+		log.WithField("object", kindOf(obj)+" "+describe(obj.GetNamespace(), obj.GetName())).
+			Warn("leaving an object of the movement's name alone: it was not made for this movement")
+		return nil
+	}
+	if obj.GetDeletionTimestamp() != nil {
+		return nil
+	}
+	return deleteChecked(ctx, r.Client, obj)
+}
+
+// deleteChecked deletes obj, read and checked by the caller, and only that object: the
+// UID precondition keeps an object of the same name made since. Missing, or replaced
+// (the precondition fails), is fine.
+func deleteChecked(ctx context.Context, c client.Writer, obj client.Object) error {
+	opts := []client.DeleteOption{client.PropagationPolicy(metav1.DeletePropagationBackground)}
+	if uid := obj.GetUID(); uid != "" {
+		opts = append(opts, client.Preconditions{UID: &uid})
+	}
+	err := c.Delete(ctx, obj, opts...)
+	if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return errors.Wrapf(err, "deleting %s %s", kindOf(obj), describe(obj.GetNamespace(), obj.GetName()))
+}
+
+// deletePVCAndVolume deletes m's PVC (Velero's namespace, m's name) so that its volume
+// goes too: a PV bound to that very claim whose reclaim policy is not Delete is switched
+// to Delete first (as Velero's DeletePVAndPVCIfAny does), or the storage would leak. A
+// PVC not made for m, and any PV not bound to m's PVC, is left alone.
+func (r *Reconciler) deletePVCAndVolume(ctx context.Context, m movement, log logrus.FieldLogger) error {
+	pvc := &corev1.PersistentVolumeClaim{}
+	found, err := get(ctx, r.Reader, r.Options.Namespace, m.object().GetName(), pvc)
+	if err != nil || !found {
+		return err
+	}
+	if !expose.MadeFor(pvc, m.object().GetUID()) {
+		log.WithField("pvc", describe(pvc.Namespace, pvc.Name)).Warn("leaving a PVC of the movement's name alone: it was not made for this movement")
+		return nil
+	}
+	if pv, err := r.boundVolume(ctx, pvc); err != nil {
+		return err
+	} else if pv != nil {
+		if err := r.setReclaimPolicy(ctx, pv, corev1.PersistentVolumeReclaimDelete); err != nil {
+			return err
 		}
 	}
 	if pvc.DeletionTimestamp != nil {
 		return nil
 	}
-	return deleteIfExists(ctx, r.Client, pvc)
+	return deleteChecked(ctx, r.Client, pvc)
 }
 
+// boundVolume is the PV of pvc (one of ours), nil when it has none: the PV pvc names,
+// provided that PV's claimRef names pvc itself (namespace, name and UID). A PV that does
+// not point back at our claim is not ours to touch.
+func (r *Reconciler) boundVolume(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (*corev1.PersistentVolume, error) {
+	if pvc.Spec.VolumeName == "" {
+		return nil, nil
+	}
+	pv := &corev1.PersistentVolume{}
+	found, err := get(ctx, r.Reader, "", pvc.Spec.VolumeName, pv)
+	if err != nil || !found {
+		return nil, err
+	}
+	ref := pv.Spec.ClaimRef
+	if ref == nil || ref.Namespace != pvc.Namespace || ref.Name != pvc.Name || ref.UID != pvc.UID || pvc.UID == "" {
+		return nil, nil
+	}
+	return pv, nil
+}
+
+// setReclaimPolicy sets pv's reclaim policy; the patch carries pv's resourceVersion, so
+// it applies to the PV as it was read and checked, or fails.
 func (r *Reconciler) setReclaimPolicy(ctx context.Context, pv *corev1.PersistentVolume, policy corev1.PersistentVolumeReclaimPolicy) error {
 	if pv.Spec.PersistentVolumeReclaimPolicy == policy {
 		return nil
 	}
-	patch := client.MergeFrom(pv.DeepCopy())
+	patch := client.MergeFromWithOptions(pv.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	pv.Spec.PersistentVolumeReclaimPolicy = policy
 	if err := r.Client.Patch(ctx, pv, patch); err != nil && !apierrors.IsNotFound(err) {
 		return errors.Wrapf(err, "setting reclaim policy %s on PV %s", policy, pv.Name)

@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
@@ -137,6 +136,7 @@ func (r *Reconciler) toPrepared(ctx context.Context, m movement, pod *corev1.Pod
 	}); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.namesChecked.Delete(m.object().GetUID()) // exposed: checkNames is not called again
 	log.WithField("node", node).Info("prepared")
 	return ctrl.Result{RequeueAfter: nextPhase}, nil
 }
@@ -216,12 +216,8 @@ func (r machine[M]) onInProgress(ctx context.Context, m M, cfg *config.Config, l
 	}
 	if pod == nil {
 		// The cache may lag; only the API server may say the pod is gone.
-		fresh := &corev1.Pod{}
-		err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Options.Namespace, Name: m.object().GetName()}, fresh)
-		if err == nil {
-			pod = fresh
-		} else if !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, errors.Wrapf(err, "getting worker pod %s", key(m))
+		if pod, err = r.podFrom(ctx, r.Reader, m); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 	if pod != nil && pod.Status.Phase == corev1.PodFailed {
@@ -310,6 +306,9 @@ func (r machine[M]) cleanup(ctx context.Context, m M, log logrus.FieldLogger) (p
 	if errors.As(err, &p) {
 		log.WithField("waitingFor", string(p)).Info("cleanup continues once it can")
 		return true, nil
+	}
+	if err == nil {
+		r.namesChecked.Delete(m.object().GetUID())
 	}
 	return false, err
 }

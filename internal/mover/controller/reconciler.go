@@ -71,6 +71,9 @@ type Reconciler struct {
 	nodeAgent *nodeAgentCache
 	progress  *progressSeen
 	nodes     *nodeCache
+	// namesChecked holds the UIDs of movements whose names checkNames found free or
+	// theirs, until they end; losing it (restart) only costs one more check.
+	namesChecked *sync.Map
 }
 
 // lastSettings remembers the last valid mover settings (Reconciler.settings).
@@ -87,6 +90,7 @@ func NewReconciler(r Reconciler) *Reconciler {
 	r.nodeAgent = &nodeAgentCache{}
 	r.progress = newProgressSeen()
 	r.nodes = newNodeCache()
+	r.namesChecked = &sync.Map{}
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
@@ -190,6 +194,9 @@ const (
 	ReasonCompleted         = "Completed"
 	ReasonSettingsInvalid   = "SettingsInvalid"
 	ReasonWorkerStalled     = "WorkerStalled"
+	// ReasonNameTaken: an object of the name the mover gives its own for the movement
+	// exists and was not made for it (expose.NotMadeForError).
+	ReasonNameTaken = "NameTaken"
 )
 
 // handler is the kind-specific part of a movement's phases; M is the kind's movement.

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // The worker's progress report (expose.ProgressReport): a ConfigMap named after the
@@ -47,7 +48,7 @@ func (r *Reconciler) ensureReport(ctx context.Context, op expose.Operation, name
 	}
 	if !expose.IsReportOf(existing, owner.UID) {
 		return permanentf(ReasonPrepareFailed, "ConfigMap %s exists and is not this %s's progress report (no label %s=%s); "+
-			"it is left alone and no worker is started, which would be allowed to write it", describe(ns, name), owner.Kind, expose.MovementUIDLabel, owner.UID)
+			"it is left alone and no worker is started, which would be allowed to write it", describe(ns, name), owner.Kind, naming.MovementUIDLabel, owner.UID)
 	}
 	return nil
 }

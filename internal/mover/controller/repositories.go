@@ -18,6 +18,7 @@ import (
 
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/expose"
 )
 
 // Repositories reaches Velero's unified kopia repositories. The controller only checks
@@ -43,11 +44,18 @@ func permanentf(reason, format string, args ...any) error {
 	return &datapath.PermanentError{Reason: reason, Err: errors.Errorf(format, args...)}
 }
 
-// asPermanent reports whether err is (or wraps) a *PermanentError.
+// asPermanent reports whether err is (or wraps) a *PermanentError, or an
+// *expose.NotMadeForError (permanent, reason ReasonNameTaken).
 func asPermanent(err error) (*datapath.PermanentError, bool) {
 	var p *datapath.PermanentError
-	ok := errors.As(err, &p)
-	return p, ok
+	if errors.As(err, &p) {
+		return p, true
+	}
+	var taken *expose.NotMadeForError
+	if errors.As(err, &taken) {
+		return &datapath.PermanentError{Reason: ReasonNameTaken, Err: taken}, true
+	}
+	return nil, false
 }
 
 // verifier remembers successful verifications for a while, so that fifty volumes of one

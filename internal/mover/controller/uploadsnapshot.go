@@ -9,7 +9,10 @@ import (
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/mover/expose"
 )
 
 // Our VolumeSnapshot of a backup: taking the storage snapshot over from the user's
@@ -70,12 +73,19 @@ const bindGrace = 2 * time.Minute
 // for ever. Such a content (ours, so ours to delete) gets the annotation the snapshot
 // controller would have set, and the CSI sidecar then deletes the storage snapshot and
 // the content.
-func (h uploadHandler) deleteSnapshot(ctx context.Context, ns, name string, log logrus.FieldLogger) error {
+//
+// Only a snapshot and content made for the DataUpload uid are touched: someone else's of
+// the same name is left alone, and deleted only with the precondition of the UID read.
+func (h uploadHandler) deleteSnapshot(ctx context.Context, ns, name string, uid types.UID, log logrus.FieldLogger) error {
 	r := h.r
 	vs := &snapshotv1.VolumeSnapshot{}
 	haveVS, err := get(ctx, r.Reader, ns, name, vs)
 	if err != nil {
 		return err
+	}
+	if haveVS && !expose.MadeFor(vs, uid) {
+		log.WithField("volumeSnapshot", describe(ns, name)).Warn("leaving a VolumeSnapshot of the movement's name alone: it was not made for this movement")
+		haveVS = false
 	}
 	if haveVS && vs.DeletionTimestamp == nil {
 		bound := vs.Status != nil && vs.Status.BoundVolumeSnapshotContentName != nil
@@ -86,7 +96,7 @@ func (h uploadHandler) deleteSnapshot(ctx context.Context, ns, name string, log 
 			}
 			log.WithField("volumeSnapshot", describe(ns, name)).Warnf("deleting VolumeSnapshot unbound after %s: is the snapshot controller running? The storage snapshot of VolumeSnapshotContent %s may be left behind", age.Round(time.Second), name)
 		}
-		if err := deleteIfExists(ctx, r.Client, vs); err != nil {
+		if err := deleteChecked(ctx, r.Client, vs); err != nil {
 			return err
 		}
 	}
@@ -96,9 +106,13 @@ func (h uploadHandler) deleteSnapshot(ctx context.Context, ns, name string, log 
 	if err != nil || !haveVSC {
 		return err
 	}
+	if !expose.MadeFor(vsc, uid) {
+		log.WithField("volumeSnapshotContent", name).Warn("leaving a VolumeSnapshotContent of the movement's name alone: it was not made for this movement")
+		return nil
+	}
 	orphan := vsc.Spec.VolumeSnapshotRef.UID != "" && (!haveVS || vs.UID != vsc.Spec.VolumeSnapshotRef.UID)
 	if orphan && vsc.Annotations[annSnapshotBeingDeleted] == "" {
-		patch := client.MergeFrom(vsc.DeepCopy())
+		patch := client.MergeFromWithOptions(vsc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		setAnnotation(vsc, annSnapshotBeingDeleted, "yes")
 		if err := r.Client.Patch(ctx, vsc, patch); err != nil {
 			return errors.Wrapf(err, "marking VolumeSnapshotContent %s for deletion by the CSI sidecar", name)
@@ -106,7 +120,7 @@ func (h uploadHandler) deleteSnapshot(ctx context.Context, ns, name string, log 
 		log.WithField("volumeSnapshotContent", name).Info("our VolumeSnapshot is gone: marked its content for deletion by the CSI sidecar")
 	}
 	if vsc.DeletionTimestamp == nil {
-		return deleteIfExists(ctx, r.Client, vsc)
+		return deleteChecked(ctx, r.Client, vsc)
 	}
 	return nil
 }

@@ -74,12 +74,9 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 		StorageLocation: bsl.Name, Secrets: repository.SecretNames(bsl, r.Options.DefaultCredentials),
 	})
 	for _, obj := range []client.Object{sa, role, binding} {
-		err := expose.Create(ctx, r.Client, obj)
+		err := expose.Create(ctx, r.Client, r.Reader, obj)
 		if apierrors.IsForbidden(err) {
-			return "", permanentf(ReasonPrepareFailed, "the mover may not create its worker's identity: %v; "+
-				"give the mover's account create and delete on serviceaccounts, roles and rolebindings in namespace %s "+
-				"(examples/mover.yaml), or run every worker as one account of yours with --worker-service-account",
-				err, r.Options.Namespace)
+			return "", r.identityForbidden(err)
 		}
 		if err != nil {
 			return "", err
@@ -88,23 +85,33 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 	return sa.Name, nil
 }
 
-// deleteWorkerIdentity deletes what workerIdentity created for the movement name (the
-// owner reference would also have it collected with the movement, which Velero keeps
-// until the backup is deleted).
+// identityForbidden is the permanent failure of a mover whose RBAC lacks the rules the
+// worker's identity needs (err is the Forbidden answer): what to grant, or to set
+// --worker-service-account.
+func (r *Reconciler) identityForbidden(err error) error {
+	return permanentf(ReasonPrepareFailed, "the mover may not create its worker's identity: %v; "+
+		"give the mover's account get, create and delete on serviceaccounts, roles and rolebindings in namespace %s "+
+		"(examples/mover.yaml), or run every worker as one account of yours with --worker-service-account",
+		err, r.Options.Namespace)
+}
+
+// deleteWorkerIdentity deletes what workerIdentity created for m (the owner reference
+// would also have it collected with the movement, which Velero keeps until the backup is
+// deleted): only objects made for m (deleteOurs).
 //
-// A mover that may not delete them (its RBAC lacks examples/mover.yaml's rules, which
-// workerIdentity reports as the movement's failure) logs it and goes on: the cleanup of
-// everything else must not wait for a right it will not get, and the owner reference
-// still has the garbage collector delete them with the movement. With
+// A mover that may not read or delete them (its RBAC lacks examples/mover.yaml's rules,
+// which workerIdentity reports as the movement's failure) logs it and goes on: the
+// cleanup of everything else must not wait for a right it will not get, and the owner
+// reference still has the garbage collector delete them with the movement. With
 // Options.WorkerServiceAccount set nothing was created (an install that runs workers as
 // its own account need not grant these rules), so nothing is deleted.
-func (r *Reconciler) deleteWorkerIdentity(ctx context.Context, name string, log logrus.FieldLogger) error {
+func (r *Reconciler) deleteWorkerIdentity(ctx context.Context, m movement, log logrus.FieldLogger) error {
 	if r.Options.WorkerServiceAccount != "" {
 		return nil
 	}
-	meta := metav1.ObjectMeta{Namespace: r.Options.Namespace, Name: name}
+	meta := metav1.ObjectMeta{Namespace: r.Options.Namespace, Name: m.object().GetName()}
 	for _, obj := range []client.Object{&rbacv1.RoleBinding{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: meta}, &corev1.ServiceAccount{ObjectMeta: meta}} {
-		err := deleteIfExists(ctx, r.Client, obj)
+		err := r.deleteOurs(ctx, m.object().GetUID(), obj, log)
 		if apierrors.IsForbidden(err) {
 			log.WithError(err).Warn("the mover may not delete its worker's identity; it goes with the movement")
 			continue
@@ -156,15 +163,25 @@ func backupVerify(du *velerov2alpha1.DataUpload, setting string) (string, error)
 	return config.FormatVerify(mode), nil
 }
 
-// pod is m's worker pod from the cache, nil when there is none.
+// pod is m's worker pod from the cache, nil when there is none. A pod of m's name that
+// was not made for m (expose.MadeFor) is not m's worker: nil too (creating m's pod then
+// fails naming it, and cleanup leaves it alone).
 func (r *Reconciler) pod(ctx context.Context, m movement) (*corev1.Pod, error) {
+	return r.podFrom(ctx, r.Client, m)
+}
+
+// podFrom is pod, read from reader.
+func (r *Reconciler) podFrom(ctx context.Context, reader client.Reader, m movement) (*corev1.Pod, error) {
 	pod := &corev1.Pod{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Options.Namespace, Name: m.object().GetName()}, pod)
+	err := reader.Get(ctx, client.ObjectKey{Namespace: r.Options.Namespace, Name: m.object().GetName()}, pod)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, errors.Wrapf(err, "getting worker pod %s", key(m))
+	}
+	if !expose.MadeFor(pod, m.object().GetUID()) {
+		return nil, nil
 	}
 	return pod, nil
 }

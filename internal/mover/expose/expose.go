@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -48,13 +49,60 @@ const (
 )
 
 // Labels are put on every object the mover creates for one DataUpload (Backup) or
-// DataDownload (Restore) named owner.
-func Labels(op Operation, owner string) map[string]string {
+// DataDownload (Restore) named owner, whose UID is uid (naming.MovementUIDLabel: what
+// MadeFor checks).
+func Labels(op Operation, owner string, uid types.UID) map[string]string {
 	key := naming.DataUploadLabel
 	if op == Restore {
 		key = naming.DataDownloadLabel
 	}
-	return map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, key: owner}
+	return map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, key: owner, naming.MovementUIDLabel: string(uid)}
+}
+
+// MadeFor reports whether obj was made for the movement whose UID is uid: it carries
+// naming.MovementUIDLabel with that value, or (made before that label was) the movement
+// is its controller owner. Objects are named after their movement, and anyone who may
+// create a DataUpload may pick its name: an object of that name is the movement's only
+// when MadeFor says so. The UID is the movement's own, made by the API server, so
+// whoever could not write obj could not have put it there.
+func MadeFor(obj metav1.Object, uid types.UID) bool {
+	if uid == "" {
+		return false
+	}
+	if obj.GetLabels()[naming.MovementUIDLabel] == string(uid) {
+		return true
+	}
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.UID == uid && ref.Controller != nil && *ref.Controller {
+			return true
+		}
+	}
+	return false
+}
+
+// NotMadeForError is an object of the name the mover would give its own that was not made
+// for the movement (MadeFor is false): someone else's, used, changed and deleted by no one
+// here. No retry can change that, so the movement fails with this message.
+type NotMadeForError struct {
+	Kind, Namespace, Name string
+	UID                   types.UID // the movement's
+}
+
+func (e *NotMadeForError) Error() string {
+	obj := e.Name
+	if e.Namespace != "" {
+		obj = e.Namespace + "/" + e.Name
+	}
+	return fmt.Sprintf("%s %s exists and was not made for this movement (it has no label %s=%s); the mover leaves it alone: "+
+		"rename the movement or remove that object", e.Kind, obj, naming.MovementUIDLabel, e.UID)
+}
+
+// NotMadeFor is the *NotMadeForError for obj, or nil when obj was made for uid.
+func NotMadeFor(obj client.Object, uid types.UID) error {
+	if MadeFor(obj, uid) {
+		return nil
+	}
+	return &NotMadeForError{Kind: kindOf(obj), Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: uid}
 }
 
 // OwnerReference makes obj (a DataUpload or DataDownload, apiVersion/kind given) the
@@ -72,7 +120,8 @@ func OwnerReference(apiVersion, kind string, obj metav1.Object) metav1.OwnerRefe
 
 // SnapshotParams describe the snapshot a backup takes over.
 type SnapshotParams struct {
-	Name, Namespace string // the DataUpload's: the VS lives there, both are named after it
+	Name, Namespace string    // the DataUpload's: the VS lives there, both are named after it
+	UID             types.UID // the DataUpload's (MadeFor)
 	// Source is the user's VolumeSnapshotContent (bound to the user's VolumeSnapshot).
 	Source *snapshotv1.VolumeSnapshotContent
 	// SnapshotClass is the user's VolumeSnapshot's class (may be nil).
@@ -83,7 +132,7 @@ type SnapshotParams struct {
 // as params.Source, bound to BackupVolumeSnapshot, with deletionPolicy Delete: once the
 // user's objects are gone, deleting our VolumeSnapshot deletes the storage snapshot.
 func BackupVolumeSnapshotContent(p SnapshotParams) *snapshotv1.VolumeSnapshotContent {
-	labels := Labels(Backup, p.Name)
+	labels := Labels(Backup, p.Name, p.UID)
 	// Distributed snapshotting: the snapshotter on a node only handles contents carrying
 	// its node's managed-by label (external-snapshotter pkg/utils).
 	const managedBy = "snapshot.storage.kubernetes.io/managed-by"
@@ -126,7 +175,7 @@ func BackupVolumeSnapshot(p SnapshotParams) *snapshotv1.VolumeSnapshot {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      p.Name,
 			Namespace: p.Namespace,
-			Labels:    Labels(Backup, p.Name),
+			Labels:    Labels(Backup, p.Name, p.UID),
 		},
 		Spec: snapshotv1.VolumeSnapshotSpec{
 			Source:                  snapshotv1.VolumeSnapshotSource{VolumeSnapshotContentName: ptr.To(p.Name)},
@@ -154,7 +203,7 @@ func BackupPVC(p BackupPVCParams) *corev1.PersistentVolumeClaim {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            p.Name,
 			Namespace:       p.Namespace,
-			Labels:          Labels(Backup, p.Name),
+			Labels:          Labels(Backup, p.Name, p.Owner.UID),
 			Annotations:     copyMap(p.Annotations),
 			OwnerReferences: []metav1.OwnerReference{p.Owner},
 		},
@@ -201,7 +250,7 @@ func RestorePVC(p RestorePVCParams) *corev1.PersistentVolumeClaim {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            p.Name,
 			Namespace:       p.Namespace,
-			Labels:          Labels(Restore, p.Name),
+			Labels:          Labels(Restore, p.Name, p.Owner.UID),
 			OwnerReferences: []metav1.OwnerReference{p.Owner},
 		},
 		Spec: corev1.PersistentVolumeClaimSpec{
@@ -349,7 +398,7 @@ func WorkerPod(p PodParams) *corev1.Pod {
 	if !p.CacheSize.IsZero() {
 		cache.SizeLimit = ptr.To(p.CacheSize.DeepCopy())
 	}
-	labels := Labels(p.Operation, p.Name)
+	labels := Labels(p.Operation, p.Name, p.Owner.UID)
 	labels["app.kubernetes.io/component"] = "mover-worker"
 
 	nodeSelector := map[string]string{"kubernetes.io/os": "linux"}
@@ -427,21 +476,42 @@ func WorkerArgs(flags map[string]string) []string {
 // FormatBool is strconv.FormatBool, for WorkerArgs values.
 func FormatBool(b bool) string { return strconv.FormatBool(b) }
 
-// Create creates obj; an object of that name that already exists counts as created (it is
-// ours: every name is derived from the DataUpload/DataDownload).
-func Create(ctx context.Context, c client.Client, obj client.Object) error {
+// Create creates obj, which carries its movement's naming.MovementUIDLabel (Labels). An
+// object of that name that exists already counts as created only when it was made for the
+// same movement (a retried pass); otherwise Create returns a *NotMadeForError and the
+// object is left as it is. reader reads the existing object (from the API server: a cache
+// may not have it yet, and need not watch the kind at all).
+func Create(ctx context.Context, c client.Writer, reader client.Reader, obj client.Object) error {
 	err := c.Create(ctx, obj)
-	if err == nil || apierrors.IsAlreadyExists(err) {
+	if err == nil {
 		return nil
 	}
-	kind := obj.GetObjectKind().GroupVersionKind().Kind
-	if kind == "" { // typed objects built in Go carry no TypeMeta
-		kind = reflect.TypeOf(obj).Elem().Name()
+	if !apierrors.IsAlreadyExists(err) {
+		return errors.Wrapf(err, "creating %s %s", kindOf(obj), describe(obj))
 	}
+	// A zero object: decoding into a copy of obj would merge obj's labels into the answer.
+	existing := reflect.New(reflect.TypeOf(obj).Elem()).Interface().(client.Object)
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(obj), existing); err != nil {
+		// Gone again (NotFound), or unreadable: the next pass creates or checks it.
+		return errors.Wrapf(err, "getting %s %s, which exists already", kindOf(obj), describe(obj))
+	}
+	return NotMadeFor(existing, types.UID(obj.GetLabels()[naming.MovementUIDLabel]))
+}
+
+// kindOf is obj's Kind: typed objects built in Go carry no TypeMeta, and their Go type
+// name is their Kind.
+func kindOf(obj client.Object) string {
+	if kind := obj.GetObjectKind().GroupVersionKind().Kind; kind != "" {
+		return kind
+	}
+	return reflect.TypeOf(obj).Elem().Name()
+}
+
+func describe(obj client.Object) string {
 	if ns := obj.GetNamespace(); ns != "" {
-		return errors.Wrapf(err, "creating %s %s/%s", kind, ns, obj.GetName())
+		return ns + "/" + obj.GetName()
 	}
-	return errors.Wrapf(err, "creating %s %s", kind, obj.GetName())
+	return obj.GetName()
 }
 
 func copyMap(m map[string]string) map[string]string {

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/snapmove/snapmove/internal/testkit"
@@ -69,7 +70,7 @@ func backupPodParams() PodParams {
 }
 
 func TestGoldenBackup(t *testing.T) {
-	p := SnapshotParams{Name: "backup-1-abcde", Namespace: "velero", Source: sourceContent(), SnapshotClass: ptr.To("csi-hostpath-snapclass")}
+	p := SnapshotParams{Name: "backup-1-abcde", Namespace: "velero", UID: "du-uid", Source: sourceContent(), SnapshotClass: ptr.To("csi-hostpath-snapclass")}
 	testkit.Golden(t, "testdata/backup-vsc.yaml", BackupVolumeSnapshotContent(p))
 	testkit.Golden(t, "testdata/backup-vs.yaml", BackupVolumeSnapshot(p))
 	testkit.Golden(t, "testdata/backup-pvc.yaml", BackupPVC(BackupPVCParams{
@@ -175,13 +176,64 @@ func TestParseResult(t *testing.T) {
 	require.Equal(t, "msg", TerminationMessage(pod))
 }
 
-func TestCreateIsIdempotent(t *testing.T) {
-	c := fake.NewClientBuilder().Build()
+// TestCreateAdoptsOnlyItsOwn: an object of the name the mover gives its own counts as
+// created only when it carries the movement's UID label (a retried pass); someone else's
+// (no label, or another movement's UID) is a NotMadeForError naming it, and stays as it
+// was.
+func TestCreateAdoptsOnlyItsOwn(t *testing.T) {
 	pvc := func() *corev1.PersistentVolumeClaim {
-		return BackupPVC(BackupPVCParams{Name: "x", Namespace: "velero", AccessMode: corev1.ReadWriteOnce, VolumeMode: corev1.PersistentVolumeBlock, Size: resource.MustParse("1Gi")})
+		return BackupPVC(BackupPVCParams{Name: "backup-1-abcde", Namespace: "velero", Owner: duOwner(), AccessMode: corev1.ReadWriteOnce,
+			VolumeMode: corev1.PersistentVolumeBlock, Size: resource.MustParse("1Gi")})
 	}
-	require.NoError(t, Create(context.Background(), c, pvc()))
-	require.NoError(t, Create(context.Background(), c, pvc()))
+	labelled := func(labels map[string]string) *corev1.PersistentVolumeClaim {
+		p := builder.ForPersistentVolumeClaim("velero", "backup-1-abcde").Result()
+		p.Labels = labels
+		return p
+	}
+	ownedBy := func(owner metav1.OwnerReference, controller bool) *corev1.PersistentVolumeClaim {
+		p := labelled(map[string]string{"app": "velero"})
+		owner.Controller = ptr.To(controller)
+		p.OwnerReferences = []metav1.OwnerReference{owner}
+		return p
+	}
+	for _, tc := range []struct {
+		name     string
+		existing *corev1.PersistentVolumeClaim
+		wantErr  string
+	}{
+		{name: "nothing there: created"},
+		{name: "ours from an earlier pass: adopted", existing: pvc()},
+		{name: "someone else's: refused", existing: labelled(map[string]string{"app": "velero"}),
+			wantErr: "PersistentVolumeClaim velero/backup-1-abcde exists and was not made for this movement (it has no label snapmove.io/movement-uid=du-uid)"},
+		{name: "another movement's of the same name: refused", existing: labelled(Labels(Backup, "backup-1-abcde", "old-uid")),
+			wantErr: "was not made for this movement"},
+		{name: "ours, made before the label (the movement is its controller owner): adopted", existing: ownedBy(duOwner(), true)},
+		{name: "the movement owns it, not as its controller: refused", existing: ownedBy(duOwner(), false),
+			wantErr: "was not made for this movement"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := fake.NewClientBuilder()
+			if tc.existing != nil {
+				b = b.WithObjects(tc.existing)
+			}
+			c := b.Build()
+			var before corev1.PersistentVolumeClaim
+			if tc.existing != nil {
+				require.NoError(t, c.Get(context.Background(), client.ObjectKeyFromObject(tc.existing), &before))
+			}
+			err := Create(context.Background(), c, c, pvc())
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.wantErr)
+			var nm *NotMadeForError
+			require.ErrorAs(t, err, &nm)
+			var after corev1.PersistentVolumeClaim
+			require.NoError(t, c.Get(context.Background(), client.ObjectKeyFromObject(tc.existing), &after))
+			require.Equal(t, before, after, "left as it was")
+		})
+	}
 }
 
 func TestGoldenCommandPods(t *testing.T) {

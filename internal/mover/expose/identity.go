@@ -31,7 +31,7 @@ type IdentityParams struct {
 // Every object is owned by the movement (garbage collected with it) and carries Labels.
 func WorkerIdentity(p IdentityParams) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
 	meta := metav1.ObjectMeta{
-		Name: p.Name, Namespace: p.Namespace, Labels: Labels(p.Operation, p.Name),
+		Name: p.Name, Namespace: p.Namespace, Labels: Labels(p.Operation, p.Name, p.Owner.UID),
 		OwnerReferences: []metav1.OwnerReference{p.Owner},
 	}
 	movement := "datauploads"

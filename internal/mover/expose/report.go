@@ -8,8 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-
-	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // The worker's report: how a worker tells the controller how far it got, without any
@@ -22,17 +20,12 @@ import (
 // worker alone and read by the controller as untrusted input:
 //   - progress, while it runs: the ConfigMap ProgressReport, named after the movement in
 //     Velero's namespace, created by the controller (owned by the movement, labelled
-//     MovementUIDLabel) and patchable by the worker through a Role rule that names it
+//     naming.MovementUIDLabel) and patchable by the worker through a Role rule that names it
 //     (resourceNames). The controller copies it onto the movement's status.progress, where
 //     Velero and the stall check read it (ParseProgress bounds it).
 //   - the result, once it ends: its termination message (Result, ParseResult), with the
 //     exit code saying whether a failure may pass (datapath.ExitTransient).
 // Cancel stays the controller's: the worker reads its movement's phase and spec.cancel.
-
-// MovementUIDLabel, on the ConfigMap ProgressReport, is the UID of the movement it reports
-// on. A ConfigMap of that name without it is not the mover's: it is never used, and the
-// movement fails naming it.
-const MovementUIDLabel = naming.PluginDomain + "/movement-uid"
 
 // Keys of the ConfigMap ProgressReport (decimal byte counts).
 const (
@@ -50,8 +43,7 @@ type ReportParams struct {
 // ProgressReport is the ConfigMap a worker patches with its progress (ReportPatch). It
 // starts empty: no progress reported yet.
 func ProgressReport(p ReportParams) *corev1.ConfigMap {
-	labels := Labels(p.Operation, p.Name)
-	labels[MovementUIDLabel] = string(p.Owner.UID)
+	labels := Labels(p.Operation, p.Name, p.Owner.UID)
 	return &corev1.ConfigMap{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -61,9 +53,10 @@ func ProgressReport(p ReportParams) *corev1.ConfigMap {
 	}
 }
 
-// IsReportOf reports whether cm is the progress report of the movement with uid.
+// IsReportOf reports whether cm is the progress report of the movement with uid (a
+// ConfigMap of that name that is not is never used, and the movement fails naming it).
 func IsReportOf(cm *corev1.ConfigMap, uid types.UID) bool {
-	return uid != "" && cm.Labels[MovementUIDLabel] == string(uid)
+	return MadeFor(cm, uid)
 }
 
 // Progress is what a report says: bytes moved so far of the total.
