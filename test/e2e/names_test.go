@@ -56,7 +56,7 @@ func TestMovementsNamedLikeSomeoneElsesObjects(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, kind string // the DataUpload's name; the kind the mover finds first in the way
-		guarded        []crclient.Object
+		guarded    []crclient.Object
 	}{
 		{ns, "PersistentVolumeClaim", []crclient.Object{pvc, pv}},
 		{canary.Name, "ServiceAccount", []crclient.Object{canary}},
