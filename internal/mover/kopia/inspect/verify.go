@@ -455,9 +455,10 @@ func (v *verifier) stopWithProblems() bool {
 	return true
 }
 
-// problem records what is wrong with rel. The verification stops at maxVerifyProblems.
+// problem records what is wrong with rel, escaped (datapath.EscapeName: the problems reach
+// the movement's message and terminals). The verification stops at maxVerifyProblems.
 func (v *verifier) problem(rel, format string, args ...any) {
-	msg := rel + ": " + fmt.Sprintf(format, args...)
+	msg := datapath.EscapeName(rel) + ": " + fmt.Sprintf(format, args...)
 	if len(msg) > maxProblemLen {
 		msg = msg[:maxProblemLen-3] + "..."
 	}
