@@ -91,9 +91,12 @@ type restorer struct {
 	cr       tree.ContentReader
 	parallel int
 	mode     writeMode
-	total    int64
-	done     atomic.Int64
-	log      logrus.FieldLogger
+	// replace writes each file beside the entry it replaces and renames it into place
+	// (fileTarget.replace): Files, whose target is a live volume, sets it.
+	replace bool
+	total   int64
+	done    atomic.Int64
+	log     logrus.FieldLogger
 
 	// reads admits chunk reads by readCost; inFlight and peakInFlight are what it
 	// admitted (for tests).

@@ -133,7 +133,7 @@ func (w *walker) restoreLeaf(ctx context.Context, dir *targetDir, e *snapshot.Di
 		if err != nil {
 			return errors.Wrapf(err, "reading %s", p)
 		}
-		t := &fileTarget{dir: dir.hold(), name: e.Name, path: p, attrs: attrsOf(e), size: e.FileSize, mode: w.rs.mode}
+		t := &fileTarget{dir: dir.hold(), name: e.Name, path: p, attrs: attrsOf(e), size: e.FileSize, mode: w.rs.mode, replace: w.rs.replace}
 		if err := w.rs.enqueue(ctx, w.jobs, t, chunks); err != nil {
 			return err
 		}
