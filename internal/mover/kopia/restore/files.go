@@ -88,7 +88,8 @@ func Files(ctx context.Context, r *store.Repository, req datapath.FilesRequest) 
 	if err != nil {
 		return fail(err)
 	}
-	matches, err := tree.NewReader(r.Direct(), req.SnapshotID).Match(kctx, man.RootEntry, req.Paths)
+	reader := tree.NewReader(r.Direct(), req.SnapshotID)
+	matches, err := reader.Match(kctx, man.RootEntry, req.Paths)
 	if err != nil {
 		return fail(err)
 	}
@@ -109,6 +110,7 @@ func Files(ctx context.Context, r *store.Repository, req datapath.FilesRequest) 
 
 	rs := newRestorer(r.Direct(), datapath.RestoreRequest{Parallel: req.Parallel, WriteSparse: req.WriteSparse}, total, log)
 	rs.replace = true // the target may be a live volume
+	rs.addCollisions(reader.Collisions())
 	stopProgress := rs.startProgress(req.OnProgress, req.ProgressInterval)
 	started := time.Now()
 	err = rs.restoreFiles(kctx, tops, req.Target)
