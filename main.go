@@ -32,6 +32,7 @@ import (
 	"syscall"
 
 	"github.com/snapmove/snapmove/internal/cmd"
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/plugin"
 )
 
@@ -68,7 +69,8 @@ func main() {
 		plugin.Serve()
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "snapmove: %v\n", err)
+		// errors may quote names from tenants' volumes: escaped, as the printers do
+		fmt.Fprintf(os.Stderr, "snapmove: %s\n", datapath.EscapeText(err.Error()))
 		stop()
 		os.Exit(exitCode(err))
 	}

@@ -209,9 +209,9 @@ func Ls(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *f.output == catalog.FormatJSON {
 		if !self.Mode.IsDir() {
-			return catalog.PrintJSON(out, []datapath.Entry{self})
+			return catalog.PrintJSON(out, catalog.EntriesJSON([]datapath.Entry{self}))
 		}
-		return catalog.PrintJSON(out, children)
+		return catalog.PrintJSON(out, catalog.EntriesJSON(children))
 	}
 	return catalog.PrintEntries(out, self, children)
 }
@@ -259,7 +259,7 @@ func RestoreFiles(ctx context.Context, args []string, out io.Writer) (err error)
 		return err
 	}
 	if *f.output == catalog.FormatJSON {
-		return catalog.PrintJSON(out, map[string]any{"volume": v, "target": *to, "result": res})
+		return catalog.PrintJSON(out, catalog.RestoredJSON(v, *to, res))
 	}
 	return catalog.PrintRestored(out, v, res, *to)
 }

@@ -48,6 +48,12 @@ func TestRepositoryCommands(t *testing.T) {
 		}
 	}
 	require.NoError(t, os.Chmod(filepath.Join(dir, "dir07", "f03"), 0o750|os.ModeSetuid))
+	// names a tenant may choose: an escape sequence and a newline, and Latin-1
+	hostile := map[string]string{"evil\x1b[2J\nforged": `evil\x1b[2J\nforged`, "caf\xe9": `caf\xe9`}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "names"), 0o755))
+	for name := range hostile {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "names", name), []byte(name), 0o644))
+	}
 	s.nonCSIClaim(t, ns, "local")
 	pending := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pending"},
@@ -87,7 +93,7 @@ func TestRepositoryCommands(t *testing.T) {
 	require.Len(t, vols, 1)
 	require.Equal(t, "data", vols[0].PVC)
 	require.Equal(t, "Completed", vols[0].Phase)
-	require.Equal(t, int64(dirs*perDir), vols[0].Files)
+	require.Equal(t, int64(dirs*perDir+len(hostile)), vols[0].Files)
 	require.Contains(t, vols[0].Verification, "verified (metadata)")
 	text := s.snapmove(t, "list", name)
 	require.Contains(t, text, ns+"/data", text)
@@ -98,6 +104,25 @@ func TestRepositoryCommands(t *testing.T) {
 	st, err := os.Stat(filepath.Join(dir, "dir07", "f03"))
 	require.NoError(t, err)
 	require.Regexp(t, fmt.Sprintf(`-rwsr-x---\s+\d+\s+\d+\s+%d .* f03\n`, st.Size()), ls)
+
+	// ls escapes names as ls -b does; -o json carries them exactly (bytes when not UTF-8).
+	lsNames := s.snapmove(t, "ls", name, ns+"/data", "names")
+	require.NotContains(t, lsNames, "\x1b", "an escape sequence reached the terminal")
+	require.Len(t, strings.Split(strings.TrimSpace(lsNames), "\n"), len(hostile), lsNames)
+	var jsonNames []struct {
+		Name      string
+		NameBytes []byte
+	}
+	require.NoError(t, json.Unmarshal([]byte(s.snapmove(t, "ls", name, ns+"/data", "names", "-o", "json")), &jsonNames))
+	require.Len(t, jsonNames, len(hostile))
+	for _, e := range jsonNames {
+		exact := e.Name
+		if e.NameBytes != nil {
+			exact = string(e.NameBytes)
+		}
+		require.Contains(t, hostile, exact)
+		require.Contains(t, lsNames, " "+hostile[exact]+"\n")
+	}
 
 	// restore-files: one file and one directory, byte-identical with modes and times.
 	target := t.TempDir()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 )
@@ -40,13 +41,14 @@ func PrintVolumes(w io.Writer, vols []Volume) error {
 	for _, v := range vols {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			orDash(v.Backup), v.Key(), v.Phase, orDash(v.SnapshotID), humanBytes(v.TotalBytes), humanBytes(v.IncrementalBytes),
-			count(v.Files), sinceStart(v.Completed), duration(v.Duration()), v.DataMover, verified(v.Verification))
+			count(v.Files), sinceStart(v.Completed), duration(v.Duration()), v.DataMover, datapath.EscapeText(verified(v.Verification)))
 	}
 	return tw.Flush()
 }
 
 // PrintEntries writes an `ls -l` of a directory (or of one entry when children is nil
-// and self is not a directory).
+// and self is not a directory). Names and symlink targets are escaped as `ls -b` does
+// (datapath.EscapeName).
 func PrintEntries(w io.Writer, self datapath.Entry, children []datapath.Entry) error {
 	list := children
 	if !self.Mode.IsDir() {
@@ -54,17 +56,62 @@ func PrintEntries(w io.Writer, self datapath.Entry, children []datapath.Entry) e
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.AlignRight)
 	for _, e := range list {
-		name := e.Name
+		name := datapath.EscapeName(e.Name)
 		switch {
 		case e.Mode.IsDir():
 			name += "/"
 		case e.Mode&fs.ModeSymlink != 0:
-			name += " -> " + e.LinkTarget
+			name += " -> " + datapath.EscapeName(e.LinkTarget)
 		}
 		fmt.Fprintf(tw, "%s\t %d\t %d\t %d\t %s\t %s\n", ModeString(e.Mode), e.UID, e.GID, e.Size,
 			e.ModTime.Local().Format("2006-01-02 15:04"), name)
 	}
 	return tw.Flush()
+}
+
+// EntryJSON is an entry as `-o json` writes it: the entry's fields, and the exact bytes
+// of its name and symlink target (base64) when they are not valid UTF-8, which a JSON
+// string cannot carry (encoding/json writes U+FFFD for each invalid byte). A reader that
+// needs the name exactly takes NameBytes when it is there, Name otherwise.
+type EntryJSON struct {
+	datapath.Entry
+	NameBytes       []byte `json:",omitempty"`
+	LinkTargetBytes []byte `json:",omitempty"`
+}
+
+// EntriesJSON is entries as `-o json` writes them.
+func EntriesJSON(entries []datapath.Entry) []EntryJSON {
+	out := make([]EntryJSON, len(entries))
+	for i, e := range entries {
+		out[i] = EntryJSON{Entry: e, NameBytes: exactBytes(e.Name), LinkTargetBytes: exactBytes(e.LinkTarget)}
+	}
+	return out
+}
+
+// RestoredJSON is what `restore-files -o json` writes: the volume, the target and the
+// result, and matchedBytes, the exact bytes of each matched path (base64), when one is
+// not valid UTF-8.
+func RestoredJSON(v Volume, target string, res datapath.FilesResult) map[string]any {
+	out := map[string]any{"volume": v, "target": target, "result": res}
+	for _, m := range res.Matched {
+		if !utf8.ValidString(m) {
+			exact := make([][]byte, len(res.Matched))
+			for i, m := range res.Matched {
+				exact[i] = []byte(m)
+			}
+			out["matchedBytes"] = exact
+			break
+		}
+	}
+	return out
+}
+
+// exactBytes is s's bytes when s is not valid UTF-8, nil otherwise.
+func exactBytes(s string) []byte {
+	if utf8.ValidString(s) {
+		return nil
+	}
+	return []byte(s)
 }
 
 // ModeString is mode as ls prints it ("drwxr-sr-x", "-rwsr-xr-x", "drwxrwxrwt").
@@ -108,8 +155,12 @@ func ModeString(mode fs.FileMode) string {
 
 // PrintRestored writes what `snapmove restore-files` restored.
 func PrintRestored(w io.Writer, v Volume, res datapath.FilesResult, target string) error {
+	matched := make([]string, len(res.Matched))
+	for i, m := range res.Matched {
+		matched[i] = datapath.EscapeName(m)
+	}
 	_, err := fmt.Fprintf(w, "restored %s of %s from backup %s (snapshot %s) to %s: %d files, %d directories, %d symlinks, %s\n",
-		strings.Join(res.Matched, ", "), v.Key(), v.Backup, v.SnapshotID, target,
+		strings.Join(matched, ", "), v.Key(), v.Backup, v.SnapshotID, target,
 		res.Restored.Files, res.Restored.Dirs, res.Restored.Symlinks, humanBytes(res.Restored.Bytes))
 	return err
 }
@@ -124,7 +175,7 @@ func PrintVerifications(w io.Writer, vs []Verification) error {
 			result = "FAILED"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(v.Volume.Backup), v.Volume.Key(), orDash(v.Volume.SnapshotID), result,
-			strings.ReplaceAll(v.Summary, "\n", "; "))
+			datapath.EscapeText(strings.ReplaceAll(v.Summary, "\n", "; ")))
 	}
 	return tw.Flush()
 }
@@ -156,7 +207,7 @@ func PrintReport(w io.Writer, r *Report) error {
 			details = fmt.Sprintf("snapshot %s, %s (%s new), took %s, %s", v.SnapshotID, humanBytes(v.TotalBytes),
 				humanBytes(v.IncrementalBytes), duration(v.Duration()), verified(v.Verification))
 		}
-		fmt.Fprintf(tw, "%s/%s\t%s\t%s\n", p.Namespace, p.PVC, p.Status, details)
+		fmt.Fprintf(tw, "%s/%s\t%s\t%s\n", p.Namespace, p.PVC, p.Status, datapath.EscapeText(details))
 	}
 	return tw.Flush()
 }

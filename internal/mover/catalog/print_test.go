@@ -1,12 +1,17 @@
 package catalog
 
 import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/testkit"
 )
 
 func TestDescribeVerification(t *testing.T) {
@@ -31,4 +36,58 @@ func TestDescribeVerification(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, DescribeVerification(tc.res))
 	}
+}
+
+// hostileEntries are names and symlink targets a tenant may put in a volume: escape
+// sequences, newlines and tabs that would forge lines or columns, Latin-1 bytes.
+func hostileEntries(mtime time.Time) []datapath.Entry {
+	return []datapath.Entry{
+		{Name: "plain.txt", Mode: 0o644, Size: 3, ModTime: mtime},
+		{Name: "evil\x1b[2J\n-rw-r--r-- 0 0 1 2026-12-01 10:00 forged", Mode: 0o644, Size: 1, ModTime: mtime},
+		{Name: "tab\tdir", Mode: fs.ModeDir | 0o755, ModTime: mtime},
+		{Name: "caf\xe9", Mode: 0o600, Size: 9, ModTime: mtime},
+		{Name: "link", Mode: fs.ModeSymlink | 0o777, Size: 12, ModTime: mtime, LinkTarget: "\x1b]0;owned\a/x\\y"},
+	}
+}
+
+func TestPrintersEscapeNames(t *testing.T) {
+	dir := datapath.Entry{Name: "/", Mode: fs.ModeDir | 0o755}
+	var ls bytes.Buffer
+	require.NoError(t, PrintEntries(&ls, dir, hostileEntries(time.Date(2026, 12, 1, 10, 0, 0, 0, time.Local))))
+	testkit.Golden(t, "testdata/ls-hostile.txt", ls.String())
+	require.NotContains(t, ls.String(), "\x1b")
+	require.Equal(t, 5, strings.Count(ls.String(), "\n"), "one line per entry")
+
+	var js bytes.Buffer
+	require.NoError(t, PrintJSON(&js, EntriesJSON(hostileEntries(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)))))
+	testkit.Golden(t, "testdata/ls-hostile.json", js.String())
+	var back []EntryJSON
+	require.NoError(t, json.Unmarshal(js.Bytes(), &back))
+	for i, e := range hostileEntries(time.Time{}) {
+		name := back[i].Name
+		if back[i].NameBytes != nil {
+			name = string(back[i].NameBytes)
+		}
+		require.Equal(t, e.Name, name, "the exact name")
+		require.Equal(t, e.LinkTarget, back[i].LinkTarget, "valid UTF-8, carried as text")
+	}
+
+	var restored bytes.Buffer
+	res := datapath.FilesResult{Matched: []string{"a\x1b[2Jb", "caf\xe9"}}
+	require.NoError(t, PrintRestored(&restored, Volume{Namespace: "app", PVC: "data", Backup: "b1", SnapshotID: "s1"}, res, "/tmp/x"))
+	require.Contains(t, restored.String(), `restored a\x1b[2Jb, caf\xe9 of app/data`)
+	rj := RestoredJSON(Volume{}, "/tmp/x", res)
+	require.Equal(t, [][]byte{[]byte("a\x1b[2Jb"), []byte("caf\xe9")}, rj["matchedBytes"])
+	require.NotContains(t, RestoredJSON(Volume{}, "/tmp/x", datapath.FilesResult{Matched: []string{"ok"}}), "matchedBytes")
+
+	var verified bytes.Buffer
+	require.NoError(t, PrintVerifications(&verified, []Verification{{Volume: Volume{Namespace: "app", PVC: "data"},
+		Summary: "snapshot s1 failed verification (full): evil\x1b[2J\u009b: reading bytes 0-3: content missing"}}))
+	require.Contains(t, verified.String(), `evil\x1b[2J\xc2\x9b: reading`)
+
+	var report bytes.Buffer
+	require.NoError(t, PrintReport(&report, &Report{Backup: "b1", PVCs: []Protection{{Namespace: "app", PVC: "data", Status: StatusFailed,
+		Reason: "upload Failed: a\x1b[2J\nb"}}}))
+	require.Contains(t, report.String(), `upload Failed: a\x1b[2J\nb`)
+	require.NotContains(t, report.String(), "\x1b")
 }

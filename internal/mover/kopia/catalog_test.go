@@ -538,7 +538,9 @@ func TestRestoreFilesStaysInTarget(t *testing.T) {
 }
 
 // Crafted snapshots holding what kopia never writes are refused by ReadDir and
-// RestoreFiles as by Restore; when a path's matching meets one, nothing is written.
+// RestoreFiles as by Restore; when a path's matching meets one, nothing is written. A
+// name held twice is listed twice, and restore-files writes everything else and fails
+// naming it.
 func TestRestoreFilesRefusesHostileSnapshots(t *testing.T) {
 	ctx := context.Background()
 	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
@@ -548,20 +550,25 @@ func TestRestoreFilesRefusesHostileSnapshots(t *testing.T) {
 		craftDir("twice", craftFile("x", "1"), craftLink("x", s.outsideFile))))
 
 	target := filepath.Join(s.target, "sub")
-	for _, paths := range [][]string{{"ok", "d/*"}, {"ok", "twice/x"}} {
+	_, err := r.RestoreFiles(ctx, datapath.FilesRequest{SnapshotID: id, Paths: []string{"ok", "d/*"}, Target: target})
+	require.ErrorContains(t, err, "refusing")
+	require.NoDirExists(t, target, "nothing is written")
+	_, err = r.RestoreFiles(ctx, datapath.FilesRequest{SnapshotID: id, Paths: []string{"d"}, Target: target})
+	require.ErrorContains(t, err, "refusing")
+	_, _, err = r.ReadDir(ctx, id, "d")
+	require.ErrorContains(t, err, "refusing")
+	for _, paths := range [][]string{{"ok", "twice/x"}, {"twice"}} {
 		_, err := r.RestoreFiles(ctx, datapath.FilesRequest{SnapshotID: id, Paths: paths, Target: target})
-		require.ErrorContains(t, err, "refusing")
-		require.NoDirExists(t, target, "nothing is written")
+		require.ErrorContains(t, err, `holds 2 entries named "x", none restored`)
+		require.NoFileExists(t, filepath.Join(target, "twice", "x"))
 	}
-	for _, paths := range [][]string{{"d"}, {"twice"}} {
-		_, err := r.RestoreFiles(ctx, datapath.FilesRequest{SnapshotID: id, Paths: paths, Target: target})
-		require.ErrorContains(t, err, "refusing")
-	}
-	for _, rel := range []string{"d", "twice"} {
-		_, _, err := r.ReadDir(ctx, id, rel)
-		require.ErrorContains(t, err, "refusing")
-	}
+	_, children, err := r.ReadDir(ctx, id, "twice")
+	require.NoError(t, err)
+	require.Len(t, children, 2, "both entries named x are listed")
+	_, _, err = r.ReadDir(ctx, id, "twice/x")
+	require.ErrorContains(t, err, `"twice" holds 2 entries named "x", one cannot be told from the other`)
 	s.requireOutsideUntouched(t)
+	require.NoError(t, os.RemoveAll(target))
 
 	res, err := r.RestoreFiles(ctx, datapath.FilesRequest{SnapshotID: id, Paths: []string{"ok"}, Target: target})
 	require.NoError(t, err)

@@ -25,6 +25,7 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest"
 	"github.com/snapmove/snapmove/internal/mover/kopia/restore"
+	"github.com/snapmove/snapmove/internal/mover/kopia/tree"
 )
 
 // craftNode is an entry of a crafted snapshot.
@@ -204,20 +205,20 @@ func TestRestoreRefusesHostileSnapshots(t *testing.T) {
 		tree: func(outside string) craftNode {
 			return craftDir("", craftFile("a", "ok"), craftDir("x", craftFile("evil", "pwned")), craftLink("x", outside))
 		},
-		want: []string{`refusing snapshot directory <target>: it holds two entries named "x"`},
+		want: []string{`<target> holds 2 entries named "x", none restored`},
 	}, {
 		name: "a symlink out of the target, then a directory of its name holding a file",
 		tree: func(outside string) craftNode {
 			return craftDir("", craftDir("sub", craftLink("s", outside), craftDir("s", craftFile("evil", "pwned"),
 				craftDir("deeper", craftFile("evil2", "pwned")))))
 		},
-		want: []string{`refusing snapshot directory <target>/sub: it holds two entries named "s"`},
+		want: []string{`<target>/sub holds 2 entries named "s", none restored`},
 	}, {
 		name: "two files of one name, unsorted",
 		tree: func(string) craftNode {
 			return craftDir("", craftFile("b", "1"), craftFile("a", "2"), craftFile("b", "3"))
 		},
-		want: []string{`two entries named "b"`},
+		want: []string{`<target> holds 2 entries named "b", none restored`},
 	}, {
 		name: "a bad name below files already queued",
 		tree: func(string) craftNode {
@@ -336,3 +337,63 @@ func TestRestoreReplacesSymlinksOutOfTheTarget(t *testing.T) {
 
 // TestOpenBeneath: directories are reached below the target only through directories,
 // never through a symlink (out of the target or within it) or "..".
+
+// A snapshot written by Velero's node-agent or the kopia CLI stores each byte of a name
+// that is not UTF-8 as U+FFFD, so "caf\xe9" and "caf\xe8" are both "caf\uFFFD": a restore
+// writes everything else and fails naming them; nothing is lost silently.
+func TestRestoreCollidingNames(t *testing.T) {
+	ctx := context.Background()
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	id := writeSnapshot(t, r, craftDir("",
+		craftFile("caf\uFFFD", "latin-1 e acute"), craftFile("caf\uFFFD", "latin-1 e grave"), craftFile("other", "kept"),
+		craftDir("d", craftFile("x\uFFFD", "1"), craftDir("x\uFFFD", craftFile("evil", "2")), craftFile("y", "kept too"))))
+	const (
+		top = "holds 2 entries named \"caf\uFFFD\", none restored"
+		sub = "/d holds 2 entries named \"x\uFFFD\", none restored"
+	)
+	requireRestored := func(t *testing.T, target string, want map[string]string) {
+		t.Helper()
+		for name, data := range want {
+			got, err := os.ReadFile(filepath.Join(target, name))
+			require.NoError(t, err, name)
+			require.Equal(t, data, string(got), name)
+		}
+		for _, name := range []string{"caf\uFFFD", "d/x\uFFFD"} {
+			_, err := os.Lstat(filepath.Join(target, name))
+			require.True(t, os.IsNotExist(err), "%s is not restored", name)
+		}
+	}
+
+	target := t.TempDir()
+	_, err := r.Restore(ctx, datapath.RestoreRequest{SnapshotID: id, Path: target, Parallel: 4})
+	var ce *tree.CollisionError
+	require.ErrorAs(t, err, &ce)
+	require.Len(t, ce.Collisions, 2)
+	require.ErrorContains(t, err, target+" "+top)
+	require.ErrorContains(t, err, target+sub)
+	requireRestored(t, target, map[string]string{"other": "kept", "d/y": "kept too"})
+
+	for _, tc := range []struct {
+		paths   []string
+		want    map[string]string
+		wantErr []string
+	}{
+		{paths: []string{"/"}, want: map[string]string{"other": "kept", "d/y": "kept too"}, wantErr: []string{top, sub}},
+		{paths: []string{"caf*"}, wantErr: []string{`"." of snapshot ` + id + " " + top}},
+		{paths: []string{"other", "d"}, want: map[string]string{"other": "kept", "d/y": "kept too"}, wantErr: []string{sub}},
+		{paths: []string{"other", "d/y"}, want: map[string]string{"other": "kept", "d/y": "kept too"}},
+	} {
+		t.Run(strings.Join(tc.paths, ","), func(t *testing.T) {
+			target := t.TempDir()
+			_, err := r.RestoreFiles(ctx, datapath.FilesRequest{SnapshotID: id, Paths: tc.paths, Target: target})
+			if len(tc.wantErr) == 0 {
+				require.NoError(t, err)
+			}
+			for _, w := range tc.wantErr {
+				require.ErrorAs(t, err, &ce)
+				require.ErrorContains(t, err, w)
+			}
+			requireRestored(t, target, tc.want)
+		})
+	}
+}

@@ -2,13 +2,20 @@ package kopia
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/kopia/kopia/repo/blob"
 	"github.com/kopia/kopia/repo/manifest"
 	"github.com/kopia/kopia/repo/object"
 	"github.com/kopia/kopia/snapshot"
@@ -343,6 +350,110 @@ func TestBackupDeletesSnapshotWhenVerificationIsCanceled(t *testing.T) {
 	require.Regexp(t, `^backing up PVC app/data: snapshot [0-9a-f]+ was deleted: `, err.Error())
 
 	mans, err := snapshot.ListSnapshots(context.Background(), r.st.Direct(), snapshot.SourceInfo{UserName: store.User, Host: store.Host, Path: store.SourcePath("app", "data")})
+	require.NoError(t, err)
+	require.Empty(t, mans)
+}
+
+// flakyStorage fails reads of pack blobs (GetBlob, GetMetadata) as a store that is
+// away does: the next fails reads, or every one while fails is negative.
+type flakyStorage struct {
+	blob.Storage
+	fails *atomic.Int64
+}
+
+func (f flakyStorage) fail(id blob.ID) error {
+	if !strings.HasPrefix(string(id), "p") {
+		return nil
+	}
+	if n := f.fails.Load(); n < 0 || n > 0 && f.fails.CompareAndSwap(n, n-1) {
+		return &url.Error{Op: "Get", URL: "http://minio:9000/bkt/" + string(id), Err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}}
+	}
+	return nil
+}
+
+func (f flakyStorage) GetBlob(ctx context.Context, id blob.ID, offset, length int64, out blob.OutputBuffer) error {
+	if err := f.fail(id); err != nil {
+		return err
+	}
+	return f.Storage.GetBlob(ctx, id, offset, length, out)
+}
+
+func (f flakyStorage) GetMetadata(ctx context.Context, id blob.ID) (blob.Metadata, error) {
+	if err := f.fail(id); err != nil {
+		return blob.Metadata{}, err
+	}
+	return f.Storage.GetMetadata(ctx, id)
+}
+
+// flakyStore makes the connections opened during the test read pack blobs through a
+// flakyStorage, and returns its counter of failures to come.
+func flakyStore(t *testing.T) *atomic.Int64 {
+	fails := &atomic.Int64{}
+	t.Cleanup(store.SetStorageWrapper(func(st blob.Storage) blob.Storage { return flakyStorage{Storage: st, fails: fails} }))
+	t.Cleanup(inspect.SetRetryDelay(time.Millisecond))
+	return fails
+}
+
+// A store that fails reads for a while is not a corrupt snapshot: a read that fails for a
+// reason that may pass is tried again, and when the store stays away the verification
+// ends with a transient error, not a failed verification.
+func TestVerifyStoreAway(t *testing.T) {
+	ctx := context.Background()
+	r, _, id := corruptTree(t)
+	fails := flakyStore(t)
+	ro := openRepo(t, r.st.Location(), Options{ReadOnly: true, CacheLimitMB: -1})
+	for _, tc := range []struct {
+		name    string
+		mode    datapath.VerifyMode
+		fails   int64
+		wantErr string // empty: verified
+	}{
+		{name: "blink while reading", mode: verifyFull, fails: 3},
+		{name: "blink while checking packs", mode: verifyMetadata, fails: 2},
+		{name: "away while reading", mode: verifyFull, fails: -1, wantErr: ": reading bytes 0-1048576: the store failed 4 attempts: "},
+		{name: "away while checking packs", mode: verifyMetadata, fails: -1, wantErr: ": reading the metadata of pack blob p"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fails.Store(tc.fails)
+			res, err := ro.VerifySnapshot(ctx, id, tc.mode, nil)
+			fails.Store(0)
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				require.Equal(t, int64(3), res.Checked.Files)
+				return
+			}
+			require.ErrorContains(t, err, tc.wantErr)
+			require.True(t, store.IsTransient(err), "transient: %v", err)
+			var ve *datapath.VerificationError
+			require.False(t, errors.As(err, &ve), "not a failed verification: %v", err)
+		})
+	}
+}
+
+// A backup whose verification the store cut short ends transient, and its snapshot,
+// which nothing will claim, is deleted; it did not fail verification.
+func TestBackupWhenStoreAwayDuringVerification(t *testing.T) {
+	ctx := context.Background()
+	src := buildTree(t, t.TempDir())
+	fails := flakyStore(t)
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	req := kopiatest.BackupRequest(src.root)
+	req.Verify = verifyFull
+	// the last progress report comes after the snapshot is saved, before verification
+	req.OnProgress = func(p datapath.Progress) {
+		if p.BytesDone == p.TotalBytes && p.TotalBytes > 0 {
+			fails.Store(-1)
+		}
+	}
+	_, err := r.Backup(ctx, req)
+	fails.Store(0)
+	require.True(t, store.IsTransient(err), "transient: %v", err)
+	var ve *datapath.VerificationError
+	require.False(t, errors.As(err, &ve), "not a failed verification: %v", err)
+	require.NotContains(t, err.Error(), "failed verification")
+	require.Regexp(t, `^backing up PVC app/data: snapshot [0-9a-f]+ was deleted: verifying snapshot [0-9a-f]+: .*the store failed 4 attempts`, err.Error())
+
+	mans, err := snapshot.ListSnapshots(ctx, r.st.Direct(), snapshot.SourceInfo{UserName: store.User, Host: store.Host, Path: store.SourcePath("app", "data")})
 	require.NoError(t, err)
 	require.Empty(t, mans)
 }

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"fmt"
 	"path"
 	"runtime"
 	"strings"
@@ -188,11 +189,18 @@ func Backup(ctx context.Context, r *store.Repository, req datapath.BackupRequest
 // unverified deletes snapshot id, which failed verification (or whose verification could
 // not finish), so that no later backup takes it as its parent and nothing claims it, and
 // returns the backup's error.
+//
+// A verification that could not finish because ctx ended or the store stopped answering
+// (a transient error, not a *datapath.VerificationError) found nothing wrong, and the
+// error says only that the snapshot was deleted; it keeps its type, so the worker exits as
+// canceled or transient. Such a snapshot is deleted all the same: no movement will claim
+// it (left behind, it would keep its data in the repository for ever), and the retry's upload writes little (the repository holds its contents
+// already) and verifies what it saved again.
 func unverified(ctx context.Context, r *store.Repository, req datapath.BackupRequest, id string, err error, log logrus.FieldLogger) error {
 	log = log.WithField("snapshotID", id)
 	delErr := deleteUnverified(ctx, r, id)
 	if delErr != nil {
-		log.WithError(delErr).Error("deleting the snapshot that failed verification")
+		log.WithError(delErr).Error("deleting the unverified snapshot")
 	}
 	var ve *datapath.VerificationError
 	if errors.As(err, &ve) {
@@ -202,7 +210,8 @@ func unverified(ctx context.Context, r *store.Repository, req datapath.BackupReq
 		err = errors.Wrapf(err, "snapshot %s was deleted", id)
 	}
 	if delErr != nil {
-		err = errors.Errorf("%v (deleting the snapshot failed too: %v)", err, delErr)
+		// %w: the error keeps its type (transient, canceled, failed verification)
+		err = fmt.Errorf("%w (deleting the snapshot failed too: %v)", err, delErr)
 	}
 	return errors.Wrapf(err, "backing up PVC %s/%s", req.SourceNamespace, req.SourcePVC)
 }

@@ -28,8 +28,9 @@ import (
 // snapshotfs reports) and a symlink's target; symlinks are never followed, in rel either. rel is cleaned; one that leaves the
 // root is refused. A snapshot or a path that does not exist, or a path through a
 // non-directory, returns an error that wraps tree.ErrNotFound. Checkpoints can be read too. A
-// directory holding a name that is not one path component, or a name twice (which kopia
-// never writes), is refused as the restore refuses it.
+// directory holding a name that is not one path component (which kopia never writes) is
+// refused as the restore refuses it; a name it holds more than once (tree.CheckNames) is
+// listed as often, and a path through it is refused as ambiguous.
 func ReadDir(ctx context.Context, r *store.Repository, snapshotID, rel string) (self datapath.Entry, children []datapath.Entry, err error) {
 	kctx := velerokopia.SetupKopiaLog(ctx, r.Log().WithField("snapshotID", snapshotID))
 	fail := func(err error) (datapath.Entry, []datapath.Entry, error) {
@@ -58,7 +59,7 @@ func ReadDir(ctx context.Context, r *store.Repository, snapshotID, rel string) (
 	if de.Type != snapshot.EntryTypeDirectory {
 		return self, nil, nil
 	}
-	entries, err := sr.List(kctx, tree.Dir{Entry: de, Rel: clean})
+	entries, err := sr.ListAll(kctx, tree.Dir{Entry: de, Rel: clean})
 	if err != nil {
 		return fail(err)
 	}

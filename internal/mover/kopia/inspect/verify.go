@@ -41,7 +41,14 @@ const (
 	// defaultMaxParallel caps the default number of readers, as a backup's default caps
 	// the files it reads at once (package backup): a reader holds a content or two.
 	defaultMaxParallel = 4
+	// readAttempts is how many times a read that fails for a reason that may pass
+	// (store.IsTransient) is tried before the verification ends with that error.
+	readAttempts = 4
 )
+
+// retryDelay is the pause before the second attempt of a read; it doubles before each
+// further one (a variable for tests).
+var retryDelay = time.Second
 
 // verifyPartBytes is the size of the parts a large file's content is read in, in
 // parallel (a variable for tests).
@@ -59,7 +66,12 @@ var verifyPartBytes int64 = 64 << 20
 //
 // It reads only, blocks until done, and may run on a read-only repository. A snapshot that
 // fails returns a *datapath.VerificationError listing the first problems found; other errors are
-// the snapshot not loading or ctx ending. The zero mode is VerifyMetadata; VerifyNone
+// the snapshot not loading, ctx ending, or the store failing a read readAttempts times for
+// a reason that may pass (store.IsTransient: unreachable, a 5xx, throttling). Such a read
+// says nothing about the data: the verification ends with that error, transient, and a
+// later one may succeed. Only what the store returned and is wrong (a content that does
+// not authenticate, a missing blob or content, an object that does not decode, counts
+// that do not add up) is a problem. The zero mode is VerifyMetadata; VerifyNone
 // returns at once. The result is data (what was checked, how long it took); the
 // sentences for people are the printer's (package catalog).
 //
@@ -209,7 +221,10 @@ func (v *verifier) run(ctx context.Context, man *snapshot.Manifest, want *datapa
 		return datapath.TreeCounts{}, context.Cause(ctx)
 	}
 	if err != nil && !v.isStopped() {
-		return datapath.TreeCounts{}, err
+		if !store.IsTransient(err) || !v.stopWithProblems() {
+			return datapath.TreeCounts{}, err
+		}
+		// The store went away after problems were found: they are wrong whatever it does.
 	}
 	if v.isStopped() {
 		sort.Strings(v.problems)
@@ -251,24 +266,32 @@ func (v *verifier) checkPacks(ctx context.Context, parallel int) error {
 	g.SetLimit(parallel)
 	for id, use := range v.packs {
 		g.Go(func() error {
-			md, err := v.rep.BlobReader().GetMetadata(gctx, id)
+			var md blob.Metadata
+			err := retry(gctx, func() (err error) {
+				md, err = v.rep.BlobReader().GetMetadata(gctx, id)
+				return err
+			})
 			switch {
 			case gctx.Err() != nil:
 				return gctx.Err()
 			case errors.Is(err, blob.ErrBlobNotFound):
 				v.problem(use.rel, "its content is in pack blob %s, which is missing", id)
 			case err != nil:
-				v.problem(use.rel, "reading the metadata of pack blob %s: %v", id, err)
+				return v.failed(gctx, use.rel, err, "reading the metadata of pack blob %s", id)
 			case md.Length < use.end:
 				v.problem(use.rel, "pack blob %s holding its content is %d bytes long, the index says at least %d", id, md.Length, use.end)
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil && ctx.Err() != nil {
+	err := g.Wait()
+	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	return nil
+	if err != nil && store.IsTransient(err) && v.stopWithProblems() {
+		return nil
+	}
+	return err
 }
 
 // totals adds each directory's entries to its parents' and, with compare, compares every
@@ -329,7 +352,11 @@ func (v *verifier) walk(ctx context.Context, walkers *tree.Walker, d tree.Dir, p
 	}
 	rel := d.Rel
 	node := dirNode{rel: rel, parent: parent, summary: d.Entry.DirSummary, own: datapath.TreeCounts{Dirs: 1}}
-	entries, err := tree.ReadDir(ctx, v.rep, d.Entry.ObjectID)
+	var entries []*snapshot.DirEntry
+	err := retry(ctx, func() (err error) {
+		entries, err = tree.ReadDir(ctx, v.rep, d.Entry.ObjectID)
+		return err
+	})
 	if err != nil {
 		v.addDir(node)
 		return v.failed(ctx, rel, err, "listing the directory")
@@ -381,18 +408,57 @@ func (v *verifier) addDir(n dirNode) int {
 }
 
 // failed records err while doing what as a problem of rel, unless ctx has ended (then
-// the walk stops with ctx's error).
+// the walk stops with ctx's error) or err may pass (store.IsTransient; retry has tried
+// already): then the walk stops with err, transient, since a store that did not answer
+// says nothing about the snapshot.
 func (v *verifier) failed(ctx context.Context, rel string, err error, what string, args ...any) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if store.IsTransient(err) {
+		return datapath.Transient(errors.Wrapf(err, "%s: %s: the store failed %d attempts", rel, fmt.Sprintf(what, args...), readAttempts))
 	}
 	v.problem(rel, "%s: %v", fmt.Sprintf(what, args...), err)
 	return nil
 }
 
-// problem records what is wrong with rel. The verification stops at maxVerifyProblems.
+// retry runs op until it succeeds, fails for a reason that will not pass, or has failed
+// readAttempts times, pausing retryDelay, then twice as long, and so on between
+// attempts; it returns op's last error, at once when ctx ends.
+func retry(ctx context.Context, op func() error) error {
+	delay := retryDelay
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil || attempt == readAttempts || ctx.Err() != nil || !store.IsTransient(err) {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay *= 2
+	}
+}
+
+// stopWithProblems marks the verification stopped when it has found problems, and says
+// whether it had.
+func (v *verifier) stopWithProblems() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.problems) == 0 {
+		return false
+	}
+	v.stopped = true
+	return true
+}
+
+// problem records what is wrong with rel, escaped (datapath.EscapeName: the problems reach
+// the movement's message and terminals). The verification stops at maxVerifyProblems.
 func (v *verifier) problem(rel, format string, args ...any) {
-	msg := rel + ": " + fmt.Sprintf(format, args...)
+	msg := datapath.EscapeName(rel) + ": " + fmt.Sprintf(format, args...)
 	if len(msg) > maxProblemLen {
 		msg = msg[:maxProblemLen-3] + "..."
 	}

@@ -46,12 +46,16 @@ func (v *verifier) selected(rel string, e *snapshot.DirEntry) bool {
 // file, and with read reads them back (parts of a large file on other walkers when one
 // is free; a nil walkers reads inline).
 func (v *verifier) checkFile(ctx context.Context, walkers *tree.Walker, rel string, e *snapshot.DirEntry, read bool) error {
-	chunks, err := tree.Chunks(ctx, v.cr, e.ObjectID, e.FileSize)
+	var chunks []object.IndirectObjectEntry
+	err := retry(ctx, func() (err error) {
+		chunks, err = tree.Chunks(ctx, v.cr, e.ObjectID, e.FileSize)
+		return err
+	})
 	if err != nil {
 		return v.failed(ctx, rel, err, "reading the file's seek table")
 	}
 	for _, c := range chunks {
-		if err := v.checkIndexed(ctx, rel, c); err != nil {
+		if err := retry(ctx, func() error { return v.checkIndexed(ctx, rel, c) }); err != nil {
 			return v.failed(ctx, rel, err, "looking up bytes %d-%d", c.Start, c.Start+c.Length)
 		}
 	}
@@ -117,7 +121,11 @@ func (v *verifier) readChunks(ctx context.Context, rel string, chunks []object.I
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n, err := readAllOf(ctx, v.rep, c.Object)
+		var n int64
+		err := retry(ctx, func() (err error) {
+			n, err = readAllOf(ctx, v.rep, c.Object)
+			return err
+		})
 		if err == nil && n != c.Length {
 			err = errors.Errorf("read %d bytes, expected %d", n, c.Length)
 		}
@@ -141,7 +149,11 @@ func readAllOf(ctx context.Context, rep repo.Repository, oid object.ID) (int64, 
 
 // checkSymlink checks that symlink rel's target is in the index.
 func (v *verifier) checkSymlink(ctx context.Context, rel string, e *snapshot.DirEntry) error {
-	if _, err := v.rep.VerifyObject(ctx, e.ObjectID); err != nil {
+	err := retry(ctx, func() error {
+		_, err := v.rep.VerifyObject(ctx, e.ObjectID)
+		return err
+	})
+	if err != nil {
 		return v.failed(ctx, rel, err, "looking up the symlink's target")
 	}
 	return nil

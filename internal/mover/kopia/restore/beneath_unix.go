@@ -11,6 +11,8 @@ package restore
 // snapshot has something else of its name, never followed.
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	stderrors "errors"
 	"os"
 	"path/filepath"
@@ -161,6 +163,52 @@ func (d *targetDir) createFile(name string) (*os.File, error) {
 		return nil, errors.Wrapf(err, "creating %s", p)
 	}
 	return os.NewFile(uintptr(fd), p), nil //nolint:gosec
+}
+
+// tempPrefix starts the names of the files a restore writes beside the ones they replace.
+const tempPrefix = ".snapmove-restore-"
+
+// createTemp creates a new regular file in d under a random name (tempPrefix and 16 hex
+// digits: short, whatever the length of the name it will replace) and returns it and
+// its name.
+func (d *targetDir) createTemp() (*os.File, string, error) {
+	var err error
+	for range 10 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		name := tempPrefix + hex.EncodeToString(b[:])
+		var fd int
+		fd, err = openat(d.fd, name, fileFlags, 0o600)
+		if err == unix.EEXIST {
+			continue
+		}
+		if err != nil {
+			break
+		}
+		return os.NewFile(uintptr(fd), d.join(name)), name, nil //nolint:gosec
+	}
+	return nil, "", errors.Wrapf(err, "creating a temporary file in %s", d.path)
+}
+
+// renameOver renames tmp to name in d: atomically over a file or a symlink (which is
+// replaced, not followed); a directory in the way is removed first, with its content.
+func (d *targetDir) renameOver(tmp, name string) error {
+	rename := func() error {
+		return ignoringEINTR(func() error { return unix.Renameat(d.fd, tmp, d.fd, name) })
+	}
+	err := rename()
+	if err == unix.EISDIR || err == unix.ENOTEMPTY || err == unix.EEXIST {
+		if err := removeAt(d.fd, name); err != nil {
+			return errors.Wrapf(err, "replacing %s", d.join(name))
+		}
+		err = rename()
+	}
+	return errors.Wrapf(err, "moving %s into place", d.join(name))
+}
+
+// removeTemp removes temporary file tmp of d, if it is there.
+func (d *targetDir) removeTemp(tmp string) {
+	_ = ignoringEINTR(func() error { return unix.Unlinkat(d.fd, tmp, 0) })
 }
 
 // symlink makes symlink name pointing to link, replacing whatever is in the way, and

@@ -12,9 +12,12 @@
 // followed, and one in the way is replaced. Walkers hold the directory they list and
 // files being written hold theirs; the final pass over directory attributes reopens each
 // one beneath the target with openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS (one
-// openat(O_NOFOLLOW) per component where openat2 is missing). A snapshot directory that
-// names an entry twice (kopia never does), or a name that is "", ".", ".." or holds "/"
-// or NUL, fails the restore before anything of that directory is written.
+// openat(O_NOFOLLOW) per component where openat2 is missing). A name that is "", ".",
+// ".." or holds "/" or NUL fails the restore before anything of that directory is
+// written. A name a snapshot directory holds more than once (names that were not UTF-8,
+// collapsed by Velero's node-agent or the kopia CLI) is restored for none of its entries:
+// the rest is restored, then the restore fails naming them (tree.CollisionError).
+// restore-files writes each file beside the one it replaces and renames it into place.
 //
 // It must not write to the repository, open one (package store does, and hands it in),
 // know about Kubernetes objects, read the environment or flags, or build sentences for

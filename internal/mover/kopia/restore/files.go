@@ -61,7 +61,11 @@ func outermost(matches []tree.Match) []tree.Match {
 // and left as they are (only the entries restored into them change their times), and a
 // parent position holding anything but a directory (a symlink, even to a directory, or a
 // file) fails the request rather than being replaced: those are checked before anything
-// is written. Nothing is written outside req.Target; nothing in it but the matches and
+// is written. Each file is written beside the entry it replaces, under a temporary name
+// (".snapmove-restore-" and 16 hex digits), synced, and renamed into place when complete:
+// a restore that fails or is canceled mid-file leaves what was there, never a truncated
+// or zero-filled file, and removes the temporary file (only a killed process leaves one
+// behind). Nothing is written outside req.Target; nothing in it but the matches and
 // their missing parents changes. The target filesystem is synced before RestoreFiles
 // returns. Cancelling ctx stops it with a partial restore.
 //
@@ -84,7 +88,8 @@ func Files(ctx context.Context, r *store.Repository, req datapath.FilesRequest) 
 	if err != nil {
 		return fail(err)
 	}
-	matches, err := tree.NewReader(r.Direct(), req.SnapshotID).Match(kctx, man.RootEntry, req.Paths)
+	reader := tree.NewReader(r.Direct(), req.SnapshotID)
+	matches, err := reader.Match(kctx, man.RootEntry, req.Paths)
 	if err != nil {
 		return fail(err)
 	}
@@ -104,6 +109,8 @@ func Files(ctx context.Context, r *store.Repository, req datapath.FilesRequest) 
 	}
 
 	rs := newRestorer(r.Direct(), datapath.RestoreRequest{Parallel: req.Parallel, WriteSparse: req.WriteSparse}, total, log)
+	rs.replace = true // the target may be a live volume
+	rs.addCollisions(reader.Collisions())
 	stopProgress := rs.startProgress(req.OnProgress, req.ProgressInterval)
 	started := time.Now()
 	err = rs.restoreFiles(kctx, tops, req.Target)

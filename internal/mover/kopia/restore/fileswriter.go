@@ -48,8 +48,13 @@ type fileTarget struct {
 	attrs *attrs // nil for a block device
 	size  int64
 	mode  writeMode
+	// replace writes the file beside name, under a temporary name (tmp, once open),
+	// and renames it into place when it is complete and synced: whatever name was
+	// stays as it is until then, also when the restore fails.
+	replace bool
 
 	mu      sync.Mutex
+	tmp     string
 	f       *os.File
 	keep    bool // f was opened by the caller (block device): do not close
 	pending atomic.Int32
@@ -97,12 +102,15 @@ func (rs *restorer) run(ctx context.Context, walk func(ctx context.Context, jobs
 	return nil
 }
 
-// abandon drops a job; the last job of a file closes it.
+// abandon drops a job; the last job of a file closes it and removes its temporary file.
 func (rs *restorer) abandon(t *fileTarget) {
 	if t.pending.Add(-1) == 0 {
 		t.mu.Lock()
 		if t.f != nil && !t.keep {
 			_ = t.f.Close()
+			if t.tmp != "" {
+				t.dir.removeTemp(t.tmp)
+			}
 		}
 		t.mu.Unlock()
 		t.releaseDir()
@@ -147,28 +155,59 @@ func (rs *restorer) runJob(ctx context.Context, j job) error {
 	if t.keep {
 		return nil
 	}
-	err = t.dir.setFileAttributes(f, t.name, t.attrs)
+	if t.tmp == "" {
+		err = t.dir.setFileAttributes(f, t.name, t.attrs)
+		if closeErr := f.Close(); err == nil && closeErr != nil {
+			err = errors.Wrapf(closeErr, "closing %s", t.path)
+		}
+		return err
+	}
+	// written beside name: attributes, sync, then rename into place
+	err = t.dir.setFileAttributes(f, t.tmp, t.attrs)
+	if err == nil {
+		err = errors.Wrapf(f.Sync(), "syncing %s", t.path)
+	}
 	if closeErr := f.Close(); err == nil && closeErr != nil {
 		err = errors.Wrapf(closeErr, "closing %s", t.path)
+	}
+	if err == nil {
+		err = t.dir.renameOver(t.tmp, t.name)
+	}
+	if err != nil {
+		t.dir.removeTemp(t.tmp)
 	}
 	return err
 }
 
-// open opens (creating and sizing) the target file once for all its jobs.
+// open opens (creating and sizing) the target file once for all its jobs: with replace,
+// a new temporary file beside it.
 func (t *fileTarget) open() (*os.File, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.f != nil {
 		return t.f, nil
 	}
-	f, err := t.dir.createFile(t.name)
+	var (
+		f   *os.File
+		tmp string
+		err error
+	)
+	if t.replace {
+		f, tmp, err = t.dir.createTemp()
+	} else {
+		f, err = t.dir.createFile(t.name)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if err := f.Truncate(t.size); err != nil {
 		_ = f.Close()
+		if tmp != "" {
+			t.dir.removeTemp(tmp)
+		}
 		return nil, errors.Wrapf(err, "sizing %s", t.path)
 	}
+	t.tmp = tmp
 	t.f = f
 	return f, nil
 }

@@ -32,8 +32,10 @@ import (
 // setuid/setgid/sticky), owners, modification times, symlinks and empty directories.
 // Existing entries in the way are replaced; other existing entries are left alone.
 // Nothing is written outside req.Path: entries are made beneath it without following a
-// symlink, and a snapshot directory holding a name twice, or a name that is not one path
-// component, fails the restore. The target filesystem (or device) is synced before
+// symlink, and a name that is not one path component fails the restore. A name that a
+// snapshot directory holds more than once (tree.CheckNames: names that were not UTF-8,
+// collapsed by Velero's node-agent or the kopia CLI) is restored for none of its entries;
+// everything else is, and then the restore fails with a *tree.CollisionError naming them. The target filesystem (or device) is synced before
 // Restore returns. Cancelling ctx stops it with a partial tree.
 //
 // req.Parallel 0 means NumCPU writers. Without req.WriteSparse, all-zero runs of
@@ -91,9 +93,12 @@ type restorer struct {
 	cr       tree.ContentReader
 	parallel int
 	mode     writeMode
-	total    int64
-	done     atomic.Int64
-	log      logrus.FieldLogger
+	// replace writes each file beside the entry it replaces and renames it into place
+	// (fileTarget.replace): Files, whose target is a live volume, sets it.
+	replace bool
+	total   int64
+	done    atomic.Int64
+	log     logrus.FieldLogger
 
 	// reads admits chunk reads by readCost; inFlight and peakInFlight are what it
 	// admitted (for tests).
@@ -106,6 +111,8 @@ type restorer struct {
 
 	dirsMu sync.Mutex
 	dirs   []restoredDir
+	// collisions are the names that directories hold more than once (also under dirsMu).
+	collisions []tree.Collision
 
 	// restored counts the entries the walkers made: directories walked, symlinks made,
 	// files queued (their bytes are done).

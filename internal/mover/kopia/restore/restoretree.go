@@ -52,7 +52,21 @@ func (rs *restorer) walkInto(ctx context.Context, top *targetDir, start func(ctx
 	if err != nil {
 		return err
 	}
-	return rs.finish(top)
+	if err := rs.finish(top); err != nil {
+		return err
+	}
+	return tree.CollisionsError(rs.collisions)
+}
+
+// addCollisions records names that a snapshot directory holds more than once: their
+// entries are not restored, and the restore fails naming them once the rest is written.
+func (rs *restorer) addCollisions(cs []tree.Collision) {
+	if len(cs) == 0 {
+		return
+	}
+	rs.dirsMu.Lock()
+	rs.collisions = append(rs.collisions, cs...)
+	rs.dirsMu.Unlock()
 }
 
 // finish sets the attributes of the directories restored beneath top, deepest first (a
@@ -90,9 +104,11 @@ func (w *walker) walk(ctx context.Context, d tree.Dir, dir *targetDir) error {
 	if err != nil {
 		return errors.Wrapf(err, "listing snapshot directory for %s", dir.path)
 	}
-	if err := tree.CheckNames(entries, dir.path); err != nil {
+	entries, collisions, err := tree.CheckNames(entries, dir.path)
+	if err != nil {
 		return err
 	}
+	w.rs.addCollisions(collisions)
 	var subdirs []*snapshot.DirEntry
 	for _, e := range entries {
 		if len(d.Rel)+1+len(e.Name) > tree.MaxPath {
@@ -133,7 +149,7 @@ func (w *walker) restoreLeaf(ctx context.Context, dir *targetDir, e *snapshot.Di
 		if err != nil {
 			return errors.Wrapf(err, "reading %s", p)
 		}
-		t := &fileTarget{dir: dir.hold(), name: e.Name, path: p, attrs: attrsOf(e), size: e.FileSize, mode: w.rs.mode}
+		t := &fileTarget{dir: dir.hold(), name: e.Name, path: p, attrs: attrsOf(e), size: e.FileSize, mode: w.rs.mode, replace: w.rs.replace}
 		if err := w.rs.enqueue(ctx, w.jobs, t, chunks); err != nil {
 			return err
 		}

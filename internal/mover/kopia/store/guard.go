@@ -40,6 +40,9 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
+		if wrap := testStorageWrapper.Load(); wrap != nil {
+			inner = (*wrap)(inner)
+		}
 		return &guardedStorage{Storage: inner, now: time.Now}, nil
 	})
 }

@@ -3,8 +3,10 @@ package tree
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/kopia/kopia/fs"
@@ -50,30 +52,97 @@ func SafeName(name string) bool {
 }
 
 // CheckNames rejects a directory listing holding a name that is not one path component,
-// or a name twice (whose entries would race each other in a restore's target): kopia
-// writes neither, so the snapshot is hostile or corrupt. dirPath names the directory in
-// errors.
-func CheckNames(entries []*snapshot.DirEntry, dirPath string) error {
+// which kopia never writes: the snapshot is hostile or corrupt. dirPath names the
+// directory in errors.
+//
+// It returns the entries without those whose name the directory holds more than once,
+// and those names. kopia writes a name twice when names that are not UTF-8 collapse
+// into one (encoding/json stores each invalid byte as U+FFFD, and Velero's node-agent
+// and the kopia CLI store names as they are: "caf\xe9" and "caf\xe8" both become
+// "caf\uFFFD"); a hostile snapshot may hold any name twice. A restore that wrote them
+// all would have them race for one name in its target (a symlink out of the target and
+// a directory beneath it, say), so a restore writes none of them, restores everything
+// else, and then fails naming them (CollisionError): nothing is lost silently.
+func CheckNames(entries []*snapshot.DirEntry, dirPath string) ([]*snapshot.DirEntry, []Collision, error) {
 	sorted := true // as kopia writes them: no duplicates if strictly ascending
 	for i, e := range entries {
 		if !SafeName(e.Name) {
-			return errors.Errorf("refusing entry name %q in %s", e.Name, dirPath)
+			return nil, nil, errors.Errorf("refusing entry name %q in %s", e.Name, dirPath)
 		}
 		if i > 0 && entries[i-1].Name >= e.Name {
 			sorted = false
 		}
 	}
 	if sorted {
+		return entries, nil, nil
+	}
+	count := make(map[string]int, len(entries))
+	for _, e := range entries {
+		count[e.Name]++
+	}
+	if len(count) == len(entries) {
+		return entries, nil, nil
+	}
+	var (
+		unique     = make([]*snapshot.DirEntry, 0, len(count))
+		collisions []Collision
+	)
+	for _, e := range entries {
+		switch n := count[e.Name]; {
+		case n == 1:
+			unique = append(unique, e)
+		case n > 1:
+			collisions = append(collisions, Collision{Dir: dirPath, Name: e.Name, Count: n})
+			count[e.Name] = 0 // named once
+		}
+	}
+	return unique, collisions, nil
+}
+
+// Collision is a name that a snapshot directory holds more than once (CheckNames).
+type Collision struct {
+	Dir   string // the directory, as the caller named it to CheckNames
+	Name  string
+	Count int
+}
+
+// maxCollisionsReported bounds the collisions a CollisionError lists.
+const maxCollisionsReported = 10
+
+// CollisionError is the error of a restore that wrote everything but the entries whose
+// names collide.
+type CollisionError struct{ Collisions []Collision }
+
+func (e *CollisionError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "restored everything but the entries of %d colliding names (names that were not UTF-8 become one when the snapshot is written by Velero's node-agent or the kopia CLI): ", len(e.Collisions))
+	for i, c := range e.Collisions {
+		if i == maxCollisionsReported {
+			fmt.Fprintf(&b, "; and %d more", len(e.Collisions)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s holds %d entries named %q, none restored", c.Dir, c.Count, c.Name)
+	}
+	return b.String()
+}
+
+// CollisionsError is a *CollisionError listing collisions sorted, or nil when there are none.
+func CollisionsError(collisions []Collision) error {
+	if len(collisions) == 0 {
 		return nil
 	}
-	seen := make(map[string]bool, len(entries))
-	for _, e := range entries {
-		if seen[e.Name] {
-			return errors.Errorf("refusing snapshot directory %s: it holds two entries named %q", dirPath, e.Name)
+	cs := slices.Clone(collisions)
+	slices.SortFunc(cs, func(a, b Collision) int {
+		if c := strings.Compare(a.Dir, b.Dir); c != 0 {
+			return c
 		}
-		seen[e.Name] = true
-	}
-	return nil
+		return strings.Compare(a.Name, b.Name)
+	})
+	cs = slices.CompactFunc(cs, func(a, b Collision) bool { return a.Dir == b.Dir && a.Name == b.Name })
+	return &CollisionError{Collisions: cs}
 }
 
 // ReadObject reads a small object in full: a symlink's target.

@@ -76,17 +76,22 @@ func Components(clean string) []string {
 // Reader lists directories of one snapshot, each once, and refuses a directory that the
 // restore would refuse (CheckNames). It is not safe for concurrent use.
 type Reader struct {
-	rep   repo.Repository
-	id    string
-	lists map[object.ID][]*snapshot.DirEntry
+	rep      repo.Repository
+	id       string
+	lists    map[object.ID][]*snapshot.DirEntry // without colliding names
+	all      map[object.ID][]*snapshot.DirEntry
+	collided map[object.ID][]Collision
+	// matchedCollisions are the colliding names that Match's patterns matched.
+	matchedCollisions []Collision
 }
 
 // NewReader reads snapshot id of rep.
 func NewReader(rep repo.Repository, id string) *Reader {
-	return &Reader{rep: rep, id: id, lists: map[object.ID][]*snapshot.DirEntry{}}
+	return &Reader{rep: rep, id: id, lists: map[object.ID][]*snapshot.DirEntry{}, all: map[object.ID][]*snapshot.DirEntry{},
+		collided: map[object.ID][]Collision{}}
 }
 
-// List returns the entries of directory d.
+// List returns the entries of directory d, without those whose names collide (CheckNames).
 func (sr *Reader) List(ctx context.Context, d Dir) ([]*snapshot.DirEntry, error) {
 	if entries, ok := sr.lists[d.Entry.ObjectID]; ok {
 		return entries, nil
@@ -98,12 +103,30 @@ func (sr *Reader) List(ctx context.Context, d Dir) ([]*snapshot.DirEntry, error)
 	if err != nil {
 		return nil, errors.Wrapf(err, "listing %q of snapshot %s", d.Rel, sr.id)
 	}
-	if err := CheckNames(entries, fmt.Sprintf("%q of snapshot %s", d.Rel, sr.id)); err != nil {
+	all := entries
+	entries, collisions, err := CheckNames(entries, fmt.Sprintf("%q of snapshot %s", d.Rel, sr.id))
+	if err != nil {
 		return nil, err
 	}
 	sr.lists[d.Entry.ObjectID] = entries
+	sr.all[d.Entry.ObjectID] = all
+	sr.collided[d.Entry.ObjectID] = collisions
 	return entries, nil
 }
+
+// ListAll returns the entries of directory d, a name it holds more than once as often as
+// it holds it (what `ls` shows).
+func (sr *Reader) ListAll(ctx context.Context, d Dir) ([]*snapshot.DirEntry, error) {
+	if _, err := sr.List(ctx, d); err != nil {
+		return nil, err
+	}
+	return sr.all[d.Entry.ObjectID], nil
+}
+
+// Collisions are the names that the patterns of Match matched in a directory holding
+// them more than once (CheckNames): no match stands for them, and a restore of the
+// matches fails naming them once it has written the rest.
+func (sr *Reader) Collisions() []Collision { return sr.matchedCollisions }
 
 // Lookup returns the entry at clean (CleanPath) below root, by exact names.
 func (sr *Reader) Lookup(ctx context.Context, root *snapshot.DirEntry, clean string) (*snapshot.DirEntry, error) {
@@ -117,6 +140,10 @@ func (sr *Reader) Lookup(ctx context.Context, root *snapshot.DirEntry, clean str
 			return nil, err
 		}
 		i := slices.IndexFunc(entries, func(e *snapshot.DirEntry) bool { return e.Name == name })
+		if c := slices.IndexFunc(sr.collided[d.Entry.ObjectID], func(c Collision) bool { return c.Name == name }); i < 0 && c >= 0 {
+			return nil, errors.Errorf("%q of snapshot %s: %q holds %d entries named %q, one cannot be told from the other",
+				clean, sr.id, d.Rel, sr.collided[d.Entry.ObjectID][c].Count, name)
+		}
 		if i < 0 {
 			return nil, notFound("%q not found in snapshot %s", clean, sr.id)
 		}
@@ -154,7 +181,7 @@ func (sr *Reader) Match(ctx context.Context, root *snapshot.DirEntry, paths []st
 	}
 	found := map[string]Match{}
 	for i, p := range paths {
-		n := 0
+		n, collided := 0, len(sr.matchedCollisions)
 		err := sr.expand(ctx, Root(root), nil, patterns[i], func(m Match) {
 			n++
 			found[m.Rel] = m
@@ -162,7 +189,7 @@ func (sr *Reader) Match(ctx context.Context, root *snapshot.DirEntry, paths []st
 		if err != nil {
 			return nil, err
 		}
-		if n == 0 {
+		if n == 0 && len(sr.matchedCollisions) == collided {
 			return nil, notFound("path %q matches nothing in snapshot %s", p, sr.id)
 		}
 	}
@@ -190,6 +217,11 @@ func (sr *Reader) expand(ctx context.Context, d Dir, chain []*snapshot.DirEntry,
 	entries, err := sr.List(ctx, d)
 	if err != nil {
 		return err
+	}
+	for _, c := range sr.collided[d.Entry.ObjectID] {
+		if ok, _ := path.Match(pattern[0], c.Name); ok { // CollisionsError names each once
+			sr.matchedCollisions = append(sr.matchedCollisions, c)
+		}
 	}
 	for _, e := range entries {
 		if ok, _ := path.Match(pattern[0], e.Name); !ok { // patterns were checked
