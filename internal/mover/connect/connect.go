@@ -141,11 +141,12 @@ func (c *Connector) Verify(ctx context.Context, bsl *velerov1.BackupStorageLocat
 	return repo.Close(ctx)
 }
 
-// DeleteSnapshot forgets snapshotID in the repository of sourceNamespace on bsl; a
-// location without a repository has nothing to forget. It implements the controller's
+// DeleteSnapshot forgets snapshotID, a snapshot of owner, in the repository of owner's
+// namespace on bsl, and refuses a snapshot of anything else (kopia.Repository.ForgetSnapshot);
+// a location without a repository has nothing to forget. It implements the controller's
 // Repositories.
-func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace, snapshotID string) error {
-	repo, err := c.Connect(ctx, bsl, sourceNamespace, kopia.Options{CacheLimitMB: -1})
+func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, owner datapath.SnapshotOwner, snapshotID string) error {
+	repo, err := c.Connect(ctx, bsl, owner.Namespace, kopia.Options{CacheLimitMB: -1})
 	if errors.Is(err, kopia.ErrNotInitialized) {
 		return nil
 	}
@@ -157,7 +158,7 @@ func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStor
 			c.Log.WithError(cErr).Warn("closing the repository")
 		}
 	}()
-	return repo.DeleteSnapshot(ctx, snapshotID)
+	return repo.ForgetSnapshot(ctx, snapshotID, owner)
 }
 
 // Open implements the worker's Opener: a backup may create the repository and uses the

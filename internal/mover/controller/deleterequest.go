@@ -13,6 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sirupsen/logrus"
+	"github.com/vmware-tanzu/velero/pkg/label"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
@@ -20,6 +23,9 @@ import (
 // cannot reach the repository (only the mover links kopia), so it creates a ConfigMap
 // labelled naming.DeleteRequestLabel=true per snapshot; this reconciler deletes the
 // snapshot and sets the request's phase to Completed or Failed (with a message).
+// Anyone who may create ConfigMaps in Velero's namespace can write a request, so the
+// repository forgets a snapshot only when its source is the request's PVC and its backup
+// tag the request's backup; a mismatch fails the request, naming it, and deletes nothing.
 //
 // A request is a durable job: transient repository errors (the store is down, the mover
 // was scaled to zero when Velero deleted the backup) are retried with the controller's
@@ -144,7 +150,21 @@ func (r *DeleteRequestReconciler) expire(ctx context.Context, cm *corev1.ConfigM
 	return ctrl.Result{}, deleteIfExists(ctx, r.Client, cm)
 }
 
-// forget deletes the snapshot. A non-nil error is transient.
+// requestOwner is the backup and volume request cm names: the repository forgets only
+// their snapshots. Anyone who may create ConfigMaps in Velero's namespace can write a
+// request, so a request is a claim the repository checks, never an order (issue #21).
+// The worker tags a snapshot with the DataUpload's velero.io/backup-name label, which
+// is Velero's label-safe form of the backup's name.
+func requestOwner(cm *corev1.ConfigMap) datapath.SnapshotOwner {
+	owner := datapath.SnapshotOwner{Namespace: cm.Data[naming.DeleteRequestNSKey], PVC: cm.Data[naming.DeleteRequestPVCKey]}
+	if b := cm.Data[naming.DeleteRequestBackupKey]; b != "" {
+		owner.Backup = label.GetValidName(b)
+	}
+	return owner
+}
+
+// forget deletes the snapshot. A non-nil error is transient; a snapshot that is not of
+// the request's backup and volume is refused (Failed, with the repository's reason).
 func (r *DeleteRequestReconciler) forget(ctx context.Context, cm *corev1.ConfigMap) (phase, msg string, err error) {
 	snapshotID := cm.Data[naming.DeleteRequestSnapKey]
 	if snapshotID == "" {
@@ -157,7 +177,7 @@ func (r *DeleteRequestReconciler) forget(ctx context.Context, cm *corev1.ConfigM
 	if err != nil {
 		return "", "", err
 	}
-	err = r.Repos.DeleteSnapshot(ctx, bsl, cm.Data[naming.DeleteRequestNSKey], snapshotID)
+	err = r.Repos.DeleteSnapshot(ctx, bsl, requestOwner(cm), snapshotID)
 	if p, ok := asPermanent(err); ok {
 		return naming.DeleteRequestFailed, p.Error(), nil
 	}

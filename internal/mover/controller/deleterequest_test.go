@@ -2,10 +2,12 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/vmware-tanzu/velero/pkg/label"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,6 +62,9 @@ func TestDeleteRequests(t *testing.T) {
 		{name: "BSL missing", noBSL: true, wantPhase: naming.DeleteRequestFailed, wantMessage: "BackupStorageLocation velero/default does not exist"},
 		{name: "permanent repository error", deleteErr: datapath.Permanent(ReasonRepositoryError, errString("wrong repository password for s3://bucket/velero/kopia/app/")),
 			wantPhase: naming.DeleteRequestFailed, wantMessage: "wrong repository password for s3://bucket/velero/kopia/app/", wantCalls: []string{"default/app/k0123"}},
+		// The repository refuses a snapshot of another backup or volume: recorded, never retried.
+		{name: "snapshot of another backup refused", deleteErr: datapath.Permanent("", errString(`refusing to delete snapshot k0123: its tag velero.io/backup-name is "other"`)),
+			wantPhase: naming.DeleteRequestFailed, wantMessage: `refusing to delete snapshot k0123: its tag velero.io/backup-name is "other"`, wantCalls: []string{"default/app/k0123"}},
 		{name: "transient error is retried", deleteErr: errString("connection reset"), wantErr: true, wantCalls: []string{"default/app/k0123"}},
 		// Velero deleted the backup long ago; the store was down all along: still retried.
 		{name: "transient error is retried whatever the age", deleteErr: errString("connection reset"), age: 72 * time.Hour,
@@ -114,4 +119,22 @@ func TestDeleteRequests(t *testing.T) {
 		})
 	}
 	require.True(t, isDeleteRequest(deleteRequest(nil)))
+}
+
+// The repository is asked to forget the snapshot only for the request's backup and
+// volume, the backup's name in the label-safe form the worker tags with.
+func TestDeleteRequestNamesOwner(t *testing.T) {
+	long := strings.Repeat("b", 70)
+	for _, tc := range []struct {
+		backup string
+		want   datapath.SnapshotOwner
+	}{
+		{backup: "backup-1", want: datapath.SnapshotOwner{Namespace: appNS, PVC: "data", Backup: "backup-1"}},
+		{backup: long, want: datapath.SnapshotOwner{Namespace: appNS, PVC: "data", Backup: label.GetValidName(long)}},
+	} {
+		e := newEnv(t, nil, deleteRequest(map[string]string{naming.DeleteRequestBackupKey: tc.backup}), bsl())
+		_, err := e.r.deleteRequests().Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: veleroNS, Name: "req-1"}})
+		require.NoError(t, err)
+		require.Equal(t, []datapath.SnapshotOwner{tc.want}, e.repos.owners)
+	}
 }

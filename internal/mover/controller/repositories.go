@@ -32,10 +32,12 @@ type Repositories interface {
 	// credentials, nothing to restore from); its message names the cause and the
 	// location. Any other error may go away on its own.
 	Verify(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, create bool) error
-	// DeleteSnapshot forgets snapshotID in the repository of sourceNamespace on bsl. It
-	// returns nil when that repository does not exist (nothing to delete). Errors are
-	// classified like Verify's.
-	DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace, snapshotID string) error
+	// DeleteSnapshot forgets snapshotID in the repository of owner.Namespace on bsl, when
+	// it is a snapshot of owner's PVC whose backup tags name owner's backup; a snapshot of
+	// anything else is left alone and the error is a *datapath.PermanentError saying why.
+	// It returns nil when that repository or snapshot does not exist (nothing to delete).
+	// Other errors are classified like Verify's.
+	DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, owner datapath.SnapshotOwner, snapshotID string) error
 }
 
 // permanentf is datapath.Permanent with a formatted message.

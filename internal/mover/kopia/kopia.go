@@ -69,9 +69,15 @@ func (r *Repository) IsTransient(err error) bool { return store.IsTransient(err)
 // Close closes the repository (store.Repository.Close); it is idempotent.
 func (r *Repository) Close(ctx context.Context) error { return r.st.Close(ctx) }
 
-// DeleteSnapshot forgets a snapshot (store.Repository.DeleteSnapshot).
+// DeleteSnapshot forgets a snapshot, whatever it belongs to (store.Repository.DeleteSnapshot).
 func (r *Repository) DeleteSnapshot(ctx context.Context, snapshotID string) error {
 	return r.st.DeleteSnapshot(ctx, snapshotID)
+}
+
+// ForgetSnapshot forgets a snapshot of owner's volume and backup, and refuses any other
+// (store.Repository.ForgetSnapshot).
+func (r *Repository) ForgetSnapshot(ctx context.Context, snapshotID string, owner datapath.SnapshotOwner) error {
+	return r.st.ForgetSnapshot(ctx, snapshotID, owner)
 }
 
 // RunMaintenance runs kopia's full maintenance (store.Repository.RunMaintenance); only

@@ -25,6 +25,7 @@ import (
 	kopiarestore "github.com/kopia/kopia/snapshot/restore"
 	"github.com/kopia/kopia/snapshot/snapshotfs"
 	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
@@ -517,6 +518,58 @@ func TestDeleteSnapshot(t *testing.T) {
 	ids := listSnapshotIDs(t, r2)
 	require.Equal(t, []string{b.SnapshotID}, ids)
 	require.Error(t, r2.DeleteSnapshot(ctx, b.SnapshotID), "read-only")
+}
+
+// A delete request names a backup and a PVC; the repository forgets a snapshot only
+// when it is of that PVC and its tags name that backup (issue #21 item 5). The
+// repository holds snapshots of two backups of app/data and one of app/other.
+func TestForgetSnapshotChecksOwner(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	backupOf := func(pvc, backup, uid string) string {
+		req := kopiatest.BackupRequest(src)
+		req.SourcePVC = pvc
+		req.Tags = map[string]string{velerov1.BackupNameLabel: backup, velerov1.BackupUIDLabel: uid}
+		res, err := r.Backup(ctx, req)
+		require.NoError(t, err)
+		return res.SnapshotID
+	}
+	b1 := backupOf("data", "b1", "uid-1")
+	b2 := backupOf("data", "b2", "uid-2")
+	other := backupOf("other", "b1", "uid-1")
+	owner := func(pvc, backup, uid string) datapath.SnapshotOwner {
+		return datapath.SnapshotOwner{Namespace: "app", PVC: pvc, Backup: backup, BackupUID: uid}
+	}
+
+	tests := []struct {
+		name    string
+		id      string
+		owner   datapath.SnapshotOwner
+		wantErr string
+	}{
+		{name: "another backup's snapshot", id: b2, owner: owner("data", "b1", ""), wantErr: `its tag velero.io/backup-name is "b2"`},
+		{name: "another backup's snapshot with a UID", id: b2, owner: owner("data", "b2", "uid-1"), wantErr: `its tag velero.io/backup-uid is "uid-2", not uid-1`},
+		{name: "another PVC's snapshot", id: other, owner: owner("data", "b1", ""), wantErr: "it is a snapshot of default@default:snapshot-data-upload-download/kopia/app/other"},
+		{name: "another namespace", id: b1, owner: datapath.SnapshotOwner{Namespace: "tenant", PVC: "data", Backup: "b1"}, wantErr: "not of default@default:snapshot-data-upload-download/kopia/tenant/data"},
+		{name: "no backup named", id: b1, owner: owner("data", "", ""), wantErr: "the request names no namespace, PVC or backup"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := r.ForgetSnapshot(ctx, tc.id, tc.owner)
+			require.ErrorContains(t, err, "refusing to delete snapshot "+tc.id)
+			require.ErrorContains(t, err, tc.wantErr)
+			var p *datapath.PermanentError
+			require.ErrorAs(t, err, &p, "a refusal is final")
+		})
+	}
+	require.ElementsMatch(t, []string{b1, b2}, listSnapshotIDs(t, r), "nothing refused was deleted")
+
+	require.NoError(t, r.ForgetSnapshot(ctx, b1, owner("data", "b1", "uid-1")))
+	require.NoError(t, r.ForgetSnapshot(ctx, b1, owner("data", "b1", "uid-1")), "idempotent")
+	require.Equal(t, []string{b2}, listSnapshotIDs(t, r), "only b1's snapshot is gone")
+	require.NoError(t, r.ForgetSnapshot(ctx, other, owner("other", "b1", "")), "without a UID the name decides")
 }
 
 func listSnapshotIDs(t *testing.T, r *Repository) []string {
