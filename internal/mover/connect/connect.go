@@ -21,8 +21,8 @@ import (
 // Connector connects to the repositories of Velero's namespace. The zero value is not
 // usable; fill every field that has no stated default.
 type Connector struct {
-	// Client reads BSL credential secrets and the password secret, and creates the
-	// password secret. It should not be a cache: secrets are not watched.
+	// Client reads BSL credential secrets and the password secret (never creating it:
+	// repository.Password). It should not be a cache: secrets are not watched.
 	Client client.Client
 	// Namespace is Velero's: where the password secret and credential secrets live.
 	Namespace string
@@ -36,13 +36,14 @@ type Connector struct {
 }
 
 // Connect opens the repository of sourceNamespace on bsl with opts (its Log is set here).
-// With opts.Create a missing password secret is created; otherwise it is a permanent
-// error, since no password made up now could open an existing repository. Errors that
-// retrying cannot fix are *datapath.PermanentError with an empty Reason.
+// A missing password secret is a *datapath.TransientError that says Velero creates it:
+// the caller waits for it (the controller within its bound, a delete request until it
+// exists), and snapmove never makes one up (repository.Password). Errors that retrying
+// cannot fix are *datapath.PermanentError with an empty Reason.
 func (c *Connector) Connect(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, opts kopia.Options) (*kopia.Repository, error) {
 	opts.Log = c.Log
 	password := func(ctx context.Context) (string, string, error) {
-		pw, err := c.password(ctx, opts.Create)
+		pw, err := c.password(ctx)
 		return pw, secretPassword(c.Namespace), err
 	}
 	repo, err := open(ctx, c.Client, c.DefaultCredentials, bsl, sourceNamespace, password, opts)
@@ -52,14 +53,12 @@ func (c *Connector) Connect(ctx context.Context, bsl *velerov1.BackupStorageLoca
 	return repo, nil
 }
 
-func (c *Connector) password(ctx context.Context, create bool) (string, error) {
-	if create {
-		return repository.EnsurePassword(ctx, c.Client, c.Namespace)
-	}
+// password reads Velero's repository password; a missing secret is waited for.
+func (c *Connector) password(ctx context.Context) (string, error) {
 	password, err := repository.Password(ctx, c.Client, c.Namespace)
 	if apierrors.IsNotFound(errors.Cause(err)) {
-		return "", datapath.Permanent("", errors.Wrapf(err,
-			"no repository password: secret %s/%s is created by the first backup into a repository, and there is none",
+		return "", datapath.Transient(errors.Errorf(
+			"Velero's repository password secret %s/%s does not exist yet; Velero creates it when its server starts",
 			c.Namespace, repository.PasswordSecretName))
 	}
 	return password, err
