@@ -3,7 +3,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -345,6 +348,12 @@ func TestCancelMidMove(t *testing.T) {
 		return du.Spec.SourcePVC == "data" && du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
 	s.requireWorkerLeastPrivilege(t, du.Name, "datauploads")
+	// The throttled upload saves its first checkpoint after the mover's checkpoint
+	// interval (30 s by default), tagged with the backup: cancel after it.
+	kcfg := s.kopiaConnect(t, ns, s.bslPrefix+"/kopia/"+ns+"/")
+	poll(t, "a checkpoint of PVC data", 2*time.Minute, func(context.Context) (bool, error) {
+		return strings.Contains(strings.Join(s.backupManifests(t, kcfg, name), "\n"), "/"+ns+"/data checkpoint"), nil
+	})
 	out := s.snapmove(t, "cancel", "backup", name, "--wait", "2m")
 	t.Log(out)
 	require.Contains(t, out, "backup "+name+": canceled ")
@@ -355,6 +364,10 @@ func TestCancelMidMove(t *testing.T) {
 	var b velerov1.Backup
 	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b))
 	require.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
+	// The canceled upload's checkpoints are forgotten once its worker has stopped.
+	poll(t, "the checkpoints of the canceled upload to be forgotten", 2*time.Minute, func(context.Context) (bool, error) {
+		return !strings.Contains(strings.Join(s.backupManifests(t, kcfg, name), "\n"), "/"+ns+"/data "), nil
+	})
 
 	// The user loses the namespace and restores what the backup holds.
 	s.deleteNamespace(t, ns)
@@ -369,6 +382,51 @@ func TestCancelMidMove(t *testing.T) {
 		require.NotEqual(t, ns+"/data", dd.Spec.TargetVolume.Namespace+"/"+dd.Spec.TargetVolume.PVC, "no DataDownload for the PVC without data")
 	}
 	s.requireNoLeftovers(t)
+
+	// Deleting the backup forgets everything it wrote: no snapshot or checkpoint of any
+	// of its volumes is left with its tag.
+	s.veleroCLI(t, "backup", "delete", name, "--confirm")
+	poll(t, "backup "+name+" to be deleted", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &velerov1.Backup{})
+		return apierrors.IsNotFound(err), crclient.IgnoreNotFound(err)
+	})
+	poll(t, "the snapshots of backup "+name+" to be forgotten", 2*time.Minute, func(context.Context) (bool, error) {
+		return len(s.backupManifests(t, kcfg, name)) == 0, nil
+	})
+}
+
+// backupManifests lists, through the kopia CLI connected with kcfg, the snapshot
+// manifests (complete and checkpoints) whose velero.io/backup-name tag is backup, each as
+// "<source path> <complete|checkpoint> <manifest ID>".
+func (s *stack) backupManifests(t *testing.T, kcfg []string, backup string) []string {
+	t.Helper()
+	cmd := exec.Command(s.kopia, append([]string{"snapshot", "ls", "--all", "--incomplete", "--json"}, kcfg...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "kopia snapshot ls: %s", stderr.String())
+	var mans []struct {
+		ID     string `json:"id"`
+		Source struct {
+			Path string `json:"path"`
+		} `json:"source"`
+		Incomplete string            `json:"incomplete"`
+		Tags       map[string]string `json:"tags"`
+	}
+	require.NoError(t, json.Unmarshal(out, &mans), "kopia snapshot ls --json:\n%s", out)
+	var got []string
+	for _, m := range mans {
+		if m.Tags["tag:"+velerov1.BackupNameLabel] != backup && m.Tags[velerov1.BackupNameLabel] != backup {
+			continue
+		}
+		kind := "complete"
+		if m.Incomplete != "" {
+			kind = "checkpoint"
+		}
+		got = append(got, m.Source.Path+" "+kind+" "+m.ID)
+	}
+	t.Logf("manifests of backup %s: %v", backup, got)
+	return got
 }
 
 // `snapmove cancel restore NAME` stops a running restore's volume moves: the DataDownload

@@ -142,8 +142,10 @@ func (c *Connector) Verify(ctx context.Context, bsl *velerov1.BackupStorageLocat
 
 // DeleteSnapshot forgets snapshotID, a snapshot of owner, in the repository of owner's
 // namespace on bsl, and refuses a snapshot of anything else (kopia.Repository.ForgetSnapshot);
-// a location without a repository has nothing to forget. It implements the controller's
-// Repositories.
+// then, when owner has a backup UID, every other snapshot and checkpoint of owner's
+// volume that owner's backup wrote (kopia.Repository.ForgetBackupSnapshots). An empty
+// snapshotID does only the latter. A location without a repository has nothing to
+// forget. It implements the controller's Repositories.
 func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, owner datapath.SnapshotOwner, snapshotID string) error {
 	repo, err := c.Connect(ctx, bsl, owner.Namespace, kopia.Options{CacheLimitMB: -1})
 	if errors.Is(err, kopia.ErrNotInitialized) {
@@ -157,7 +159,17 @@ func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStor
 			c.Log.WithError(cErr).Warn("closing the repository")
 		}
 	}()
-	return repo.ForgetSnapshot(ctx, snapshotID, owner)
+	if snapshotID != "" {
+		if err := repo.ForgetSnapshot(ctx, snapshotID, owner); err != nil {
+			return err
+		}
+	}
+	forgotten, err := repo.ForgetBackupSnapshots(ctx, owner)
+	if len(forgotten) > 0 {
+		c.Log.WithFields(logrus.Fields{"backup": owner.Backup, "pvc": owner.Namespace + "/" + owner.PVC}).
+			Infof("forgot %d more snapshots and checkpoints of the backup: %s", len(forgotten), strings.Join(forgotten, ", "))
+	}
+	return err
 }
 
 // Open implements the worker's Opener: a backup may create the repository and uses the

@@ -21,8 +21,9 @@ import (
 
 // DeleteRequestReconciler forgets kopia snapshots of deleted backups. The delete plugin
 // cannot reach the repository (only the mover links kopia), so it creates a ConfigMap
-// labelled naming.DeleteRequestLabel=true per snapshot; this reconciler deletes the
-// snapshot and sets the request's phase to Completed or Failed (with a message).
+// labelled naming.DeleteRequestLabel=true per DataUpload; this reconciler deletes the
+// snapshot, and every other snapshot and checkpoint the backup (named with its UID) wrote
+// of the PVC, and sets the request's phase to Completed or Failed (with a message).
 // Anyone who may create ConfigMaps in Velero's namespace can write a request, so the
 // repository forgets a snapshot only when its source is the request's PVC and its backup
 // tag the request's backup; a mismatch fails the request, naming it, and deletes nothing.
@@ -156,7 +157,10 @@ func (r *DeleteRequestReconciler) expire(ctx context.Context, cm *corev1.ConfigM
 // The worker tags a snapshot with the DataUpload's velero.io/backup-name label, which
 // is Velero's label-safe form of the backup's name.
 func requestOwner(cm *corev1.ConfigMap) datapath.SnapshotOwner {
-	owner := datapath.SnapshotOwner{Namespace: cm.Data[naming.DeleteRequestNSKey], PVC: cm.Data[naming.DeleteRequestPVCKey]}
+	owner := datapath.SnapshotOwner{
+		Namespace: cm.Data[naming.DeleteRequestNSKey], PVC: cm.Data[naming.DeleteRequestPVCKey],
+		BackupUID: cm.Data[naming.DeleteRequestBackupUIDKey],
+	}
 	if b := cm.Data[naming.DeleteRequestBackupKey]; b != "" {
 		owner.Backup = label.GetValidName(b)
 	}
@@ -167,7 +171,8 @@ func requestOwner(cm *corev1.ConfigMap) datapath.SnapshotOwner {
 // the request's backup and volume is refused (Failed, with the repository's reason).
 func (r *DeleteRequestReconciler) forget(ctx context.Context, cm *corev1.ConfigMap) (phase, msg string, err error) {
 	snapshotID := cm.Data[naming.DeleteRequestSnapKey]
-	if snapshotID == "" {
+	owner := requestOwner(cm)
+	if snapshotID == "" && owner.BackupUID == "" {
 		return naming.DeleteRequestCompleted, "no snapshot to delete", nil
 	}
 	bsl, err := storageLocation(ctx, r.Reader, r.Namespace, cm.Data[naming.DeleteRequestBSLKey])
@@ -177,7 +182,7 @@ func (r *DeleteRequestReconciler) forget(ctx context.Context, cm *corev1.ConfigM
 	if err != nil {
 		return "", "", err
 	}
-	err = r.Repos.DeleteSnapshot(ctx, bsl, requestOwner(cm), snapshotID)
+	err = r.Repos.DeleteSnapshot(ctx, bsl, owner, snapshotID)
 	if p, ok := asPermanent(err); ok {
 		return naming.DeleteRequestFailed, p.Error(), nil
 	}

@@ -59,6 +59,9 @@ func TestDeleteRequests(t *testing.T) {
 	}{
 		{name: "deleted", wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/k0123"}},
 		{name: "no snapshot ID", data: map[string]string{naming.DeleteRequestSnapKey: "-"}, wantPhase: naming.DeleteRequestCompleted, wantMessage: "no snapshot to delete"},
+		// A canceled or failed upload: no snapshot ID, but the backup's UID names what it wrote.
+		{name: "no snapshot ID, backup UID", data: map[string]string{naming.DeleteRequestSnapKey: "-", naming.DeleteRequestBackupUIDKey: "uid-1"},
+			wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/"}},
 		{name: "BSL missing", noBSL: true, wantPhase: naming.DeleteRequestFailed, wantMessage: "BackupStorageLocation velero/default does not exist"},
 		{name: "permanent repository error", deleteErr: datapath.Permanent(ReasonRepositoryError, errString("wrong repository password for s3://bucket/velero/kopia/app/")),
 			wantPhase: naming.DeleteRequestFailed, wantMessage: "wrong repository password for s3://bucket/velero/kopia/app/", wantCalls: []string{"default/app/k0123"}},

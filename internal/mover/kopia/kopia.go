@@ -80,6 +80,12 @@ func (r *Repository) ForgetSnapshot(ctx context.Context, snapshotID string, owne
 	return r.st.ForgetSnapshot(ctx, snapshotID, owner)
 }
 
+// ForgetBackupSnapshots forgets every snapshot and checkpoint of owner's volume that
+// owner's backup wrote (store.Repository.ForgetBackupSnapshots).
+func (r *Repository) ForgetBackupSnapshots(ctx context.Context, owner datapath.SnapshotOwner) ([]string, error) {
+	return r.st.ForgetBackupSnapshots(ctx, owner)
+}
+
 // RunMaintenance runs kopia's full maintenance (store.Repository.RunMaintenance); only
 // tests and benchmarks do.
 func (r *Repository) RunMaintenance(ctx context.Context, safety MaintenanceSafety) error {

@@ -67,6 +67,43 @@ func (r *Repository) ForgetSnapshot(ctx context.Context, snapshotID string, owne
 	return r.deleteManifests(kctx, "snapmove delete snapshot", man.ID)
 }
 
+// ForgetBackupSnapshots forgets every snapshot and checkpoint of owner's volume whose
+// velero.io/backup-name and velero.io/backup-uid tags both name owner's backup, and
+// returns their IDs: what a backup wrote of the volume besides the snapshot its
+// DataUpload names, such as the checkpoints of a canceled or failed upload (each a GC
+// root: maintenance never frees their data while they exist). An owner without a
+// BackupUID forgets nothing: a backup's name may be used again later, its UID never.
+// Nothing is an error.
+func (r *Repository) ForgetBackupSnapshots(ctx context.Context, owner datapath.SnapshotOwner) ([]string, error) {
+	if owner.BackupUID == "" || owner.Backup == "" || owner.Namespace == "" || owner.PVC == "" {
+		return nil, nil
+	}
+	if r.opts.ReadOnly {
+		return nil, errors.Errorf("deleting the snapshots of backup %s: repository at %s is open read-only", owner.Backup, r.loc)
+	}
+	kctx := velerokopia.SetupKopiaLog(ctx, r.log.WithField("backup", owner.Backup))
+	si := snapshot.SourceInfo{UserName: User, Host: Host, Path: path.Clean(SourcePath(owner.Namespace, owner.PVC))}
+	mans, err := snapshot.ListSnapshots(kctx, r.rep, si)
+	if err != nil {
+		return nil, errors.Wrapf(err, "listing snapshots of %s in repository at %s", si, r.loc)
+	}
+	var ids []manifest.ID
+	var forgotten []string
+	for _, m := range mans {
+		if ownerMismatch(m, owner) == "" {
+			ids = append(ids, m.ID)
+			forgotten = append(forgotten, string(m.ID))
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if err := r.deleteManifests(kctx, "snapmove delete snapshots of a backup", ids...); err != nil {
+		return nil, err
+	}
+	return forgotten, nil
+}
+
 // ownerMismatch says why man does not belong to owner, or "" when it does.
 func ownerMismatch(man *snapshot.Manifest, owner datapath.SnapshotOwner) string {
 	want := path.Clean(SourcePath(owner.Namespace, owner.PVC))
