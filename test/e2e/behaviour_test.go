@@ -22,7 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/snapmove/snapmove/internal/mover/kopia"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest/maintain"
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 	"github.com/snapmove/snapmove/internal/naming"
 	"github.com/snapmove/snapmove/test/datagen"
@@ -212,7 +213,7 @@ const genSize = 4 << 20
 // requireMaintenanceReclaims runs kopia's full maintenance on the repository of namespace
 // ns and checks that the storage of deleted snapshots comes back: the data packs shrink to
 // within 1.5 times live bytes (the live snapshot's data), and the index blobs grow by
-// at most a few. The safety is snapmove's MaintenanceSafetyReclaim (kopia's SafetyNone
+// at most a few. The safety is the test-only MaintenanceSafetyReclaim (kopia's SafetyNone
 // margins, in two runs), run as the repository's only client: the namespace's
 // repository is this test's alone. Velero runs maintenance with SafetyFull only, whose
 // margins are a day (README "Repository maintenance"), so its Jobs cannot show this
@@ -223,11 +224,11 @@ func (s *stack) requireMaintenanceReclaims(t *testing.T, ns string, live int64) 
 	packs0, packBytes0, index0 := s.repositoryBlobs(t, prefix)
 	loc := repository.Location{Provider: repository.ProviderAWS, Bucket: s.bucket, Prefix: prefix, Region: "minio",
 		Endpoint: s.s3Endpoint, DisableTLS: true, AccessKeyID: s.accessKey, SecretAccessKey: s.secretKey}
-	r, err := kopia.Open(ctxT(t), loc, s.repoPassword(t), kopia.Options{CacheLimitMB: -1})
+	r, err := store.Open(ctxT(t), loc, s.repoPassword(t), store.Options{CacheLimitMB: -1})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, r.Close(ctxT(t))) }()
 	start := time.Now()
-	require.NoError(t, r.RunMaintenance(ctxT(t), kopia.MaintenanceSafetyReclaim))
+	require.NoError(t, maintain.RunMaintenance(ctxT(t), r, maintain.MaintenanceSafetyReclaim))
 	packs1, packBytes1, index1 := s.repositoryBlobs(t, prefix)
 	t.Logf("maintenance (%s): data packs %d, %d bytes -> %d, %d bytes (live %d bytes); index blobs %d -> %d",
 		time.Since(start).Round(time.Millisecond), packs0, packBytes0, packs1, packBytes1, live, index0, index1)

@@ -172,6 +172,12 @@ func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStor
 	return err
 }
 
+// OpenToForget opens the repository of sourceNamespace on bsl to forget snapshots in it
+// (snapmove forget-orphans): writable, never created, without a local cache.
+func (c *Connector) OpenToForget(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string) (*kopia.Repository, error) {
+	return c.Connect(ctx, bsl, sourceNamespace, kopia.Options{CacheLimitMB: -1})
+}
+
 // Open implements the worker's Opener: a backup may create the repository and uses the
 // local cache; a restore opens read-only without a cache (it reads every content once,
 // so a cache would only double the disk writes). A failure that may pass (the store
@@ -231,15 +237,37 @@ func (r *Reader) Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, 
 // Namespaces lists the source namespaces that hold a repository on bsl: the directories
 // of <bsl prefix>/kopia/ that hold a kopia repository.
 func (r *Reader) Namespaces(ctx context.Context, bsl *velerov1.BackupStorageLocation) ([]string, error) {
-	// Resolve as for any namespace, then step up to the parent of the repositories.
-	loc, err := repository.ResolveLocation(ctx, r.Secrets, bsl, "_", r.DefaultCredentials)
+	loc, err := r.below(ctx, bsl, repository.RepositoryType)
 	if err != nil {
-		return nil, locationError(err)
-	}
-	loc.Prefix = path.Dir(strings.TrimSuffix(loc.Prefix, "/")) + "/"
-	if loc.Prefix == "./" {
-		loc.Prefix = ""
+		return nil, err
 	}
 	ns, err := kopia.Namespaces(ctx, loc)
 	return ns, classify(err, secretPassword(r.Namespace))
+}
+
+// Backups lists the backups Velero stored on bsl: the directories of
+// <bsl prefix>/backups/ that hold a velero-backup.json.
+func (r *Reader) Backups(ctx context.Context, bsl *velerov1.BackupStorageLocation) ([]string, error) {
+	loc, err := r.below(ctx, bsl, "backups")
+	if err != nil {
+		return nil, err
+	}
+	names, err := kopia.VeleroBackups(ctx, loc)
+	return names, classify(err, secretPassword(r.Namespace))
+}
+
+// below is the location of directory dir of bsl's prefix: bsl resolved as for any
+// namespace, then stepped up to the BSL's prefix.
+func (r *Reader) below(ctx context.Context, bsl *velerov1.BackupStorageLocation, dir string) (repository.Location, error) {
+	loc, err := repository.ResolveLocation(ctx, r.Secrets, bsl, "_", r.DefaultCredentials)
+	if err != nil {
+		return repository.Location{}, locationError(err)
+	}
+	// <bsl prefix>/kopia/_/ -> <bsl prefix>/<dir>/
+	base := path.Dir(path.Dir(strings.TrimSuffix(loc.Prefix, "/")))
+	loc.Prefix = path.Join(base, dir) + "/"
+	if base == "." {
+		loc.Prefix = dir + "/"
+	}
+	return loc, nil
 }

@@ -2,6 +2,8 @@ package connect
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/pkg/errors"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/kopia"
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
 
@@ -86,4 +89,30 @@ func TestPasswordIsNeverCreated(t *testing.T) {
 	pw, err := c.password(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "static-passw0rd", pw)
+}
+
+// The repository finds a backup's snapshots by the tags the worker copies from the
+// DataUpload's labels: they must be Velero's label names.
+func TestBackupTagsAreVelerosLabels(t *testing.T) {
+	require.Equal(t, velerov1.BackupNameLabel, store.TagBackupName)
+	require.Equal(t, velerov1.BackupUIDLabel, store.TagBackupUID)
+}
+
+// Velero's backups are read from <bsl prefix>/backups/, beside the repositories (kopia's
+// filesystem storage, the tests' provider, keeps blob X in file X.f).
+func TestReaderBackups(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"velero/backups/b1/velero-backup.json.f", "velero/backups/b2/b2-logs.gz.f", "velero/kopia/app/kopia.repository.f"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o600))
+	}
+	bsl := &velerov1.BackupStorageLocation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "velero", Name: "default"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: "velero.io/fs", Config: map[string]string{"fspath": dir},
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "bucket", Prefix: "velero"}}},
+	}
+	r := &Reader{Secrets: fake.NewClientBuilder().Build(), Namespace: "velero", Log: logrus.New()}
+	got, err := r.Backups(context.Background(), bsl)
+	require.NoError(t, err)
+	require.Equal(t, []string{"b1"}, got)
 }

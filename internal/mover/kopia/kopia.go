@@ -30,15 +30,6 @@ var (
 	ErrNotFound       = tree.ErrNotFound
 )
 
-// MaintenanceSafety is how much of kopia's safety a maintenance run keeps (store).
-type MaintenanceSafety = store.MaintenanceSafety
-
-// The maintenance safeties (store).
-const (
-	MaintenanceSafetyFull    = store.MaintenanceSafetyFull
-	MaintenanceSafetyReclaim = store.MaintenanceSafetyReclaim
-)
-
 // Repository is an open kopia repository. Its methods may be called concurrently; none
 // may be called after Close, except Close. Each method is one room's function (store,
 // backup, restore, inspect) called with the open repository.
@@ -56,6 +47,11 @@ func Open(ctx context.Context, loc repository.Location, password string, opts Op
 // Namespaces lists the namespaces that hold a repository below loc (store.Namespaces).
 func Namespaces(ctx context.Context, loc repository.Location) ([]string, error) {
 	return store.Namespaces(ctx, loc)
+}
+
+// VeleroBackups lists the backups Velero stored below loc (store.VeleroBackups).
+func VeleroBackups(ctx context.Context, loc repository.Location) ([]string, error) {
+	return store.VeleroBackups(ctx, loc)
 }
 
 // IsTransient reports whether an error of the data path may pass on its own
@@ -84,12 +80,6 @@ func (r *Repository) ForgetSnapshot(ctx context.Context, snapshotID string, owne
 // owner's backup wrote (store.Repository.ForgetBackupSnapshots).
 func (r *Repository) ForgetBackupSnapshots(ctx context.Context, owner datapath.SnapshotOwner) ([]string, error) {
 	return r.st.ForgetBackupSnapshots(ctx, owner)
-}
-
-// RunMaintenance runs kopia's full maintenance (store.Repository.RunMaintenance); only
-// tests and benchmarks do.
-func (r *Repository) RunMaintenance(ctx context.Context, safety MaintenanceSafety) error {
-	return r.st.RunMaintenance(ctx, safety)
 }
 
 // Backup snapshots a volume and verifies the snapshot (backup.Backup).

@@ -28,7 +28,6 @@ import (
 	"github.com/kopia/kopia/snapshot/snapshotfs"
 	"github.com/kopia/kopia/snapshot/upload"
 	"github.com/stretchr/testify/require"
-	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
@@ -534,7 +533,7 @@ func TestForgetSnapshotChecksOwner(t *testing.T) {
 	backupOf := func(pvc, backup, uid string) string {
 		req := kopiatest.BackupRequest(src)
 		req.SourcePVC = pvc
-		req.Tags = map[string]string{velerov1.BackupNameLabel: backup, velerov1.BackupUIDLabel: uid}
+		req.Tags = map[string]string{store.TagBackupName: backup, store.TagBackupUID: uid}
 		res, err := r.Backup(ctx, req)
 		require.NoError(t, err)
 		return res.SnapshotID
@@ -585,7 +584,7 @@ func TestForgetBackupSnapshots(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600))
 	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	tags := func(backup, uid string) map[string]string {
-		return map[string]string{velerov1.BackupNameLabel: backup, velerov1.BackupUIDLabel: uid}
+		return map[string]string{store.TagBackupName: backup, store.TagBackupUID: uid}
 	}
 	backupOf := func(pvc string, tags map[string]string) string {
 		req := kopiatest.BackupRequest(src)

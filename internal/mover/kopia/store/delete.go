@@ -9,7 +9,6 @@ import (
 	"github.com/kopia/kopia/repo/manifest"
 	"github.com/kopia/kopia/snapshot"
 	"github.com/pkg/errors"
-	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerokopia "github.com/vmware-tanzu/velero/pkg/kopia"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
@@ -112,10 +111,10 @@ func ownerMismatch(man *snapshot.Manifest, owner datapath.SnapshotOwner) string 
 		return "the request names no namespace, PVC or backup"
 	case man.Source.UserName != User || man.Source.Host != Host || man.Source.Path != want:
 		return "it is a snapshot of " + man.Source.String() + ", not of " + (snapshot.SourceInfo{UserName: User, Host: Host, Path: want}).String()
-	case man.Tags[velerov1.BackupNameLabel] != owner.Backup:
-		return "its tag " + velerov1.BackupNameLabel + " is " + quoteOrNone(man.Tags[velerov1.BackupNameLabel])
-	case owner.BackupUID != "" && man.Tags[velerov1.BackupUIDLabel] != owner.BackupUID:
-		return "its tag " + velerov1.BackupUIDLabel + " is " + quoteOrNone(man.Tags[velerov1.BackupUIDLabel]) + ", not " + owner.BackupUID
+	case man.Tags[TagBackupName] != owner.Backup:
+		return "its tag " + TagBackupName + " is " + quoteOrNone(man.Tags[TagBackupName])
+	case owner.BackupUID != "" && man.Tags[TagBackupUID] != owner.BackupUID:
+		return "its tag " + TagBackupUID + " is " + quoteOrNone(man.Tags[TagBackupUID]) + ", not " + owner.BackupUID
 	}
 	return ""
 }
