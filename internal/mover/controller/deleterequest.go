@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,7 +13,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	"github.com/vmware-tanzu/velero/pkg/label"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
@@ -151,6 +154,40 @@ func (r *DeleteRequestReconciler) expire(ctx context.Context, cm *corev1.ConfigM
 	return ctrl.Result{}, deleteIfExists(ctx, r.Client, cm)
 }
 
+// backupLive says why request cm is refused when the backup it names is still there and
+// not being deleted: Velero sets a backup's phase to Deleting before it runs the delete
+// actions (pkg/controller/backup_deletion_controller.go), and deletes it afterwards, so a
+// request for a live backup was not made by Velero's deletion (issue #21). A backup of the
+// same name but another UID is a later one: the request's is gone. The error is transient.
+func (r *DeleteRequestReconciler) backupLive(ctx context.Context, cm *corev1.ConfigMap, owner datapath.SnapshotOwner) (string, error) {
+	name := cm.Data[naming.DeleteRequestBackupKey]
+	if name == "" {
+		return "the request names no backup", nil
+	}
+	b := &velerov1.Backup{}
+	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: name}, b)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case apierrors.IsForbidden(err):
+		return fmt.Sprintf("the mover may not get Backup %s/%s, which it checks is being deleted: grant it get on backups.velero.io (examples/mover.yaml)", r.Namespace, name), nil
+	case err != nil:
+		return "", errors.Wrapf(err, "getting Backup %s/%s", r.Namespace, name)
+	case owner.BackupUID != "" && string(b.UID) != owner.BackupUID:
+		return "", nil
+	case b.Status.Phase != velerov1.BackupPhaseDeleting:
+		return fmt.Sprintf("refusing to delete snapshots of backup %s: it exists and is not being deleted (phase %s)", name, phaseOrNone(string(b.Status.Phase))), nil
+	}
+	return "", nil
+}
+
+func phaseOrNone(p string) string {
+	if p == "" {
+		return "none"
+	}
+	return p
+}
+
 // requestOwner is the backup and volume request cm names: the repository forgets only
 // their snapshots. Anyone who may create ConfigMaps in Velero's namespace can write a
 // request, so a request is a claim the repository checks, never an order (issue #21).
@@ -174,6 +211,9 @@ func (r *DeleteRequestReconciler) forget(ctx context.Context, cm *corev1.ConfigM
 	owner := requestOwner(cm)
 	if snapshotID == "" && owner.BackupUID == "" {
 		return naming.DeleteRequestCompleted, "no snapshot to delete", nil
+	}
+	if refused, err := r.backupLive(ctx, cm, owner); refused != "" || err != nil {
+		return naming.DeleteRequestFailed, refused, err
 	}
 	bsl, err := storageLocation(ctx, r.Reader, r.Namespace, cm.Data[naming.DeleteRequestBSLKey])
 	if p, ok := asPermanent(err); ok {

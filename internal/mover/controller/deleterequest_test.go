@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	"github.com/vmware-tanzu/velero/pkg/label"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -49,6 +50,7 @@ func TestDeleteRequests(t *testing.T) {
 		name        string
 		data        map[string]string
 		noBSL       bool
+		backup      *velerov1.Backup
 		deleteErr   error
 		age         time.Duration
 		wantPhase   string
@@ -62,6 +64,13 @@ func TestDeleteRequests(t *testing.T) {
 		// A canceled or failed upload: no snapshot ID, but the backup's UID names what it wrote.
 		{name: "no snapshot ID, backup UID", data: map[string]string{naming.DeleteRequestSnapKey: "-", naming.DeleteRequestBackupUIDKey: "uid-1"},
 			wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/"}},
+		// A request for a backup that is not being deleted was not made by Velero's deletion.
+		{name: "live backup refused", backup: liveBackup("backup-1", "uid-1", velerov1.BackupPhaseCompleted),
+			wantPhase: naming.DeleteRequestFailed, wantMessage: "refusing to delete snapshots of backup backup-1: it exists and is not being deleted (phase Completed)"},
+		{name: "backup being deleted", backup: liveBackup("backup-1", "uid-1", velerov1.BackupPhaseDeleting),
+			wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/k0123"}},
+		{name: "a later backup of the same name", data: map[string]string{naming.DeleteRequestBackupUIDKey: "uid-0"}, backup: liveBackup("backup-1", "uid-1", velerov1.BackupPhaseCompleted),
+			wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/k0123"}},
 		{name: "BSL missing", noBSL: true, wantPhase: naming.DeleteRequestFailed, wantMessage: "BackupStorageLocation velero/default does not exist"},
 		{name: "permanent repository error", deleteErr: datapath.Permanent(ReasonRepositoryError, errString("wrong repository password for s3://bucket/velero/kopia/app/")),
 			wantPhase: naming.DeleteRequestFailed, wantMessage: "wrong repository password for s3://bucket/velero/kopia/app/", wantCalls: []string{"default/app/k0123"}},
@@ -92,6 +101,9 @@ func TestDeleteRequests(t *testing.T) {
 				cm.Labels = nil
 			}
 			objs := []client.Object{cm}
+			if tc.backup != nil {
+				objs = append(objs, tc.backup)
+			}
 			if !tc.noBSL {
 				objs = append(objs, bsl())
 			}
@@ -122,6 +134,12 @@ func TestDeleteRequests(t *testing.T) {
 		})
 	}
 	require.True(t, isDeleteRequest(deleteRequest(nil)))
+}
+
+func liveBackup(name, uid string, phase velerov1.BackupPhase) *velerov1.Backup {
+	b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: name, UID: types.UID(uid)}}
+	b.Status.Phase = phase
+	return b
 }
 
 // The repository is asked to forget the snapshot only for the request's backup and
