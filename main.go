@@ -15,6 +15,8 @@
 //	                                   chosen paths of a volume in a backup, without a full restore
 //	snapmove verify [BACKUP [NS/PVC]]  read a backup's volumes back from the repository
 //	snapmove report BACKUP             what protection each PVC of a backup got
+//	snapmove forget-orphans [--confirm]
+//	                                   forget the snapshots of backups no longer in the bucket
 //
 // The repository commands (list to report) also run as a kubectl plugin: link the binary
 // as kubectl-snapmove on PATH and run `kubectl snapmove list`.
@@ -63,6 +65,8 @@ func main() {
 		err = cmd.Verify(ctx, os.Args[2:], os.Stdout)
 	case "report":
 		err = cmd.Report(ctx, os.Args[2:], os.Stdout)
+	case "forget-orphans":
+		err = cmd.ForgetOrphans(ctx, os.Args[2:], os.Stdout)
 	default:
 		// Velero execs plugins with the server's own flags (and nothing else).
 		stop()

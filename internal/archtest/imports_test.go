@@ -122,6 +122,12 @@ func mainRules(g *graph) []rule {
 		from:   match(sm + "..."), direct: true,
 		forbid: match(sm + "internal/testkit"),
 	}, {
+		says: "internal/mover/kopia/kopiatest is imported only by tests: the shipped binary cannot run the zero-margin reclaim maintenance",
+		source: "internal/mover/kopia/kopiatest/kopiatest.go (It is imported only by _test.go files); " +
+			"internal/mover/kopia/kopiatest/maintain/maintain.go (the shipped binary must not be able to run it)",
+		from:   except(match(sm+"..."), sm+"internal/mover/kopia/kopiatest"),
+		forbid: match(sm + "internal/mover/kopia/kopiatest/..."),
+	}, {
 		says:   "test/datagen imports only the standard library",
 		source: "test/datagen/doc.go (It uses the standard library only ... It must not import snapmove or kopia packages)",
 		from:   match(sm + "test/datagen"), direct: true,

@@ -11,6 +11,7 @@
 //	            worker, connect and kopia share
 //	config      the mover's settings ConfigMap
 //	catalog     the user's repository commands: list, ls, restore-files, verify, report
+//	orphans     forget-orphans: the snapshots of backups no longer in the bucket
 //
 // The commands that run the controller and the worker are in internal/cmd. Nothing here
 // imports internal/plugin, nor does internal/plugin import anything here: what both

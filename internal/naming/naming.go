@@ -89,6 +89,11 @@ const (
 	DeleteRequestFailed    = "Failed"
 )
 
+// DeleteRequestBackupUIDKey, in a delete request, is the backup's UID: with it the mover
+// also forgets the checkpoints (and snapshots) the backup wrote of the PVC, also when the
+// request names no snapshot ID (a canceled or failed upload).
+const DeleteRequestBackupUIDKey = "backupUID"
+
 // UploadOperationID is the async operation ID of the DataUpload for one PVC of one backup.
 // It is the format Velero's own CSI PVC action uses (pkg/backup/actions/csi/pvc_action.go),
 // so a DataUpload can be found again by label velero.io/async-operation-id whichever

@@ -3,7 +3,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,7 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/snapmove/snapmove/internal/mover/kopia"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest/maintain"
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 	"github.com/snapmove/snapmove/internal/naming"
 	"github.com/snapmove/snapmove/test/datagen"
@@ -209,7 +213,7 @@ const genSize = 4 << 20
 // requireMaintenanceReclaims runs kopia's full maintenance on the repository of namespace
 // ns and checks that the storage of deleted snapshots comes back: the data packs shrink to
 // within 1.5 times live bytes (the live snapshot's data), and the index blobs grow by
-// at most a few. The safety is snapmove's MaintenanceSafetyReclaim (kopia's SafetyNone
+// at most a few. The safety is the test-only MaintenanceSafetyReclaim (kopia's SafetyNone
 // margins, in two runs), run as the repository's only client: the namespace's
 // repository is this test's alone. Velero runs maintenance with SafetyFull only, whose
 // margins are a day (README "Repository maintenance"), so its Jobs cannot show this
@@ -220,11 +224,11 @@ func (s *stack) requireMaintenanceReclaims(t *testing.T, ns string, live int64) 
 	packs0, packBytes0, index0 := s.repositoryBlobs(t, prefix)
 	loc := repository.Location{Provider: repository.ProviderAWS, Bucket: s.bucket, Prefix: prefix, Region: "minio",
 		Endpoint: s.s3Endpoint, DisableTLS: true, AccessKeyID: s.accessKey, SecretAccessKey: s.secretKey}
-	r, err := kopia.Open(ctxT(t), loc, s.repoPassword(t), kopia.Options{CacheLimitMB: -1})
+	r, err := store.Open(ctxT(t), loc, s.repoPassword(t), store.Options{CacheLimitMB: -1})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, r.Close(ctxT(t))) }()
 	start := time.Now()
-	require.NoError(t, r.RunMaintenance(ctxT(t), kopia.MaintenanceSafetyReclaim))
+	require.NoError(t, maintain.RunMaintenance(ctxT(t), r, maintain.MaintenanceSafetyReclaim))
 	packs1, packBytes1, index1 := s.repositoryBlobs(t, prefix)
 	t.Logf("maintenance (%s): data packs %d, %d bytes -> %d, %d bytes (live %d bytes); index blobs %d -> %d",
 		time.Since(start).Round(time.Millisecond), packs0, packBytes0, packs1, packBytes1, live, index0, index1)
@@ -345,6 +349,12 @@ func TestCancelMidMove(t *testing.T) {
 		return du.Spec.SourcePVC == "data" && du.Status.Phase == velerov2alpha1.DataUploadPhaseInProgress
 	})
 	s.requireWorkerLeastPrivilege(t, du.Name, "datauploads")
+	// The throttled upload saves its first checkpoint after the mover's checkpoint
+	// interval (30 s by default), tagged with the backup: cancel after it.
+	kcfg := s.kopiaConnect(t, ns, s.bslPrefix+"/kopia/"+ns+"/")
+	poll(t, "a checkpoint of PVC data", 2*time.Minute, func(context.Context) (bool, error) {
+		return strings.Contains(strings.Join(s.backupManifests(t, kcfg, name), "\n"), "/"+ns+"/data checkpoint"), nil
+	})
 	out := s.snapmove(t, "cancel", "backup", name, "--wait", "2m")
 	t.Log(out)
 	require.Contains(t, out, "backup "+name+": canceled ")
@@ -355,6 +365,10 @@ func TestCancelMidMove(t *testing.T) {
 	var b velerov1.Backup
 	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &b))
 	require.Equal(t, velerov1.BackupPhasePartiallyFailed, b.Status.Phase)
+	// The canceled upload's checkpoints are forgotten once its worker has stopped.
+	poll(t, "the checkpoints of the canceled upload to be forgotten", 2*time.Minute, func(context.Context) (bool, error) {
+		return !strings.Contains(strings.Join(s.backupManifests(t, kcfg, name), "\n"), "/"+ns+"/data "), nil
+	})
 
 	// The user loses the namespace and restores what the backup holds.
 	s.deleteNamespace(t, ns)
@@ -369,6 +383,51 @@ func TestCancelMidMove(t *testing.T) {
 		require.NotEqual(t, ns+"/data", dd.Spec.TargetVolume.Namespace+"/"+dd.Spec.TargetVolume.PVC, "no DataDownload for the PVC without data")
 	}
 	s.requireNoLeftovers(t)
+
+	// Deleting the backup forgets everything it wrote: no snapshot or checkpoint of any
+	// of its volumes is left with its tag.
+	s.veleroCLI(t, "backup", "delete", name, "--confirm")
+	poll(t, "backup "+name+" to be deleted", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: name}, &velerov1.Backup{})
+		return apierrors.IsNotFound(err), crclient.IgnoreNotFound(err)
+	})
+	poll(t, "the snapshots of backup "+name+" to be forgotten", 2*time.Minute, func(context.Context) (bool, error) {
+		return len(s.backupManifests(t, kcfg, name)) == 0, nil
+	})
+}
+
+// backupManifests lists, through the kopia CLI connected with kcfg, the snapshot
+// manifests (complete and checkpoints) whose velero.io/backup-name tag is backup, each as
+// "<source path> <complete|checkpoint> <manifest ID>".
+func (s *stack) backupManifests(t *testing.T, kcfg []string, backup string) []string {
+	t.Helper()
+	cmd := exec.Command(s.kopia, append([]string{"snapshot", "ls", "--all", "--incomplete", "--json"}, kcfg...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "kopia snapshot ls: %s", stderr.String())
+	var mans []struct {
+		ID     string `json:"id"`
+		Source struct {
+			Path string `json:"path"`
+		} `json:"source"`
+		Incomplete string            `json:"incomplete"`
+		Tags       map[string]string `json:"tags"`
+	}
+	require.NoError(t, json.Unmarshal(out, &mans), "kopia snapshot ls --json:\n%s", out)
+	var got []string
+	for _, m := range mans {
+		if m.Tags["tag:"+velerov1.BackupNameLabel] != backup && m.Tags[velerov1.BackupNameLabel] != backup {
+			continue
+		}
+		kind := "complete"
+		if m.Incomplete != "" {
+			kind = "checkpoint"
+		}
+		got = append(got, m.Source.Path+" "+kind+" "+m.ID)
+	}
+	t.Logf("manifests of backup %s: %v", backup, got)
+	return got
 }
 
 // `snapmove cancel restore NAME` stops a running restore's volume moves: the DataDownload

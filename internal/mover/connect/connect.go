@@ -21,8 +21,8 @@ import (
 // Connector connects to the repositories of Velero's namespace. The zero value is not
 // usable; fill every field that has no stated default.
 type Connector struct {
-	// Client reads BSL credential secrets and the password secret, and creates the
-	// password secret. It should not be a cache: secrets are not watched.
+	// Client reads BSL credential secrets and the password secret (never creating it:
+	// repository.Password). It should not be a cache: secrets are not watched.
 	Client client.Client
 	// Namespace is Velero's: where the password secret and credential secrets live.
 	Namespace string
@@ -36,13 +36,14 @@ type Connector struct {
 }
 
 // Connect opens the repository of sourceNamespace on bsl with opts (its Log is set here).
-// With opts.Create a missing password secret is created; otherwise it is a permanent
-// error, since no password made up now could open an existing repository. Errors that
-// retrying cannot fix are *datapath.PermanentError with an empty Reason.
+// A missing password secret is a *datapath.TransientError that says Velero creates it:
+// the caller waits for it (the controller within its bound, a delete request until it
+// exists), and snapmove never makes one up (repository.Password). Errors that retrying
+// cannot fix are *datapath.PermanentError with an empty Reason.
 func (c *Connector) Connect(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, opts kopia.Options) (*kopia.Repository, error) {
 	opts.Log = c.Log
 	password := func(ctx context.Context) (string, string, error) {
-		pw, err := c.password(ctx, opts.Create)
+		pw, err := c.password(ctx)
 		return pw, secretPassword(c.Namespace), err
 	}
 	repo, err := open(ctx, c.Client, c.DefaultCredentials, bsl, sourceNamespace, password, opts)
@@ -52,14 +53,12 @@ func (c *Connector) Connect(ctx context.Context, bsl *velerov1.BackupStorageLoca
 	return repo, nil
 }
 
-func (c *Connector) password(ctx context.Context, create bool) (string, error) {
-	if create {
-		return repository.EnsurePassword(ctx, c.Client, c.Namespace)
-	}
+// password reads Velero's repository password; a missing secret is waited for.
+func (c *Connector) password(ctx context.Context) (string, error) {
 	password, err := repository.Password(ctx, c.Client, c.Namespace)
 	if apierrors.IsNotFound(errors.Cause(err)) {
-		return "", datapath.Permanent("", errors.Wrapf(err,
-			"no repository password: secret %s/%s is created by the first backup into a repository, and there is none",
+		return "", datapath.Transient(errors.Errorf(
+			"Velero's repository password secret %s/%s does not exist yet; Velero creates it when its server starts",
 			c.Namespace, repository.PasswordSecretName))
 	}
 	return password, err
@@ -141,11 +140,14 @@ func (c *Connector) Verify(ctx context.Context, bsl *velerov1.BackupStorageLocat
 	return repo.Close(ctx)
 }
 
-// DeleteSnapshot forgets snapshotID in the repository of sourceNamespace on bsl; a
-// location without a repository has nothing to forget. It implements the controller's
-// Repositories.
-func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace, snapshotID string) error {
-	repo, err := c.Connect(ctx, bsl, sourceNamespace, kopia.Options{CacheLimitMB: -1})
+// DeleteSnapshot forgets snapshotID, a snapshot of owner, in the repository of owner's
+// namespace on bsl, and refuses a snapshot of anything else (kopia.Repository.ForgetSnapshot);
+// then, when owner has a backup UID, every other snapshot and checkpoint of owner's
+// volume that owner's backup wrote (kopia.Repository.ForgetBackupSnapshots). An empty
+// snapshotID does only the latter. A location without a repository has nothing to
+// forget. It implements the controller's Repositories.
+func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, owner datapath.SnapshotOwner, snapshotID string) error {
+	repo, err := c.Connect(ctx, bsl, owner.Namespace, kopia.Options{CacheLimitMB: -1})
 	if errors.Is(err, kopia.ErrNotInitialized) {
 		return nil
 	}
@@ -157,7 +159,23 @@ func (c *Connector) DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStor
 			c.Log.WithError(cErr).Warn("closing the repository")
 		}
 	}()
-	return repo.DeleteSnapshot(ctx, snapshotID)
+	if snapshotID != "" {
+		if err := repo.ForgetSnapshot(ctx, snapshotID, owner); err != nil {
+			return err
+		}
+	}
+	forgotten, err := repo.ForgetBackupSnapshots(ctx, owner)
+	if len(forgotten) > 0 {
+		c.Log.WithFields(logrus.Fields{"backup": owner.Backup, "pvc": owner.Namespace + "/" + owner.PVC}).
+			Infof("forgot %d more snapshots and checkpoints of the backup: %s", len(forgotten), strings.Join(forgotten, ", "))
+	}
+	return err
+}
+
+// OpenToForget opens the repository of sourceNamespace on bsl to forget snapshots in it
+// (snapmove forget-orphans): writable, never created, without a local cache.
+func (c *Connector) OpenToForget(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string) (*kopia.Repository, error) {
+	return c.Connect(ctx, bsl, sourceNamespace, kopia.Options{CacheLimitMB: -1})
 }
 
 // Open implements the worker's Opener: a backup may create the repository and uses the
@@ -219,15 +237,37 @@ func (r *Reader) Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, 
 // Namespaces lists the source namespaces that hold a repository on bsl: the directories
 // of <bsl prefix>/kopia/ that hold a kopia repository.
 func (r *Reader) Namespaces(ctx context.Context, bsl *velerov1.BackupStorageLocation) ([]string, error) {
-	// Resolve as for any namespace, then step up to the parent of the repositories.
-	loc, err := repository.ResolveLocation(ctx, r.Secrets, bsl, "_", r.DefaultCredentials)
+	loc, err := r.below(ctx, bsl, repository.RepositoryType)
 	if err != nil {
-		return nil, locationError(err)
-	}
-	loc.Prefix = path.Dir(strings.TrimSuffix(loc.Prefix, "/")) + "/"
-	if loc.Prefix == "./" {
-		loc.Prefix = ""
+		return nil, err
 	}
 	ns, err := kopia.Namespaces(ctx, loc)
 	return ns, classify(err, secretPassword(r.Namespace))
+}
+
+// Backups lists the backups Velero stored on bsl: the directories of
+// <bsl prefix>/backups/ that hold a velero-backup.json.
+func (r *Reader) Backups(ctx context.Context, bsl *velerov1.BackupStorageLocation) ([]string, error) {
+	loc, err := r.below(ctx, bsl, "backups")
+	if err != nil {
+		return nil, err
+	}
+	names, err := kopia.VeleroBackups(ctx, loc)
+	return names, classify(err, secretPassword(r.Namespace))
+}
+
+// below is the location of directory dir of bsl's prefix: bsl resolved as for any
+// namespace, then stepped up to the BSL's prefix.
+func (r *Reader) below(ctx context.Context, bsl *velerov1.BackupStorageLocation, dir string) (repository.Location, error) {
+	loc, err := repository.ResolveLocation(ctx, r.Secrets, bsl, "_", r.DefaultCredentials)
+	if err != nil {
+		return repository.Location{}, locationError(err)
+	}
+	// <bsl prefix>/kopia/_/ -> <bsl prefix>/<dir>/
+	base := path.Dir(path.Dir(strings.TrimSuffix(loc.Prefix, "/")))
+	loc.Prefix = path.Join(base, dir) + "/"
+	if base == "." {
+		loc.Prefix = dir + "/"
+	}
+	return loc, nil
 }

@@ -2,11 +2,14 @@ package connect
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/kopia"
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
 
@@ -58,45 +62,57 @@ func TestLocationErrors(t *testing.T) {
 	}
 }
 
-// Only a backup into a new repository may create the password: a made-up password could
-// never open an existing repository, so a restore, check or delete without the secret
-// is a permanent error that says so.
-func TestPasswordIsCreatedOnlyForWrites(t *testing.T) {
+// The repository password is Velero's to create (its server does, at start): a missing
+// secret is waited for, by backups too, and never created (issue #21 item 10).
+func TestPasswordIsNeverCreated(t *testing.T) {
 	ctx := context.Background()
-	for _, tc := range []struct {
-		name        string
-		create      bool
-		wantErr     string
-		wantCreated bool
-	}{
-		{name: "read without secret", create: false, wantErr: "no repository password: secret velero/velero-repo-credentials"},
-		{name: "write without secret", create: true, wantCreated: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cl := fake.NewClientBuilder().Build()
-			c := &Connector{Client: cl, Namespace: "velero", Log: logrus.New()}
-			pw, err := c.password(ctx, tc.create)
-			if tc.wantErr != "" {
-				require.ErrorContains(t, err, tc.wantErr)
-				var p *datapath.PermanentError
-				require.True(t, errors.As(err, &p), "permanent")
-				require.Empty(t, pw)
-			} else {
-				require.NoError(t, err)
-				require.NotEmpty(t, pw)
-			}
-			s := &corev1.Secret{}
-			getErr := cl.Get(ctx, client.ObjectKey{Namespace: "velero", Name: repository.PasswordSecretName}, s)
-			require.Equal(t, tc.wantCreated, getErr == nil, "secret created")
-		})
+	cl := fake.NewClientBuilder().Build()
+	c := &Connector{Client: cl, Namespace: "velero", Log: logrus.New()}
+	for _, create := range []bool{false, true} {
+		_, err := c.Connect(ctx, &velerov1.BackupStorageLocation{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "velero", Name: "default"},
+			Spec: velerov1.BackupStorageLocationSpec{Provider: "velero.io/fs", Config: map[string]string{"fspath": t.TempDir()},
+				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "bucket"}}},
+		}, "app", kopia.Options{Create: create, ReadOnly: !create, CacheLimitMB: -1})
+		require.EqualError(t, err, "Velero's repository password secret velero/velero-repo-credentials does not exist yet; Velero creates it when its server starts")
+		require.True(t, datapath.IsTransient(err), "a wait, not a failure")
+		var p *datapath.PermanentError
+		require.False(t, errors.As(err, &p))
+		s := &corev1.Secret{}
+		getErr := cl.Get(ctx, client.ObjectKey{Namespace: "velero", Name: repository.PasswordSecretName}, s)
+		require.True(t, apierrors.IsNotFound(getErr), "no secret created (create=%v)", create)
 	}
-	// An existing secret is read as it is, for reads and writes alike.
+	// An existing secret is read as it is.
 	existing := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "velero", Name: repository.PasswordSecretName},
 		Data: map[string][]byte{repository.PasswordSecretKey: []byte("static-passw0rd\n")}}
-	c := &Connector{Client: fake.NewClientBuilder().WithObjects(existing).Build(), Namespace: "velero", Log: logrus.New()}
-	for _, create := range []bool{false, true} {
-		pw, err := c.password(ctx, create)
-		require.NoError(t, err)
-		require.Equal(t, "static-passw0rd", pw)
+	c = &Connector{Client: fake.NewClientBuilder().WithObjects(existing).Build(), Namespace: "velero", Log: logrus.New()}
+	pw, err := c.password(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "static-passw0rd", pw)
+}
+
+// The repository finds a backup's snapshots by the tags the worker copies from the
+// DataUpload's labels: they must be Velero's label names.
+func TestBackupTagsAreVelerosLabels(t *testing.T) {
+	require.Equal(t, velerov1.BackupNameLabel, store.TagBackupName)
+	require.Equal(t, velerov1.BackupUIDLabel, store.TagBackupUID)
+}
+
+// Velero's backups are read from <bsl prefix>/backups/, beside the repositories (kopia's
+// filesystem storage, the tests' provider, keeps blob X in file X.f).
+func TestReaderBackups(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"velero/backups/b1/velero-backup.json.f", "velero/backups/b2/b2-logs.gz.f", "velero/kopia/app/kopia.repository.f"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f), []byte("{}"), 0o600))
 	}
+	bsl := &velerov1.BackupStorageLocation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "velero", Name: "default"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: "velero.io/fs", Config: map[string]string{"fspath": dir},
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "bucket", Prefix: "velero"}}},
+	}
+	r := &Reader{Secrets: fake.NewClientBuilder().Build(), Namespace: "velero", Log: logrus.New()}
+	got, err := r.Backups(context.Background(), bsl)
+	require.NoError(t, err)
+	require.Equal(t, []string{"b1"}, got)
 }

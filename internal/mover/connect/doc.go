@@ -1,7 +1,7 @@
 // Package connect is the one path from a Velero BackupStorageLocation to an open kopia
 // repository: resolve the location and its credentials (internal/mover/repository), read
-// the repository password (created only by a backup into a new repository), open or
-// create the repository (internal/mover/kopia), and classify what went wrong as
+// the repository password (Velero's server creates it; never snapmove: a missing one is
+// waited for), open or create the repository (internal/mover/kopia), and classify what went wrong as
 // permanent (datapath.PermanentError) or transient. The controller (repository checks,
 // snapshot deletes) and the worker (moving bytes) both connect through it, so they cannot
 // drift apart.

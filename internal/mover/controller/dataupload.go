@@ -370,7 +370,8 @@ func (h uploadHandler) doneMessage(m upload) string {
 // cleanup deletes the worker pod and its identity, the backup PVC (and its volume), our snapshot (and
 // with it the storage snapshot) and the user's VolumeSnapshot if it is still there. Our
 // snapshot waits for its binding (cleanupPending), up to bindGrace. Of the objects named
-// after the DataUpload, only those made for it are deleted (deleteOurs).
+// after the DataUpload, only those made for it are deleted (deleteOurs). An upload that
+// ends without a snapshot then forgets its checkpoints (forgetCheckpoints).
 func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLogger) error {
 	r, du := h.r, m.du
 	ns, name := r.Options.Namespace, du.Name
@@ -393,6 +394,9 @@ func (h uploadHandler) cleanup(ctx context.Context, m upload, log logrus.FieldLo
 		}}); err != nil {
 			return err
 		}
+	}
+	if err := h.forgetCheckpoints(ctx, m, log); err != nil {
+		return err
 	}
 	log.Debug("cleaned up")
 	return nil

@@ -180,6 +180,9 @@ func TestAcceptedRepositoryErrors(t *testing.T) {
 		{name: "BSL missing", noBSL: true, want: "BackupStorageLocation velero/default does not exist"},
 		{name: "transient", err: errString("connection reset"), waiting: true,
 			want: "waiting: checking the kopia repository for namespace app on BackupStorageLocation default: connection reset"},
+		// Velero creates the password at start; until then the movement says so and waits.
+		{name: "password secret not created yet", err: datapath.Transient(errString("Velero's repository password secret velero/velero-repo-credentials does not exist yet; Velero creates it when its server starts")), waiting: true,
+			want: "waiting: checking the kopia repository for namespace app on BackupStorageLocation default: Velero's repository password secret velero/velero-repo-credentials does not exist yet; Velero creates it when its server starts"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

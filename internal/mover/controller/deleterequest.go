@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,14 +13,23 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	"github.com/vmware-tanzu/velero/pkg/label"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // DeleteRequestReconciler forgets kopia snapshots of deleted backups. The delete plugin
 // cannot reach the repository (only the mover links kopia), so it creates a ConfigMap
-// labelled naming.DeleteRequestLabel=true per snapshot; this reconciler deletes the
-// snapshot and sets the request's phase to Completed or Failed (with a message).
+// labelled naming.DeleteRequestLabel=true per DataUpload; this reconciler deletes the
+// snapshot, and every other snapshot and checkpoint the backup (named with its UID) wrote
+// of the PVC, and sets the request's phase to Completed or Failed (with a message).
+// Anyone who may create ConfigMaps in Velero's namespace can write a request, so the
+// repository forgets a snapshot only when its source is the request's PVC and its backup
+// tag the request's backup; a mismatch fails the request, naming it, and deletes nothing.
 //
 // A request is a durable job: transient repository errors (the store is down, the mover
 // was scaled to zero when Velero deleted the backup) are retried with the controller's
@@ -144,11 +154,66 @@ func (r *DeleteRequestReconciler) expire(ctx context.Context, cm *corev1.ConfigM
 	return ctrl.Result{}, deleteIfExists(ctx, r.Client, cm)
 }
 
-// forget deletes the snapshot. A non-nil error is transient.
+// backupLive says why request cm is refused when the backup it names is still there and
+// not being deleted: Velero sets a backup's phase to Deleting before it runs the delete
+// actions (pkg/controller/backup_deletion_controller.go), and deletes it afterwards, so a
+// request for a live backup was not made by Velero's deletion (issue #21). A backup of the
+// same name but another UID is a later one: the request's is gone. The error is transient.
+func (r *DeleteRequestReconciler) backupLive(ctx context.Context, cm *corev1.ConfigMap, owner datapath.SnapshotOwner) (string, error) {
+	name := cm.Data[naming.DeleteRequestBackupKey]
+	if name == "" {
+		return "the request names no backup", nil
+	}
+	b := &velerov1.Backup{}
+	err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: name}, b)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case apierrors.IsForbidden(err):
+		return fmt.Sprintf("the mover may not get Backup %s/%s, which it checks is being deleted: grant it get on backups.velero.io (examples/mover.yaml)", r.Namespace, name), nil
+	case err != nil:
+		return "", errors.Wrapf(err, "getting Backup %s/%s", r.Namespace, name)
+	case owner.BackupUID != "" && string(b.UID) != owner.BackupUID:
+		return "", nil
+	case b.Status.Phase != velerov1.BackupPhaseDeleting:
+		return fmt.Sprintf("refusing to delete snapshots of backup %s: it exists and is not being deleted (phase %s)", name, phaseOrNone(string(b.Status.Phase))), nil
+	}
+	return "", nil
+}
+
+func phaseOrNone(p string) string {
+	if p == "" {
+		return "none"
+	}
+	return p
+}
+
+// requestOwner is the backup and volume request cm names: the repository forgets only
+// their snapshots. Anyone who may create ConfigMaps in Velero's namespace can write a
+// request, so a request is a claim the repository checks, never an order (issue #21).
+// The worker tags a snapshot with the DataUpload's velero.io/backup-name label, which
+// is Velero's label-safe form of the backup's name.
+func requestOwner(cm *corev1.ConfigMap) datapath.SnapshotOwner {
+	owner := datapath.SnapshotOwner{
+		Namespace: cm.Data[naming.DeleteRequestNSKey], PVC: cm.Data[naming.DeleteRequestPVCKey],
+		BackupUID: cm.Data[naming.DeleteRequestBackupUIDKey],
+	}
+	if b := cm.Data[naming.DeleteRequestBackupKey]; b != "" {
+		owner.Backup = label.GetValidName(b)
+	}
+	return owner
+}
+
+// forget deletes the snapshot. A non-nil error is transient; a snapshot that is not of
+// the request's backup and volume is refused (Failed, with the repository's reason).
 func (r *DeleteRequestReconciler) forget(ctx context.Context, cm *corev1.ConfigMap) (phase, msg string, err error) {
 	snapshotID := cm.Data[naming.DeleteRequestSnapKey]
-	if snapshotID == "" {
+	owner := requestOwner(cm)
+	if snapshotID == "" && owner.BackupUID == "" {
 		return naming.DeleteRequestCompleted, "no snapshot to delete", nil
+	}
+	if refused, err := r.backupLive(ctx, cm, owner); refused != "" || err != nil {
+		return naming.DeleteRequestFailed, refused, err
 	}
 	bsl, err := storageLocation(ctx, r.Reader, r.Namespace, cm.Data[naming.DeleteRequestBSLKey])
 	if p, ok := asPermanent(err); ok {
@@ -157,7 +222,7 @@ func (r *DeleteRequestReconciler) forget(ctx context.Context, cm *corev1.ConfigM
 	if err != nil {
 		return "", "", err
 	}
-	err = r.Repos.DeleteSnapshot(ctx, bsl, cm.Data[naming.DeleteRequestNSKey], snapshotID)
+	err = r.Repos.DeleteSnapshot(ctx, bsl, owner, snapshotID)
 	if p, ok := asPermanent(err); ok {
 		return naming.DeleteRequestFailed, p.Error(), nil
 	}

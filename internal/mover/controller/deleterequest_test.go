@@ -2,10 +2,13 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	"github.com/vmware-tanzu/velero/pkg/label"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,6 +50,7 @@ func TestDeleteRequests(t *testing.T) {
 		name        string
 		data        map[string]string
 		noBSL       bool
+		backup      *velerov1.Backup
 		deleteErr   error
 		age         time.Duration
 		wantPhase   string
@@ -57,9 +61,22 @@ func TestDeleteRequests(t *testing.T) {
 	}{
 		{name: "deleted", wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/k0123"}},
 		{name: "no snapshot ID", data: map[string]string{naming.DeleteRequestSnapKey: "-"}, wantPhase: naming.DeleteRequestCompleted, wantMessage: "no snapshot to delete"},
+		// A canceled or failed upload: no snapshot ID, but the backup's UID names what it wrote.
+		{name: "no snapshot ID, backup UID", data: map[string]string{naming.DeleteRequestSnapKey: "-", naming.DeleteRequestBackupUIDKey: "uid-1"},
+			wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/"}},
+		// A request for a backup that is not being deleted was not made by Velero's deletion.
+		{name: "live backup refused", backup: liveBackup("backup-1", "uid-1", velerov1.BackupPhaseCompleted),
+			wantPhase: naming.DeleteRequestFailed, wantMessage: "refusing to delete snapshots of backup backup-1: it exists and is not being deleted (phase Completed)"},
+		{name: "backup being deleted", backup: liveBackup("backup-1", "uid-1", velerov1.BackupPhaseDeleting),
+			wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/k0123"}},
+		{name: "a later backup of the same name", data: map[string]string{naming.DeleteRequestBackupUIDKey: "uid-0"}, backup: liveBackup("backup-1", "uid-1", velerov1.BackupPhaseCompleted),
+			wantPhase: naming.DeleteRequestCompleted, wantCalls: []string{"default/app/k0123"}},
 		{name: "BSL missing", noBSL: true, wantPhase: naming.DeleteRequestFailed, wantMessage: "BackupStorageLocation velero/default does not exist"},
 		{name: "permanent repository error", deleteErr: datapath.Permanent(ReasonRepositoryError, errString("wrong repository password for s3://bucket/velero/kopia/app/")),
 			wantPhase: naming.DeleteRequestFailed, wantMessage: "wrong repository password for s3://bucket/velero/kopia/app/", wantCalls: []string{"default/app/k0123"}},
+		// The repository refuses a snapshot of another backup or volume: recorded, never retried.
+		{name: "snapshot of another backup refused", deleteErr: datapath.Permanent("", errString(`refusing to delete snapshot k0123: its tag velero.io/backup-name is "other"`)),
+			wantPhase: naming.DeleteRequestFailed, wantMessage: `refusing to delete snapshot k0123: its tag velero.io/backup-name is "other"`, wantCalls: []string{"default/app/k0123"}},
 		{name: "transient error is retried", deleteErr: errString("connection reset"), wantErr: true, wantCalls: []string{"default/app/k0123"}},
 		// Velero deleted the backup long ago; the store was down all along: still retried.
 		{name: "transient error is retried whatever the age", deleteErr: errString("connection reset"), age: 72 * time.Hour,
@@ -84,6 +101,9 @@ func TestDeleteRequests(t *testing.T) {
 				cm.Labels = nil
 			}
 			objs := []client.Object{cm}
+			if tc.backup != nil {
+				objs = append(objs, tc.backup)
+			}
 			if !tc.noBSL {
 				objs = append(objs, bsl())
 			}
@@ -114,4 +134,28 @@ func TestDeleteRequests(t *testing.T) {
 		})
 	}
 	require.True(t, isDeleteRequest(deleteRequest(nil)))
+}
+
+func liveBackup(name, uid string, phase velerov1.BackupPhase) *velerov1.Backup {
+	b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: name, UID: types.UID(uid)}}
+	b.Status.Phase = phase
+	return b
+}
+
+// The repository is asked to forget the snapshot only for the request's backup and
+// volume, the backup's name in the label-safe form the worker tags with.
+func TestDeleteRequestNamesOwner(t *testing.T) {
+	long := strings.Repeat("b", 70)
+	for _, tc := range []struct {
+		backup string
+		want   datapath.SnapshotOwner
+	}{
+		{backup: "backup-1", want: datapath.SnapshotOwner{Namespace: appNS, PVC: "data", Backup: "backup-1"}},
+		{backup: long, want: datapath.SnapshotOwner{Namespace: appNS, PVC: "data", Backup: label.GetValidName(long)}},
+	} {
+		e := newEnv(t, nil, deleteRequest(map[string]string{naming.DeleteRequestBackupKey: tc.backup}), bsl())
+		_, err := e.r.deleteRequests().Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: veleroNS, Name: "req-1"}})
+		require.NoError(t, err)
+		require.Equal(t, []datapath.SnapshotOwner{tc.want}, e.repos.owners)
+	}
 }

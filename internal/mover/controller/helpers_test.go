@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/naming"
 	"github.com/snapmove/snapmove/internal/testkit"
@@ -57,6 +58,7 @@ type fakeRepos struct {
 	deleteErr error
 	verified  []string
 	deleted   []string
+	owners    []datapath.SnapshotOwner
 }
 
 func (f *fakeRepos) Verify(_ context.Context, bsl *velerov1.BackupStorageLocation, ns string, create bool) error {
@@ -66,10 +68,11 @@ func (f *fakeRepos) Verify(_ context.Context, bsl *velerov1.BackupStorageLocatio
 	return f.verifyErr
 }
 
-func (f *fakeRepos) DeleteSnapshot(_ context.Context, bsl *velerov1.BackupStorageLocation, ns, id string) error {
+func (f *fakeRepos) DeleteSnapshot(_ context.Context, bsl *velerov1.BackupStorageLocation, owner datapath.SnapshotOwner, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.deleted = append(f.deleted, bsl.Name+"/"+ns+"/"+id)
+	f.deleted = append(f.deleted, bsl.Name+"/"+owner.Namespace+"/"+id)
+	f.owners = append(f.owners, owner)
 	return f.deleteErr
 }
 

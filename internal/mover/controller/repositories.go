@@ -33,10 +33,15 @@ type Repositories interface {
 	// credentials, nothing to restore from); its message names the cause and the
 	// location. Any other error may go away on its own.
 	Verify(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace string, create bool) error
-	// DeleteSnapshot forgets snapshotID in the repository of sourceNamespace on bsl. It
-	// returns nil when that repository does not exist (nothing to delete). Errors are
-	// classified like Verify's.
-	DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, sourceNamespace, snapshotID string) error
+	// DeleteSnapshot forgets snapshotID in the repository of owner.Namespace on bsl, when
+	// it is a snapshot of owner's PVC whose backup tags name owner's backup; a snapshot of
+	// anything else is left alone and the error is a *datapath.PermanentError saying why.
+	// Then, when owner.BackupUID is set, it forgets every other snapshot and checkpoint
+	// of owner's PVC tagged with owner's backup name and UID (those of a canceled or
+	// failed upload); an empty snapshotID does only that. It is idempotent and returns
+	// nil when that repository or snapshot does not exist (nothing to delete). Other
+	// errors are classified like Verify's.
+	DeleteSnapshot(ctx context.Context, bsl *velerov1.BackupStorageLocation, owner datapath.SnapshotOwner, snapshotID string) error
 }
 
 // permanentf is datapath.Permanent with a formatted message.

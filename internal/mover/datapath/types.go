@@ -159,3 +159,17 @@ type RestoreRequest struct {
 
 // RestoreResult describes a finished restore.
 type RestoreResult struct{ TotalBytes int64 }
+
+// SnapshotOwner is the backup and volume a delete request names: a snapshot is forgotten
+// for it only when its kopia source is the volume's and its backup tags name the backup.
+type SnapshotOwner struct {
+	// Namespace and PVC make the kopia source path (Velero's data mover's).
+	Namespace, PVC string
+	// Backup is the velero.io/backup-name tag the worker wrote: the DataUpload's label,
+	// Velero's label.GetValidName of the backup's name.
+	Backup string
+	// BackupUID, when set, must equal the velero.io/backup-uid tag. Only an owner with
+	// a UID forgets by tag (snapshots and checkpoints without a given ID): a backup's
+	// name may be used again by a later backup, its UID never.
+	BackupUID string
+}

@@ -7,7 +7,7 @@
 // The rooms, by job, around one tree walker:
 //
 //	store    opening a repository: storage, the write guard, error classification,
-//	         Velero's init, deleting a snapshot, maintenance (for tests), namespaces
+//	         Velero's init, deleting a snapshot, namespaces
 //	backup   a volume into a snapshot, then its verification (inspect)
 //	restore  a snapshot to a directory or block device, and chosen paths (Files)
 //	inspect  reading without writing: snapshots, one directory (ReadDir), verification

@@ -30,15 +30,6 @@ var (
 	ErrNotFound       = tree.ErrNotFound
 )
 
-// MaintenanceSafety is how much of kopia's safety a maintenance run keeps (store).
-type MaintenanceSafety = store.MaintenanceSafety
-
-// The maintenance safeties (store).
-const (
-	MaintenanceSafetyFull    = store.MaintenanceSafetyFull
-	MaintenanceSafetyReclaim = store.MaintenanceSafetyReclaim
-)
-
 // Repository is an open kopia repository. Its methods may be called concurrently; none
 // may be called after Close, except Close. Each method is one room's function (store,
 // backup, restore, inspect) called with the open repository.
@@ -58,6 +49,11 @@ func Namespaces(ctx context.Context, loc repository.Location) ([]string, error) 
 	return store.Namespaces(ctx, loc)
 }
 
+// VeleroBackups lists the backups Velero stored below loc (store.VeleroBackups).
+func VeleroBackups(ctx context.Context, loc repository.Location) ([]string, error) {
+	return store.VeleroBackups(ctx, loc)
+}
+
 // IsTransient reports whether an error of the data path may pass on its own
 // (store.IsTransient).
 func IsTransient(err error) bool { return store.IsTransient(err) }
@@ -69,15 +65,21 @@ func (r *Repository) IsTransient(err error) bool { return store.IsTransient(err)
 // Close closes the repository (store.Repository.Close); it is idempotent.
 func (r *Repository) Close(ctx context.Context) error { return r.st.Close(ctx) }
 
-// DeleteSnapshot forgets a snapshot (store.Repository.DeleteSnapshot).
+// DeleteSnapshot forgets a snapshot, whatever it belongs to (store.Repository.DeleteSnapshot).
 func (r *Repository) DeleteSnapshot(ctx context.Context, snapshotID string) error {
 	return r.st.DeleteSnapshot(ctx, snapshotID)
 }
 
-// RunMaintenance runs kopia's full maintenance (store.Repository.RunMaintenance); only
-// tests and benchmarks do.
-func (r *Repository) RunMaintenance(ctx context.Context, safety MaintenanceSafety) error {
-	return r.st.RunMaintenance(ctx, safety)
+// ForgetSnapshot forgets a snapshot of owner's volume and backup, and refuses any other
+// (store.Repository.ForgetSnapshot).
+func (r *Repository) ForgetSnapshot(ctx context.Context, snapshotID string, owner datapath.SnapshotOwner) error {
+	return r.st.ForgetSnapshot(ctx, snapshotID, owner)
+}
+
+// ForgetBackupSnapshots forgets every snapshot and checkpoint of owner's volume that
+// owner's backup wrote (store.Repository.ForgetBackupSnapshots).
+func (r *Repository) ForgetBackupSnapshots(ctx context.Context, owner datapath.SnapshotOwner) ([]string, error) {
+	return r.st.ForgetBackupSnapshots(ctx, owner)
 }
 
 // Backup snapshots a volume and verifies the snapshot (backup.Backup).

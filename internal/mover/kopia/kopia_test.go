@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"maps"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kopia/kopia/repo"
 	"github.com/kopia/kopia/repo/encryption"
 	"github.com/kopia/kopia/repo/format"
 	"github.com/kopia/kopia/repo/hashing"
@@ -24,6 +26,7 @@ import (
 	"github.com/kopia/kopia/snapshot/policy"
 	kopiarestore "github.com/kopia/kopia/snapshot/restore"
 	"github.com/kopia/kopia/snapshot/snapshotfs"
+	"github.com/kopia/kopia/snapshot/upload"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
@@ -517,6 +520,124 @@ func TestDeleteSnapshot(t *testing.T) {
 	ids := listSnapshotIDs(t, r2)
 	require.Equal(t, []string{b.SnapshotID}, ids)
 	require.Error(t, r2.DeleteSnapshot(ctx, b.SnapshotID), "read-only")
+}
+
+// A delete request names a backup and a PVC; the repository forgets a snapshot only
+// when it is of that PVC and its tags name that backup (issue #21 item 5). The
+// repository holds snapshots of two backups of app/data and one of app/other.
+func TestForgetSnapshotChecksOwner(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	backupOf := func(pvc, backup, uid string) string {
+		req := kopiatest.BackupRequest(src)
+		req.SourcePVC = pvc
+		req.Tags = map[string]string{store.TagBackupName: backup, store.TagBackupUID: uid}
+		res, err := r.Backup(ctx, req)
+		require.NoError(t, err)
+		return res.SnapshotID
+	}
+	b1 := backupOf("data", "b1", "uid-1")
+	b2 := backupOf("data", "b2", "uid-2")
+	other := backupOf("other", "b1", "uid-1")
+	owner := func(pvc, backup, uid string) datapath.SnapshotOwner {
+		return datapath.SnapshotOwner{Namespace: "app", PVC: pvc, Backup: backup, BackupUID: uid}
+	}
+
+	tests := []struct {
+		name    string
+		id      string
+		owner   datapath.SnapshotOwner
+		wantErr string
+	}{
+		{name: "another backup's snapshot", id: b2, owner: owner("data", "b1", ""), wantErr: `its tag velero.io/backup-name is "b2"`},
+		{name: "another backup's snapshot with a UID", id: b2, owner: owner("data", "b2", "uid-1"), wantErr: `its tag velero.io/backup-uid is "uid-2", not uid-1`},
+		{name: "another PVC's snapshot", id: other, owner: owner("data", "b1", ""), wantErr: "it is a snapshot of default@default:snapshot-data-upload-download/kopia/app/other"},
+		{name: "another namespace", id: b1, owner: datapath.SnapshotOwner{Namespace: "tenant", PVC: "data", Backup: "b1"}, wantErr: "not of default@default:snapshot-data-upload-download/kopia/tenant/data"},
+		{name: "no backup named", id: b1, owner: owner("data", "", ""), wantErr: "the request names no namespace, PVC or backup"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := r.ForgetSnapshot(ctx, tc.id, tc.owner)
+			require.ErrorContains(t, err, "refusing to delete snapshot "+tc.id)
+			require.ErrorContains(t, err, tc.wantErr)
+			var p *datapath.PermanentError
+			require.ErrorAs(t, err, &p, "a refusal is final")
+		})
+	}
+	require.ElementsMatch(t, []string{b1, b2}, listSnapshotIDs(t, r), "nothing refused was deleted")
+
+	require.NoError(t, r.ForgetSnapshot(ctx, b1, owner("data", "b1", "uid-1")))
+	require.NoError(t, r.ForgetSnapshot(ctx, b1, owner("data", "b1", "uid-1")), "idempotent")
+	require.Equal(t, []string{b2}, listSnapshotIDs(t, r), "only b1's snapshot is gone")
+	require.NoError(t, r.ForgetSnapshot(ctx, other, owner("other", "b1", "")), "without a UID the name decides")
+}
+
+// What a backup wrote of a volume besides its snapshot, such as the checkpoints of a
+// canceled upload, is forgotten by the backup's name and UID, and nothing else is
+// (issue #21 item 4): not another backup's, not an earlier backup of the same name's,
+// not another PVC's.
+func TestForgetBackupSnapshots(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600))
+	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
+	tags := func(backup, uid string) map[string]string {
+		return map[string]string{store.TagBackupName: backup, store.TagBackupUID: uid}
+	}
+	backupOf := func(pvc string, tags map[string]string) string {
+		req := kopiatest.BackupRequest(src)
+		req.SourcePVC, req.Tags = pvc, tags
+		res, err := r.Backup(ctx, req)
+		require.NoError(t, err)
+		return res.SnapshotID
+	}
+	// checkpoint saves a checkpoint of snapshot id's source and tree with tags, as an
+	// interrupted upload does (a complete backup deletes the source's checkpoints, so
+	// they are made after all backups).
+	checkpoint := func(id string, tags map[string]string) string {
+		man, err := snapshot.LoadSnapshot(ctx, r.st.Direct(), manifest.ID(id))
+		require.NoError(t, err)
+		var cid manifest.ID
+		require.NoError(t, repo.WriteSession(ctx, r.st.Direct(), repo.WriteSessionOptions{Purpose: "test"}, func(ctx context.Context, w repo.RepositoryWriter) error {
+			cp := *man
+			cp.ID, cp.IncompleteReason = "", upload.IncompleteReasonCheckpoint
+			cp.Tags = map[string]string{store.TagRequester: store.Requester, store.TagUploader: store.Uploader}
+			maps.Copy(cp.Tags, tags)
+			cid, err = snapshot.SaveSnapshot(ctx, w, &cp)
+			return err
+		}))
+		return string(cid)
+	}
+	older := backupOf("data", tags("b1", "uid-0")) // an earlier backup named b1, deleted and made again
+	b2 := backupOf("data", tags("b2", "uid-2"))
+	b1 := backupOf("data", tags("b1", "uid-1"))
+	other := backupOf("other", tags("b1", "uid-1"))
+	b1cp := checkpoint(b1, tags("b1", "uid-1"))
+	b1cp2 := checkpoint(b1, tags("b1", "uid-1"))
+	b2cp := checkpoint(b2, tags("b2", "uid-2"))
+	olderCp := checkpoint(older, tags("b1", "uid-0"))
+
+	owner := datapath.SnapshotOwner{Namespace: "app", PVC: "data", Backup: "b1"}
+	got, err := r.ForgetBackupSnapshots(ctx, owner)
+	require.NoError(t, err)
+	require.Empty(t, got, "without the backup's UID nothing is forgotten by tag")
+
+	owner.BackupUID = "uid-1"
+	got, err = r.ForgetBackupSnapshots(ctx, owner)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{b1, b1cp, b1cp2}, got)
+	require.ElementsMatch(t, []string{older, b2, b2cp, olderCp}, listSnapshotIDs(t, r))
+	got, err = r.ForgetBackupSnapshots(ctx, owner)
+	require.NoError(t, err)
+	require.Empty(t, got, "idempotent")
+
+	ro := openRepo(t, r.st.Location(), Options{ReadOnly: true})
+	mans, err := snapshot.ListSnapshots(ctx, ro.st.Direct(), snapshot.SourceInfo{UserName: "default", Host: "default", Path: store.SourcePath("app", "other")})
+	require.NoError(t, err)
+	require.Len(t, mans, 1, "another PVC's snapshot of the same backup stays")
+	require.Equal(t, other, string(mans[0].ID))
 }
 
 func listSnapshotIDs(t *testing.T, r *Repository) []string {

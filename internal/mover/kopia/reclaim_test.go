@@ -22,6 +22,7 @@ import (
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest"
+	"github.com/snapmove/snapmove/internal/mover/kopia/kopiatest/maintain"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
 
@@ -194,7 +195,7 @@ func TestMaintenanceReclaimsDeletedSnapshots(t *testing.T) {
 	//     index holds live contents only: the first generation's pack also holds the kept
 	//     file, and only a rewrite frees the rest of it.
 	start := time.Now()
-	require.NoError(t, r.RunMaintenance(ctx, MaintenanceSafetyReclaim))
+	require.NoError(t, maintain.RunMaintenance(ctx, r.st, maintain.MaintenanceSafetyReclaim))
 	after := listBlobUsage(t, loc)
 	t.Logf("after maintenance (%s): %v", time.Since(start).Round(time.Millisecond), after)
 
@@ -215,9 +216,9 @@ func TestMaintenanceReclaimsDeletedSnapshots(t *testing.T) {
 	requireSameTree(t, describeTree(t, src), describeTree(t, dst))
 
 	// The other safety and a wrong one.
-	require.NoError(t, r.RunMaintenance(ctx, MaintenanceSafetyFull))
-	require.ErrorContains(t, r.RunMaintenance(ctx, "none"), `unknown maintenance safety "none"`)
-	require.ErrorContains(t, ro.RunMaintenance(ctx, MaintenanceSafetyReclaim), "read-only")
+	require.NoError(t, maintain.RunMaintenance(ctx, r.st, maintain.MaintenanceSafetyFull))
+	require.ErrorContains(t, maintain.RunMaintenance(ctx, r.st, "none"), `unknown maintenance safety "none"`)
+	require.ErrorContains(t, maintain.RunMaintenance(ctx, ro.st, maintain.MaintenanceSafetyReclaim), "read-only")
 }
 
 // TestPlainSafetyNoneReclaimsNothing pins down why plain SafetyNone frees

@@ -2,8 +2,8 @@
 // volume namespace's kopia repository lives (bucket, prefix "<bsl prefix>/kopia/<ns>/")
 // and the credentials to reach it, read the way Velero's unified repository reads them
 // (pkg/repository/provider/unified_repo.go getStorageVariables/getStorageCredentials).
-// It also owns the repository password secret that Velero shares
-// (velero-repo-credentials/repository-password, pkg/repository/keys).
+// It also reads the repository password secret that Velero shares and creates
+// (velero-repo-credentials/repository-password, pkg/repository/keys); it never creates it.
 //
 // It must not import kopia (only internal/mover/kopia does), must not talk to object
 // storage, and reads nothing from the environment: ambient credentials (IRSA, workload

@@ -90,14 +90,19 @@ func NewDeleteRequest(backup *velerov1.Backup, du *velerov2alpha1.DataUpload) *c
 			naming.DeleteRequestNSKey:     du.Spec.SourceNamespace,
 			naming.DeleteRequestPVCKey:    du.Spec.SourcePVC,
 			naming.DeleteRequestSnapKey:   du.Status.SnapshotID,
+			// With the UID the mover also forgets what the backup wrote besides the
+			// snapshot (the checkpoints of a canceled or failed upload).
+			naming.DeleteRequestBackupUIDKey: string(backup.UID),
 		},
 	}
 }
 
-// Execute asks the mover to delete the kopia snapshot of a snapmove DataUpload and waits
-// briefly for its answer (at most Options.Timeout); an unanswered request stays for the
-// mover. DataUploads of other movers and DataUploads
-// without a snapshot ID are ignored.
+// Execute asks the mover to delete the kopia snapshot of a snapmove DataUpload, and every
+// checkpoint and snapshot the backup wrote of its PVC, and waits briefly for its answer
+// (at most Options.Timeout); an unanswered request stays for the mover. A DataUpload
+// without a snapshot ID (canceled or failed) is asked for too: its checkpoints carry the
+// backup's tags and would otherwise stay for ever. DataUploads of other movers are
+// ignored.
 func (a *Action) Execute(input *velero.DeleteItemActionExecuteInput) error {
 	du := &velerov2alpha1.DataUpload{}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(input.Item.UnstructuredContent(), du); err != nil {
@@ -109,11 +114,13 @@ func (a *Action) Execute(input *velero.DeleteItemActionExecuteInput) error {
 		log.Debugf("DataUpload belongs to data mover %q: not ours", du.Spec.DataMover)
 		return nil
 	}
-	if du.Status.SnapshotID == "" {
-		log.Infof("DataUpload has no snapshot ID (phase %s): no snapshot to delete", du.Status.Phase)
+	if du.Status.SnapshotID == "" && backup.UID == "" {
+		log.Infof("DataUpload has no snapshot ID (phase %s) and the backup no UID: nothing to delete", du.Status.Phase)
 		return nil
 	}
-	log = log.WithField("snapshotID", du.Status.SnapshotID)
+	if du.Status.SnapshotID != "" {
+		log = log.WithField("snapshotID", du.Status.SnapshotID)
+	}
 	ctx := context.Background()
 
 	req := NewDeleteRequest(backup, du)
@@ -152,8 +159,8 @@ func (a *Action) wait(ctx context.Context, key client.ObjectKey, du *velerov2alp
 				if err := a.remove(ctx, cm); err != nil {
 					log.WithError(err).Warn("removing the failed snapshot delete request")
 				}
-				return errors.Errorf("the snapmove mover could not delete snapshot %s of PVC %s/%s: %s",
-					du.Status.SnapshotID, du.Spec.SourceNamespace, du.Spec.SourcePVC, msg)
+				return errors.Errorf("the snapmove mover could not delete the snapshots of PVC %s/%s (snapshot ID %q): %s",
+					du.Spec.SourceNamespace, du.Spec.SourcePVC, du.Status.SnapshotID, msg)
 			}
 		}
 		if !time.Now().Before(deadline) {

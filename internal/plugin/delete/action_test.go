@@ -9,6 +9,7 @@ import (
 	"github.com/pkg/errors"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	"github.com/vmware-tanzu/velero/pkg/builder"
 	"github.com/vmware-tanzu/velero/pkg/plugin/velero"
@@ -29,7 +30,7 @@ func dataUpload(mover, snapshotID string) *velerov2alpha1.DataUpload {
 }
 
 func TestNewDeleteRequest(t *testing.T) {
-	backup := builder.ForBackup("velero", "nightly").StorageLocation("default").Result()
+	backup := builder.ForBackup("velero", "nightly").StorageLocation("default").ObjectMeta(builder.WithUID("uid-1")).Result()
 	cm := NewDeleteRequest(backup, dataUpload("snapmove", "k0123abcd"))
 	require.Equal(t, "velero", cm.Namespace)
 	require.Regexp(t, `^snapmove-delete-nightly-abc12-[0-9a-f]{8}$`, cm.Name)
@@ -39,7 +40,7 @@ func TestNewDeleteRequest(t *testing.T) {
 		"app.kubernetes.io/managed-by":        "snapmove",
 	}, cm.Labels)
 	require.Equal(t, map[string]string{
-		"backup": "nightly", "backupStorageLocation": "default", "sourceNamespace": "app", "sourcePVC": "data", "snapshotID": "k0123abcd",
+		"backup": "nightly", "backupUID": "uid-1", "backupStorageLocation": "default", "sourceNamespace": "app", "sourcePVC": "data", "snapshotID": "k0123abcd",
 	}, cm.Data)
 	require.Equal(t, cm.Name, NewDeleteRequest(backup, dataUpload("snapmove", "k0123abcd")).Name, "deterministic")
 	require.NotEqual(t, cm.Name, NewDeleteRequest(backup, dataUpload("snapmove", "kother")).Name, "one request per snapshot")
@@ -53,7 +54,8 @@ type mover struct {
 }
 
 func TestExecute(t *testing.T) {
-	backup := builder.ForBackup("velero", "nightly").StorageLocation("default").Result()
+	backup := builder.ForBackup("velero", "nightly").StorageLocation("default").ObjectMeta(builder.WithUID("uid-1")).Result()
+	noUID := builder.ForBackup("velero", "nightly").StorageLocation("default").Result()
 	tests := []struct {
 		name       string
 		du         *velerov2alpha1.DataUpload
@@ -64,14 +66,20 @@ func TestExecute(t *testing.T) {
 		wantNoReq  bool // no request was ever created
 		wantLeft   bool // the request stays in place
 		wantCreate bool
+		backup     *velerov1.Backup // nil: backup
+		// wantSnapshotID is the request's snapshot ID when created ("" means k1, "-" none).
+		wantSnapshotID string
 	}{
 		{name: "another mover's DataUpload", du: dataUpload("", "k1"), wantNoReq: true},
-		{name: "no snapshot ID", du: dataUpload("snapmove", ""), wantNoReq: true},
+		// A canceled or failed upload has no snapshot ID but left checkpoints tagged with
+		// the backup: the mover forgets them by the backup's UID (issue #21 item 4).
+		{name: "no snapshot ID", du: dataUpload("snapmove", ""), mover: &mover{at: 2, phase: naming.DeleteRequestCompleted}, wantCreate: true, wantSnapshotID: "-"},
+		{name: "no snapshot ID, backup without UID", du: dataUpload("snapmove", ""), backup: noUID, wantNoReq: true},
 		{name: "mover completes", du: dataUpload("snapmove", "k1"), mover: &mover{at: 3, phase: naming.DeleteRequestCompleted}, wantCreate: true},
 		{
 			name: "mover fails", du: dataUpload("snapmove", "k1"),
 			mover:      &mover{at: 2, phase: naming.DeleteRequestFailed, message: "repository is read-only"},
-			wantErr:    "the snapmove mover could not delete snapshot k1 of PVC app/data: repository is read-only",
+			wantErr:    `the snapmove mover could not delete the snapshots of PVC app/data \(snapshot ID "k1"\): repository is read-only`,
 			wantCreate: true,
 		},
 		{
@@ -126,7 +134,11 @@ func TestExecute(t *testing.T) {
 			m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(tt.du)
 			require.NoError(t, err)
 
-			err = a.Execute(&velero.DeleteItemActionExecuteInput{Item: &unstructured.Unstructured{Object: m}, Backup: backup})
+			in := backup
+			if tt.backup != nil {
+				in = tt.backup
+			}
+			err = a.Execute(&velero.DeleteItemActionExecuteInput{Item: &unstructured.Unstructured{Object: m}, Backup: in})
 
 			if tt.wantErr != "" {
 				require.Error(t, err)
@@ -136,7 +148,9 @@ func TestExecute(t *testing.T) {
 			}
 			if tt.wantCreate {
 				require.NotNil(t, created)
-				require.Equal(t, "k1", created.Data[naming.DeleteRequestSnapKey])
+				want := map[string]string{"": "k1", "-": ""}[tt.wantSnapshotID]
+				require.Equal(t, want, created.Data[naming.DeleteRequestSnapKey])
+				require.Equal(t, "uid-1", created.Data[naming.DeleteRequestBackupUIDKey])
 				require.Equal(t, "true", created.Labels[naming.DeleteRequestLabel])
 			}
 			if tt.wantNoReq {

@@ -2,11 +2,11 @@
 // (filesystem, S3, GCS, Azure), creating a repository with kopia's defaults and Velero's
 // init, the connection config and cache, the guard that stops a backup when the store
 // fails a write, the classification of storage errors (ErrWrongPassword, ...,
-// IsTransient), deleting a snapshot, maintenance (tests only), the namespaces that hold a
-// repository, and the identity Velero's uploader writes (SourcePath, tags). The open
+// IsTransient), forgetting snapshots (checked against the backup and volume that ask),
+// the namespaces that hold a repository and the backups Velero stored, and the identity Velero's uploader writes (SourcePath, tags). The open
 // Repository is what the other rooms (backup, restore, inspect) are handed.
 //
 // It must not read or write snapshot trees (packages tree, backup, restore, inspect do),
-// know about Kubernetes objects, read the environment or flags, or run maintenance
-// outside tests: Velero's maintenance jobs own that.
+// know about Kubernetes objects, read the environment or flags, or run maintenance:
+// Velero's maintenance jobs own that (tests use kopiatest/maintain).
 package store

@@ -30,6 +30,23 @@ import (
 // storage for them lists without a delimiter and the blob.Storage interface offers no
 // other way.
 func Namespaces(ctx context.Context, loc repository.Location) ([]string, error) {
+	return directoriesHolding(ctx, loc, format.KopiaRepositoryBlobID)
+}
+
+// VeleroBackupMetadata is the object Velero writes for each backup it stores:
+// <bsl prefix>/backups/<name>/velero-backup.json (pkg/persistence/object_store.go).
+const VeleroBackupMetadata = "velero-backup.json"
+
+// VeleroBackups lists, sorted, the names of the backups Velero stored below loc, whose
+// Prefix is "<bsl prefix>/backups/": the directories that hold VeleroBackupMetadata. It
+// costs and fails as Namespaces; nothing is written.
+func VeleroBackups(ctx context.Context, loc repository.Location) ([]string, error) {
+	return directoriesHolding(ctx, loc, VeleroBackupMetadata)
+}
+
+// directoriesHolding lists, sorted, the directories directly below loc that hold the
+// blob marker.
+func directoriesHolding(ctx context.Context, loc repository.Location, marker string) ([]string, error) {
 	st, err := openStorage(ctx, loc, false)
 	if stderrors.Is(err, errNoRepositoryDir) {
 		return nil, nil
@@ -40,9 +57,9 @@ func Namespaces(ctx context.Context, loc repository.Location) ([]string, error) 
 	defer st.Close(ctx) //nolint:errcheck
 	var namespaces []string
 	if loc.Provider == repository.ProviderFilesystem {
-		namespaces, err = filesystemNamespaces(ctx, loc)
+		namespaces, err = filesystemNamespaces(ctx, loc, marker)
 	} else {
-		namespaces, err = listNamespaces(ctx, st, loc)
+		namespaces, err = listNamespaces(ctx, st, loc, marker)
 	}
 	if err != nil {
 		return nil, err
@@ -54,7 +71,7 @@ func Namespaces(ctx context.Context, loc repository.Location) ([]string, error) 
 // filesystemNamespaces reads the directory of loc: kopia's filesystem storage lists the
 // blobs of subdirectories as if they were shards, joining the names without "/" (and
 // walks every one), so each subdirectory is checked as Open checks a repository.
-func filesystemNamespaces(ctx context.Context, loc repository.Location) ([]string, error) {
+func filesystemNamespaces(ctx context.Context, loc repository.Location, marker string) ([]string, error) {
 	dir := filepath.Join(loc.Path, loc.Prefix)
 	entries, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
@@ -77,7 +94,7 @@ func filesystemNamespaces(ctx context.Context, loc repository.Location) ([]strin
 		if err != nil {
 			return nil, err
 		}
-		found, err := repositoryExists(ctx, st, sub)
+		found, err := blobExists(ctx, st, sub, blob.ID(marker))
 		_ = st.Close(ctx)
 		if err != nil {
 			return nil, err
@@ -92,14 +109,14 @@ func filesystemNamespaces(ctx context.Context, loc repository.Location) ([]strin
 // listNamespaces lists the blobs below st (any depth or, on S3, one level, where a
 // common prefix is listed as the blob "<ns>/"): each "<ns>/kopia.repository" names a
 // namespace, each "<ns>/" is a namespace to look into.
-func listNamespaces(ctx context.Context, st blob.Storage, loc repository.Location) ([]string, error) {
+func listNamespaces(ctx context.Context, st blob.Storage, loc repository.Location, marker string) ([]string, error) {
 	found := map[string]bool{}
 	var candidates []string
 	err := st.ListBlobs(ctx, "", func(m blob.Metadata) error {
 		ns, rest, ok := strings.Cut(string(m.BlobID), "/")
 		switch {
 		case !ok || ns == "":
-		case rest == format.KopiaRepositoryBlobID:
+		case rest == marker:
 			found[ns] = true
 		case rest == "":
 			candidates = append(candidates, ns)
@@ -113,7 +130,7 @@ func listNamespaces(ctx context.Context, st blob.Storage, loc repository.Locatio
 		if found[ns] {
 			continue
 		}
-		id := blob.ID(ns + "/" + format.KopiaRepositoryBlobID)
+		id := blob.ID(ns + "/" + marker)
 		err := st.ListBlobs(ctx, id, func(m blob.Metadata) error {
 			if m.BlobID == id {
 				found[ns] = true

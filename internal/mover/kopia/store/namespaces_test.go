@@ -62,7 +62,7 @@ func TestNamespacesListing(t *testing.T) {
 	loc := repository.Location{Provider: repository.ProviderAWS, Bucket: "b", Prefix: "velero/kopia/"}
 	for _, delimiter := range []bool{true, false} {
 		st := &listingStorage{blobs: blobs, delimiter: delimiter}
-		got, err := listNamespaces(ctx, st, loc)
+		got, err := listNamespaces(ctx, st, loc, "kopia.repository")
 		require.NoError(t, err)
 		sort.Strings(got)
 		require.Equal(t, []string{"alpha", "zeta"}, got)
@@ -72,6 +72,24 @@ func TestNamespacesListing(t *testing.T) {
 			require.Equal(t, 1, st.lists)
 		}
 	}
-	_, err := listNamespaces(ctx, &listingStorage{err: blob.ErrInvalidCredentials}, loc)
+	_, err := listNamespaces(ctx, &listingStorage{err: blob.ErrInvalidCredentials}, loc, "kopia.repository")
 	require.ErrorIs(t, err, ErrAccessDenied)
+}
+
+// Velero's backups in the bucket are the directories of <prefix>/backups/ that hold a
+// velero-backup.json; a backup whose metadata is gone is not one.
+func TestVeleroBackupsListing(t *testing.T) {
+	ctx := context.Background()
+	blobs := []string{
+		"nightly-1/velero-backup.json", "nightly-1/nightly-1.tar.gz",
+		"nightly-2/nightly-2-logs.gz", // being deleted: its metadata is gone
+		"weekly/velero-backup.json",
+	}
+	loc := repository.Location{Provider: repository.ProviderAWS, Bucket: "b", Prefix: "velero/backups/"}
+	for _, delimiter := range []bool{true, false} {
+		got, err := listNamespaces(ctx, &listingStorage{blobs: blobs, delimiter: delimiter}, loc, VeleroBackupMetadata)
+		require.NoError(t, err)
+		sort.Strings(got)
+		require.Equal(t, []string{"nightly-1", "weekly"}, got)
+	}
 }

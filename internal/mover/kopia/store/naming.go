@@ -17,6 +17,14 @@ const (
 	Description  = "Kopia Uploader"
 )
 
+// The backup tags the worker adds (Velero's labels velerov1.BackupNameLabel and
+// BackupUIDLabel, copied from the DataUpload): what a backup wrote is found, and
+// forgotten, by them.
+const (
+	TagBackupName = "velero.io/backup-name"
+	TagBackupUID  = "velero.io/backup-uid"
+)
+
 // SourcePath is the kopia source path of a moved volume, identical to Velero's data
 // mover ("<requester>/kopia/<ns>/<pvc>"), so the kopia CLI lists
 // default@default:snapshot-data-upload-download/kopia/<ns>/<pvc> and Velero's and our

@@ -99,9 +99,14 @@ func openFilesystem(ctx context.Context, loc repository.Location, create bool) (
 // bucket, denied access or a dead endpoint show up as such: S3 reports a missing bucket
 // on reads as a missing blob.
 func repositoryExists(ctx context.Context, st blob.Storage, loc repository.Location) (bool, error) {
+	return blobExists(ctx, st, loc, format.KopiaRepositoryBlobID)
+}
+
+// blobExists reports whether blob id exists in st (at loc, for errors).
+func blobExists(ctx context.Context, st blob.Storage, loc repository.Location, id blob.ID) (bool, error) {
 	found := false
-	err := st.ListBlobs(ctx, format.KopiaRepositoryBlobID, func(m blob.Metadata) error {
-		if m.BlobID == format.KopiaRepositoryBlobID {
+	err := st.ListBlobs(ctx, id, func(m blob.Metadata) error {
+		if m.BlobID == id {
 			found = true
 		}
 		return nil

@@ -1,4 +1,13 @@
-package store
+// Package maintain runs kopia's full maintenance on a repository, for tests only: the
+// unit tests of package kopia and the e2e suite, which show that what a deleted snapshot
+// held is freed. It is imported only by _test.go files (internal/archtest checks it).
+//
+// It is here, in a package only tests import, and not in store: the zero-margin
+// reclaim (MaintenanceSafetyReclaim) is safe only while nobody else uses the repository,
+// which holds in a test's own repository and never in a cluster's, so the shipped binary
+// must not be able to run it (issue #21 item 11). snapmove never runs maintenance: Velero's
+// Jobs do, as default@default, with SafetyFull.
+package maintain
 
 import (
 	"context"
@@ -10,6 +19,8 @@ import (
 	"github.com/kopia/kopia/snapshot/snapshotmaintenance"
 	"github.com/pkg/errors"
 	velerokopia "github.com/vmware-tanzu/velero/pkg/kopia"
+
+	"github.com/snapmove/snapmove/internal/mover/kopia/store"
 )
 
 // MaintenanceSafety selects the time margins of RunMaintenance.
@@ -47,20 +58,20 @@ func (s MaintenanceSafety) runs() ([]maintenance.SafetyParameters, error) {
 	return nil, errors.Errorf("unknown maintenance safety %q", s)
 }
 
-// RunMaintenance runs kopia's full maintenance (snapshot GC, then the repository's) with
-// safety, as kopia's `maintenance run --full` and Velero's maintenance Job do. snapmove's
-// client identity must be the repository's maintenance owner (default@default, as
-// Velero's); it is not forced, so another owner is an error (kopia's RunExclusive returns
-// NotOwnedError).
-func (r *Repository) RunMaintenance(ctx context.Context, safety MaintenanceSafety) error {
+// RunMaintenance runs kopia's full maintenance (snapshot GC, then the repository's) of r
+// with safety, as kopia's `maintenance run --full` and Velero's maintenance Job do.
+// snapmove's client identity must be the repository's maintenance owner (default@default,
+// as Velero's); it is not forced, so another owner is an error (kopia's RunExclusive
+// returns NotOwnedError).
+func RunMaintenance(ctx context.Context, r *store.Repository, safety MaintenanceSafety) error {
 	runs, err := safety.runs()
 	if err != nil {
 		return err
 	}
-	if r.opts.ReadOnly {
-		return errors.Errorf("running maintenance: repository at %s is open read-only", r.loc)
+	if r.ReadOnly() {
+		return errors.Errorf("running maintenance: repository at %s is open read-only", r.Location())
 	}
-	kctx := velerokopia.SetupKopiaLog(ctx, r.log.WithField("maintenanceSafety", string(safety)))
+	kctx := velerokopia.SetupKopiaLog(ctx, r.Log().WithField("maintenanceSafety", string(safety)))
 	for i, params := range runs {
 		if safety == MaintenanceSafetyReclaim {
 			// Index timestamps are whole seconds: GC stamps a deletion max(now, written+1),
@@ -73,12 +84,12 @@ func (r *Repository) RunMaintenance(ctx context.Context, safety MaintenanceSafet
 				return errors.Wrap(ctx.Err(), "running maintenance")
 			}
 		}
-		err := repo.DirectWriteSession(kctx, r.rep, repo.WriteSessionOptions{Purpose: "snapmove maintenance"},
+		err := repo.DirectWriteSession(kctx, r.Direct(), repo.WriteSessionOptions{Purpose: "snapmove maintenance"},
 			func(ctx context.Context, w repo.DirectRepositoryWriter) error {
 				return snapshotmaintenance.Run(ctx, w, maintenance.ModeFull, false, params)
 			})
 		if err != nil {
-			return errors.Wrapf(err, "running full maintenance (safety %s, run %d of %d) of repository at %s", safety, i+1, len(runs), r.loc)
+			return errors.Wrapf(err, "running full maintenance (safety %s, run %d of %d) of repository at %s", safety, i+1, len(runs), r.Location())
 		}
 	}
 	return nil
