@@ -1,0 +1,14 @@
+//go:build !unix
+
+package filestream
+
+import (
+	"io"
+
+	"github.com/pkg/errors"
+)
+
+// Receive runs in the writer pod (Linux) only.
+func Receive(io.Reader, string) (Result, error) {
+	return Result{}, errors.New("receiving files needs a Unix system")
+}
