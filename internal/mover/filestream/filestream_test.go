@@ -78,8 +78,10 @@ func TestReceiveRefuses(t *testing.T) {
 		},
 		wantErr: "link is not a directory (a symlink is not followed)",
 	}, {
-		name:    "hard link",
-		stream:  func(t *testing.T) []byte { return tarOf(t, true, &tar.Header{Typeflag: tar.TypeLink, Name: "h", Linkname: "/etc/passwd"}) },
+		name: "hard link",
+		stream: func(t *testing.T) []byte {
+			return tarOf(t, true, &tar.Header{Typeflag: tar.TypeLink, Name: "h", Linkname: "/etc/passwd"})
+		},
 		wantErr: "is not received",
 	}, {
 		name: "stream cut mid-file keeps the original",
@@ -101,8 +103,11 @@ func TestReceiveRefuses(t *testing.T) {
 		wantErr: "the stream ended before its end marker",
 		keep:    []string{"f"},
 	}, {
-		name:    "end marker with another count",
-		stream:  func(t *testing.T) []byte { b := tarOf(t, true, file("g", 3)); return append(tarOf(t, false, file("h", 1))[:1024], b...) },
+		name: "end marker with another count",
+		stream: func(t *testing.T) []byte {
+			b := tarOf(t, true, file("g", 3))
+			return append(tarOf(t, false, file("h", 1))[:1024], b...)
+		},
 		wantErr: "the stream ended after 2 entries, its sender counted 1",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
