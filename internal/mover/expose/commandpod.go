@@ -1,6 +1,7 @@
 package expose
 
 import (
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -112,4 +113,88 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
 	return pod
+}
+
+// A receiver job writes files the CLI restored into a live PVC (`restore-files
+// --to-pvc`): its one pod mounts the PVC and runs `snapmove mover receive-files`, which
+// reads them as a stream on its stdin (the CLI attaches to it through the API server).
+// The pod holds no secret and no API token: whatever reads the repository runs in the
+// CLI. The job bounds its own life, so that nothing stays when the CLI dies: the pod
+// ends when its stdin closes, or at the deadline, and the job (and its pod with it) is
+// deleted soon after it ends.
+const (
+	// ReceiverContainer is the container of a receiver job's pod.
+	ReceiverContainer = "receive"
+	// ReceiverComponent labels receiver jobs and their pods (app.kubernetes.io/component).
+	ReceiverComponent = "restore-files-receiver"
+	// ReceiverTTL is how long an ended receiver job stays before it is deleted: time for
+	// the CLI to read its outcome.
+	ReceiverTTL = 60
+)
+
+// ReceiverJobParams describe a receiver job.
+type ReceiverJobParams struct {
+	// Name is the job's; Namespace is the PVC's.
+	Name, Namespace string
+	// PVC is mounted at CommandTargetPath.
+	PVC             string
+	Image           string
+	ImagePullPolicy corev1.PullPolicy
+	// Deadline bounds the job's life, from its start (seconds).
+	Deadline int64
+	// NodeName pins the pod to the node where its PVC is in use (a ReadWriteOnce volume
+	// mounts on one node).
+	NodeName     string
+	NodeSelector map[string]string
+	Tolerations  []corev1.Toleration
+}
+
+// ReceiverJob is a receiver job. Its outcome is its pod's termination message (what
+// receive-files wrote to --report-file).
+func ReceiverJob(p ReceiverJobParams) *batchv1.Job {
+	labels := map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, "app.kubernetes.io/component": ReceiverComponent}
+	nodeSelector := map[string]string{"kubernetes.io/os": "linux"}
+	for k, v := range p.NodeSelector {
+		nodeSelector[k] = v
+	}
+	return &batchv1.Job{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, Labels: labels},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr.To(int32(0)),
+			ActiveDeadlineSeconds:   ptr.To(p.Deadline),
+			TTLSecondsAfterFinished: ptr.To(int32(ReceiverTTL)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					ActiveDeadlineSeconds:         ptr.To(p.Deadline),
+					AutomountServiceAccountToken:  ptr.To(false),
+					EnableServiceLinks:            ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To(int64(10)),
+					NodeName:                      p.NodeName,
+					NodeSelector:                  nodeSelector,
+					Tolerations:                   append([]corev1.Toleration(nil), p.Tolerations...),
+					OS:                            &corev1.PodOS{Name: corev1.Linux},
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsUser:      ptr.To(int64(0)),
+						RunAsGroup:     ptr.To(int64(0)),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{{
+						Name: ReceiverContainer, Image: p.Image, ImagePullPolicy: p.ImagePullPolicy,
+						Command: []string{WorkerBinary},
+						Args: []string{"mover", "receive-files", "--to=" + CommandTargetPath,
+							"--report-file=" + corev1.TerminationMessagePathDefault},
+						Stdin: true, StdinOnce: true,
+						VolumeMounts:             []corev1.VolumeMount{{Name: dataVolume, MountPath: CommandTargetPath}},
+						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+						SecurityContext:          workerSecurityContext(),
+					}},
+					Volumes: []corev1.Volume{{Name: dataVolume, VolumeSource: corev1.VolumeSource{
+						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: p.PVC}}}},
+				},
+			},
+		},
+	}
 }
