@@ -9,10 +9,12 @@ import (
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
-// A command pod runs one of the user's repository commands in the cluster
-// (`restore-files --to-pvc`, `verify --in-cluster`): `snapmove <command>` against the
-// repository alone, with the BSL as flags and its credentials and the repository
-// password in a secret made for the pod, so it needs no API access.
+// A command pod runs one of the user's repository commands in Velero's namespace
+// (`verify --in-cluster`): `snapmove <command>` against the repository alone, with the
+// BSL as flags and its credentials and the repository password in a secret made for the
+// pod, so it needs no API access. It mounts no PVC: a pod that holds Velero's secrets
+// never runs in an application's namespace (a file restore into a live PVC streams
+// into a receiver job instead, below).
 const (
 	// CommandContainer is the container of a command pod.
 	CommandContainer = "command"
@@ -23,16 +25,14 @@ const (
 	commandScratchPath    = "/scratch"
 	// CommandComponent labels command pods and their secrets (app.kubernetes.io/component).
 	CommandComponent = "repository-command"
-	// CommandTargetPath is where a command pod mounts its PVC, if it has one.
+	// CommandTargetPath is where a receiver job's pod mounts its PVC.
 	CommandTargetPath = TargetMountPath
 )
 
 // CommandPodParams describe a command pod.
 type CommandPodParams struct {
-	// Name is the pod's and its secret's; Namespace is where it runs (a target PVC's).
+	// Name is the pod's and its secret's; Namespace is where it runs (Velero's).
 	Name, Namespace string
-	// PVC, when set, is mounted at CommandTargetPath.
-	PVC             string
 	Image           string
 	ImagePullPolicy corev1.PullPolicy
 	HostNetwork     bool
@@ -40,12 +40,9 @@ type CommandPodParams struct {
 	// file and, with WithCredentials, the credentials file are added.
 	Args            []string
 	WithCredentials bool
-	// NodeName pins the pod to the node where its PVC is in use (a ReadWriteOnce volume
-	// mounts on one node).
-	NodeName     string
-	NodeSelector map[string]string
-	Tolerations  []corev1.Toleration
-	Resources    corev1.ResourceRequirements
+	NodeSelector    map[string]string
+	Tolerations     []corev1.Toleration
+	Resources       corev1.ResourceRequirements
 }
 
 // CommandPod is a command pod. Its outcome is its termination message: what the command
@@ -69,11 +66,6 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 		{Name: "credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: p.Name, DefaultMode: ptr.To(int32(0o400))}}},
 		{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 	}
-	if p.PVC != "" {
-		mounts = append([]corev1.VolumeMount{{Name: dataVolume, MountPath: CommandTargetPath}}, mounts...)
-		volumes = append([]corev1.Volume{{Name: dataVolume, VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: p.PVC}}}}, volumes...)
-	}
 	pod := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -85,7 +77,6 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 			AutomountServiceAccountToken:  ptr.To(false),
 			TerminationGracePeriodSeconds: ptr.To(int64(10)),
 			HostNetwork:                   p.HostNetwork,
-			NodeName:                      p.NodeName,
 			NodeSelector:                  nodeSelector,
 			Tolerations:                   append([]corev1.Toleration(nil), p.Tolerations...),
 			OS:                            &corev1.PodOS{Name: corev1.Linux},

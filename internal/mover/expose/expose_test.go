@@ -176,14 +176,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 	require.NoError(t, Create(context.Background(), c, pvc()))
 }
 
-func TestGoldenCommandPods(t *testing.T) {
-	testkit.Golden(t, "testdata/command-pod-pvc.yaml", CommandPod(CommandPodParams{
-		Name: "snapmove-command-x7k2p", Namespace: "app", PVC: "data",
-		Image: "ghcr.io/snapmove/snapmove:v0.1.0", ImagePullPolicy: corev1.PullIfNotPresent, HostNetwork: true,
-		Args: []string{"restore-files", "nightly", "app/data", "etc/app.conf", "--snapshot=app/data=f00d",
-			"--bucket=velero", "--prefix=cluster-a", "--to=/data"},
-		WithCredentials: true, NodeName: "node-1",
-	}))
+func TestGoldenCommandPod(t *testing.T) {
 	testkit.Golden(t, "testdata/command-pod.yaml", CommandPod(CommandPodParams{
 		Name: "snapmove-command-q9w8e", Namespace: "velero", Image: "ghcr.io/snapmove/snapmove:v0.1.0",
 		Args: []string{"verify", "nightly", "--level=full", "--snapshot=app/data=f00d", "--bucket=velero"},
