@@ -309,3 +309,26 @@ func openat(dir int, name string, flags int, mode uint32) (int, error) {
 		}
 	}
 }
+
+// Interruptible is f (a pipe, such as a pod's stdin) opened again so that closing it
+// interrupts a read blocked on it: the stream of a stopped receiver then fails, and the
+// file it was writing is removed.
+func Interruptible(f *os.File) *os.File {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return f
+	}
+	nonblocking := true
+	ctlErr := raw.Control(func(fd uintptr) {
+		flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		nonblocking = err != nil || flags&unix.O_NONBLOCK != 0
+	})
+	if ctlErr != nil || nonblocking {
+		return f // already one that Close interrupts (or not one we can make so)
+	}
+	fd := int(f.Fd())
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return f
+	}
+	return os.NewFile(uintptr(fd), f.Name()) //nolint:gosec
+}
