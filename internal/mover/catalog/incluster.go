@@ -83,13 +83,20 @@ func (c *InCluster) RestoreFiles(ctx context.Context, backup, volume string, req
 	if err != nil {
 		return v, res, "", err
 	}
-	report, err := c.receive(ctx, tmp, target, node)
+	var owners filestream.Owners
+	if os.Geteuid() != 0 {
+		// The files here are this user's: send the snapshot's owners.
+		if owners, err = c.Catalog.Owners(ctx, v, tmp); err != nil {
+			return v, res, "", err
+		}
+	}
+	report, err := c.receive(ctx, tmp, owners, target, node)
 	return v, res, report, err
 }
 
-// receive streams the tree under dir into a receiver job that mounts target on node
-// ("" for any), and returns the receiver's report.
-func (c *InCluster) receive(ctx context.Context, dir string, target types.NamespacedName, node string) (string, error) {
+// receive streams the tree under dir (with owners) into a receiver job that mounts
+// target on node ("" for any), and returns the receiver's report.
+func (c *InCluster) receive(ctx context.Context, dir string, owners filestream.Owners, target types.NamespacedName, node string) (string, error) {
 	job := expose.ReceiverJob(expose.ReceiverJobParams{
 		Name: "snapmove-receive-" + utilrand.String(5), Namespace: target.Namespace, PVC: target.Name,
 		Image: c.Image, ImagePullPolicy: c.Settings.WorkerImagePullPolicy, Deadline: int64(c.Timeout.Seconds()),
@@ -105,7 +112,7 @@ func (c *InCluster) receive(ctx context.Context, dir string, target types.Namesp
 		return "", errors.Wrapf(err, "job %s/%s", job.Namespace, job.Name)
 	}
 	stream, w := io.Pipe()
-	go func() { _ = w.CloseWithError(filestream.Send(ctx, dir, filestream.Throttle(w, c.Rate))) }()
+	go func() { _ = w.CloseWithError(filestream.Send(ctx, dir, filestream.Throttle(w, c.Rate), owners)) }()
 	attachErr := c.Attach(ctx, client.ObjectKeyFromObject(pod), expose.ReceiverContainer, stream)
 	_ = stream.CloseWithError(errors.New("the attach session ended"))
 	timeout := c.Timeout

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -258,4 +259,30 @@ func (w writingRepos) Open(ctx context.Context, bsl *velerov1.BackupStorageLocat
 		return nil, err
 	}
 	return writingRepo{r.(fakeRepo)}, nil
+}
+
+func (r writingRepo) ReadDir(_ context.Context, _, rel string) (datapath.Entry, []datapath.Entry, error) {
+	children := map[string][]datapath.Entry{
+		"":    {{Name: "etc", Mode: fs.ModeDir | 0o755, UID: 10, GID: 11}, {Name: "var", Mode: fs.ModeDir | 0o755}},
+		"etc": {{Name: "app.conf", Mode: 0o644, UID: 999, GID: 998}},
+	}[rel]
+	return datapath.Entry{Mode: fs.ModeDir | 0o755}, children, nil
+}
+
+// TestOwners reads the snapshot's owners of what was restored, by path: a CLI that is
+// not root restores files as its own.
+func TestOwners(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "etc"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "etc", "app.conf"), nil, 0o644))
+	repos := &fakeRepos{byNS: map[string]fakeRepo{"app": {}}, opened: map[string]int{}}
+	cat := newClusterCatalog(t, repos)
+	cat.Repos = writingReposOf(repos)
+	owners, err := cat.Owners(context.Background(), Volume{Namespace: "app", PVC: "data", SnapshotID: "s1", StorageLocation: "default"}, dir)
+	require.NoError(t, err)
+	for rel, want := range map[string][3]int{"etc": {10, 11, 1}, "etc/app.conf": {999, 998, 1}, "elsewhere": {0, 0, 0}} {
+		uid, gid, ok := owners(rel)
+		assert.Equal(t, want, [3]int{uid, gid, map[bool]int{true: 1}[ok]}, rel)
+	}
+	assert.Equal(t, 1, repos.closed, "the repository is closed")
 }

@@ -159,7 +159,7 @@ func TestSendReceive(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(target, "was-a-file"), []byte("old"), 0o600))
 
 	var stream bytes.Buffer
-	require.NoError(t, Send(context.Background(), src, &stream))
+	require.NoError(t, Send(context.Background(), src, &stream, nil))
 	res, err := Receive(&stream, target)
 	require.NoError(t, err)
 	require.Equal(t, Result{Files: 3, Dirs: 3, Symlinks: 1, Bytes: int64(len("new content") + len(sparse) + len("now a file"))}, res)
@@ -199,7 +199,7 @@ func TestSendReceive(t *testing.T) {
 func TestSendRefusesSpecialFiles(t *testing.T) {
 	src := t.TempDir()
 	require.NoError(t, unix.Mkfifo(filepath.Join(src, "fifo"), 0o600))
-	err := Send(context.Background(), src, io.Discard)
+	err := Send(context.Background(), src, io.Discard, nil)
 	require.ErrorContains(t, err, "fifo: cannot send a")
 }
 
@@ -212,4 +212,32 @@ func TestThrottle(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), 450*time.Millisecond)
 	require.Equal(t, 32<<10, buf.Len())
 	require.Equal(t, io.Writer(&buf), Throttle(&buf, 0))
+}
+
+// TestSendOwners sends the owners the snapshot has, not those of the files on disk (a
+// CLI that is not root restores them as its own).
+func TestSendOwners(t *testing.T) {
+	src := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(src, "d"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "d", "f"), []byte("x"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "g"), []byte("y"), 0o644))
+	owners := map[string][2]int{"d": {999, 998}, "d/f": {70, 71}}
+	var stream bytes.Buffer
+	require.NoError(t, Send(context.Background(), src, &stream, func(rel string) (int, int, bool) {
+		o, ok := owners[rel]
+		return o[0], o[1], ok
+	}))
+	got := map[string][2]int{}
+	tr := tar.NewReader(&stream)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		if hdr.Typeflag != tar.TypeXGlobalHeader {
+			got[hdr.Name] = [2]int{hdr.Uid, hdr.Gid}
+		}
+	}
+	require.Equal(t, map[string][2]int{"d/": {999, 998}, "d/f": {70, 71}, "g": {os.Getuid(), os.Getgid()}}, got)
 }

@@ -13,10 +13,15 @@ import (
 	"github.com/pkg/errors"
 )
 
+// Owners gives the owner of the entry at rel (slash-separated, relative to the tree
+// sent), or ok false to send the owner it has on disk.
+type Owners func(rel string) (uid, gid int, ok bool)
+
 // Send writes the tree under dir (not dir itself) to w as a tar stream: directories,
-// regular files and symlinks with their modes, owners and modification times, parents
-// before their children, then the end marker. Other file types fail. It does not close w.
-func Send(ctx context.Context, dir string, w io.Writer) error {
+// regular files and symlinks with their modes, owners (from owners, when not nil) and
+// modification times, parents before their children, then the end marker. Other file
+// types fail. It does not close w.
+func Send(ctx context.Context, dir string, w io.Writer, owners Owners) error {
 	tw := tar.NewWriter(w)
 	entries := 0
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -49,6 +54,11 @@ func Send(ctx context.Context, dir string, w io.Writer) error {
 			return errors.Wrapf(err, "describing %s", rel)
 		}
 		hdr.Name = filepath.ToSlash(rel)
+		if owners != nil {
+			if uid, gid, ok := owners(hdr.Name); ok {
+				hdr.Uid, hdr.Gid = uid, gid
+			}
+		}
 		if fi.IsDir() {
 			hdr.Name += "/"
 		}
