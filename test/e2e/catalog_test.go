@@ -161,7 +161,7 @@ func TestRepositoryCommands(t *testing.T) {
 	// The CLI killed mid-stream (the stream slowed to 4 kB/s, dir12 is about 130 kB): the
 	// job and its pod are gone within 3 minutes, the files are whole (each the original
 	// or the restored one, the same bytes here), nothing is left beside them.
-	killed := exec.Command(s.bin(), "restore-files", name, ns+"/data", "dir12", "--to-pvc", ns2+"/live", "--rate", "4096", "--timeout", "90s")
+	killed := exec.Command(s.bin(), "restore-files", name, ns+"/data", "dir12", "--to-pvc", ns2+"/live", "--rate", "4096", "--timeout", "60s")
 	var killedOut bytes.Buffer
 	killed.Stdout, killed.Stderr = &killedOut, &killedOut
 	require.NoError(t, killed.Start())

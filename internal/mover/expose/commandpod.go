@@ -120,7 +120,7 @@ const (
 	ReceiverComponent = "restore-files-receiver"
 	// ReceiverTTL is how long an ended receiver job stays before it is deleted: time for
 	// the CLI to read its outcome.
-	ReceiverTTL = 60
+	ReceiverTTL = 30
 )
 
 // ReceiverJobParams describe a receiver job.
