@@ -6,6 +6,9 @@
 //	snapmove mover controller [flags]  execute DataUploads/DataDownloads of datamover "snapmove"
 //	snapmove mover worker backup|restore [flags]
 //	                                   move one volume's bytes (run inside the worker pod)
+//	snapmove mover receive-files --to DIR
+//	                                   write files streamed on stdin (run inside the pod of
+//	                                   restore-files --to-pvc)
 //	snapmove cancel backup|restore NAME
 //	                                   cancel every volume move of a running backup or restore
 //	snapmove handover restore NAME     hand a restore's volume moves to Velero's node-agent
@@ -99,6 +102,8 @@ func mover(ctx context.Context, args []string) error {
 		return cmd.MoverController(ctx, args[1:])
 	case "worker":
 		return cmd.MoverWorker(ctx, args[1:])
+	case "receive-files":
+		return cmd.ReceiveFiles(ctx, args[1:], os.Stdin, os.Stdout)
 	}
-	return fmt.Errorf("unknown mover command %q: want controller or worker", args[0])
+	return fmt.Errorf("unknown mover command %q: want controller, worker or receive-files", args[0])
 }

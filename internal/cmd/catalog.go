@@ -220,9 +220,10 @@ func Ls(ctx context.Context, args []string, out io.Writer) error {
 func RestoreFiles(ctx context.Context, args []string, out io.Writer) (err error) {
 	f := newCatalogFlags("restore-files")
 	to := f.fs.String("to", "", "local directory that receives each path at its place in the volume (created if missing)")
-	toPVC := f.fs.String("to-pvc", "", "NAMESPACE/PVC: restore into this live PVC instead, through a pod in its namespace")
+	toPVC := f.fs.String("to-pvc", "", "NAMESPACE/PVC: restore into this live PVC instead: the files are read here and streamed into a pod in its namespace that holds no secret")
 	image := f.fs.String("image", "", "with --to-pvc: the snapmove image of the pod (default: the mover's worker image)")
-	timeout := f.fs.Duration("timeout", 30*time.Minute, "with --to-pvc: how long the restore pod may take")
+	timeout := f.fs.Duration("timeout", 30*time.Minute, "with --to-pvc: how long the pod may take; it is removed by then even if this command dies")
+	rate := f.fs.Int64("rate", 0, "with --to-pvc: at most this many bytes per second into the pod (0: no limit)")
 	snapshotID := f.fs.String("snapshot-id", "", "the snapshot to read, instead of finding the backup's (for snapshots without a backup tag)")
 	sparse := f.fs.Bool("sparse", true, "write all-zero blocks as holes")
 	reportFile := f.fs.String("report-file", "", "also write the outcome to this file (the restore pod's termination message)")
@@ -247,7 +248,12 @@ func RestoreFiles(ctx context.Context, args []string, out io.Writer) (err error)
 		return err
 	}
 	if *toPVC != "" {
-		return restoreToPVC(ctx, f, cat, c, backup, volume, paths, *toPVC, *image, *timeout, out)
+		ic, err := f.inCluster(ctx, cat, c, *image, *timeout)
+		if err != nil {
+			return err
+		}
+		ic.Rate = *rate
+		return restoreToPVC(ctx, f, ic, backup, volume, *toPVC, datapath.FilesRequest{Paths: paths, WriteSparse: *sparse}, out)
 	}
 	progress := newProgressLine(os.Stderr)
 	v, res, err := cat.RestoreFiles(ctx, backup, volume, datapath.FilesRequest{
@@ -264,17 +270,26 @@ func RestoreFiles(ctx context.Context, args []string, out io.Writer) (err error)
 	return catalog.PrintRestored(out, v, res, *to)
 }
 
-func restoreToPVC(ctx context.Context, f *catalogFlags, cat *catalog.Catalog, c client.Client, backup, volume string, paths []string, toPVC, image string, timeout time.Duration, out io.Writer) error {
+func restoreToPVC(ctx context.Context, f *catalogFlags, ic *catalog.InCluster, backup, volume, toPVC string, req datapath.FilesRequest, out io.Writer) error {
 	ns, name, ok := strings.Cut(toPVC, "/")
 	if !ok || ns == "" || name == "" {
 		return errors.Errorf("--to-pvc %q: want NAMESPACE/PVC", toPVC)
 	}
-	ic, err := f.inCluster(ctx, cat, c, image, timeout)
+	cfg, err := restConfig(*f.kubeconfig)
 	if err != nil {
 		return err
 	}
-	report, err := ic.RestoreFiles(ctx, backup, volume, paths, types.NamespacedName{Namespace: ns, Name: name})
+	if ic.Attach, err = catalog.APIAttach(cfg); err != nil {
+		return err
+	}
+	v, res, report, err := ic.RestoreFiles(ctx, backup, volume, req, types.NamespacedName{Namespace: ns, Name: name})
 	if err != nil {
+		return err
+	}
+	if *f.output == catalog.FormatJSON {
+		return catalog.PrintJSON(out, map[string]any{"volume": v, "target": toPVC, "result": res, "receiver": strings.TrimSpace(report)})
+	}
+	if err := catalog.PrintRestored(out, v, res, "PVC "+toPVC); err != nil {
 		return err
 	}
 	_, err = fmt.Fprint(out, report)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -161,13 +163,15 @@ func TestRepositoryCommands(t *testing.T) {
 	}
 
 	// Into a live PVC of another namespace, in use by its application: only the chosen
-	// paths change, and the restore pod and its secret are gone afterwards.
+	// paths change; the namespace never holds a secret of Velero's (the files are read here
+	// and streamed into a receiver job that has none), and the job is gone afterwards.
 	ns2 := s.namespace(t, "catalog-live")
 	live := s.pvc(t, ns2, "live", "256Mi", corev1.PersistentVolumeFilesystem)
 	require.NoError(t, os.WriteFile(filepath.Join(live, "keep.txt"), []byte("the user's own file"), 0o600))
 	keepBefore, err := os.Stat(filepath.Join(live, "keep.txt"))
 	require.NoError(t, err)
 	s.app(t, ns2, "live", false)
+	noNewSecrets := s.watchSecrets(t, ns2)
 	intoPVC := s.snapmove(t, "restore-files", name, ns+"/data", "dir12", "dir07/f03", "--to-pvc", ns2+"/live")
 	require.Contains(t, intoPVC, "restored dir07/f03, dir12", intoPVC)
 	requireSameSubtree(t, filepath.Join(dir, "dir12"), filepath.Join(live, "dir12"))
@@ -175,12 +179,42 @@ func TestRepositoryCommands(t *testing.T) {
 	keepAfter, err := os.Stat(filepath.Join(live, "keep.txt"))
 	require.NoError(t, err)
 	require.Equal(t, keepBefore.ModTime(), keepAfter.ModTime(), "a file outside the chosen paths changed")
-	var pods corev1.PodList
-	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(ns2), crclient.MatchingLabels{"app.kubernetes.io/component": "repository-command"}))
-	require.Empty(t, pods.Items, "restore pod left behind")
-	var secrets corev1.SecretList
-	require.NoError(t, s.c.List(ctxT(t), &secrets, crclient.InNamespace(ns2), crclient.MatchingLabels{"app.kubernetes.io/component": "repository-command"}))
-	require.Empty(t, secrets.Items, "credentials secret left behind")
+	var jobs batchv1.JobList
+	require.NoError(t, s.c.List(ctxT(t), &jobs, crclient.InNamespace(ns2), crclient.MatchingLabels{"app.kubernetes.io/component": "restore-files-receiver"}))
+	require.Empty(t, jobs.Items, "receiver job left behind")
+
+	// The CLI killed mid-stream (the stream slowed to 4 kB/s, dir12 is about 130 kB): the
+	// job and its pod are gone within 3 minutes, the files are whole (each the original
+	// or the restored one, the same bytes here), nothing is left beside them.
+	killed := exec.Command(s.bin(), "restore-files", name, ns+"/data", "dir12", "--to-pvc", ns2+"/live", "--rate", "4096", "--timeout", "60s")
+	var killedOut bytes.Buffer
+	killed.Stdout, killed.Stderr = &killedOut, &killedOut
+	require.NoError(t, killed.Start())
+	poll(t, "the receiver pod to run", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		var pods corev1.PodList
+		err := s.c.List(ctx, &pods, crclient.InNamespace(ns2), crclient.MatchingLabels{"app.kubernetes.io/component": "restore-files-receiver"})
+		return err == nil && len(pods.Items) == 1 && pods.Items[0].Status.Phase == corev1.PodRunning, err
+	})
+	time.Sleep(5 * time.Second) // streaming
+	require.NoError(t, killed.Process.Kill())
+	_ = killed.Wait()
+	require.NotContains(t, killedOut.String(), "restored", "the copy ended before it was killed: %s", killedOut.String())
+	poll(t, "the receiver job and its pod to go", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		var jobs batchv1.JobList
+		var pods corev1.PodList
+		sel := crclient.MatchingLabels{"app.kubernetes.io/component": "restore-files-receiver"}
+		if err := s.c.List(ctx, &jobs, crclient.InNamespace(ns2), sel); err != nil {
+			return false, err
+		}
+		err := s.c.List(ctx, &pods, crclient.InNamespace(ns2), sel)
+		return err == nil && len(jobs.Items) == 0 && len(pods.Items) == 0, err
+	})
+	noNewSecrets()
+	s.requireNoLeftovers(t)
+	requireSameSubtree(t, filepath.Join(dir, "dir12"), filepath.Join(live, "dir12"))
+	leftBeside, err := filepath.Glob(filepath.Join(live, "dir12", ".snapmove-receive-*"))
+	require.NoError(t, err)
+	require.Empty(t, leftBeside, "a file written beside its place was left")
 
 	// verify: good, then a data pack of the repository corrupted.
 	s.snapmove(t, "verify", name, "--level", "full")
@@ -194,7 +228,7 @@ func TestRepositoryCommands(t *testing.T) {
 	failed, err = runErr(s.bin(), "verify", name, "--level", "full", "--in-cluster")
 	require.Error(t, err, failed)
 	require.Regexp(t, ns+`/data\s+\S+\s+FAILED\s+.*dir\d\d/f\d\d`, failed)
-	pods = corev1.PodList{}
+	var pods corev1.PodList
 	require.NoError(t, s.c.List(ctxT(t), &pods, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{"app.kubernetes.io/component": "repository-command"}))
 	require.Empty(t, pods.Items, "verify pod left behind")
 }
@@ -335,4 +369,61 @@ func (s *stack) requireVeleroMaintains(t *testing.T, repoName string) {
 		}
 		return false, nil
 	})
+}
+
+// watchSecrets records the secrets of namespace, then polls them (every 200 ms) until the
+// returned function is called, which fails the test if any other secret appeared meanwhile.
+func (s *stack) watchSecrets(t *testing.T, namespace string) func() {
+	t.Helper()
+	list := func(ctx context.Context) (map[string]bool, error) {
+		var secrets corev1.SecretList
+		if err := s.c.List(ctx, &secrets, crclient.InNamespace(namespace)); err != nil {
+			return nil, err
+		}
+		names := map[string]bool{}
+		for _, sec := range secrets.Items {
+			names[sec.Name] = true
+		}
+		return names, nil
+	}
+	before, err := list(ctxT(t))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	seen := make(chan []string, 1)
+	go func() {
+		var appeared []string
+		defer func() { seen <- appeared }()
+		for ctx.Err() == nil {
+			now, err := list(ctx)
+			if err == nil {
+				for n := range now {
+					if !before[n] {
+						appeared = append(appeared, n)
+						before[n] = true
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	stopped := false
+	stop := func() {
+		t.Helper()
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		require.Empty(t, <-seen, "secrets appeared in namespace %s", namespace)
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			<-seen
+		}
+	})
+	return stop
 }

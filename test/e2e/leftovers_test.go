@@ -13,6 +13,7 @@ import (
 	"github.com/pkg/errors"
 	"github.com/stretchr/testify/require"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -26,7 +27,7 @@ import (
 
 // leftovers lists what the mover or plugins may have left behind for a backup or restore:
 // worker pods, exposed PVCs, worker identities and progress reports, VolumeSnapshots and
-// VolumeSnapshotContents.
+// VolumeSnapshotContents, and the receiver jobs of restore-files --to-pvc.
 // It lists only what belongs to one of the given namespaces (see ownedBy), or everything
 // when mine is nil.
 func (s *stack) leftovers(ctx context.Context, mine func(namespace, name string) bool) ([]string, error) {
@@ -41,6 +42,9 @@ func (s *stack) leftovers(ctx context.Context, mine func(namespace, name string)
 		opts []crclient.ListOption
 	}{
 		{"pod", &corev1.PodList{}, ours},
+		// restore-files --to-pvc: a receiver job (and its pod) in the target's namespace.
+		{"job", &batchv1.JobList{}, []crclient.ListOption{crclient.MatchingLabels{naming.ManagedByLabel: naming.ManagedByLabelVal}}},
+		{"pod", &corev1.PodList{}, []crclient.ListOption{crclient.MatchingLabels{"app.kubernetes.io/component": "restore-files-receiver"}}},
 		{"pvc", &corev1.PersistentVolumeClaimList{}, []crclient.ListOption{crclient.InNamespace(s.veleroNS)}},
 		{"serviceaccount", &corev1.ServiceAccountList{}, ours},
 		{"role", &rbacv1.RoleList{}, ours},

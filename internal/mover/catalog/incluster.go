@@ -2,6 +2,8 @@ package catalog
 
 import (
 	"context"
+	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,17 +22,27 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/mover/filestream"
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
 
-// InCluster runs repository commands in the cluster, for what a laptop cannot do: a
-// file restore into a live PVC (the pod mounts it), and a verification of a repository
-// the laptop cannot reach. Each runs `snapmove <command>` in a command pod
-// (expose.CommandPod) against the repository alone, with the BSL as flags and its
-// credentials and the repository password in a secret made for the pod. Pod and secret
-// are deleted when it ends, whatever the outcome; the secret is owned by the pod, so
-// garbage collection removes it should this process die first.
+// InCluster runs repository commands in the cluster, for what a laptop cannot do alone.
+//
+// A file restore into a live PVC (RestoreFiles) reads the repository here, with Velero's
+// credentials, into a temporary directory, and streams the files through the API server
+// (pods/attach) into a receiver job in the PVC's namespace (expose.ReceiverJob): its pod
+// mounts the PVC and holds no secret and no API token. The job ends when the stream does
+// and is deleted by its TTL, or at its deadline should this process die before it
+// attaches; this process deletes it too, once it has its outcome.
+//
+// A verification of a repository the laptop cannot reach (Verify) runs `snapmove verify`
+// in a command pod (expose.CommandPod) in Velero's namespace against the repository
+// alone, with the BSL as flags and its credentials and the repository password in a
+// secret made for the pod. Pod and secret are deleted when it ends, whatever the outcome;
+// the secret is owned by the pod, so garbage collection removes it should this process
+// die first.
 type InCluster struct {
 	Client  client.Client
 	Catalog *Catalog
@@ -41,30 +54,119 @@ type InCluster struct {
 	// (host network, node selector, tolerations, pull policy).
 	Image    string
 	Settings config.Config
-	// Timeout bounds the whole command; Interval is how often the pod is looked at.
+	// Timeout bounds the whole command (and is the receiver job's deadline); Interval is
+	// how often the pod is looked at.
 	Timeout, Interval time.Duration
-	Log               logrus.FieldLogger
+	// Attach streams into the receiver pod; Rate, when positive, bounds the stream
+	// (bytes per second).
+	Attach Attach
+	Rate   int64
+	Log    logrus.FieldLogger
 }
 
-// RestoreFiles restores paths of volume in backup into the live PVC target, from a pod
-// in its namespace (on the node where the PVC is in use, if it is), and returns the
-// pod's report.
-func (c *InCluster) RestoreFiles(ctx context.Context, backup, volume string, paths []string, target types.NamespacedName) (string, error) {
-	v, err := c.Catalog.Find(ctx, backup, volume)
-	if err != nil {
-		return "", err
-	}
+// RestoreFiles restores the paths of req of volume in backup into the live PVC target
+// (on the node where the PVC is in use, if it is): it restores them here into a
+// temporary directory and streams them into a receiver job in target's namespace. It
+// returns what was restored and the receiver's report.
+func (c *InCluster) RestoreFiles(ctx context.Context, backup, volume string, req datapath.FilesRequest, target types.NamespacedName) (Volume, datapath.FilesResult, string, error) {
 	node, err := c.targetNode(ctx, target)
 	if err != nil {
-		return "", err
+		return Volume{}, datapath.FilesResult{}, "", err
 	}
-	args := append(append([]string{"restore-files", backup, volume}, paths...),
-		"--snapshot-id="+v.SnapshotID, "--to="+expose.CommandTargetPath)
-	report, err := c.run(ctx, v, target.Namespace, target.Name, node, args)
+	tmp, err := os.MkdirTemp("", "snapmove-restore-files-")
 	if err != nil {
-		return "", err
+		return Volume{}, datapath.FilesResult{}, "", errors.Wrap(err, "making a temporary directory for the files")
 	}
-	return report, nil
+	defer os.RemoveAll(tmp)
+	req.Target = tmp
+	v, res, err := c.Catalog.RestoreFiles(ctx, backup, volume, req)
+	if err != nil {
+		return v, res, "", err
+	}
+	var owners filestream.Owners
+	if os.Geteuid() != 0 {
+		// The files here are this user's: send the snapshot's owners.
+		if owners, err = c.Catalog.Owners(ctx, v, tmp); err != nil {
+			return v, res, "", err
+		}
+	}
+	report, err := c.receive(ctx, tmp, owners, target, node)
+	return v, res, report, err
+}
+
+// receive streams the tree under dir (with owners) into a receiver job that mounts
+// target on node ("" for any), and returns the receiver's report.
+func (c *InCluster) receive(ctx context.Context, dir string, owners filestream.Owners, target types.NamespacedName, node string) (string, error) {
+	job := expose.ReceiverJob(expose.ReceiverJobParams{
+		Name: "snapmove-receive-" + utilrand.String(5), Namespace: target.Namespace, PVC: target.Name,
+		Image: c.Image, ImagePullPolicy: c.Settings.WorkerImagePullPolicy, Deadline: int64(c.Timeout.Seconds()),
+		NodeName: node, NodeSelector: c.Settings.WorkerNodeSelector, Tolerations: c.Settings.WorkerTolerations,
+	})
+	if err := c.Client.Create(ctx, job); err != nil {
+		return "", errors.Wrapf(err, "creating job %s/%s", job.Namespace, job.Name)
+	}
+	defer c.cleanup(ctx, job)
+	c.Log.WithFields(logrus.Fields{"job": client.ObjectKeyFromObject(job).String(), "node": node}).Info("streaming the files into a receiver job")
+	pod, err := c.receiverPod(ctx, job)
+	if err != nil {
+		return "", errors.Wrapf(err, "job %s/%s", job.Namespace, job.Name)
+	}
+	stream, w := io.Pipe()
+	go func() { _ = w.CloseWithError(filestream.Send(ctx, dir, filestream.Throttle(w, c.Rate), owners)) }()
+	attachErr := c.Attach(ctx, client.ObjectKeyFromObject(pod), expose.ReceiverContainer, stream)
+	_ = stream.CloseWithError(errors.New("the attach session ended"))
+	timeout := c.Timeout
+	if attachErr != nil {
+		// The pod may have ended and said why (a write failed); if it did not, it waits
+		// for a stream that will not come.
+		timeout = min(timeout, afterAttachFailed)
+	}
+	ended, err := c.waitFor(ctx, pod, timeout)
+	if err != nil && attachErr != nil {
+		return "", errors.Wrapf(attachErr, "streaming the files into pod %s/%s", pod.Namespace, pod.Name)
+	}
+	if err != nil {
+		return "", errors.Wrapf(err, "pod %s/%s", pod.Namespace, pod.Name)
+	}
+	report := strings.TrimSpace(terminationMessage(ended, expose.ReceiverContainer))
+	if ended.Status.Phase != corev1.PodSucceeded {
+		if report == "" {
+			report = "no message; see its events"
+		}
+		return "", errors.Errorf("pod %s/%s failed: %s", pod.Namespace, pod.Name, report)
+	}
+	return report + "\n", nil
+}
+
+// afterAttachFailed is how long a receiver pod is given to end once its stream broke.
+const afterAttachFailed = 15 * time.Second
+
+// receiverPod waits for the pod of job to run, and returns it.
+func (c *InCluster) receiverPod(ctx context.Context, job *batchv1.Job) (*corev1.Pod, error) {
+	var pod *corev1.Pod
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, c.Interval, c.Timeout, true, func(ctx context.Context) (bool, error) {
+		pods := &corev1.PodList{}
+		if err := c.Client.List(ctx, pods, client.InNamespace(job.Namespace), client.MatchingLabels{batchv1.ControllerUidLabel: string(job.UID)}); err != nil {
+			return false, errors.Wrap(err, "listing its pods")
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			last = string(p.Status.Phase)
+			switch p.Status.Phase {
+			case corev1.PodRunning:
+				pod = p
+				return true, nil
+			case corev1.PodFailed, corev1.PodSucceeded:
+				return false, errors.Errorf("pod %s ended before the files were sent: %s", p.Name, terminationMessage(p, expose.ReceiverContainer))
+			}
+		}
+		return false, nil
+	})
+	if wait.Interrupted(err) {
+		return nil, errors.Errorf("no pod ran within %s (last phase %q)", c.Timeout, last)
+	}
+	return pod, err
 }
 
 // Verify verifies the moved volumes of backup (only volume, when it is not "") at
@@ -100,12 +202,13 @@ func (c *InCluster) Verify(ctx context.Context, backup, volume, level string) (s
 		}
 		args = append(args, "--snapshot="+v.Key()+"="+v.SnapshotID)
 	}
-	return c.run(ctx, vols[0], c.Namespace, "", "", args)
+	return c.run(ctx, vols[0], args)
 }
 
-// run runs args in a command pod in namespace (mounting pvc when set, on node when set)
-// that reaches v's repository, and returns its report.
-func (c *InCluster) run(ctx context.Context, v Volume, namespace, pvc, node string, args []string) (string, error) {
+// run runs args in a command pod in Velero's namespace that reaches v's repository, and
+// returns its report.
+func (c *InCluster) run(ctx context.Context, v Volume, args []string) (string, error) {
+	namespace := c.Namespace
 	bsl, err := c.Catalog.Source.Location(ctx, v)
 	if err != nil {
 		return "", err
@@ -116,9 +219,9 @@ func (c *InCluster) run(ctx context.Context, v Volume, namespace, pvc, node stri
 	}
 	name := "snapmove-command-" + utilrand.String(5)
 	pod := expose.CommandPod(expose.CommandPodParams{
-		Name: name, Namespace: namespace, PVC: pvc, Image: c.Image,
+		Name: name, Namespace: namespace, Image: c.Image,
 		ImagePullPolicy: c.Settings.WorkerImagePullPolicy, HostNetwork: c.Settings.WorkerHostNetwork,
-		Args: append(args, flags...), WithCredentials: withCreds, NodeName: node,
+		Args: append(args, flags...), WithCredentials: withCreds,
 		NodeSelector: c.Settings.WorkerNodeSelector, Tolerations: c.Settings.WorkerTolerations,
 	})
 	secret.ObjectMeta = metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: pod.Labels}
@@ -135,13 +238,13 @@ func (c *InCluster) run(ctx context.Context, v Volume, namespace, pvc, node stri
 	if err := c.Client.Update(ctx, secret); err != nil {
 		c.Log.WithError(err).Warn("making the command pod own its secret")
 	}
-	c.Log.WithFields(logrus.Fields{"pod": client.ObjectKeyFromObject(pod).String(), "node": node}).Infof("running snapmove %s in a pod", args[0])
+	c.Log.WithField("pod", client.ObjectKeyFromObject(pod).String()).Infof("running snapmove %s in a pod", args[0])
 
 	ended, err := c.wait(ctx, pod)
 	if err != nil {
 		return "", errors.Wrapf(err, "pod %s/%s", pod.Namespace, pod.Name)
 	}
-	report := strings.TrimSpace(terminationMessage(ended))
+	report := strings.TrimSpace(terminationMessage(ended, expose.CommandContainer))
 	if ended.Status.Phase != corev1.PodSucceeded {
 		if report == "" {
 			report = "no message; see its events"
@@ -151,10 +254,10 @@ func (c *InCluster) run(ctx context.Context, v Volume, namespace, pvc, node stri
 	return report + "\n", nil
 }
 
-// terminationMessage is what the command container said when it ended.
-func terminationMessage(pod *corev1.Pod) string {
+// terminationMessage is what container of pod said when it ended.
+func terminationMessage(pod *corev1.Pod, container string) string {
 	for _, cs := range pod.Status.ContainerStatuses {
-		if cs.Name == expose.CommandContainer && cs.State.Terminated != nil {
+		if cs.Name == container && cs.State.Terminated != nil {
 			return cs.State.Terminated.Message
 		}
 	}
@@ -243,24 +346,30 @@ func (c *InCluster) connection(ctx context.Context, bsl *velerov1.BackupStorageL
 
 // wait returns the pod once it has ended.
 func (c *InCluster) wait(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	return c.waitFor(ctx, pod, c.Timeout)
+}
+
+// waitFor returns the pod once it has ended, within timeout.
+func (c *InCluster) waitFor(ctx context.Context, pod *corev1.Pod, timeout time.Duration) (*corev1.Pod, error) {
 	p := &corev1.Pod{}
-	err := wait.PollUntilContextTimeout(ctx, c.Interval, c.Timeout, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, c.Interval, timeout, true, func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(pod), p); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
 		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, nil
 	})
 	if wait.Interrupted(err) {
-		return nil, errors.Errorf("did not end within %s (phase %q)", c.Timeout, p.Status.Phase)
+		return nil, errors.Errorf("did not end within %s (phase %q)", timeout, p.Status.Phase)
 	}
 	return p, err
 }
 
-func (c *InCluster) cleanup(ctx context.Context, pod *corev1.Pod, secret *corev1.Secret) {
+// cleanup deletes objs (with what they own, in the background).
+func (c *InCluster) cleanup(ctx context.Context, objs ...client.Object) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	for _, obj := range []client.Object{pod, secret} {
-		if err := c.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+	for _, obj := range objs {
+		if err := c.Client.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
 			c.Log.WithError(err).WithField("object", client.ObjectKeyFromObject(obj).String()).Warn("deleting what the restore made")
 		}
 	}

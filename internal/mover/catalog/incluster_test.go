@@ -2,6 +2,10 @@ package catalog
 
 import (
 	"context"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,19 +25,33 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/mover/filestream"
 	"github.com/snapmove/snapmove/internal/testkit"
 )
 
+// writingRepo restores a fixed tree into the target of a file restore.
+type writingRepo struct{ fakeRepo }
+
+func (r writingRepo) RestoreFiles(_ context.Context, req datapath.FilesRequest) (datapath.FilesResult, error) {
+	if err := os.MkdirAll(filepath.Join(req.Target, "etc"), 0o755); err != nil {
+		return datapath.FilesResult{}, err
+	}
+	err := os.WriteFile(filepath.Join(req.Target, "etc", "app.conf"), []byte("restored"), 0o644)
+	return datapath.FilesResult{Matched: req.Paths, Restored: datapath.TreeCounts{Files: 1, Dirs: 1, Bytes: 8}}, err
+}
+
 func TestInClusterRestoreFiles(t *testing.T) {
 	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "default"},
-		Spec: velerov1.BackupStorageLocationSpec{Provider: "aws", Config: map[string]string{"region": "minio", "s3Url": "http://minio:9000"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: "aws",
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "velero", Prefix: "cluster-a"}}}}
 	objects := func() []client.Object {
 		return []client.Object{backupObj("b1"), bsl,
 			dataUpload("du1", "b1", "app", "data", velerov2alpha1.DataUploadPhaseCompleted, "s1"),
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "velero-repo-credentials"}, Data: map[string][]byte{"repository-password": []byte("pw")}},
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "cloud-credentials"}, Data: map[string][]byte{"cloud": []byte("[default]\n")}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "the-apps-own"}},
 			&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "live"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound}},
 			&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "pending"}, Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimPending}},
 			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "app"}, Spec: corev1.PodSpec{NodeName: "node-2", Volumes: []corev1.Volume{
@@ -41,82 +60,110 @@ func TestInClusterRestoreFiles(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		name     string
-		target   string
-		podPhase corev1.PodPhase
-		inject   interceptor.Funcs
-		wantErr  string
+		name   string
+		target string
+		// podPhase is the phase of the job's pod when it is made (none when empty);
+		// attachErr what attaching returns (the stream is received otherwise).
+		podPhase  corev1.PodPhase
+		attachErr error
+		inject    interceptor.Funcs
+		wantErr   string
 	}{
-		{name: "succeeds on the node where the PVC is in use", target: "live", podPhase: corev1.PodSucceeded},
-		{name: "pod fails: its log is the error", target: "live", podPhase: corev1.PodFailed, wantErr: "failed: snapmove: no such path"},
-		{name: "pod never ends", target: "live", podPhase: corev1.PodPending, wantErr: "did not end within 50ms"},
+		{name: "streams into the job's pod on the node where the PVC is in use", target: "live", podPhase: corev1.PodRunning},
+		{name: "attach fails", target: "live", podPhase: corev1.PodRunning, attachErr: errors.New("pods/attach forbidden"),
+			wantErr: "streaming the files into pod other/snapmove-receive-"},
+		{name: "pod ends before the stream", target: "live", podPhase: corev1.PodFailed, wantErr: "ended before the files were sent"},
+		{name: "no pod runs", target: "live", wantErr: "no pod ran within 50ms"},
 		{name: "target missing", target: "nope", wantErr: "target PVC other/nope not found"},
 		{name: "target not bound", target: "pending", wantErr: `target PVC other/pending is not bound (phase "Pending")`},
-		{name: "pod create fails", target: "live", wantErr: "creating pod other/snapmove-command-", inject: interceptor.Funcs{
+		{name: "job create fails", target: "live", wantErr: "creating job other/snapmove-receive-", inject: interceptor.Funcs{
 			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
-				if _, ok := obj.(*corev1.Pod); ok {
+				if _, ok := obj.(*batchv1.Job); ok {
 					return errors.New("quota exceeded")
 				}
 				return c.Create(ctx, obj, o...)
 			}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var created *corev1.Pod
-			var secret *corev1.Secret
+			pvc := t.TempDir() // the live PVC, as the receiver's pod sees it
+			var job *batchv1.Job
+			var secretsDuring []string
 			inject := tc.inject
 			if inject.Create == nil {
 				inject.Create = func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
-					switch o := obj.(type) {
-					case *corev1.Pod:
-						// The kubelet's part: the pod ends, its message is the report.
-						o.Status.Phase = tc.podPhase
-						msg := "restored etc of app/data\n"
-						if tc.podPhase == corev1.PodFailed {
-							msg = "snapmove: no such path"
-						}
-						if tc.podPhase != corev1.PodPending {
-							o.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.CommandContainer,
-								State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: msg}}}}
-						}
-						created = o.DeepCopy()
-					case *corev1.Secret:
-						secret = o.DeepCopy()
+					if err := c.Create(ctx, obj, o...); err != nil {
+						return err
 					}
-					return c.Create(ctx, obj, o...)
+					j, ok := obj.(*batchv1.Job)
+					if !ok || tc.podPhase == "" {
+						return nil
+					}
+					// The job controller's part: the job's pod.
+					job = j.DeepCopy()
+					pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: j.Name + "-abcde",
+						Labels: map[string]string{batchv1.ControllerUidLabel: string(j.UID)}},
+						Spec: j.Spec.Template.Spec, Status: corev1.PodStatus{Phase: tc.podPhase}}
+					if tc.podPhase == corev1.PodFailed {
+						pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.ReceiverContainer,
+							State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: "image pull failed"}}}}
+					}
+					return c.Create(ctx, pod)
 				}
 			}
 			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(objects()...).WithInterceptorFuncs(inject).Build()
-			cat := &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Log: logrus.New()}
-			tp := &InCluster{Client: c, Catalog: cat, Namespace: veleroNS, Image: "snapmove:test",
+			repos := &fakeRepos{byNS: map[string]fakeRepo{"app": {}}, opened: map[string]int{}}
+			cat := &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Repos: writingReposOf(repos), Log: logrus.New()}
+			attach := func(ctx context.Context, key types.NamespacedName, container string, stdin io.Reader) error {
+				secrets := &corev1.SecretList{}
+				require.NoError(t, c.List(ctx, secrets, client.InNamespace("other")))
+				for _, s := range secrets.Items {
+					secretsDuring = append(secretsDuring, s.Name)
+				}
+				assert.Equal(t, expose.ReceiverContainer, container)
+				if tc.attachErr != nil {
+					return tc.attachErr
+				}
+				// The kubelet's part: the container reads its stdin and ends.
+				_, err := filestream.Receive(stdin, pvc)
+				pod := &corev1.Pod{}
+				require.NoError(t, c.Get(ctx, key, pod))
+				pod.Status.Phase = corev1.PodSucceeded
+				pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.ReceiverContainer,
+					State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: "received 1 files\n"}}}}
+				require.NoError(t, c.Status().Update(ctx, pod))
+				return err
+			}
+			ic := &InCluster{Client: c, Catalog: cat, Namespace: veleroNS, Image: "snapmove:test",
 				DefaultCredentials: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cloud-credentials"}, Key: "cloud"},
-				Settings:           config.Default(), Timeout: 50 * time.Millisecond, Interval: 10 * time.Millisecond, Log: logrus.New()}
-			out, err := tp.RestoreFiles(context.Background(), "b1", "app/data", []string{"etc"}, types.NamespacedName{Namespace: "other", Name: tc.target})
+				Settings:           config.Default(), Timeout: 50 * time.Millisecond, Interval: 10 * time.Millisecond, Attach: attach, Log: logrus.New()}
+			_, res, report, err := ic.RestoreFiles(context.Background(), "b1", "app/data", datapath.FilesRequest{Paths: []string{"etc"}},
+				types.NamespacedName{Namespace: "other", Name: tc.target})
 
-			// Whatever happened, nothing is left in the target namespace.
-			pods := &corev1.PodList{}
-			require.NoError(t, c.List(context.Background(), pods, client.InNamespace("other"), client.MatchingLabels{"app.kubernetes.io/component": expose.CommandComponent}))
-			assert.Empty(t, pods.Items, "restore pods left")
+			// Whatever happened, the job is gone (with its pod, by garbage collection), and
+			// the namespace never held a secret but its own.
+			jobs := &batchv1.JobList{}
+			require.NoError(t, c.List(context.Background(), jobs, client.InNamespace("other")))
+			assert.Empty(t, jobs.Items, "receiver job left")
 			secrets := &corev1.SecretList{}
 			require.NoError(t, c.List(context.Background(), secrets, client.InNamespace("other")))
-			assert.Empty(t, secrets.Items, "secrets left")
+			assert.Len(t, secrets.Items, 1, "secrets made")
+			for _, s := range secretsDuring {
+				assert.Equal(t, "the-apps-own", s, "a secret in the namespace during the stream")
+			}
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
 				return
 			}
 			require.NoError(t, err)
-			assert.Equal(t, "restored etc of app/data\n", out)
-			require.NotNil(t, created)
-			assert.Equal(t, "node-2", created.Spec.NodeName, "next to the pod that uses the PVC")
-			assert.Equal(t, []string{"restore-files", "b1", "app/data", "etc", "--snapshot-id=s1", "--to=/data",
-				"--provider=aws", "--bucket=velero", "--prefix=cluster-a", "--config=region=minio", "--config=s3Url=http://minio:9000",
-				"--password-file=/snapmove-credentials/repository-password", "--report-file=/dev/termination-log",
-				"--credentials-file=/snapmove-credentials/cloud"},
-				created.Spec.Containers[0].Args)
-			assert.Equal(t, "live", created.Spec.Volumes[0].PersistentVolumeClaim.ClaimName)
-			assert.Equal(t, map[string][]byte{"repository-password": []byte("pw"), "cloud": []byte("[default]\n")}, secret.Data)
-			for _, a := range created.Spec.Containers[0].Args {
-				assert.NotContains(t, a, "pw", "no secret on the command line")
-			}
+			assert.Equal(t, "received 1 files\n", report)
+			assert.Equal(t, []string{"etc"}, res.Matched)
+			got, err := os.ReadFile(filepath.Join(pvc, "etc", "app.conf"))
+			require.NoError(t, err)
+			assert.Equal(t, "restored", string(got))
+			require.NotNil(t, job)
+			assert.Equal(t, "node-2", job.Spec.Template.Spec.NodeName, "next to the pod that uses the PVC")
+			assert.Equal(t, "live", job.Spec.Template.Spec.Volumes[0].PersistentVolumeClaim.ClaimName)
+			assert.Equal(t, int64(0), *job.Spec.ActiveDeadlineSeconds, "the deadline is --timeout (50ms here)")
 		})
 	}
 }
@@ -199,4 +246,43 @@ func TestInClusterVerify(t *testing.T) {
 			assert.Empty(t, pods.Items, "the pod is deleted")
 		})
 	}
+}
+
+// writingRepos opens writingRepos over repos'.
+type writingRepos struct{ *fakeRepos }
+
+func writingReposOf(r *fakeRepos) Repositories { return writingRepos{r} }
+
+func (w writingRepos) Open(ctx context.Context, bsl *velerov1.BackupStorageLocation, ns string) (Repository, error) {
+	r, err := w.fakeRepos.Open(ctx, bsl, ns)
+	if err != nil {
+		return nil, err
+	}
+	return writingRepo{r.(fakeRepo)}, nil
+}
+
+func (r writingRepo) ReadDir(_ context.Context, _, rel string) (datapath.Entry, []datapath.Entry, error) {
+	children := map[string][]datapath.Entry{
+		"":    {{Name: "etc", Mode: fs.ModeDir | 0o755, UID: 10, GID: 11}, {Name: "var", Mode: fs.ModeDir | 0o755}},
+		"etc": {{Name: "app.conf", Mode: 0o644, UID: 999, GID: 998}},
+	}[rel]
+	return datapath.Entry{Mode: fs.ModeDir | 0o755}, children, nil
+}
+
+// TestOwners reads the snapshot's owners of what was restored, by path: a CLI that is
+// not root restores files as its own.
+func TestOwners(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "etc"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "etc", "app.conf"), nil, 0o644))
+	repos := &fakeRepos{byNS: map[string]fakeRepo{"app": {}}, opened: map[string]int{}}
+	cat := newClusterCatalog(t, repos)
+	cat.Repos = writingReposOf(repos)
+	owners, err := cat.Owners(context.Background(), Volume{Namespace: "app", PVC: "data", SnapshotID: "s1", StorageLocation: "default"}, dir)
+	require.NoError(t, err)
+	for rel, want := range map[string][3]int{"etc": {10, 11, 1}, "etc/app.conf": {999, 998, 1}, "elsewhere": {0, 0, 0}} {
+		uid, gid, ok := owners(rel)
+		assert.Equal(t, want, [3]int{uid, gid, map[bool]int{true: 1}[ok]}, rel)
+	}
+	assert.Equal(t, 1, repos.closed, "the repository is closed")
 }

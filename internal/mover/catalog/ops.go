@@ -3,6 +3,9 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/pkg/errors"
@@ -10,6 +13,7 @@ import (
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/filestream"
 )
 
 // Catalog answers the user's questions about moved volumes.
@@ -133,6 +137,46 @@ func (c *Catalog) RestoreFiles(ctx context.Context, backup, volume string, req d
 	req.SnapshotID = v.SnapshotID
 	res, err := repo.RestoreFiles(ctx, req)
 	return v, res, err
+}
+
+// Owners reads the owners, in v's snapshot, of the entries of dir, a directory that
+// chosen paths of it were restored into: one directory listing of the snapshot per
+// directory of dir. An entry the snapshot does not list keeps its owner on disk.
+func (c *Catalog) Owners(ctx context.Context, v Volume, dir string) (filestream.Owners, error) {
+	repo, err := c.open(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close(ctx, repo)
+	owners := map[string][2]int{}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if rel == "." {
+			rel = ""
+		}
+		_, children, err := repo.ReadDir(ctx, v.SnapshotID, rel)
+		if err != nil {
+			return errors.Wrapf(err, "reading the owners of %s/", rel)
+		}
+		for _, e := range children {
+			owners[path.Join(rel, e.Name)] = [2]int{int(e.UID), int(e.GID)}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func(rel string) (int, int, bool) {
+		o, ok := owners[rel]
+		return o[0], o[1], ok
+	}, nil
 }
 
 // Verification is the outcome of verifying one volume.

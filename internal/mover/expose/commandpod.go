@@ -1,6 +1,7 @@
 package expose
 
 import (
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -8,10 +9,12 @@ import (
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
-// A command pod runs one of the user's repository commands in the cluster
-// (`restore-files --to-pvc`, `verify --in-cluster`): `snapmove <command>` against the
-// repository alone, with the BSL as flags and its credentials and the repository
-// password in a secret made for the pod, so it needs no API access.
+// A command pod runs one of the user's repository commands in Velero's namespace
+// (`verify --in-cluster`): `snapmove <command>` against the repository alone, with the
+// BSL as flags and its credentials and the repository password in a secret made for the
+// pod, so it needs no API access. It mounts no PVC: a pod that holds Velero's secrets
+// never runs in an application's namespace (a file restore into a live PVC streams
+// into a receiver job instead, below).
 const (
 	// CommandContainer is the container of a command pod.
 	CommandContainer = "command"
@@ -22,16 +25,14 @@ const (
 	commandScratchPath    = "/scratch"
 	// CommandComponent labels command pods and their secrets (app.kubernetes.io/component).
 	CommandComponent = "repository-command"
-	// CommandTargetPath is where a command pod mounts its PVC, if it has one.
+	// CommandTargetPath is where a receiver job's pod mounts its PVC.
 	CommandTargetPath = TargetMountPath
 )
 
 // CommandPodParams describe a command pod.
 type CommandPodParams struct {
-	// Name is the pod's and its secret's; Namespace is where it runs (a target PVC's).
+	// Name is the pod's and its secret's; Namespace is where it runs (Velero's).
 	Name, Namespace string
-	// PVC, when set, is mounted at CommandTargetPath.
-	PVC             string
 	Image           string
 	ImagePullPolicy corev1.PullPolicy
 	HostNetwork     bool
@@ -39,12 +40,9 @@ type CommandPodParams struct {
 	// file and, with WithCredentials, the credentials file are added.
 	Args            []string
 	WithCredentials bool
-	// NodeName pins the pod to the node where its PVC is in use (a ReadWriteOnce volume
-	// mounts on one node).
-	NodeName     string
-	NodeSelector map[string]string
-	Tolerations  []corev1.Toleration
-	Resources    corev1.ResourceRequirements
+	NodeSelector    map[string]string
+	Tolerations     []corev1.Toleration
+	Resources       corev1.ResourceRequirements
 }
 
 // CommandPod is a command pod. Its outcome is its termination message: what the command
@@ -68,11 +66,6 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 		{Name: "credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: p.Name, DefaultMode: ptr.To(int32(0o400))}}},
 		{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 	}
-	if p.PVC != "" {
-		mounts = append([]corev1.VolumeMount{{Name: dataVolume, MountPath: CommandTargetPath}}, mounts...)
-		volumes = append([]corev1.Volume{{Name: dataVolume, VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: p.PVC}}}}, volumes...)
-	}
 	pod := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -84,7 +77,6 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 			AutomountServiceAccountToken:  ptr.To(false),
 			TerminationGracePeriodSeconds: ptr.To(int64(10)),
 			HostNetwork:                   p.HostNetwork,
-			NodeName:                      p.NodeName,
 			NodeSelector:                  nodeSelector,
 			Tolerations:                   append([]corev1.Toleration(nil), p.Tolerations...),
 			OS:                            &corev1.PodOS{Name: corev1.Linux},
@@ -112,4 +104,88 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
 	return pod
+}
+
+// A receiver job writes files the CLI restored into a live PVC (`restore-files
+// --to-pvc`): its one pod mounts the PVC and runs `snapmove mover receive-files`, which
+// reads them as a stream on its stdin (the CLI attaches to it through the API server).
+// The pod holds no secret and no API token: whatever reads the repository runs in the
+// CLI. The job bounds its own life, so that nothing stays when the CLI dies: the pod
+// ends when its stdin closes, or at the deadline, and the job (and its pod with it) is
+// deleted soon after it ends.
+const (
+	// ReceiverContainer is the container of a receiver job's pod.
+	ReceiverContainer = "receive"
+	// ReceiverComponent labels receiver jobs and their pods (app.kubernetes.io/component).
+	ReceiverComponent = "restore-files-receiver"
+	// ReceiverTTL is how long an ended receiver job stays before it is deleted: time for
+	// the CLI to read its outcome.
+	ReceiverTTL = 30
+)
+
+// ReceiverJobParams describe a receiver job.
+type ReceiverJobParams struct {
+	// Name is the job's; Namespace is the PVC's.
+	Name, Namespace string
+	// PVC is mounted at CommandTargetPath.
+	PVC             string
+	Image           string
+	ImagePullPolicy corev1.PullPolicy
+	// Deadline bounds the job's life, from its start (seconds).
+	Deadline int64
+	// NodeName pins the pod to the node where its PVC is in use (a ReadWriteOnce volume
+	// mounts on one node).
+	NodeName     string
+	NodeSelector map[string]string
+	Tolerations  []corev1.Toleration
+}
+
+// ReceiverJob is a receiver job. Its outcome is its pod's termination message (what
+// receive-files wrote to --report-file).
+func ReceiverJob(p ReceiverJobParams) *batchv1.Job {
+	labels := map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, "app.kubernetes.io/component": ReceiverComponent}
+	nodeSelector := map[string]string{"kubernetes.io/os": "linux"}
+	for k, v := range p.NodeSelector {
+		nodeSelector[k] = v
+	}
+	return &batchv1.Job{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, Labels: labels},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr.To(int32(0)),
+			ActiveDeadlineSeconds:   ptr.To(p.Deadline),
+			TTLSecondsAfterFinished: ptr.To(int32(ReceiverTTL)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					ActiveDeadlineSeconds:         ptr.To(p.Deadline),
+					AutomountServiceAccountToken:  ptr.To(false),
+					EnableServiceLinks:            ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To(int64(10)),
+					NodeName:                      p.NodeName,
+					NodeSelector:                  nodeSelector,
+					Tolerations:                   append([]corev1.Toleration(nil), p.Tolerations...),
+					OS:                            &corev1.PodOS{Name: corev1.Linux},
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsUser:      ptr.To(int64(0)),
+						RunAsGroup:     ptr.To(int64(0)),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{{
+						Name: ReceiverContainer, Image: p.Image, ImagePullPolicy: p.ImagePullPolicy,
+						Command: []string{WorkerBinary},
+						Args: []string{"mover", "receive-files", "--to=" + CommandTargetPath,
+							"--report-file=" + corev1.TerminationMessagePathDefault},
+						Stdin: true, StdinOnce: true,
+						VolumeMounts:             []corev1.VolumeMount{{Name: dataVolume, MountPath: CommandTargetPath}},
+						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+						SecurityContext:          workerSecurityContext(),
+					}},
+					Volumes: []corev1.Volume{{Name: dataVolume, VolumeSource: corev1.VolumeSource{
+						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: p.PVC}}}},
+				},
+			},
+		},
+	}
 }

@@ -236,16 +236,33 @@ func TestCreateAdoptsOnlyItsOwn(t *testing.T) {
 	}
 }
 
-func TestGoldenCommandPods(t *testing.T) {
-	testkit.Golden(t, "testdata/command-pod-pvc.yaml", CommandPod(CommandPodParams{
-		Name: "snapmove-command-x7k2p", Namespace: "app", PVC: "data",
-		Image: "ghcr.io/snapmove/snapmove:v0.1.0", ImagePullPolicy: corev1.PullIfNotPresent, HostNetwork: true,
-		Args: []string{"restore-files", "nightly", "app/data", "etc/app.conf", "--snapshot=app/data=f00d",
-			"--bucket=velero", "--prefix=cluster-a", "--to=/data"},
-		WithCredentials: true, NodeName: "node-1",
-	}))
+func TestGoldenCommandPod(t *testing.T) {
 	testkit.Golden(t, "testdata/command-pod.yaml", CommandPod(CommandPodParams{
 		Name: "snapmove-command-q9w8e", Namespace: "velero", Image: "ghcr.io/snapmove/snapmove:v0.1.0",
 		Args: []string{"verify", "nightly", "--level=full", "--snapshot=app/data=f00d", "--bucket=velero"},
 	}))
+}
+
+func TestGoldenReceiverJob(t *testing.T) {
+	job := ReceiverJob(ReceiverJobParams{
+		Name: "snapmove-receive-x7k2p", Namespace: "app", PVC: "data",
+		Image: "ghcr.io/snapmove/snapmove:v0.1.0", ImagePullPolicy: corev1.PullIfNotPresent,
+		Deadline: 1800, NodeName: "node-1",
+	})
+	testkit.Golden(t, "testdata/receiver-job.yaml", job)
+	// What the issue asks of the pod that writes into a tenant's PVC.
+	spec := job.Spec.Template.Spec
+	require.False(t, *spec.AutomountServiceAccountToken, "no API token")
+	for _, v := range spec.Volumes {
+		require.Nil(t, v.Secret, "no secret volume")
+		require.Nil(t, v.Projected, "no projected volume")
+	}
+	for _, c := range append(spec.InitContainers, spec.Containers...) {
+		require.Empty(t, c.EnvFrom, "no environment from a secret")
+		for _, e := range c.Env {
+			require.Nil(t, e.ValueFrom, "no environment from a secret")
+		}
+	}
+	require.NotNil(t, job.Spec.ActiveDeadlineSeconds, "a deadline")
+	require.NotNil(t, job.Spec.TTLSecondsAfterFinished, "deleted once ended")
 }
