@@ -58,8 +58,8 @@ func (r *Reconciler) ensureReport(ctx context.Context, op expose.Operation, name
 func (r *Reconciler) copyProgress(ctx context.Context, m movement) (invalid string, err error) {
 	cm := &corev1.ConfigMap{}
 	found, err := get(ctx, r.Client, r.Options.Namespace, m.object().GetName(), cm)
-	if err != nil || !found {
-		return "", err
+	if err != nil || !found || !expose.IsReportOf(cm, m.object().GetUID()) {
+		return "", err // someone else's ConfigMap of that name says nothing of m
 	}
 	p, reported, perr := expose.ParseProgress(cm)
 	if perr != nil {
