@@ -128,14 +128,7 @@ func (c *InCluster) receive(ctx context.Context, dir string, owners filestream.O
 	if err != nil {
 		return "", errors.Wrapf(err, "pod %s/%s", pod.Namespace, pod.Name)
 	}
-	report := strings.TrimSpace(terminationMessage(ended, expose.ReceiverContainer))
-	if ended.Status.Phase != corev1.PodSucceeded {
-		if report == "" {
-			report = "no message; see its events"
-		}
-		return "", errors.Errorf("pod %s/%s failed: %s", pod.Namespace, pod.Name, report)
-	}
-	return report + "\n", nil
+	return outcome(ended, expose.ReceiverContainer)
 }
 
 // afterAttachFailed is how long a receiver pod is given to end once its stream broke.
@@ -244,12 +237,18 @@ func (c *InCluster) run(ctx context.Context, v Volume, args []string) (string, e
 	if err != nil {
 		return "", errors.Wrapf(err, "pod %s/%s", pod.Namespace, pod.Name)
 	}
-	report := strings.TrimSpace(terminationMessage(ended, expose.CommandContainer))
+	return outcome(ended, expose.CommandContainer)
+}
+
+// outcome is what the ended pod's container said: its report when it succeeded, an error
+// with it when it failed.
+func outcome(ended *corev1.Pod, container string) (string, error) {
+	report := strings.TrimSpace(terminationMessage(ended, container))
 	if ended.Status.Phase != corev1.PodSucceeded {
 		if report == "" {
 			report = "no message; see its events"
 		}
-		return "", errors.Errorf("pod %s/%s failed: %s", pod.Namespace, pod.Name, report)
+		return "", errors.Errorf("pod %s/%s failed: %s", ended.Namespace, ended.Name, report)
 	}
 	return report + "\n", nil
 }

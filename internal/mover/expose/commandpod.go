@@ -54,10 +54,6 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 	if p.WithCredentials {
 		args = append(args, "--credentials-file="+commandSecretPath+"/"+CommandCredentialsKey)
 	}
-	nodeSelector := map[string]string{"kubernetes.io/os": "linux"}
-	for k, v := range p.NodeSelector {
-		nodeSelector[k] = v
-	}
 	mounts := []corev1.VolumeMount{
 		{Name: "credentials", MountPath: commandSecretPath, ReadOnly: true},
 		{Name: "scratch", MountPath: commandScratchPath},
@@ -66,44 +62,54 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 		{Name: "credentials", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: p.Name, DefaultMode: ptr.To(int32(0o400))}}},
 		{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 	}
-	pod := &corev1.Pod{
+	spec := commandPodSpec(p.NodeSelector, p.Tolerations)
+	spec.HostNetwork = p.HostNetwork
+	if p.HostNetwork {
+		spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	}
+	spec.Volumes = volumes
+	spec.Containers = []corev1.Container{{
+		Name: CommandContainer, Image: p.Image, ImagePullPolicy: p.ImagePullPolicy,
+		Command: []string{WorkerBinary}, Args: args,
+		Env: []corev1.EnvVar{
+			{Name: "HOME", Value: commandScratchPath},
+			{Name: "TMPDIR", Value: commandScratchPath},
+		},
+		Resources:                *p.Resources.DeepCopy(),
+		VolumeMounts:             mounts,
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext:          workerSecurityContext(),
+	}}
+	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: p.Name, Namespace: p.Namespace,
 			Labels: map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, "app.kubernetes.io/component": CommandComponent},
 		},
-		Spec: corev1.PodSpec{
-			RestartPolicy:                 corev1.RestartPolicyNever,
-			AutomountServiceAccountToken:  ptr.To(false),
-			TerminationGracePeriodSeconds: ptr.To(int64(10)),
-			HostNetwork:                   p.HostNetwork,
-			NodeSelector:                  nodeSelector,
-			Tolerations:                   append([]corev1.Toleration(nil), p.Tolerations...),
-			OS:                            &corev1.PodOS{Name: corev1.Linux},
-			SecurityContext: &corev1.PodSecurityContext{
-				RunAsUser:      ptr.To(int64(0)),
-				RunAsGroup:     ptr.To(int64(0)),
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
-			Containers: []corev1.Container{{
-				Name: CommandContainer, Image: p.Image, ImagePullPolicy: p.ImagePullPolicy,
-				Command: []string{WorkerBinary}, Args: args,
-				Env: []corev1.EnvVar{
-					{Name: "HOME", Value: commandScratchPath},
-					{Name: "TMPDIR", Value: commandScratchPath},
-				},
-				Resources:                *p.Resources.DeepCopy(),
-				VolumeMounts:             mounts,
-				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-				SecurityContext:          workerSecurityContext(),
-			}},
-			Volumes: volumes,
+		Spec: spec,
+	}
+}
+
+// commandPodSpec is what command pods and receiver pods share: Linux nodes (and
+// nodeSelector), no restart, no API token, root with the runtime's seccomp profile.
+func commandPodSpec(nodeSelector map[string]string, tolerations []corev1.Toleration) corev1.PodSpec {
+	selector := map[string]string{"kubernetes.io/os": "linux"}
+	for k, v := range nodeSelector {
+		selector[k] = v
+	}
+	return corev1.PodSpec{
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		AutomountServiceAccountToken:  ptr.To(false),
+		TerminationGracePeriodSeconds: ptr.To(int64(10)),
+		NodeSelector:                  selector,
+		Tolerations:                   append([]corev1.Toleration(nil), tolerations...),
+		OS:                            &corev1.PodOS{Name: corev1.Linux},
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsUser:      ptr.To(int64(0)),
+			RunAsGroup:     ptr.To(int64(0)),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
-	if p.HostNetwork {
-		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
-	}
-	return pod
 }
 
 // A receiver job writes files the CLI restored into a live PVC (`restore-files
@@ -144,10 +150,22 @@ type ReceiverJobParams struct {
 // receive-files wrote to --report-file).
 func ReceiverJob(p ReceiverJobParams) *batchv1.Job {
 	labels := map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, "app.kubernetes.io/component": ReceiverComponent}
-	nodeSelector := map[string]string{"kubernetes.io/os": "linux"}
-	for k, v := range p.NodeSelector {
-		nodeSelector[k] = v
-	}
+	spec := commandPodSpec(p.NodeSelector, p.Tolerations)
+	spec.ActiveDeadlineSeconds = ptr.To(p.Deadline)
+	spec.EnableServiceLinks = ptr.To(false)
+	spec.NodeName = p.NodeName
+	spec.Containers = []corev1.Container{{
+		Name: ReceiverContainer, Image: p.Image, ImagePullPolicy: p.ImagePullPolicy,
+		Command: []string{WorkerBinary},
+		Args: []string{"mover", "receive-files", "--to=" + CommandTargetPath,
+			"--report-file=" + corev1.TerminationMessagePathDefault},
+		Stdin: true, StdinOnce: true,
+		VolumeMounts:             []corev1.VolumeMount{{Name: dataVolume, MountPath: CommandTargetPath}},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext:          workerSecurityContext(),
+	}}
+	spec.Volumes = []corev1.Volume{{Name: dataVolume, VolumeSource: corev1.VolumeSource{
+		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: p.PVC}}}}
 	return &batchv1.Job{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, Labels: labels},
@@ -155,37 +173,7 @@ func ReceiverJob(p ReceiverJobParams) *batchv1.Job {
 			BackoffLimit:            ptr.To(int32(0)),
 			ActiveDeadlineSeconds:   ptr.To(p.Deadline),
 			TTLSecondsAfterFinished: ptr.To(int32(ReceiverTTL)),
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					RestartPolicy:                 corev1.RestartPolicyNever,
-					ActiveDeadlineSeconds:         ptr.To(p.Deadline),
-					AutomountServiceAccountToken:  ptr.To(false),
-					EnableServiceLinks:            ptr.To(false),
-					TerminationGracePeriodSeconds: ptr.To(int64(10)),
-					NodeName:                      p.NodeName,
-					NodeSelector:                  nodeSelector,
-					Tolerations:                   append([]corev1.Toleration(nil), p.Tolerations...),
-					OS:                            &corev1.PodOS{Name: corev1.Linux},
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsUser:      ptr.To(int64(0)),
-						RunAsGroup:     ptr.To(int64(0)),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
-					Containers: []corev1.Container{{
-						Name: ReceiverContainer, Image: p.Image, ImagePullPolicy: p.ImagePullPolicy,
-						Command: []string{WorkerBinary},
-						Args: []string{"mover", "receive-files", "--to=" + CommandTargetPath,
-							"--report-file=" + corev1.TerminationMessagePathDefault},
-						Stdin: true, StdinOnce: true,
-						VolumeMounts:             []corev1.VolumeMount{{Name: dataVolume, MountPath: CommandTargetPath}},
-						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-						SecurityContext:          workerSecurityContext(),
-					}},
-					Volumes: []corev1.Volume{{Name: dataVolume, VolumeSource: corev1.VolumeSource{
-						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: p.PVC}}}},
-				},
-			},
+			Template:                corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec},
 		},
 	}
 }
