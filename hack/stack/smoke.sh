@@ -8,7 +8,7 @@
 # device in a pod; a Velero backup of a ConfigMap namespace completes, and so does its restore; a
 # hostNetwork pod reaches the API with plain in-cluster config. Uses namespaces smoke, smoke-cm and
 # smoke-cm-restored (recreated each run; left deleting at the end).
-# Container logs: /var/log/pods/<namespace>_<pod>_<uid>/<container>/0.log (`kubectl logs` cannot work here).
+# Container logs: /var/log/pods/<namespace>_<pod>_<uid>/<container>/0.log (or `kubectl logs`).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ -f "$RUN/env" ] || die "no stack env at $RUN/env: run hack/stack/up.sh"

@@ -24,8 +24,8 @@
 # Pods that do not ask for host networking get it from hostnet, a mutating admission webhook on
 # 127.0.0.1:9443 (hack/tools/hostnet): Velero's own pods (its server, node-agent, maintenance Jobs, its
 # data mover pods) then run unmodified.
-# `kubectl logs/exec` do not work (the node has no usable address); read container logs from
-# /var/log/pods/<namespace>_<pod>_<uid>/<container>/0.log instead.
+# `kubectl logs/exec/attach` work through the Node address set below; container logs are also in
+# /var/log/pods/<namespace>_<pod>_<uid>/<container>/0.log.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -257,6 +257,13 @@ waitup kubelet 60 kctl wait --for=condition=Ready --timeout=1s node/$NODE_NAME
 # The kubelet registers the node with the node.kubernetes.io/not-ready:NoSchedule taint; KCM's
 # nodelifecycle controller lifts it once the node is Ready. Until then the scheduler places nothing.
 waitup kube-controller-manager 60 sh -c "! '$STACK_BIN/kubectl' get node $NODE_NAME -o jsonpath='{.spec.taints[*].key}' | grep -q ."
+# The kubelet refuses a loopback node IP ("nodeIP can't be loopback address") and so sets no
+# addresses at all, and the apiserver then has no way to its kubelet: no `kubectl logs`, exec
+# or attach (restore-files --to-pvc streams through attach). The stack's kubelet listens on
+# 127.0.0.1 only, so the address is set here; the kubelet leaves the field alone (its address
+# setter fails before it writes).
+kctl patch node "$NODE_NAME" --subresource=status --type=merge \
+  -p '{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}' > /dev/null
 log "kubelet up: node $NODE_NAME Ready, CSINode lists $CSI_DRIVER"
 
 # --- Velero server: the helm chart's objects, plugins through initContainers ---

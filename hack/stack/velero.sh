@@ -9,8 +9,8 @@
 #
 # What is not given stays as the stack runs now ($RUN/velero/{features,node-agent,snapmove-plugin}). Waits
 # until the new server has validated the default BackupStorageLocation as Available (and node-agent
-# runs, when on). Velero's log: /var/log/pods/velero_velero-*/velero/0.log (`kubectl logs` does not work
-# on this stack), or `velero backup logs NAME` for one backup.
+# runs, when on). Velero's log: `kubectl -n velero logs deploy/velero`,
+# /var/log/pods/velero_velero-*/velero/0.log, or `velero backup logs NAME` for one backup.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
