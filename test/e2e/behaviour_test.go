@@ -331,7 +331,9 @@ func TestCancelMidMove(t *testing.T) {
 	s := env
 	ns := s.namespace(t, "cancel")
 	dir := s.pvc(t, ns, "data", "1Gi", corev1.PersistentVolumeFilesystem)
-	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 256<<20))
+	// 512 MiB: slowed twentyfold, the upload outlasts its first checkpoint (30 s) by about a
+	// minute on an idle machine, time for the test to see it.
+	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "big"), 512<<20))
 	goodDir := s.pvc(t, ns, "good", "256Mi", corev1.PersistentVolumeFilesystem)
 	require.NoError(t, writeRandomBlocks(filepath.Join(goodDir, "file"), 4<<20))
 	goodSum := sha256File(t, filepath.Join(goodDir, "file"))
@@ -341,7 +343,7 @@ func TestCancelMidMove(t *testing.T) {
 	t.Cleanup(func() { s.deleteBackup(t, name) })
 	// The small volume is moved first; the large one is still moving (slowed from its
 	// start, throttleUploadOf) when the user cancels the backup.
-	s.throttleUploadOf(t, name, "data")
+	duName, unthrottle := s.throttleUploadOf(t, name, "data")
 	s.waitDataUpload(t, name, "the DataUpload of PVC good to complete", func(du velerov2alpha1.DataUpload) bool {
 		return du.Spec.SourcePVC == "good" && du.Status.Phase == velerov2alpha1.DataUploadPhaseCompleted
 	})
@@ -355,6 +357,10 @@ func TestCancelMidMove(t *testing.T) {
 	poll(t, "a checkpoint of PVC data", 2*time.Minute, func(context.Context) (bool, error) {
 		return strings.Contains(strings.Join(s.backupManifests(t, kcfg, name), "\n"), "/"+ns+"/data checkpoint"), nil
 	})
+	// Frozen from here (SIGSTOP), the upload cannot complete before the cancel: the mover
+	// cancels without the worker's help, and deleting its pod kills it.
+	unthrottle()
+	s.holdWorker(t, "backup", duName)
 	out := s.snapmove(t, "cancel", "backup", name, "--wait", "2m")
 	t.Log(out)
 	require.Contains(t, out, "backup "+name+": canceled ")
