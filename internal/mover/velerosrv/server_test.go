@@ -42,7 +42,7 @@ func deployment(name, sa, secret string, env []corev1.EnvVar) *appsv1.Deployment
 				Containers: []corev1.Container{{
 					Name: "velero", Image: "velero/velero:v1.17.0",
 					Command: []string{"/velero"}, Args: []string{"server", "--uploader-type=kopia"},
-					Env:     env,
+					Env: env,
 					VolumeMounts: []corev1.VolumeMount{
 						{Name: "plugins", MountPath: "/plugins"},
 						{Name: "scratch", MountPath: "/scratch"},
@@ -159,8 +159,8 @@ func TestDiscover(t *testing.T) {
 			d.Spec.Template.Labels[AzureUseLabel] = "true"
 			d.Spec.Template.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}, {Name: "mirror"}}
 			sa := serviceAccount("velero-server", map[string]string{
-				"eks.amazonaws.com/role-arn":        "arn:aws:iam::111122223333:role/velero",
-				"azure.workload.identity/client-id": "00000000-0000-0000-0000-000000000001",
+				"eks.amazonaws.com/role-arn":                       "arn:aws:iam::111122223333:role/velero",
+				"azure.workload.identity/client-id":                "00000000-0000-0000-0000-000000000001",
 				"kubectl.kubernetes.io/last-applied-configuration": "{}",
 			}, "mirror", "private")
 			return []client.Object{d, sa}
