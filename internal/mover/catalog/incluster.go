@@ -330,11 +330,14 @@ func (c *InCluster) connection(ctx context.Context, bsl *velerov1.BackupStorageL
 	for _, k := range keys {
 		args = append(args, "--config="+k+"="+bsl.Spec.Config[k])
 	}
-	sel := bsl.Spec.Credential
-	if sel == nil && c.DefaultCredentials != nil {
+	var sel *corev1.SecretKeySelector
+	if c.DefaultCredentials != nil {
 		if sel, err = c.DefaultCredentials.DefaultFor(ctx, bsl); err != nil {
 			return nil, nil, false, errors.Wrapf(err, "finding the credentials of BackupStorageLocation %s", bsl.Name)
 		}
+	}
+	if bsl.Spec.Credential != nil {
+		sel = bsl.Spec.Credential
 	}
 	if sel == nil {
 		return secret, args, false, nil

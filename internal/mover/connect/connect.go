@@ -21,8 +21,10 @@ import (
 // Credentials finds the credentials of a BackupStorageLocation without spec.credential
 // (velerosrv.Credentials: --default-credentials-secret auto, none or NAME/KEY).
 type Credentials interface {
-	// DefaultFor returns the secret key in Velero's namespace that holds bsl's
-	// credentials, or nil, nil for none (ambient credentials). It may block on an API
+	// DefaultFor returns the secret key in Velero's namespace that holds the
+	// credentials of bsl when it has no spec.credential, or nil, nil for none (ambient
+	// credentials). It is also asked for a bsl with spec.credential, which needs no
+	// default: it should then look nothing up. It may block on an API
 	// call; an API error is returned as one, so that it can be classified.
 	DefaultFor(ctx context.Context, bsl *velerov1.BackupStorageLocation) (*corev1.SecretKeySelector, error)
 }
@@ -35,10 +37,11 @@ func (s StaticCredentials) DefaultFor(context.Context, *velerov1.BackupStorageLo
 	return s.Secret, nil
 }
 
-// defaultFor is bsl's default credentials from creds: none when bsl names its own (so
-// that nothing is looked up) or creds is nil.
+// defaultFor is bsl's default credentials from creds (nil: none). It is asked even when
+// bsl names its own (ResolveLocation then ignores the default), so that a Credentials
+// that reports what it was asked for sees every BSL.
 func defaultFor(ctx context.Context, creds Credentials, bsl *velerov1.BackupStorageLocation) (*corev1.SecretKeySelector, error) {
-	if creds == nil || bsl == nil || bsl.Spec.Credential != nil {
+	if creds == nil || bsl == nil {
 		return nil, nil
 	}
 	sel, err := creds.DefaultFor(ctx, bsl)

@@ -76,9 +76,13 @@ type Credentials struct {
 
 // DefaultFor returns the secret key of bsl's credentials when bsl names none: the flag's
 // secret, nil with none, or with auto what Velero's Deployment mounts for bsl's provider
-// (nil when it mounts none: ambient credentials). Discovery errors are returned as
-// Discover returns them (an API error stays one, so a caller may classify it).
+// (nil when it mounts none: ambient credentials). A bsl with spec.credential needs no
+// default: nil, and nothing is discovered. Discovery errors are returned as Discover
+// returns them (an API error stays one, so a caller may classify it).
 func (c Credentials) DefaultFor(ctx context.Context, bsl *velerov1.BackupStorageLocation) (*corev1.SecretKeySelector, error) {
+	if bsl.Spec.Credential != nil {
+		return nil, nil
+	}
 	sel, _, err := c.resolve(ctx, bsl)
 	return sel, err
 }
