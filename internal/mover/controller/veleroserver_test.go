@@ -23,7 +23,7 @@ func veleroServer(secret string, podLabels, annotations map[string]string) []cli
 		ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "velero"},
 		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-			Spec: corev1.PodSpec{ServiceAccountName: "velero-server", ImagePullSecrets: []corev1.LocalObjectReference{{Name: "registry"}}},
+			Spec:       corev1.PodSpec{ServiceAccountName: "velero-server", ImagePullSecrets: []corev1.LocalObjectReference{{Name: "registry"}}},
 		}},
 	}
 	if secret != "" {
