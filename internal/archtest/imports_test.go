@@ -68,6 +68,11 @@ func mainRules(g *graph) []rule {
 		from:   match(sm + "internal/plugin/..."), tests: true,
 		forbid: match(kopia),
 	}, {
+		says:   "internal/mover/velerosrv imports no other snapmove package and does not depend on kopia",
+		source: "internal/mover/velerosrv/doc.go (it creates nothing, builds no pod and imports no other mover package)",
+		from:   match(sm + "internal/mover/velerosrv"), tests: true,
+		forbid: or(match(sm+"..."), match(kopia)),
+	}, {
 		says:   "internal/mover/controller does not depend on kopia",
 		source: "internal/mover/controller/doc.go (The package moves no bytes and does not import kopia)",
 		from:   match(sm + "internal/mover/controller"), tests: true,

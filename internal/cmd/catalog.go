@@ -25,6 +25,7 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/connect"
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 )
 
 // The repository commands: list, ls, restore-files, verify, report. Each finds volumes
@@ -42,22 +43,27 @@ type catalogFlags struct {
 	// takes it, and the files that hold its credentials and the repository password.
 	provider, bucket, prefix, credentialsFile, passwordFile *string
 	config                                                  *[]string
+	// defaultCredentials is --default-credentials-secret (with the cluster).
+	defaultCredentials *string
+	// server is Velero's server, read once asked (open).
+	server *velerosrv.Cache
 }
 
 func newCatalogFlags(name string) *catalogFlags {
 	fs := pflag.NewFlagSet("snapmove "+name, pflag.ContinueOnError)
 	return &catalogFlags{
-		fs:              fs,
-		namespace:       fs.String("namespace", defaultNamespace(), "Velero's namespace"),
-		kubeconfig:      fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"),
-		output:          fs.StringP("output", "o", catalog.FormatText, "text or json"),
-		verbose:         fs.BoolP("verbose", "v", false, "log what is read (to stderr)"),
-		provider:        fs.String("provider", "aws", "without a cluster: the BackupStorageLocation's provider (aws, gcp, azure)"),
-		bucket:          fs.String("bucket", "", "without a cluster: the BackupStorageLocation's bucket; setting it reads no cluster object"),
-		prefix:          fs.String("prefix", "", "without a cluster: the BackupStorageLocation's prefix (with or without a trailing slash)"),
-		config:          fs.StringSlice("config", nil, "without a cluster: the BackupStorageLocation's config, key=value[,key=value] (e.g. region=minio,s3Url=http://minio:9000)"),
-		credentialsFile: fs.String("credentials-file", "", "without a cluster: the BackupStorageLocation's credentials file (as in Velero's cloud-credentials secret)"),
-		passwordFile:    fs.String("password-file", "", "without a cluster: a file holding the repository password (secret velero-repo-credentials, key repository-password)"),
+		fs:                 fs,
+		namespace:          fs.String("namespace", defaultNamespace(), "Velero's namespace"),
+		kubeconfig:         fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"),
+		output:             fs.StringP("output", "o", catalog.FormatText, "text or json"),
+		verbose:            fs.BoolP("verbose", "v", false, "log what is read (to stderr)"),
+		provider:           fs.String("provider", "aws", "without a cluster: the BackupStorageLocation's provider (aws, gcp, azure)"),
+		bucket:             fs.String("bucket", "", "without a cluster: the BackupStorageLocation's bucket; setting it reads no cluster object"),
+		prefix:             fs.String("prefix", "", "without a cluster: the BackupStorageLocation's prefix (with or without a trailing slash)"),
+		config:             fs.StringSlice("config", nil, "without a cluster: the BackupStorageLocation's config, key=value[,key=value] (e.g. region=minio,s3Url=http://minio:9000)"),
+		credentialsFile:    fs.String("credentials-file", "", "without a cluster: the BackupStorageLocation's credentials file (as in Velero's cloud-credentials secret)"),
+		defaultCredentials: fs.String("default-credentials-secret", DefaultCredentialsSecret, credentialsFlagHelp),
+		passwordFile:       fs.String("password-file", "", "without a cluster: a file holding the repository password (secret velero-repo-credentials, key repository-password)"),
 	}
 }
 
@@ -89,11 +95,12 @@ func (f *catalogFlags) open() (*catalog.Catalog, client.Client, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		secret, err := parseSecretKey(DefaultCredentialsSecret)
+		creds, server, err := defaultCredentials(*f.defaultCredentials, c, *f.namespace)
 		if err != nil {
 			return nil, nil, err
 		}
-		repos := catalog.ReadOnly(&connect.Reader{Secrets: c, Namespace: *f.namespace, DefaultCredentials: secret, Log: log})
+		f.server = server
+		repos := catalog.ReadOnly(&connect.Reader{Secrets: c, Namespace: *f.namespace, DefaultCredentials: announce(creds, noticeLogger()), Log: log})
 		return &catalog.Catalog{Source: catalog.Cluster{Client: c, Namespace: *f.namespace}, Repos: repos, Log: log}, c, nil
 	}
 	bsl, secrets, password, err := f.offlineLocation()
@@ -312,14 +319,22 @@ func (f *catalogFlags) inCluster(ctx context.Context, cat *catalog.Catalog, c cl
 	if err != nil {
 		return nil, errors.Wrap(err, "reading the mover's settings (they place the pod)")
 	}
-	secret, err := parseSecretKey(DefaultCredentialsSecret)
+	creds, server, err := defaultCredentials(*f.defaultCredentials, c, *f.namespace)
 	if err != nil {
 		return nil, err
 	}
-	return &catalog.InCluster{
-		Client: c, Catalog: cat, Namespace: *f.namespace, DefaultCredentials: secret, Image: image, Settings: settings,
+	ic := &catalog.InCluster{
+		Client: c, Catalog: cat, Namespace: *f.namespace, DefaultCredentials: announce(creds, noticeLogger()), Image: image, Settings: settings,
 		Timeout: timeout, Interval: time.Second, Log: cat.Log,
-	}, nil
+	}
+	// Command pods run in Velero's namespace with its server's pull secrets and workload
+	// identity label; without them (Velero's Deployment not readable) they may still run.
+	if srv, err := server.Get(ctx); err != nil {
+		cat.Log.WithError(err).Warn("command pods get no pull secrets or workload identity label of Velero's server")
+	} else {
+		ic.PodLabels, ic.ImagePullSecrets = srv.PodLabels, srv.ImagePullSecrets
+	}
+	return ic, nil
 }
 
 // writeReport writes a command's outcome (its output, then its error) to file, bounded to

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -8,24 +9,40 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/snapmove/snapmove/internal/cancel"
+	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 )
 
-func TestParseSecretKey(t *testing.T) {
-	s, err := parseSecretKey("cloud-credentials/cloud")
+func TestAnnouncedCredentials(t *testing.T) {
+	ctx := context.Background()
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "velero", Name: "default"}, Spec: velerov1.BackupStorageLocationSpec{Provider: "aws"}}
+	var out bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&out)
+	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
+
+	d, err := velerosrv.ParseDefault("my-secret/cloud")
 	require.NoError(t, err)
-	require.Equal(t, "cloud-credentials", s.Name)
-	require.Equal(t, "cloud", s.Key)
-	s, err = parseSecretKey("creds")
-	require.NoError(t, err)
-	require.Equal(t, "cloud", s.Key)
-	s, err = parseSecretKey("")
-	require.NoError(t, err)
-	require.Nil(t, s)
-	_, err = parseSecretKey("/x")
-	require.Error(t, err)
+	a := announce(velerosrv.Credentials{Default: d}, log)
+	for range 2 {
+		sel, err := a.DefaultFor(ctx, bsl)
+		require.NoError(t, err)
+		require.Equal(t, "my-secret", sel.Name)
+	}
+	require.Equal(t, 1, strings.Count(out.String(), "credentials: secret velero/my-secret key cloud (--default-credentials-secret)"), out.String())
+
+	out.Reset()
+	broken := announce(velerosrv.Credentials{Default: velerosrv.Default{Auto: true}, Server: func(context.Context) (velerosrv.Server, error) {
+		return velerosrv.Server{}, errors.New("no Deployment in namespace velero runs Velero's server")
+	}}, log)
+	_, err = broken.DefaultFor(ctx, bsl)
+	require.ErrorContains(t, err, "no Deployment")
+	require.Contains(t, out.String(), "--default-credentials-secret NAME/KEY")
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -35,7 +52,7 @@ func TestUsageErrors(t *testing.T) {
 	require.ErrorContains(t, MoverWorker(ctx, []string{"restore", "--target=/data"}), "needs the object name")
 	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image="}), "--worker-image is required")
 	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image=x", "extra"}), "unexpected arguments")
-	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image=x", "--default-credentials-secret=a/b/c"}), "want NAME/KEY")
+	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image=x", "--default-credentials-secret=a/b/c"}), "want auto, none or NAME/KEY")
 	require.ErrorContains(t, Install(nil), "usage: snapmove install DIR")
 }
 

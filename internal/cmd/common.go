@@ -1,11 +1,12 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"os"
 	"slices"
-	"strings"
+	"sync"
 	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -21,11 +22,15 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 )
 
 // Defaults of the mover's flags.
 const (
-	DefaultCredentialsSecret = "cloud-credentials/cloud"
+	// DefaultCredentialsSecret is --default-credentials-secret's default: the secret
+	// Velero's Deployment mounts (velerosrv.Discover).
+	DefaultCredentialsSecret = velerosrv.Auto
 	LeaderElectionID         = "snapmove-mover-controller"
 )
 
@@ -95,19 +100,60 @@ func newLogger(level, format string) (*logrus.Logger, error) {
 	return log, nil
 }
 
-// parseSecretKey reads "name/key" ("name" alone means key "cloud"); "" means none.
-func parseSecretKey(v string) (*corev1.SecretKeySelector, error) {
-	if v == "" {
-		return nil, nil
+// credentialsFlagHelp is --default-credentials-secret's help.
+const credentialsFlagHelp = "credentials of BackupStorageLocations without spec.credential: auto (the secret Velero's Deployment mounts, " +
+	"as Velero's server reads it), none (ambient credentials: workload identity) or NAME/KEY of a secret in Velero's namespace"
+
+// defaultCredentials is --default-credentials-secret v as connect's Credentials: auto
+// discovers Velero's server through r in namespace (cached for a minute: the returned
+// Cache, also the source of its identity and pull secrets).
+func defaultCredentials(v string, r client.Reader, namespace string) (velerosrv.Credentials, *velerosrv.Cache, error) {
+	d, err := velerosrv.ParseDefault(v)
+	if err != nil {
+		return velerosrv.Credentials{}, nil, err
 	}
-	name, key, found := strings.Cut(v, "/")
-	if !found {
-		key = "cloud"
+	cache := &velerosrv.Cache{Reader: r, Namespace: namespace}
+	return velerosrv.Credentials{Default: d, Server: cache.Get}, cache, nil
+}
+
+// noticeLogger logs what the user's commands say about how they run (to stderr), even
+// when their own logger logs warnings only.
+func noticeLogger() logrus.FieldLogger {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
+	return log
+}
+
+// announcedCredentials is Credentials that says, once per BackupStorageLocation, which
+// credentials the user's command opens it with (to log: stderr).
+type announcedCredentials struct {
+	creds velerosrv.Credentials
+	log   logrus.FieldLogger
+	mu    sync.Mutex
+	said  map[string]bool
+}
+
+func announce(creds velerosrv.Credentials, log logrus.FieldLogger) *announcedCredentials {
+	return &announcedCredentials{creds: creds, log: log, said: map[string]bool{}}
+}
+
+// DefaultFor implements connect.Credentials.
+func (a *announcedCredentials) DefaultFor(ctx context.Context, bsl *velerov1.BackupStorageLocation) (*corev1.SecretKeySelector, error) {
+	a.mu.Lock()
+	first := !a.said[bsl.Name]
+	a.said[bsl.Name] = true
+	a.mu.Unlock()
+	if first {
+		how, err := a.creds.Describe(ctx, bsl)
+		if err != nil {
+			a.log.WithError(err).WithField("backupStorageLocation", bsl.Name).
+				Error("cannot read Velero's Deployment to find the credentials; name them with --default-credentials-secret NAME/KEY (or none: ambient credentials)")
+			return nil, err
+		}
+		a.log.WithField("backupStorageLocation", bsl.Name).Info("credentials: " + how)
 	}
-	if name == "" || key == "" || strings.Contains(key, "/") {
-		return nil, errors.Errorf("--default-credentials-secret %q: want NAME/KEY", v)
-	}
-	return &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key}, nil
+	return a.creds.DefaultFor(ctx, bsl)
 }
 
 // movesFlags are the flags of the commands that act on the volume moves of one backup or

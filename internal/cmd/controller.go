@@ -16,6 +16,7 @@ import (
 
 	"github.com/snapmove/snapmove/internal/mover/connect"
 	"github.com/snapmove/snapmove/internal/mover/controller"
+	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 )
 
 // MoverController runs `snapmove mover controller`: a controller-runtime manager executing
@@ -27,7 +28,7 @@ func MoverController(ctx context.Context, args []string) error {
 		namespace   = fs.String("namespace", defaultNamespace(), "Velero's namespace (default: $VELERO_NAMESPACE or velero)")
 		workerImage = fs.String("worker-image", os.Getenv("SNAPMOVE_WORKER_IMAGE"), "image of the worker pods (this snapmove image; default $SNAPMOVE_WORKER_IMAGE)")
 		workerSA    = fs.String("worker-service-account", "", "service account of every worker pod (default: each worker pod gets its own, with a Role granting only its movement, its BackupStorageLocation and the secrets its repository needs)")
-		credentials = fs.String("default-credentials-secret", DefaultCredentialsSecret, "NAME/KEY of the secret in Velero's namespace with the object store credentials of BSLs that name none (\"\": none)")
+		credentials = fs.String("default-credentials-secret", DefaultCredentialsSecret, credentialsFlagHelp+"; workers get what auto resolves to")
 		leaderElect = fs.Bool("leader-elect", true, "elect a leader, so that only one replica acts")
 		metricsAddr = fs.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (\"0\": off)")
 		probeAddr   = fs.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
@@ -46,8 +47,7 @@ func MoverController(ctx context.Context, args []string) error {
 	if *workerImage == "" {
 		return errors.New("--worker-image is required")
 	}
-	defaultCreds, err := parseSecretKey(*credentials)
-	if err != nil {
+	if _, err := velerosrv.ParseDefault(*credentials); err != nil {
 		return err
 	}
 	log, err := newLogger(*logLevel, *logFormat)
@@ -82,6 +82,12 @@ func MoverController(ctx context.Context, args []string) error {
 	if err != nil {
 		return errors.Wrap(err, "creating the API client")
 	}
+	// Velero's server is read from the API when first needed and again a minute later
+	// (it may be installed or changed after the mover starts): list on deployments.
+	defaultCreds, server, err := defaultCredentials(*credentials, direct, *namespace)
+	if err != nil {
+		return err
+	}
 	r := controller.NewReconciler(controller.Reconciler{
 		Client:   mgr.GetClient(),
 		Reader:   mgr.GetAPIReader(),
@@ -91,7 +97,7 @@ func MoverController(ctx context.Context, args []string) error {
 		Metrics:  controller.NewMetrics(metrics.Registry),
 		Options: controller.Options{
 			Namespace: *namespace, WorkerImage: *workerImage, WorkerServiceAccount: *workerSA,
-			DefaultCredentials: defaultCreds, Identity: *identity,
+			DefaultCredentials: defaultCreds, VeleroServer: server.Get, Identity: *identity,
 		},
 	})
 	if err := r.SetupWithManager(mgr); err != nil {

@@ -28,6 +28,7 @@ func ForgetOrphans(ctx context.Context, args []string, out io.Writer) error {
 	confirm := fs.Bool("confirm", false, "forget the orphaned snapshots (without it: a dry run that only lists them)")
 	output := fs.StringP("output", "o", "text", "text or json")
 	verbose := fs.BoolP("verbose", "v", false, "log what is read (to stderr)")
+	credentials := fs.String("default-credentials-secret", DefaultCredentialsSecret, credentialsFlagHelp)
 	const usage = "usage: snapmove forget-orphans [--backup-location NAME] [--min-age 24h] [--confirm] [-o text|json]"
 	fs.Usage = func() {
 		fmt.Fprintln(os.Stderr, usage)
@@ -57,10 +58,11 @@ func ForgetOrphans(ctx context.Context, args []string, out io.Writer) error {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: *namespace, Name: *location}, bsl); err != nil {
 		return errors.Wrapf(err, "getting BackupStorageLocation %s/%s", *namespace, *location)
 	}
-	creds, err := parseSecretKey(DefaultCredentialsSecret)
+	defaultCreds, _, err := defaultCredentials(*credentials, c, *namespace)
 	if err != nil {
 		return err
 	}
+	creds := announce(defaultCreds, noticeLogger())
 	b := orphanBucket{
 		bsl:    bsl,
 		reader: &connect.Reader{Secrets: c, Namespace: *namespace, DefaultCredentials: creds, Log: log},

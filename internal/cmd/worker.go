@@ -29,7 +29,7 @@ func MoverWorker(ctx context.Context, args []string) error {
 		source       = fs.String("source", "", "the volume to back up: mount point, or device with --block")
 		target       = fs.String("target", "", "where to restore: mount point, or device with --block")
 		block        = fs.Bool("block", false, "the volume is a block device")
-		credentials  = fs.String("default-credentials-secret", DefaultCredentialsSecret, "NAME/KEY of the object store credentials of BSLs that name none")
+		credentials  = fs.String("default-credentials-secret", DefaultCredentialsSecret, credentialsFlagHelp+" (the controller passes NAME/KEY or none: a worker may not read Velero's Deployment)")
 		cacheDir     = fs.String("cache-dir", os.Getenv(expose.EnvCacheDir), "kopia cache directory (default $"+expose.EnvCacheDir+"; empty: a temporary directory)")
 		cacheLimit   = fs.Int64("cache-limit-mb", 0, "kopia cache limit in MB (0: kopia's default)")
 		sparse       = fs.Bool("write-sparse-default", true, "restore zero runs as holes unless the DataDownload says otherwise (filesystem volumes)")
@@ -50,10 +50,6 @@ func MoverWorker(ctx context.Context, args []string) error {
 		return err
 	}
 	worker.TuneMemory(os.Getenv(expose.EnvMemoryLimit), log)
-	defaultCreds, err := parseSecretKey(*credentials)
-	if err != nil {
-		return err
-	}
 	verifyMode, err := config.ParseVerify(*verify)
 	if err != nil {
 		return errors.Wrap(err, "--verify")
@@ -70,6 +66,10 @@ func MoverWorker(ctx context.Context, args []string) error {
 	}
 
 	c, err := apiClient(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	defaultCreds, _, err := defaultCredentials(*credentials, c, *namespace)
 	if err != nil {
 		return err
 	}

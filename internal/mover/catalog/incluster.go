@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/connect"
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/mover/filestream"
@@ -48,8 +49,15 @@ type InCluster struct {
 	Catalog *Catalog
 	// Namespace is Velero's: the BSL, the credentials and the password are read there,
 	// and pods without a PVC run there.
-	Namespace          string
-	DefaultCredentials *corev1.SecretKeySelector
+	Namespace string
+	// DefaultCredentials finds the credentials of a BSL without spec.credential; nil:
+	// none (ambient).
+	DefaultCredentials connect.Credentials
+	// PodLabels and ImagePullSecrets go onto command pods: those of Velero's server
+	// (velerosrv.Server), so that its workload identity's webhook and its registry serve
+	// them too.
+	PodLabels        map[string]string
+	ImagePullSecrets []corev1.LocalObjectReference
 	// Image is the snapmove image the pod runs; Settings place it like a mover worker
 	// (host network, node selector, tolerations, pull policy).
 	Image    string
@@ -216,6 +224,7 @@ func (c *InCluster) run(ctx context.Context, v Volume, args []string) (string, e
 		ImagePullPolicy: c.Settings.WorkerImagePullPolicy, HostNetwork: c.Settings.WorkerHostNetwork,
 		Args: append(args, flags...), WithCredentials: withCreds,
 		NodeSelector: c.Settings.WorkerNodeSelector, Tolerations: c.Settings.WorkerTolerations,
+		Labels: c.PodLabels, ImagePullSecrets: c.ImagePullSecrets,
 	})
 	secret.ObjectMeta = metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: pod.Labels}
 
@@ -321,9 +330,14 @@ func (c *InCluster) connection(ctx context.Context, bsl *velerov1.BackupStorageL
 	for _, k := range keys {
 		args = append(args, "--config="+k+"="+bsl.Spec.Config[k])
 	}
-	sel := bsl.Spec.Credential
-	if sel == nil {
-		sel = c.DefaultCredentials
+	var sel *corev1.SecretKeySelector
+	if c.DefaultCredentials != nil {
+		if sel, err = c.DefaultCredentials.DefaultFor(ctx, bsl); err != nil {
+			return nil, nil, false, errors.Wrapf(err, "finding the credentials of BackupStorageLocation %s", bsl.Name)
+		}
+	}
+	if bsl.Spec.Credential != nil {
+		sel = bsl.Spec.Credential
 	}
 	if sel == nil {
 		return secret, args, false, nil

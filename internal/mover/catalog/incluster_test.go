@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/connect"
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/mover/filestream"
@@ -134,7 +135,7 @@ func TestInClusterRestoreFiles(t *testing.T) {
 				return err
 			}
 			ic := &InCluster{Client: c, Catalog: cat, Namespace: veleroNS, Image: "snapmove:test",
-				DefaultCredentials: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cloud-credentials"}, Key: "cloud"},
+				DefaultCredentials: connect.StaticCredentials{Secret: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cloud-credentials"}, Key: "cloud"}},
 				Settings:           config.Default(), Timeout: 50 * time.Millisecond, Interval: 10 * time.Millisecond, Attach: attach, Log: logrus.New()}
 			_, res, report, err := ic.RestoreFiles(context.Background(), "b1", "app/data", datapath.FilesRequest{Paths: []string{"etc"}},
 				types.NamespacedName{Namespace: "other", Name: tc.target})

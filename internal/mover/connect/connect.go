@@ -18,6 +18,36 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
 
+// Credentials finds the credentials of a BackupStorageLocation without spec.credential
+// (velerosrv.Credentials: --default-credentials-secret auto, none or NAME/KEY).
+type Credentials interface {
+	// DefaultFor returns the secret key in Velero's namespace that holds the
+	// credentials of bsl when it has no spec.credential, or nil, nil for none (ambient
+	// credentials). It is also asked for a bsl with spec.credential, which needs no
+	// default: it should then look nothing up. It may block on an API
+	// call; an API error is returned as one, so that it can be classified.
+	DefaultFor(ctx context.Context, bsl *velerov1.BackupStorageLocation) (*corev1.SecretKeySelector, error)
+}
+
+// StaticCredentials is Credentials that always names Secret (nil: none).
+type StaticCredentials struct{ Secret *corev1.SecretKeySelector }
+
+// DefaultFor returns Secret.
+func (s StaticCredentials) DefaultFor(context.Context, *velerov1.BackupStorageLocation) (*corev1.SecretKeySelector, error) {
+	return s.Secret, nil
+}
+
+// defaultFor is bsl's default credentials from creds (nil: none). It is asked even when
+// bsl names its own (ResolveLocation then ignores the default), so that a Credentials
+// that reports what it was asked for sees every BSL.
+func defaultFor(ctx context.Context, creds Credentials, bsl *velerov1.BackupStorageLocation) (*corev1.SecretKeySelector, error) {
+	if creds == nil || bsl == nil {
+		return nil, nil
+	}
+	sel, err := creds.DefaultFor(ctx, bsl)
+	return sel, errors.Wrapf(err, "finding the credentials of BackupStorageLocation %s (it has no spec.credential)", bsl.Name)
+}
+
 // Connector connects to the repositories of Velero's namespace. The zero value is not
 // usable; fill every field that has no stated default.
 type Connector struct {
@@ -26,8 +56,9 @@ type Connector struct {
 	Client client.Client
 	// Namespace is Velero's: where the password secret and credential secrets live.
 	Namespace string
-	// DefaultCredentials is the secret key of BSLs that name none; nil: none.
-	DefaultCredentials *corev1.SecretKeySelector
+	// DefaultCredentials finds the credentials of BSLs that name none; nil: none
+	// (ambient credentials).
+	DefaultCredentials Credentials
 	// CacheDir and CacheLimitMB are kopia's local cache for writes (kopia.Options).
 	// Checks, deletes and restores never use a cache.
 	CacheDir     string
@@ -71,8 +102,12 @@ type passwordFunc func(ctx context.Context) (password, from string, err error)
 // open is the one way to a repository, for Connector and Reader alike: resolve bsl's
 // location for sourceNamespace (credentials read through secrets), get the password,
 // open the repository with opts, and classify what went wrong (locationError, classify).
-func open(ctx context.Context, secrets client.Reader, defaultCreds *corev1.SecretKeySelector, bsl *velerov1.BackupStorageLocation,
+func open(ctx context.Context, secrets client.Reader, creds Credentials, bsl *velerov1.BackupStorageLocation,
 	sourceNamespace string, password passwordFunc, opts kopia.Options) (*kopia.Repository, error) {
+	defaultCreds, err := defaultFor(ctx, creds, bsl)
+	if err != nil {
+		return nil, locationError(err)
+	}
 	loc, err := repository.ResolveLocation(ctx, secrets, bsl, sourceNamespace, defaultCreds)
 	if err != nil {
 		return nil, locationError(err)
@@ -210,8 +245,9 @@ type Reader struct {
 	Secrets client.Reader
 	// Namespace is Velero's: where the password secret and credential secrets live.
 	Namespace string
-	// DefaultCredentials is the secret key of BSLs that name none; nil: none.
-	DefaultCredentials *corev1.SecretKeySelector
+	// DefaultCredentials finds the credentials of BSLs that name none; nil: none
+	// (ambient credentials).
+	DefaultCredentials Credentials
 	// Password, when set, is the repository password (instead of the secret's).
 	Password string
 	Log      logrus.FieldLogger
@@ -259,7 +295,11 @@ func (r *Reader) Backups(ctx context.Context, bsl *velerov1.BackupStorageLocatio
 // below is the location of directory dir of bsl's prefix: bsl resolved as for any
 // namespace, then stepped up to the BSL's prefix.
 func (r *Reader) below(ctx context.Context, bsl *velerov1.BackupStorageLocation, dir string) (repository.Location, error) {
-	loc, err := repository.ResolveLocation(ctx, r.Secrets, bsl, "_", r.DefaultCredentials)
+	defaultCreds, err := defaultFor(ctx, r.DefaultCredentials, bsl)
+	if err != nil {
+		return repository.Location{}, locationError(err)
+	}
+	loc, err := repository.ResolveLocation(ctx, r.Secrets, bsl, "_", defaultCreds)
 	if err != nil {
 		return repository.Location{}, locationError(err)
 	}

@@ -119,7 +119,7 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 
 	// The worker's identity comes before anything is exposed: a mover that may not create
 	// it fails with nothing to clean up.
-	sa := ""
+	var sa workerID
 	if pod == nil {
 		if sa, err = r.workerIdentity(ctx, expose.Restore, name, ddOwner(dd), dd.Spec.BackupStorageLocation); err != nil {
 			return "", err

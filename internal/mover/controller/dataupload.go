@@ -90,7 +90,7 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 		}
 	}
 
-	sa := "" // the worker's account, once workerSetup has run in this pass
+	var sa workerID // the worker's identity, once workerSetup has run in this pass
 	var srcVS *snapshotv1.VolumeSnapshot
 	if !haveVS {
 		srcVS = &snapshotv1.VolumeSnapshot{}
@@ -161,7 +161,7 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 	}
 
 	if pod == nil {
-		if sa == "" { // exposed in an earlier pass (a retry, a restarted mover)
+		if sa.ServiceAccount == "" { // exposed in an earlier pass (a retry, a restarted mover)
 			if sa, cfg, err = h.workerSetup(ctx, du, cfg); err != nil {
 				return "", err
 			}
@@ -282,28 +282,28 @@ func mentionsAccessMode(msg string) bool {
 // workerSetup creates the worker's identity (workerIdentity, returning its account) and
 // gives cfg the DataUpload's own verify and compression; an invalid annotation is a
 // permanent error.
-func (h uploadHandler) workerSetup(ctx context.Context, du *velerov2alpha1.DataUpload, cfg config.Config) (string, config.Config, error) {
+func (h uploadHandler) workerSetup(ctx context.Context, du *velerov2alpha1.DataUpload, cfg config.Config) (workerID, config.Config, error) {
 	var err error
 	if cfg.Verify, err = backupVerify(du, cfg.Verify); err != nil {
-		return "", cfg, err
+		return workerID{}, cfg, err
 	}
 	if cfg.Compression, err = backupCompression(du, cfg.Compression); err != nil {
-		return "", cfg, err
+		return workerID{}, cfg, err
 	}
-	sa, err := h.r.workerIdentity(ctx, expose.Backup, du.Name, duOwner(du), du.Spec.BackupStorageLocation)
-	return sa, cfg, err
+	id, err := h.r.workerIdentity(ctx, expose.Backup, du.Name, duOwner(du), du.Spec.BackupStorageLocation)
+	return id, cfg, err
 }
 
-// workerPod builds the worker pod; sa is workerIdentity's account, cfg carries the
+// workerPod builds the worker pod; id is workerIdentity's, cfg carries the
 // DataUpload's own verify and compression.
-func (h uploadHandler) workerPod(ctx context.Context, du *velerov2alpha1.DataUpload, pvc *corev1.PersistentVolumeClaim, sa string, cfg config.Config) (*corev1.Pod, error) {
+func (h uploadHandler) workerPod(ctx context.Context, du *velerov2alpha1.DataUpload, pvc *corev1.PersistentVolumeClaim, id workerID, cfg config.Config) (*corev1.Pod, error) {
 	affinity, err := h.sourceTopology(ctx, du)
 	if err != nil {
 		return nil, err
 	}
 	block := pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock
 	readOnly := len(pvc.Spec.AccessModes) == 1 && pvc.Spec.AccessModes[0] == corev1.ReadOnlyMany
-	return expose.WorkerPod(h.r.podParams(expose.Backup, du.Name, duOwner(du), sa, pvc.Name, block, cfg, func(p *expose.PodParams) {
+	return expose.WorkerPod(h.r.podParams(expose.Backup, du.Name, duOwner(du), id, pvc.Name, block, cfg, func(p *expose.PodParams) {
 		p.ReadOnlyClaim = readOnly
 		p.NodeAffinity = affinity
 	})), nil

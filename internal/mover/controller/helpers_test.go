@@ -33,6 +33,7 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 	"github.com/snapmove/snapmove/internal/naming"
 	"github.com/snapmove/snapmove/internal/testkit"
 )
@@ -128,7 +129,8 @@ func newEnv(t *testing.T, funcs *interceptor.Funcs, objs ...client.Object) *env 
 		Repos: e.repos, Metrics: NewMetrics(e.registry),
 		Options: Options{
 			Namespace: veleroNS, WorkerImage: "snapmove:test",
-			DefaultCredentials: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cloud-credentials"}, Key: "cloud"}, Identity: "controller-node",
+			DefaultCredentials: velerosrv.Credentials{Default: velerosrv.Default{Secret: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cloud-credentials"}, Key: "cloud"}}},
+			Identity:           "controller-node",
 		},
 		Settings: func(context.Context) (config.Config, error) { return e.cfg, e.cfgErr },
 	})

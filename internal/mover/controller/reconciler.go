@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/record"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
@@ -40,11 +42,25 @@ type Options struct {
 	// rights the install gave it. Empty (the default): each worker pod gets its own account
 	// and Role (expose.WorkerIdentity), made before the pod and deleted with it.
 	WorkerServiceAccount string
-	// DefaultCredentials, the secret key of BSLs that name none (nil: none), is passed to
-	// workers as --default-credentials-secret and readable by their Roles.
-	DefaultCredentials *corev1.SecretKeySelector
+	// DefaultCredentials finds the credentials of BSLs without spec.credential
+	// (velerosrv.Credentials; nil: none). What it resolves for a movement's BSL is passed
+	// to its worker as --default-credentials-secret (NAME/KEY or none: the worker never
+	// discovers, and may not list Deployments) and is readable by the worker's Role.
+	DefaultCredentials DefaultCredentials
+	// VeleroServer returns how Velero's server runs (velerosrv.Cache.Get): its workload
+	// identity, pod label and pull secrets go to the workers (workerIdentity). nil:
+	// nothing is copied.
+	VeleroServer func(ctx context.Context) (velerosrv.Server, error)
 	// Identity goes to status.acceptedByNode (the controller's node or pod name).
 	Identity string
+}
+
+// DefaultCredentials finds the credentials of a BackupStorageLocation without
+// spec.credential (velerosrv.Credentials implements it).
+type DefaultCredentials interface {
+	// DefaultFor returns the secret key in Velero's namespace, or nil, nil for none
+	// (ambient credentials). It may block on API calls; API errors are returned as such.
+	DefaultFor(ctx context.Context, bsl *velerov1.BackupStorageLocation) (*corev1.SecretKeySelector, error)
 }
 
 // Reconciler holds what the DataUpload, DataDownload and delete-request reconcilers

@@ -6,6 +6,7 @@ import (
 
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
+	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -16,16 +17,14 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/mover/repository"
+	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 	"github.com/snapmove/snapmove/internal/naming"
 )
 
-// podParams are the worker pod settings common to backups and restores. serviceAccount
-// is workerIdentity's.
-func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.OwnerReference, serviceAccount, pvc string, block bool, cfg config.Config, extra func(*expose.PodParams)) expose.PodParams {
-	flags := map[string]string{"cache-limit-mb": fmt.Sprint(cfg.CacheLimitMB)}
-	if c := r.Options.DefaultCredentials; c != nil {
-		flags["default-credentials-secret"] = c.Name + "/" + c.Key
-	}
+// podParams are the worker pod settings common to backups and restores. id is
+// workerIdentity's.
+func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.OwnerReference, id workerID, pvc string, block bool, cfg config.Config, extra func(*expose.PodParams)) expose.PodParams {
+	flags := map[string]string{"cache-limit-mb": fmt.Sprint(cfg.CacheLimitMB), "default-credentials-secret": id.Credentials}
 	if op == expose.Restore {
 		flags["write-sparse-default"] = expose.FormatBool(cfg.WriteSparseFiles)
 	}
@@ -36,7 +35,8 @@ func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.Ow
 	}
 	p := expose.PodParams{
 		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
-		Image: r.Options.WorkerImage, ImagePullPolicy: cfg.WorkerImagePullPolicy, ServiceAccount: serviceAccount,
+		Image: r.Options.WorkerImage, ImagePullPolicy: cfg.WorkerImagePullPolicy, ServiceAccount: id.ServiceAccount,
+		Labels: id.Labels, ImagePullSecrets: id.PullSecrets,
 		PVC: pvc, Block: block, HostNetwork: cfg.WorkerHostNetwork, Resources: cfg.WorkerResources,
 		CacheSize: cfg.CacheSizeLimit, Args: expose.WorkerArgs(flags),
 		NodeSelector: cfg.WorkerNodeSelector, Tolerations: cfg.WorkerTolerations, PriorityClassName: cfg.WorkerPriorityClassName,
@@ -47,42 +47,119 @@ func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.Ow
 	return p
 }
 
+// workerID is what workerIdentity made or found for one worker pod.
+type workerID struct {
+	// ServiceAccount is the pod's account; "" until workerIdentity ran.
+	ServiceAccount string
+	// Credentials is the worker's --default-credentials-secret: NAME/KEY or none.
+	Credentials string
+	// Labels and PullSecrets are Velero's server pod's (velerosrv.Server).
+	Labels      map[string]string
+	PullSecrets []corev1.LocalObjectReference
+}
+
 // workerIdentity creates the progress report (ensureReport), ServiceAccount, Role and
 // RoleBinding of the worker pod of the movement name (expose.WorkerIdentity: read its own
 // object, write its report, read its BSL and the secrets its repository needs) and
-// returns the account's name. It is called before every creation of the pod; what exists
-// already is kept. With Options.WorkerServiceAccount set it creates only the report and
-// returns that account, which needs patch on configmaps in Velero's namespace.
+// returns them with the credentials the worker is to use. It is called before every
+// creation of the pod; what exists already is kept. With Options.WorkerServiceAccount
+// set it creates only the report and returns that account, which needs patch on
+// configmaps in Velero's namespace.
+//
+// The default credentials are resolved here (Options.DefaultCredentials, for a BSL
+// without spec.credential), so that the worker gets NAME/KEY or none and its Role names
+// the secret. The ServiceAccount gets the workload-identity annotations of Velero's
+// (Options.VeleroServer), and the pod its label and pull secrets; with
+// WorkerServiceAccount set the account is the operator's and nothing is copied onto it.
 //
 // Forbidden is permanent: the mover's own RBAC lacks what the identity needs (an upgrade
 // of the image without examples/mover.yaml's rules, or an install that removed them), and
 // no retry can change that; the message says what to grant, or to set
 // --worker-service-account.
-func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, name string, owner metav1.OwnerReference, bslName string) (string, error) {
+func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, name string, owner metav1.OwnerReference, bslName string) (workerID, error) {
 	if err := r.ensureReport(ctx, op, name, owner); err != nil {
-		return "", err
-	}
-	if r.Options.WorkerServiceAccount != "" {
-		return r.Options.WorkerServiceAccount, nil
+		return workerID{}, err
 	}
 	bsl, err := storageLocation(ctx, r.Reader, r.Options.Namespace, bslName)
 	if err != nil {
-		return "", err
+		return workerID{}, err
+	}
+	creds, err := r.defaultCredentials(ctx, bsl)
+	if err != nil {
+		return workerID{}, err
+	}
+	srv, err := r.veleroServer(ctx)
+	if err != nil {
+		return workerID{}, err
+	}
+	id := workerID{Credentials: velerosrv.FlagValue(creds), Labels: srv.PodLabels, PullSecrets: srv.ImagePullSecrets}
+	if r.Options.WorkerServiceAccount != "" {
+		id.ServiceAccount = r.Options.WorkerServiceAccount
+		return id, nil
 	}
 	sa, role, binding := expose.WorkerIdentity(expose.IdentityParams{
 		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
-		StorageLocation: bsl.Name, Secrets: repository.SecretNames(bsl, r.Options.DefaultCredentials),
+		StorageLocation: bsl.Name, Secrets: repository.SecretNames(bsl, creds), Annotations: srv.Annotations,
 	})
 	for _, obj := range []client.Object{sa, role, binding} {
 		err := expose.Create(ctx, r.Client, r.Reader, obj)
 		if apierrors.IsForbidden(err) {
-			return "", r.identityForbidden(err)
+			return workerID{}, r.identityForbidden(err)
 		}
 		if err != nil {
-			return "", err
+			return workerID{}, err
 		}
 	}
-	return sa.Name, nil
+	id.ServiceAccount = sa.Name
+	return id, nil
+}
+
+// defaultCredentials is the secret key of bsl's credentials when it names none
+// (Options.DefaultCredentials), nil for none or when bsl names its own. An API error
+// that may pass is returned as it is (retried); any other failure (Velero's Deployment
+// is not there, or may not be read) fails the movement naming it.
+func (r *Reconciler) defaultCredentials(ctx context.Context, bsl *velerov1.BackupStorageLocation) (*corev1.SecretKeySelector, error) {
+	if bsl.Spec.Credential != nil || r.Options.DefaultCredentials == nil {
+		return nil, nil
+	}
+	sel, err := r.Options.DefaultCredentials.DefaultFor(ctx, bsl)
+	if err == nil {
+		return sel, nil
+	}
+	if transientAPIError(err) {
+		return nil, errors.Wrapf(err, "finding the credentials of BackupStorageLocation %s", bsl.Name)
+	}
+	return nil, permanentf(ReasonPrepareFailed, "finding the credentials of BackupStorageLocation %s (it has no spec.credential): %v", bsl.Name, err)
+}
+
+// veleroServer is how Velero's server runs (Options.VeleroServer), for the identity and
+// pull secrets of the workers. An API error that may pass is returned (retried); any
+// other failure is logged, and the worker runs without them, as it did before snapmove
+// copied them: credentials named by --default-credentials-secret need none of it.
+func (r *Reconciler) veleroServer(ctx context.Context) (velerosrv.Server, error) {
+	if r.Options.VeleroServer == nil {
+		return velerosrv.Server{}, nil
+	}
+	srv, err := r.Options.VeleroServer(ctx)
+	if err == nil {
+		return srv, nil
+	}
+	if transientAPIError(err) {
+		return velerosrv.Server{}, errors.Wrap(err, "reading how Velero's server runs")
+	}
+	r.Log.WithError(err).Warn("the worker gets no workload identity or pull secrets of Velero's server")
+	return velerosrv.Server{}, nil
+}
+
+// transientAPIError reports whether err is an API error that may pass (a timeout, a 5xx,
+// throttling), not a refusal or an absence.
+func transientAPIError(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	return !(apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) || apierrors.IsNotFound(err) ||
+		apierrors.IsBadRequest(err) || apierrors.IsInvalid(err))
 }
 
 // identityForbidden is the permanent failure of a mover whose RBAC lacks the rules the

@@ -43,6 +43,9 @@ type CommandPodParams struct {
 	NodeSelector    map[string]string
 	Tolerations     []corev1.Toleration
 	Resources       corev1.ResourceRequirements
+	// Labels and ImagePullSecrets are Velero's server pod's (PodParams).
+	Labels           map[string]string
+	ImagePullSecrets []corev1.LocalObjectReference
 }
 
 // CommandPod is a command pod. Its outcome is its termination message: what the command
@@ -68,6 +71,7 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 		spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
 	spec.Volumes = volumes
+	spec.ImagePullSecrets = append([]corev1.LocalObjectReference(nil), p.ImagePullSecrets...)
 	spec.Containers = []corev1.Container{{
 		Name: CommandContainer, Image: p.Image, ImagePullPolicy: p.ImagePullPolicy,
 		Command: []string{WorkerBinary}, Args: args,
@@ -80,11 +84,13 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		SecurityContext:          workerSecurityContext(),
 	}}
+	labels := map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, "app.kubernetes.io/component": CommandComponent}
+	addLabels(labels, p.Labels)
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: p.Name, Namespace: p.Namespace,
-			Labels: map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, "app.kubernetes.io/component": CommandComponent},
+			Labels: labels,
 		},
 		Spec: spec,
 	}

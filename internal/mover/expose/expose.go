@@ -319,6 +319,11 @@ type PodParams struct {
 	NodeAffinity      *corev1.NodeSelector
 	Tolerations       []corev1.Toleration
 	PriorityClassName string
+	// Labels are added to the pod's (never replacing one of them): those of Velero's
+	// server pod that a workload identity's webhook acts on (azure.workload.identity/use).
+	Labels map[string]string
+	// ImagePullSecrets are those of Velero's server pod and ServiceAccount.
+	ImagePullSecrets []corev1.LocalObjectReference
 }
 
 // WorkerCommand is the worker's command line (without the pod-specific Args).
@@ -400,6 +405,7 @@ func WorkerPod(p PodParams) *corev1.Pod {
 	}
 	labels := Labels(p.Operation, p.Name, p.Owner.UID)
 	labels["app.kubernetes.io/component"] = "mover-worker"
+	addLabels(labels, p.Labels)
 
 	nodeSelector := map[string]string{"kubernetes.io/os": "linux"}
 	for k, v := range p.NodeSelector {
@@ -416,6 +422,7 @@ func WorkerPod(p PodParams) *corev1.Pod {
 		},
 		Spec: corev1.PodSpec{
 			ServiceAccountName:            p.ServiceAccount,
+			ImagePullSecrets:              append([]corev1.LocalObjectReference(nil), p.ImagePullSecrets...),
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			TerminationGracePeriodSeconds: ptr.To(int64(10)),
 			HostNetwork:                   p.HostNetwork,
@@ -457,6 +464,15 @@ func WorkerPod(p PodParams) *corev1.Pod {
 		}}
 	}
 	return pod
+}
+
+// addLabels adds extra to labels, keeping those labels has.
+func addLabels(labels, extra map[string]string) {
+	for k, v := range extra {
+		if _, ok := labels[k]; !ok {
+			labels[k] = v
+		}
+	}
 }
 
 // WorkerArgs renders the optional worker flags in a stable order.

@@ -266,3 +266,49 @@ func TestGoldenReceiverJob(t *testing.T) {
 	require.NotNil(t, job.Spec.ActiveDeadlineSeconds, "a deadline")
 	require.NotNil(t, job.Spec.TTLSecondsAfterFinished, "deleted once ended")
 }
+
+// TestGoldenWorkloadIdentity: each cloud's workload identity, as copied from Velero's
+// ServiceAccount and pod (velerosrv.Server) onto a worker's ServiceAccount and pod.
+func TestGoldenWorkloadIdentity(t *testing.T) {
+	identity := func(annotations map[string]string) *corev1.ServiceAccount {
+		sa, _, _ := WorkerIdentity(IdentityParams{
+			Operation: Backup, Name: "backup-1-abcde", Namespace: "velero", Owner: duOwner(),
+			StorageLocation: "default", Secrets: []string{"velero-repo-credentials"}, Annotations: annotations,
+		})
+		return sa
+	}
+	// EKS IAM roles for service accounts.
+	testkit.Golden(t, "testdata/identity-eks.yaml", identity(map[string]string{
+		"eks.amazonaws.com/role-arn":               "arn:aws:iam::111122223333:role/velero",
+		"eks.amazonaws.com/sts-regional-endpoints": "true",
+	}))
+	// GKE Workload Identity.
+	testkit.Golden(t, "testdata/identity-gke.yaml", identity(map[string]string{
+		"iam.gke.io/gcp-service-account": "velero@my-project.iam.gserviceaccount.com",
+	}))
+	// AKS Workload Identity: the account's client ID, and the pod label the webhook acts on.
+	aks := backupPodParams()
+	aks.Labels = map[string]string{"azure.workload.identity/use": "true"}
+	testkit.Golden(t, "testdata/identity-aks.yaml", []any{
+		identity(map[string]string{
+			"azure.workload.identity/client-id": "00000000-0000-0000-0000-000000000001",
+			"azure.workload.identity/tenant-id": "00000000-0000-0000-0000-000000000002",
+		}),
+		WorkerPod(aks),
+	})
+	// A private registry: the pull secrets of Velero's pod and account.
+	pull := []corev1.LocalObjectReference{{Name: "registry"}, {Name: "mirror"}}
+	withPull := backupPodParams()
+	withPull.ImagePullSecrets = pull
+	testkit.Golden(t, "testdata/backup-pod-pull-secrets.yaml", WorkerPod(withPull))
+	testkit.Golden(t, "testdata/command-pod-identity.yaml", CommandPod(CommandPodParams{
+		Name: "snapmove-command-q9w8e", Namespace: "velero", Image: "ghcr.io/snapmove/snapmove:v0.1.0",
+		Args:   []string{"verify", "nightly", "--level=full", "--snapshot=app/data=f00d", "--bucket=velero"},
+		Labels: map[string]string{"azure.workload.identity/use": "true"}, ImagePullSecrets: pull,
+	}))
+
+	// A label of Velero's pod never replaces one of the worker's own.
+	clash := backupPodParams()
+	clash.Labels = map[string]string{"app.kubernetes.io/component": "velero"}
+	require.Equal(t, "mover-worker", WorkerPod(clash).Labels["app.kubernetes.io/component"])
+}

@@ -17,6 +17,22 @@ type IdentityParams struct {
 	StorageLocation string
 	// Secrets are the secrets opening its repository reads (repository.SecretNames).
 	Secrets []string
+	// Annotations go onto the ServiceAccount: the workload-identity annotations of
+	// Velero's ServiceAccount (velerosrv.IdentityAnnotations), so that the worker gets
+	// the cloud identity of Velero's server.
+	//
+	// A per-movement account name works only with a trust that matches many account
+	// names. EKS IRSA: the IAM role's trust policy must match the subject with
+	// StringLike, "oidc...:sub" = "system:serviceaccount:velero:*" (EKS Pod Identity
+	// associations name one exact account: not supported with per-movement accounts).
+	// GKE Workload Identity: grant the role to the namespace's principal set,
+	// principalSet://iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/PROJECT_ID.svc.id.goog/namespace/velero
+	// (or, with the iam.gke.io/gcp-service-account annotation, roles/iam.workloadIdentityUser
+	// on that Google service account to the same principal set). AKS Workload Identity:
+	// a federated identity credential matches one exact subject, so per-movement accounts
+	// cannot work: run workers with --worker-service-account set to an account federated
+	// once (then nothing is copied: the account is the operator's).
+	Annotations map[string]string
 }
 
 // WorkerIdentity is the ServiceAccount of one worker pod, named after its movement, with
@@ -28,7 +44,8 @@ type IdentityParams struct {
 // all: with no status subresource, a patch of the movement would rewrite the spec the
 // controller acts on. So a compromised worker (a hostile repository, a bug in the data
 // path) reaches nothing beyond its own volume, and can change nothing the mover acts on.
-// Every object is owned by the movement (garbage collected with it) and carries Labels.
+// Every object is owned by the movement (garbage collected with it) and carries Labels;
+// the ServiceAccount also carries p.Annotations (the cloud identity of Velero's server).
 func WorkerIdentity(p IdentityParams) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
 	meta := metav1.ObjectMeta{
 		Name: p.Name, Namespace: p.Namespace, Labels: Labels(p.Operation, p.Name, p.Owner.UID),
@@ -39,6 +56,12 @@ func WorkerIdentity(p IdentityParams) (*corev1.ServiceAccount, *rbacv1.Role, *rb
 		movement = "datadownloads"
 	}
 	sa := &corev1.ServiceAccount{ObjectMeta: *meta.DeepCopy()}
+	for k, v := range p.Annotations {
+		if sa.Annotations == nil {
+			sa.Annotations = map[string]string{}
+		}
+		sa.Annotations[k] = v
+	}
 	role := &rbacv1.Role{
 		ObjectMeta: *meta.DeepCopy(),
 		Rules: []rbacv1.PolicyRule{
