@@ -105,7 +105,7 @@ const credentialsFlagHelp = "credentials of BackupStorageLocations without spec.
 	"as Velero's server reads it), none (ambient credentials: workload identity) or NAME/KEY of a secret in Velero's namespace"
 
 // defaultCredentials is --default-credentials-secret v as connect's Credentials: auto
-// discovers Velero's server through r in namespace (cached for a minute: the returned
+// discovers Velero's server through r in namespace (cached for velerosrv.DefaultTTL: the returned
 // Cache, also the source of its identity and pull secrets).
 func defaultCredentials(v string, r client.Reader, namespace string) (velerosrv.Credentials, *velerosrv.Cache, error) {
 	d, err := velerosrv.ParseDefault(v)

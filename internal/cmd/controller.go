@@ -82,7 +82,7 @@ func MoverController(ctx context.Context, args []string) error {
 	if err != nil {
 		return errors.Wrap(err, "creating the API client")
 	}
-	// Velero's server is read from the API when first needed and again a minute later
+	// Velero's server is read from the API when first needed and again once velerosrv.DefaultTTL has passed
 	// (it may be installed or changed after the mover starts): list on deployments.
 	defaultCreds, server, err := defaultCredentials(*credentials, direct, *namespace)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -51,6 +52,9 @@ const (
 	azureClientSecret = "AZURE_CLIENT_SECRET"
 )
 
+// envAzureFederatedTokenFile is set by Azure Workload Identity's webhook in pods that use it.
+const envAzureFederatedTokenFile = "AZURE_FEDERATED_TOKEN_FILE"
+
 // Location says where one kopia repository lives and how to reach it. It holds no kopia
 // types; internal/mover/kopia turns it into a storage. Credential fields left empty mean
 // "use the ambient credentials" (instance profile, IRSA, workload identity).
@@ -85,6 +89,11 @@ type Location struct {
 	AzureTenantID       string
 	AzureClientID       string
 	AzureClientSecret   string
+	// AzureFederatedTokenFile is Azure Workload Identity's projected token (with
+	// AzureTenantID and AzureClientID): set when nothing else authenticates and the
+	// process runs with the webhook's AZURE_FEDERATED_TOKEN_FILE, as Velero's
+	// pkg/util/azure NewCredential chooses it.
+	AzureFederatedTokenFile string
 
 	// filesystem: base directory; the repository is in Path/Prefix (as Velero's fs backend).
 	Path string
@@ -355,6 +364,7 @@ func (r resolver) resolveAzure(ctx context.Context, loc *Location, config map[st
 	loc.AzureTenantID = creds[azureTenantID]
 	loc.AzureClientID = creds[azureClientID]
 	loc.AzureClientSecret = creds[azureClientSecret]
+	azureWorkloadIdentity(loc)
 
 	if uri := config[configStorageAccountURI]; uri != "" {
 		u, err := url.Parse(uri)
@@ -375,6 +385,29 @@ func (r resolver) resolveAzure(ctx context.Context, loc *Location, config map[st
 	}
 	loc.AzureStorageDomain = domain
 	return nil
+}
+
+// azureWorkloadIdentity makes loc authenticate with Azure Workload Identity when no key
+// or service principal secret does, and the process has the federated token that Azure's
+// webhook projects into pods labelled azure.workload.identity/use (with AZURE_CLIENT_ID
+// and AZURE_TENANT_ID from the ServiceAccount's annotations). This is Velero's choice in
+// v1.18.1 pkg/util/azure/credential.go NewCredential: a secret in the credentials file
+// first, then the federated token. Client and tenant in the file win over the webhook's.
+func azureWorkloadIdentity(loc *Location) {
+	if loc.AzureStorageKey != "" || loc.AzureSASToken != "" || loc.AzureClientSecret != "" {
+		return
+	}
+	token := os.Getenv(envAzureFederatedTokenFile)
+	if token == "" {
+		return
+	}
+	loc.AzureFederatedTokenFile = token
+	if loc.AzureClientID == "" {
+		loc.AzureClientID = os.Getenv(azureClientID)
+	}
+	if loc.AzureTenantID == "" {
+		loc.AzureTenantID = os.Getenv(azureTenantID)
+	}
 }
 
 // azureBlobDomain is the blob endpoint domain of an Azure cloud (velero pkg/util/azure).

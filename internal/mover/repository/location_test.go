@@ -55,6 +55,7 @@ func TestResolveLocation(t *testing.T) {
 		bsl            *velerov1.BackupStorageLocation
 		defaultCred    *corev1.SecretKeySelector
 		emptyNamespace bool
+		env            map[string]string // the process's environment (Azure's webhook)
 		want           Location
 		wantErr        string
 	}{
@@ -198,6 +199,26 @@ func TestResolveLocation(t *testing.T) {
 			wantErr: "key NOPE",
 		},
 		{
+			name: "azure workload identity: the webhook's token, client and tenant when nothing else authenticates",
+			bsl: withConfig(builder.ForBackupStorageLocation(veleroNS, "b").Provider("azure").Bucket("c").Result(),
+				map[string]string{"storageAccount": "acct", "useAAD": "true"}),
+			env: map[string]string{"AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token",
+				"AZURE_CLIENT_ID": "wi-client", "AZURE_TENANT_ID": "wi-tenant"},
+			want: Location{Provider: ProviderAzure, Bucket: "c", Prefix: "kopia/app/",
+				AzureStorageAccount: "acct", AzureStorageDomain: "blob.core.windows.net",
+				AzureTenantID: "wi-tenant", AzureClientID: "wi-client",
+				AzureFederatedTokenFile: "/var/run/secrets/azure/tokens/azure-identity-token"},
+		},
+		{
+			name: "azure workload identity is not used when the credentials file has a secret",
+			bsl: withConfig(builder.ForBackupStorageLocation(veleroNS, "b").Provider("azure").Bucket("c").
+				Credential(selector("azure-creds", "cloud")).Result(), map[string]string{"storageAccount": "acct", "useAAD": "true"}),
+			env: map[string]string{"AZURE_FEDERATED_TOKEN_FILE": "/token", "AZURE_CLIENT_ID": "wi-client", "AZURE_TENANT_ID": "wi-tenant"},
+			want: Location{Provider: ProviderAzure, Bucket: "c", Prefix: "kopia/app/",
+				AzureStorageAccount: "acct", AzureStorageDomain: "blob.core.windows.net",
+				AzureTenantID: "tenant", AzureClientID: "client", AzureClientSecret: "sec"},
+		},
+		{
 			name:    "azure without storage account",
 			bsl:     builder.ForBackupStorageLocation(veleroNS, "b").Provider("azure").Bucket("c").Result(),
 			wantErr: "storageAccount is required",
@@ -229,6 +250,9 @@ func TestResolveLocation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_ID", "AZURE_TENANT_ID"} {
+				t.Setenv(k, tc.env[k])
+			}
 			c := fake.NewClientBuilder().WithObjects(cloudCreds, bslCreds, gcpCreds, azureCreds, azureChina, caSecret).Build()
 			ns := "app"
 			if tc.emptyNamespace {

@@ -118,8 +118,10 @@ func (c Credentials) resolve(ctx context.Context, bsl *velerov1.BackupStorageLoc
 	return sel, srv.Describe(sel), nil
 }
 
-// DefaultTTL is how long Cache keeps a discovery.
-const DefaultTTL = time.Minute
+// DefaultTTL is how long Cache keeps a discovery: a change to Velero's Deployment or
+// ServiceAccount reaches the next worker within seconds, for two reads of the API at most
+// that often.
+const DefaultTTL = 10 * time.Second
 
 // Cache discovers Velero's server when first asked (it may appear after the mover
 // starts), and again once TTL has passed since; a failed discovery is returned and never

@@ -306,12 +306,12 @@ func TestCache(t *testing.T) {
 	require.Equal(t, "velero", s.Deployment)
 	require.Equal(t, 2, lists)
 
-	clk.SetTime(clk.Now().Add(30 * time.Second))
+	clk.SetTime(clk.Now().Add(DefaultTTL - time.Second))
 	_, err = cache.Get(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 2, lists, "kept for a minute")
-	clk.SetTime(clk.Now().Add(31 * time.Second))
+	require.Equal(t, 2, lists, "kept for DefaultTTL")
+	clk.SetTime(clk.Now().Add(2 * time.Second))
 	_, err = cache.Get(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 3, lists, "discovered again after a minute")
+	require.Equal(t, 3, lists, "discovered again after DefaultTTL")
 }

@@ -62,6 +62,8 @@ func openStorage(ctx context.Context, loc repository.Location, create bool) (blo
 			ClientSecret:   loc.AzureClientSecret,
 			StorageDomain:  loc.AzureStorageDomain,
 			DoNotUseTLS:    loc.DisableTLS,
+
+			AzureFederatedTokenFile: loc.AzureFederatedTokenFile,
 		}, false)
 	case repository.ProviderFilesystem:
 		st, err = openFilesystem(ctx, loc, create)
