@@ -327,12 +327,13 @@ func (f *catalogFlags) inCluster(ctx context.Context, cat *catalog.Catalog, c cl
 		Client: c, Catalog: cat, Namespace: *f.namespace, DefaultCredentials: announce(creds, noticeLogger()), Image: image, Settings: settings,
 		Timeout: timeout, Interval: time.Second, Log: cat.Log,
 	}
-	// Command pods run in Velero's namespace with its server's pull secrets and workload
-	// identity label; without them (Velero's Deployment not readable) they may still run.
+	// Command pods run in Velero's namespace with its server's pull secrets, workload
+	// identity label and, with workload identity, account; without them (Velero's
+	// Deployment not readable) they may still run.
 	if srv, err := server.Get(ctx); err != nil {
-		cat.Log.WithError(err).Warn("command pods get no pull secrets or workload identity label of Velero's server")
+		cat.Log.WithError(err).Warn("command pods get no pull secrets or workload identity of Velero's server")
 	} else {
-		ic.PodLabels, ic.ImagePullSecrets = srv.PodLabels, srv.ImagePullSecrets
+		ic.UseServer(srv)
 	}
 	return ic, nil
 }

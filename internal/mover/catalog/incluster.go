@@ -27,6 +27,7 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/mover/filestream"
 	"github.com/snapmove/snapmove/internal/mover/repository"
+	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 )
 
 // InCluster runs repository commands in the cluster, for what a laptop cannot do alone.
@@ -55,9 +56,12 @@ type InCluster struct {
 	DefaultCredentials connect.Credentials
 	// PodLabels and ImagePullSecrets go onto command pods: those of Velero's server
 	// (velerosrv.Server), so that its workload identity's webhook and its registry serve
-	// them too.
+	// them too. ServiceAccount is the command pods' account ("" for the namespace's
+	// default): Velero's server account when it carries workload identity. UseServer
+	// sets all three.
 	PodLabels        map[string]string
 	ImagePullSecrets []corev1.LocalObjectReference
+	ServiceAccount   string
 	// Image is the snapmove image the pod runs; Settings place it like a mover worker
 	// (host network, node selector, tolerations, pull policy).
 	Image    string
@@ -70,6 +74,21 @@ type InCluster struct {
 	Attach Attach
 	Rate   int64
 	Log    logrus.FieldLogger
+}
+
+// UseServer has command pods run as Velero's server srv runs: with its pod labels and
+// pull secrets and, when its ServiceAccount carries workload-identity annotations
+// (srv.Annotations), as that account, so that a pod can reach the repository where
+// Velero's server has no credentials secret and reaches it by its cloud identity alone.
+// The pod still mounts no API token (expose.CommandPodParams.ServiceAccount says why it
+// needs none): it gets the account's cloud identity, not its Kubernetes rights. Without
+// such annotations the pods keep the namespace's default account.
+func (c *InCluster) UseServer(srv velerosrv.Server) {
+	c.PodLabels, c.ImagePullSecrets = srv.PodLabels, srv.ImagePullSecrets
+	c.ServiceAccount = ""
+	if len(srv.Annotations) > 0 {
+		c.ServiceAccount = srv.ServiceAccount
+	}
 }
 
 // RestoreFiles restores the paths of req of volume in backup into the live PVC target
@@ -224,7 +243,7 @@ func (c *InCluster) run(ctx context.Context, v Volume, args []string) (string, e
 		ImagePullPolicy: c.Settings.WorkerImagePullPolicy, HostNetwork: c.Settings.WorkerHostNetwork,
 		Args: append(args, flags...), WithCredentials: withCreds,
 		NodeSelector: c.Settings.WorkerNodeSelector, Tolerations: c.Settings.WorkerTolerations,
-		Labels: c.PodLabels, ImagePullSecrets: c.ImagePullSecrets,
+		Labels: c.PodLabels, ImagePullSecrets: c.ImagePullSecrets, ServiceAccount: c.ServiceAccount,
 	})
 	secret.ObjectMeta = metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: pod.Labels}
 

@@ -29,6 +29,7 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/mover/filestream"
+	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 	"github.com/snapmove/snapmove/internal/testkit"
 )
 
@@ -197,16 +198,34 @@ func TestInClusterVerify(t *testing.T) {
 	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "default"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: "aws",
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "velero"}}}}
+	// How Velero's server runs (velerosrv.Discover): with a secret and a private registry,
+	// and with workload identity.
+	pullOnly := velerosrv.Server{Namespace: veleroNS, Deployment: "velero", ServiceAccount: "velero-server",
+		ImagePullSecrets: []corev1.LocalObjectReference{{Name: "registry"}}}
+	identity := velerosrv.Server{Namespace: veleroNS, Deployment: "velero", ServiceAccount: "velero-server",
+		Annotations: map[string]string{"azure.workload.identity/client-id": "00000000-0000-0000-0000-000000000001"},
+		PodLabels:   map[string]string{velerosrv.AzureUseLabel: "true"}}
 	for _, tc := range []struct {
 		name     string
 		volume   string
+		server   *velerosrv.Server // nil: not read
 		phase    corev1.PodPhase
 		message  string
 		wantArgs []string
-		wantErr  string
+		// wantAccount is the pod's account: "" (the namespace's default) unless Velero's
+		// account carries workload-identity annotations.
+		wantAccount string
+		wantErr     string
 	}{
 		{name: "every moved volume of the backup", phase: corev1.PodSucceeded, message: "app/data OK\napp/logs OK\n",
 			wantArgs: []string{"verify", "b1", "--level=full", "--snapshot=app/data=s1", "--snapshot=app/logs=s2"}},
+		{name: "Velero's server without workload identity: its pull secrets, the default account", server: &pullOnly,
+			phase: corev1.PodSucceeded, message: "app/logs OK\n", volume: "app/logs",
+			wantArgs: []string{"verify", "b1", "--level=full", "--snapshot=app/logs=s2"}},
+		{name: "Velero's server with workload identity: its account and label", server: &identity,
+			phase: corev1.PodSucceeded, message: "app/logs OK\n", volume: "app/logs",
+			wantArgs:    []string{"verify", "b1", "--level=full", "--snapshot=app/logs=s2"},
+			wantAccount: "velero-server"},
 		{name: "one volume", volume: "app/logs", phase: corev1.PodSucceeded, message: "app/logs OK\n",
 			wantArgs: []string{"verify", "b1", "--level=full", "--snapshot=app/logs=s2"}},
 		{name: "a volume fails", phase: corev1.PodFailed, message: "app/data FAILED data/a: content missing\nsnapmove: 1 of 2 volumes failed verification",
@@ -230,6 +249,9 @@ func TestInClusterVerify(t *testing.T) {
 			}}).Build()
 			ic := &InCluster{Client: c, Catalog: &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Log: logrus.New()},
 				Namespace: veleroNS, Image: "snapmove:test", Settings: config.Default(), Timeout: time.Second, Interval: 10 * time.Millisecond, Log: logrus.New()}
+			if tc.server != nil {
+				ic.UseServer(*tc.server)
+			}
 			out, err := ic.Verify(context.Background(), "b1", tc.volume, "full")
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
@@ -242,6 +264,14 @@ func TestInClusterVerify(t *testing.T) {
 			require.NotNil(t, created)
 			assert.Equal(t, veleroNS, created.Namespace, "no PVC: the pod runs in Velero's namespace")
 			assert.Len(t, created.Spec.Volumes, 2, "credentials and scratch, no PVC")
+			assert.Equal(t, tc.wantAccount, created.Spec.ServiceAccountName)
+			assert.False(t, *created.Spec.AutomountServiceAccountToken, "no API token, whichever the account")
+			if tc.server != nil {
+				assert.Equal(t, tc.server.ImagePullSecrets, created.Spec.ImagePullSecrets)
+				for k, v := range tc.server.PodLabels {
+					assert.Equal(t, v, created.Labels[k])
+				}
+			}
 			pods := &corev1.PodList{}
 			require.NoError(t, c.List(context.Background(), pods))
 			assert.Empty(t, pods.Items, "the pod is deleted")

@@ -90,6 +90,9 @@ type Reconciler struct {
 	// namesChecked holds the UIDs of movements whose names checkNames found free or
 	// theirs, until they end; losing it (restart) only costs one more check.
 	namesChecked *sync.Map
+	// azureWarning logs once per process that per-movement accounts cannot match an
+	// Azure federated identity credential (warnAzurePerMovement).
+	azureWarning *sync.Once
 }
 
 // lastSettings remembers the last valid mover settings (Reconciler.settings).
@@ -107,6 +110,7 @@ func NewReconciler(r Reconciler) *Reconciler {
 	r.progress = newProgressSeen()
 	r.nodes = newNodeCache()
 	r.namesChecked = &sync.Map{}
+	r.azureWarning = &sync.Once{}
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}

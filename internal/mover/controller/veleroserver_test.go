@@ -1,8 +1,10 @@
 package controller
 
 import (
+	"strings"
 	"testing"
 
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/require"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -97,6 +99,53 @@ func TestVeleroServer(t *testing.T) {
 			require.Equal(t, tc.wantAnnotations, sa.Annotations)
 			require.True(t, e.exists(role))
 			require.Equal(t, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: tc.wantSecrets, Verbs: []string{"get"}}, role.Rules[3])
+		})
+	}
+}
+
+// TestAzurePerMovementWarning: Azure Workload Identity's annotation copied onto
+// per-movement accounts, which no federated identity credential matches, is said once per
+// process (not per movement), and the movements go on; with --worker-service-account, or
+// another cloud's identity, nothing is said.
+func TestAzurePerMovementWarning(t *testing.T) {
+	azure := map[string]string{velerosrv.AzureClientIDAnnotation: "00000000-0000-0000-0000-000000000001"}
+	irsa := map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/velero"}
+	for _, tc := range []struct {
+		name         string
+		annotations  map[string]string
+		fixedAccount string
+		wantWarnings int
+	}{
+		{name: "Azure, per-movement accounts: once for two movements", annotations: azure, wantWarnings: 1},
+		{name: "Azure, --worker-service-account", annotations: azure, fixedAccount: "snapmove-worker"},
+		{name: "EKS IRSA, per-movement accounts", annotations: irsa},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := append(backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted)),
+				dataDownload(velerov2alpha1.DataDownloadPhaseAccepted), targetPVC("immediate"), storageClass("immediate", false))
+			e := newEnv(t, nil, append(objs, veleroServer("", map[string]string{velerosrv.AzureUseLabel: "true"}, tc.annotations)...)...)
+			cache := &velerosrv.Cache{Reader: e.c, Namespace: veleroNS}
+			e.r.Options.DefaultCredentials = velerosrv.Credentials{Default: velerosrv.Default{Auto: true}, Server: cache.Get}
+			e.r.Options.VeleroServer = cache.Get
+			e.r.Options.WorkerServiceAccount = tc.fixedAccount
+			log, hook := logtest.NewNullLogger()
+			e.r.Log = log
+
+			for range 2 { // the warning is not repeated for the same movement either
+				e.reconcileDU()
+				e.reconcileDD()
+			}
+			for _, name := range []string{duName, ddName} {
+				require.True(t, e.exists(ourPod(name)), "the movement %s goes on", name)
+			}
+			warnings := 0
+			for _, entry := range hook.AllEntries() {
+				if strings.Contains(entry.Message, "federated identity credential") {
+					warnings++
+					require.Contains(t, entry.Message, "--worker-service-account NAME")
+				}
+			}
+			require.Equal(t, tc.wantWarnings, warnings)
 		})
 	}
 }

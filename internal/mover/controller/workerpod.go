@@ -97,6 +97,9 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 		id.ServiceAccount = r.Options.WorkerServiceAccount
 		return id, nil
 	}
+	if _, ok := srv.Annotations[velerosrv.AzureClientIDAnnotation]; ok {
+		r.warnAzurePerMovement()
+	}
 	sa, role, binding := expose.WorkerIdentity(expose.IdentityParams{
 		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
 		StorageLocation: bsl.Name, Secrets: repository.SecretNames(bsl, creds), Annotations: srv.Annotations,
@@ -112,6 +115,20 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 	}
 	id.ServiceAccount = sa.Name
 	return id, nil
+}
+
+// warnAzurePerMovement logs, once per process, that the Azure Workload Identity
+// annotation of Velero's ServiceAccount is copied onto per-movement accounts, which no
+// federated identity credential matches: one names a single exact subject
+// (system:serviceaccount:NS:NAME), and each worker's account is named after its
+// movement. The movement goes on: the operator may have set up a trust the mover cannot
+// see. Once per process, not per movement, so that the log says it and moves on.
+func (r *Reconciler) warnAzurePerMovement() {
+	r.azureWarning.Do(func() {
+		r.Log.Warn("Velero's ServiceAccount has " + velerosrv.AzureClientIDAnnotation + ", but per-movement worker accounts cannot match " +
+			"an Azure federated identity credential; run the mover with --worker-service-account NAME, an account federated once " +
+			"(see README \"Credentials and cloud identity\")")
+	})
 }
 
 // defaultCredentials is the secret key of bsl's credentials when it names none

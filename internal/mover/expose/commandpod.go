@@ -14,7 +14,8 @@ import (
 // BSL as flags and its credentials and the repository password in a secret made for the
 // pod, so it needs no API access. It mounts no PVC: a pod that holds Velero's secrets
 // never runs in an application's namespace (a file restore into a live PVC streams
-// into a receiver job instead, below).
+// into a receiver job instead, below). It mounts no API token either, whichever
+// account it runs as (CommandPodParams.ServiceAccount).
 const (
 	// CommandContainer is the container of a command pod.
 	CommandContainer = "command"
@@ -46,6 +47,21 @@ type CommandPodParams struct {
 	// Labels and ImagePullSecrets are Velero's server pod's (PodParams).
 	Labels           map[string]string
 	ImagePullSecrets []corev1.LocalObjectReference
+	// ServiceAccount is the pod's account; "" is the namespace's default account.
+	// catalog.InCluster sets it to Velero's server account when that account carries
+	// workload-identity annotations (velerosrv.Server.Annotations): then Velero's
+	// server may have no credentials secret to pass on, and the pod needs Velero's
+	// cloud identity, whose trust (an IAM role's trust policy, a federated identity
+	// credential) already names that account.
+	//
+	// The pod still mounts no API token (automountServiceAccountToken: false), so it
+	// gets the account's cloud identity and none of its Kubernetes rights. The clouds
+	// do not need that token: their webhooks add a projected token volume of their own
+	// (EKS's pod identity webhook aws-iam-token, for sts.amazonaws.com by default; Azure
+	// Workload Identity's azure-identity-token, for api://AzureADTokenExchange), tokens
+	// whose audience the API server does not accept; GKE's metadata server knows the
+	// pod by its account, with no token in the pod.
+	ServiceAccount string
 }
 
 // CommandPod is a command pod. Its outcome is its termination message: what the command
@@ -72,6 +88,7 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 	}
 	spec.Volumes = volumes
 	spec.ImagePullSecrets = append([]corev1.LocalObjectReference(nil), p.ImagePullSecrets...)
+	spec.ServiceAccountName = p.ServiceAccount
 	spec.Containers = []corev1.Container{{
 		Name: CommandContainer, Image: p.Image, ImagePullPolicy: p.ImagePullPolicy,
 		Command: []string{WorkerBinary}, Args: args,

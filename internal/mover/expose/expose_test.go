@@ -301,11 +301,17 @@ func TestGoldenWorkloadIdentity(t *testing.T) {
 	withPull := backupPodParams()
 	withPull.ImagePullSecrets = pull
 	testkit.Golden(t, "testdata/backup-pod-pull-secrets.yaml", WorkerPod(withPull))
-	testkit.Golden(t, "testdata/command-pod-identity.yaml", CommandPod(CommandPodParams{
+	// A command pod with Velero's workload identity: Velero's account and pod label, and
+	// still no API token.
+	command := CommandPod(CommandPodParams{
 		Name: "snapmove-command-q9w8e", Namespace: "velero", Image: "ghcr.io/snapmove/snapmove:v0.1.0",
 		Args:   []string{"verify", "nightly", "--level=full", "--snapshot=app/data=f00d", "--bucket=velero"},
 		Labels: map[string]string{"azure.workload.identity/use": "true"}, ImagePullSecrets: pull,
-	}))
+		ServiceAccount: "velero-server",
+	})
+	testkit.Golden(t, "testdata/command-pod-identity.yaml", command)
+	require.Equal(t, "velero-server", command.Spec.ServiceAccountName)
+	require.False(t, *command.Spec.AutomountServiceAccountToken, "no API token")
 
 	// A label of Velero's pod never replaces one of the worker's own.
 	clash := backupPodParams()

@@ -38,10 +38,15 @@ var IdentityAnnotations = []string{
 	"eks.amazonaws.com/sts-regional-endpoints",
 	"eks.amazonaws.com/token-expiration",
 	"iam.gke.io/gcp-service-account",
-	"azure.workload.identity/client-id",
+	AzureClientIDAnnotation,
 	"azure.workload.identity/tenant-id",
 	"azure.workload.identity/service-account-token-expiration",
 }
+
+// AzureClientIDAnnotation is the ServiceAccount annotation that names the Azure identity
+// of Azure Workload Identity. That identity trusts an account only through a federated
+// identity credential, which names one exact subject (system:serviceaccount:NS:NAME).
+const AzureClientIDAnnotation = "azure.workload.identity/client-id"
 
 // AzureUseLabel is the pod label Azure Workload Identity's webhook acts on: it injects
 // the projected token and the AZURE_* environment only into pods that carry it.
