@@ -61,7 +61,9 @@ type InCluster struct {
 	// sets all three.
 	PodLabels        map[string]string
 	ImagePullSecrets []corev1.LocalObjectReference
-	ServiceAccount   string
+	// Env is how Velero's server reaches the object store (velerosrv.StoreEnv).
+	Env            []corev1.EnvVar
+	ServiceAccount string
 	// Image is the snapmove image the pod runs; Settings place it like a mover worker
 	// (host network, node selector, tolerations, pull policy).
 	Image    string
@@ -84,7 +86,7 @@ type InCluster struct {
 // needs none): it gets the account's cloud identity, not its Kubernetes rights. Without
 // such annotations the pods keep the namespace's default account.
 func (c *InCluster) UseServer(srv velerosrv.Server) {
-	c.PodLabels, c.ImagePullSecrets = srv.PodLabels, srv.ImagePullSecrets
+	c.PodLabels, c.ImagePullSecrets, c.Env = srv.PodLabels, srv.ImagePullSecrets, srv.Env
 	c.ServiceAccount = ""
 	if len(srv.Annotations) > 0 {
 		c.ServiceAccount = srv.ServiceAccount
@@ -243,7 +245,7 @@ func (c *InCluster) run(ctx context.Context, v Volume, args []string) (string, e
 		ImagePullPolicy: c.Settings.WorkerImagePullPolicy, HostNetwork: c.Settings.WorkerHostNetwork,
 		Args: append(args, flags...), WithCredentials: withCreds,
 		NodeSelector: c.Settings.WorkerNodeSelector, Tolerations: c.Settings.WorkerTolerations,
-		Labels: c.PodLabels, ImagePullSecrets: c.ImagePullSecrets, ServiceAccount: c.ServiceAccount,
+		Labels: c.PodLabels, ImagePullSecrets: c.ImagePullSecrets, Env: c.Env, ServiceAccount: c.ServiceAccount,
 	})
 	secret.ObjectMeta = metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: pod.Labels}
 

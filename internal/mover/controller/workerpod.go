@@ -36,7 +36,7 @@ func (r *Reconciler) podParams(op expose.Operation, name string, owner metav1.Ow
 	p := expose.PodParams{
 		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
 		Image: r.Options.WorkerImage, ImagePullPolicy: cfg.WorkerImagePullPolicy, ServiceAccount: id.ServiceAccount,
-		Labels: id.Labels, ImagePullSecrets: id.PullSecrets,
+		Labels: id.Labels, ImagePullSecrets: id.PullSecrets, Env: id.Env,
 		PVC: pvc, Block: block, HostNetwork: cfg.WorkerHostNetwork, Resources: cfg.WorkerResources,
 		CacheSize: cfg.CacheSizeLimit, Args: expose.WorkerArgs(flags),
 		NodeSelector: cfg.WorkerNodeSelector, Tolerations: cfg.WorkerTolerations, PriorityClassName: cfg.WorkerPriorityClassName,
@@ -56,6 +56,8 @@ type workerID struct {
 	// Labels and PullSecrets are Velero's server pod's (velerosrv.Server).
 	Labels      map[string]string
 	PullSecrets []corev1.LocalObjectReference
+	// Env is how Velero's server reaches the object store (velerosrv.StoreEnv).
+	Env []corev1.EnvVar
 }
 
 // workerIdentity creates the progress report (ensureReport), ServiceAccount, Role and
@@ -92,7 +94,7 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 	if err != nil {
 		return workerID{}, err
 	}
-	id := workerID{Credentials: velerosrv.FlagValue(creds), Labels: srv.PodLabels, PullSecrets: srv.ImagePullSecrets}
+	id := workerID{Credentials: velerosrv.FlagValue(creds), Labels: srv.PodLabels, PullSecrets: srv.ImagePullSecrets, Env: srv.Env}
 	if r.Options.WorkerServiceAccount != "" {
 		id.ServiceAccount = r.Options.WorkerServiceAccount
 		return id, nil

@@ -44,9 +44,10 @@ type CommandPodParams struct {
 	NodeSelector    map[string]string
 	Tolerations     []corev1.Toleration
 	Resources       corev1.ResourceRequirements
-	// Labels and ImagePullSecrets are Velero's server pod's (PodParams).
+	// Labels, ImagePullSecrets and Env are Velero's server pod's (PodParams).
 	Labels           map[string]string
 	ImagePullSecrets []corev1.LocalObjectReference
+	Env              []corev1.EnvVar
 	// ServiceAccount is the pod's account; "" is the namespace's default account.
 	// catalog.InCluster sets it to Velero's server account when that account carries
 	// workload-identity annotations (velerosrv.Server.Annotations): then Velero's
@@ -101,6 +102,7 @@ func CommandPod(p CommandPodParams) *corev1.Pod {
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		SecurityContext:          workerSecurityContext(),
 	}}
+	spec.Containers[0].Env = addEnv(spec.Containers[0].Env, p.Env)
 	labels := map[string]string{naming.ManagedByLabel: naming.ManagedByLabelVal, "app.kubernetes.io/component": CommandComponent}
 	addLabels(labels, p.Labels)
 	return &corev1.Pod{

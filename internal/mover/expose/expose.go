@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -324,6 +325,9 @@ type PodParams struct {
 	Labels map[string]string
 	// ImagePullSecrets are those of Velero's server pod and ServiceAccount.
 	ImagePullSecrets []corev1.LocalObjectReference
+	// Env is added to the worker's environment (never replacing one of its own): how
+	// Velero's server reaches the object store (velerosrv.StoreEnv).
+	Env []corev1.EnvVar
 }
 
 // WorkerCommand is the worker's command line (without the pod-specific Args).
@@ -390,6 +394,7 @@ func WorkerPod(p PodParams) *corev1.Pod {
 		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 		SecurityContext:          workerSecurityContext(),
 	}
+	container.Env = addEnv(container.Env, p.Env)
 	path := VolumePath(p.Operation, p.Block)
 	if p.Block {
 		container.VolumeDevices = []corev1.VolumeDevice{{Name: dataVolume, DevicePath: path}}
@@ -464,6 +469,16 @@ func WorkerPod(p PodParams) *corev1.Pod {
 		}}
 	}
 	return pod
+}
+
+// addEnv appends extra to env, keeping the variables env has.
+func addEnv(env, extra []corev1.EnvVar) []corev1.EnvVar {
+	for _, e := range extra {
+		if !slices.ContainsFunc(env, func(have corev1.EnvVar) bool { return have.Name == e.Name }) {
+			env = append(env, e)
+		}
+	}
+	return env
 }
 
 // addLabels adds extra to labels, keeping those labels has.

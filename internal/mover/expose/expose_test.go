@@ -300,6 +300,8 @@ func TestGoldenWorkloadIdentity(t *testing.T) {
 	pull := []corev1.LocalObjectReference{{Name: "registry"}, {Name: "mirror"}}
 	withPull := backupPodParams()
 	withPull.ImagePullSecrets = pull
+	// ... and how Velero's server reaches the store, which never replaces the worker's own.
+	withPull.Env = []corev1.EnvVar{{Name: "HTTPS_PROXY", Value: "http://proxy.corp:3128"}, {Name: "HOME", Value: "/velero"}}
 	testkit.Golden(t, "testdata/backup-pod-pull-secrets.yaml", WorkerPod(withPull))
 	// A command pod with Velero's workload identity: Velero's account and pod label, and
 	// still no API token.
@@ -307,6 +309,7 @@ func TestGoldenWorkloadIdentity(t *testing.T) {
 		Name: "snapmove-command-q9w8e", Namespace: "velero", Image: "ghcr.io/snapmove/snapmove:v0.1.0",
 		Args:   []string{"verify", "nightly", "--level=full", "--snapshot=app/data=f00d", "--bucket=velero"},
 		Labels: map[string]string{"azure.workload.identity/use": "true"}, ImagePullSecrets: pull,
+		Env:            []corev1.EnvVar{{Name: "STORAGE_EMULATOR_HOST", Value: "127.0.0.1:4443"}},
 		ServiceAccount: "velero-server",
 	})
 	testkit.Golden(t, "testdata/command-pod-identity.yaml", command)

@@ -48,6 +48,17 @@ var IdentityAnnotations = []string{
 // identity credential, which names one exact subject (system:serviceaccount:NS:NAME).
 const AzureClientIDAnnotation = "azure.workload.identity/client-id"
 
+// StoreEnv are the environment variables of Velero's server container that say how it
+// reaches the object store, and nothing else: its proxy, and the Go GCS client's emulator
+// endpoint (cloud.google.com/go/storage honours STORAGE_EMULATOR_HOST in Velero's GCP
+// plugin and in kopia alike: a GCS-compatible store that is not Google's). Workers and
+// command pods reach the store the same way. Only literal values are copied: a value
+// from a secret or a field of Velero's pod means nothing in another pod.
+var StoreEnv = []string{
+	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+	"STORAGE_EMULATOR_HOST",
+}
+
 // AzureUseLabel is the pod label Azure Workload Identity's webhook acts on: it injects
 // the projected token and the AZURE_* environment only into pods that carry it.
 const AzureUseLabel = "azure.workload.identity/use"
@@ -67,6 +78,8 @@ type Server struct {
 	// ImagePullSecrets are the pod template's and then the ServiceAccount's, without
 	// duplicates.
 	ImagePullSecrets []corev1.LocalObjectReference
+	// Env are the StoreEnv variables its server container sets, in its order.
+	Env []corev1.EnvVar
 
 	// credentials are what each of credentialEnvs leads to; an unset variable is absent.
 	credentials map[string]mounted
@@ -155,6 +168,11 @@ func Discover(ctx context.Context, c client.Reader, namespace string) (Server, e
 	}
 	if s.ServiceAccount == "" {
 		s.ServiceAccount = "default"
+	}
+	for _, e := range serverContainer(spec).Env {
+		if slices.Contains(StoreEnv, e.Name) && e.ValueFrom == nil {
+			s.Env = append(s.Env, corev1.EnvVar{Name: e.Name, Value: e.Value})
+		}
 	}
 	if v, ok := d.Spec.Template.Labels[AzureUseLabel]; ok {
 		s.PodLabels = map[string]string{AzureUseLabel: v}

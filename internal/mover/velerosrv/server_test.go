@@ -110,6 +110,7 @@ func TestDiscover(t *testing.T) {
 		annotations map[string]string
 		labels      map[string]string
 		pull        []corev1.LocalObjectReference
+		env         []corev1.EnvVar
 		err         string // substring; "" no error
 	}
 	cases := []struct {
@@ -176,6 +177,18 @@ func TestDiscover(t *testing.T) {
 			pull:   []corev1.LocalObjectReference{{Name: "registry"}, {Name: "mirror"}, {Name: "private"}},
 		},
 	}, {
+		name: "how Velero reaches the store: its proxy and a GCS emulator, literal values only",
+		objs: []client.Object{deployment("velero", "velero", "cloud-credentials", append([]corev1.EnvVar{
+			{Name: "HTTPS_PROXY", Value: "http://proxy.corp:3128"},
+			{Name: "NO_PROXY", Value: "10.0.0.0/8,.svc"},
+			{Name: "http_proxy", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: sel("proxy", "url")}},
+			{Name: "STORAGE_EMULATOR_HOST", Value: "127.0.0.1:4443"},
+			{Name: "AWS_REGION", Value: "eu-west-1"},
+		}, credentialEnv...)), serviceAccount("velero", nil)},
+		want: want{deployment: "velero", serviceAccount: "velero", creds: map[string]*corev1.SecretKeySelector{"aws": sel("cloud-credentials", "cloud")},
+			env: []corev1.EnvVar{{Name: "HTTPS_PROXY", Value: "http://proxy.corp:3128"}, {Name: "NO_PROXY", Value: "10.0.0.0/8,.svc"},
+				{Name: "STORAGE_EMULATOR_HOST", Value: "127.0.0.1:4443"}}},
+	}, {
 		name: "a file in no mounted secret",
 		objs: []client.Object{deployment("velero", "velero", "", credentialEnv), serviceAccount("velero", nil)},
 		want: want{deployment: "velero", serviceAccount: "velero", creds: map[string]*corev1.SecretKeySelector{"aws": nil}, err: "in no secret it mounts"},
@@ -223,6 +236,7 @@ func TestDiscover(t *testing.T) {
 			require.Equal(t, tc.want.annotations, srv.Annotations)
 			require.Equal(t, tc.want.labels, srv.PodLabels)
 			require.Equal(t, tc.want.pull, srv.ImagePullSecrets)
+			require.Equal(t, tc.want.env, srv.Env)
 			for provider, want := range tc.want.creds {
 				got, err := srv.CredentialsFor(provider)
 				if tc.want.err != "" {
