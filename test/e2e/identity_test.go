@@ -112,6 +112,7 @@ func TestCredentialsAndIdentityAsVeleroRuns(t *testing.T) {
 	require.Contains(t, out, "credentials: secret velero/cloud-credentials key cloud", "the user's command says which credentials it used")
 	require.Contains(t, out, "Deployment velero")
 	t.Logf("snapmove list %s:\n%s", backup, out)
+	s.requireNoLeftovers(t)
 }
 
 // deleteBackupAndWait deletes backup and waits until Velero has (so that its
