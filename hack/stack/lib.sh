@@ -148,8 +148,8 @@ kctl() { "$STACK_BIN/kubectl" --kubeconfig "$RUN/kubeconfig" "$@"; }
 # does not know. store_on NAME: NAME is asked for (build.sh, up.sh). stack_has_store NAME: the running stack
 # was started with it (what up.sh recorded in $RUN/velero/stores; for velero.sh, install-mover.sh).
 stores() {
-  local s out=
-  for s in ${SNAPMOVE_STACK_STORES//,/ }; do
+  local s out='' list=${SNAPMOVE_STACK_STORES:-}
+  for s in ${list//,/ }; do
     case $s in
       gcs) out="$out $s" ;;
       *) die "SNAPMOVE_STACK_STORES: unknown store '$s' (known: gcs)" ;;
