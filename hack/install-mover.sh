@@ -6,7 +6,11 @@
 #   CNI plugin with addresses: everything listens on 127.0.0.1, see hack/stack/up.sh), and the
 #   controller's metrics/health endpoints are bound to 127.0.0.1 for the same reason (and,
 #   sharing the host's ports, the old pod must be gone before the new one starts: Recreate);
-# - a shorter prepareTimeout, so the e2e cases that must fail in preparation fail quickly.
+# - a shorter prepareTimeout, so the e2e cases that must fail in preparation fail quickly;
+# - on a stack started with GCS (SNAPMOVE_STACK_STORES=gcs): env STORAGE_EMULATOR_HOST on the controller,
+#   which opens repositories itself (checks, snapshot deletes), so that Google's storage client reaches
+#   fake-gcs-server. Its workers get the variable from Velero's server container, as they get its other
+#   settings (internal/mover/velerosrv).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh"
 # shellcheck source=/dev/null # written by up.sh
@@ -30,6 +34,9 @@ k -n velero patch deployment snapmove-mover --type json -p '[
   {"op":"replace","path":"/spec/template/spec/containers/0/livenessProbe/httpGet/port","value":8087},
   {"op":"replace","path":"/spec/template/spec/containers/0/readinessProbe/httpGet/port","value":8087}
 ]' > /dev/null
+if stack_has_store gcs; then
+  k -n velero set env deployment/snapmove-mover -c mover STORAGE_EMULATOR_HOST="$GCS_EMULATOR" > /dev/null
+fi
 # A new image under the same tag does not change the pod template: restart explicitly.
 k -n velero rollout restart deployment/snapmove-mover > /dev/null
 k -n velero rollout status deployment/snapmove-mover --timeout=180s > /dev/null

@@ -9,6 +9,9 @@
 # module) are rebuilt every run, which costs seconds because go build skips up-to-date binaries.
 # A cold build compiles for ~17 min on 2 cores and needs ~20 GB of disk (Go build + module cache).
 # Builds run one at a time; each prints a heartbeat every 30 s. Build logs: $STACK_HOME/logs/build-*.log.
+#
+#   SNAPMOVE_STACK_STORES=gcs hack/stack/build.sh   # also the optional stores (lib.sh): gcs = fake-gcs-server,
+#                                                   # velero-plugin-for-gcp and its image (a few minutes more)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -17,7 +20,8 @@ SRC=$STACK_HOME/src
 mkdir -p "$STACK_BIN" "$STACK_IMAGES" "$STACK_MANIFESTS" "$SRC" "$STACK_HOME/logs"
 exec 9> "$STACK_HOME/.build.lock"
 flock -n 9 || die "another build.sh holds $STACK_HOME/.build.lock"
-log "stack $STACK_KEY: building into $STACK_HOME"
+stores > /dev/null # dies on an unknown name in SNAPMOVE_STACK_STORES
+log "stack $STACK_KEY: building into $STACK_HOME${SNAPMOVE_STACK_STORES:+ (stores: $(stores))}"
 
 # --- apt ---
 apt_install() {
@@ -202,6 +206,28 @@ build_minio() {
 }
 if need minio; then run_build minio build_minio; fi
 
+# --- optional stores (SNAPMOVE_STACK_STORES, versions in versions-stores.env): built only when asked for ---
+# Their versions are not in STACK_KEY, so each binary is checked against the version recorded beside it.
+built_at() { # built_at BIN VERSION: BIN is there, static, and was built at VERSION
+  ! need_static "$1" && [ "$(cat "$STACK_BIN/$1.version" 2> /dev/null)" = "$2" ]
+}
+build_fake_gcs() {
+  local d=$SRC/fake-gcs-server@$FAKE_GCS_VERSION
+  modcopy "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION" "$d"
+  cd "$d" && CGO_ENABLED=0 gobuild "$STACK_BIN/fake-gcs-server" -ldflags="-s -w" . &&
+    echo "$FAKE_GCS_VERSION" > "$STACK_BIN/fake-gcs-server.version"
+}
+build_velero_gcp() {
+  local d=$SRC/velero-plugin-for-gcp@$VELERO_GCP_VERSION
+  modcopy "github.com/vmware-tanzu/velero-plugin-for-gcp@$VELERO_GCP_VERSION" "$d"
+  cd "$d" && CGO_ENABLED=0 gobuild "$STACK_BIN/velero-plugin-for-gcp" -ldflags="-s -w" ./velero-plugin-for-gcp &&
+    echo "$VELERO_GCP_VERSION" > "$STACK_BIN/velero-plugin-for-gcp.version"
+}
+if store_on gcs; then
+  if ! built_at fake-gcs-server "$FAKE_GCS_VERSION"; then run_build fake-gcs-server build_fake_gcs; fi
+  if ! built_at velero-plugin-for-gcp "$VELERO_GCP_VERSION"; then run_build velero-plugin-for-gcp build_velero_gcp; fi
+fi
+
 # --- the repo's own programs: rebuilt every run (go build skips up-to-date binaries) ---
 export GOFLAGS="-mod=readonly -buildvcs=false" # never touch the repo's go.mod/go.sum
 # kopia CLI from the snapmove module (go.mod: `tool github.com/kopia/kopia`, so go.sum covers the CLI's
@@ -234,5 +260,10 @@ image "$VELERO_IMAGE" "$STACK_IMAGES/velero.tar" /velero "$STACK_BIN/velero=/vel
 image "$VELERO_AWS_IMAGE" "$STACK_IMAGES/velero-plugin-for-aws.tar" \
   /bin/busybox,cp,/plugins/velero-plugin-for-aws,/target/. \
   "$STACK_BIN/velero-plugin-for-aws=/plugins/velero-plugin-for-aws" /bin/busybox=/bin/busybox
+if store_on gcs; then # the GCP plugin's image, laid out as the AWS one's (its Dockerfile: the same cp-plugin step)
+  image "$VELERO_GCP_IMAGE" "$STACK_IMAGES/velero-plugin-for-gcp.tar" \
+    /bin/busybox,cp,/plugins/velero-plugin-for-gcp,/target/. \
+    "$STACK_BIN/velero-plugin-for-gcp=/plugins/velero-plugin-for-gcp" /bin/busybox=/bin/busybox
+fi
 
 log "all built: bin $STACK_BIN, images $STACK_IMAGES"

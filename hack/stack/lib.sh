@@ -6,13 +6,21 @@
 #   SNAPMOVE_CACHE      build cache root, default $HOME/.cache/snapmove; binaries live in
 #                       $SNAPMOVE_CACHE/stack-<hash of versions.env>/bin (STACK_BIN)
 #   SNAPMOVE_STACK_RUN  run dir of a live stack, default /tmp/snapmove-stack (RUN): pids/, logs/, pki/,
-#                       etcd/, csi/, csi-data/, containerd/, velero/, s3/, kubeconfig, env
+#                       etcd/, csi/, csi-data/, containerd/, velero/, s3/, gcs/, kubeconfig, env
+#   SNAPMOVE_STACK_STORES  object stores besides MinIO that build.sh builds and up.sh starts: a space- or
+#                       comma-separated list, default empty (MinIO only, what `make demo` uses). Known: gcs
+#                       (fake-gcs-server on 127.0.0.1:4443, Velero's GCP plugin, BSL gcs). up.sh records the
+#                       list a stack runs with in $RUN/velero/stores (stack_has_store).
 # The kubelet uses host-global paths (/var/lib/kubelet, /var/log/pods), so one stack per machine.
 
 STACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$STACK_DIR/../.." && pwd)
 # shellcheck source=versions.env
 . "$STACK_DIR/versions.env"
+# The optional stores' versions: a file of their own, left out of STACK_KEY on purpose (see its header):
+# adding a store must not make every cache cold. build.sh keys those binaries by their version instead.
+# shellcheck source=versions-stores.env
+. "$STACK_DIR/versions-stores.env"
 STACK_KEY=$(sha256sum "$STACK_DIR/versions.env" | cut -c1-12)
 STACK_HOME=${SNAPMOVE_CACHE:-$HOME/.cache/snapmove}/stack-$STACK_KEY
 STACK_BIN=$STACK_HOME/bin
@@ -30,10 +38,18 @@ CONTAINERD_SOCK=$RUN/containerd/containerd.sock
 # makes them from the stack's static binaries.
 VELERO_IMAGE=docker.io/velero/velero:$VELERO_VERSION
 VELERO_AWS_IMAGE=docker.io/velero/velero-plugin-for-aws:$VELERO_AWS_VERSION
+VELERO_GCP_IMAGE=docker.io/velero/velero-plugin-for-gcp:$VELERO_GCP_VERSION
+# The GCS server (SNAPMOVE_STACK_STORES=gcs): fake-gcs-server's address, which Velero's server (and through
+# it its plugins, its maintenance Jobs and snapmove's workers), the mover and the CLIs get as
+# STORAGE_EMULATOR_HOST; its bucket, and the BSL that uses it.
+GCS_EMULATOR=127.0.0.1:4443
+GCS_BUCKET=velero-gcs
+GCS_BSL=gcs
 
 # Order in which up.sh starts processes; down.sh stops them in reverse.
-# The Velero server is not one of them: it runs in the cluster (velero.yaml).
-STACK_PROCS="etcd minio containerd kube-apiserver svc-relay hostnet kube-controller-manager kube-scheduler csidriver
+# The Velero server is not one of them: it runs in the cluster (velero.yaml). fake-gcs-server runs only
+# with gcs in SNAPMOVE_STACK_STORES; down.sh stops what has a recorded PID.
+STACK_PROCS="etcd minio fake-gcs-server containerd kube-apiserver svc-relay hostnet kube-controller-manager kube-scheduler csidriver
 snapshot-controller csi-snapshotter csi-provisioner kubelet"
 
 _t0=$(date +%s)
@@ -128,17 +144,44 @@ apt_get_install() {
 
 kctl() { "$STACK_BIN/kubectl" --kubeconfig "$RUN/kubeconfig" "$@"; }
 
-# velero_manifest FEATURES NODE_AGENT SNAPMOVE_PLUGIN: velero.yaml (the helm chart's objects for
+# stores: the list SNAPMOVE_STACK_STORES asks for, one name a word (commas become spaces); dies on a name it
+# does not know. store_on NAME: NAME is asked for (build.sh, up.sh). stack_has_store NAME: the running stack
+# was started with it (what up.sh recorded in $RUN/velero/stores; for velero.sh, install-mover.sh).
+stores() {
+  local s out='' list=${SNAPMOVE_STACK_STORES:-}
+  for s in ${list//,/ }; do
+    case $s in
+      gcs) out="$out $s" ;;
+      *) die "SNAPMOVE_STACK_STORES: unknown store '$s' (known: gcs)" ;;
+    esac
+  done
+  echo "${out# }"
+}
+store_on() { [[ " $(stores) " == *" $1 "* ]]; }
+stack_has_store() { [[ " $(cat "$RUN/velero/stores" 2> /dev/null) " == *" $1 "* ]]; }
+
+# velero_manifest FEATURES NODE_AGENT SNAPMOVE_PLUGIN [STORES]: velero.yaml (the helm chart's objects for
 # examples/velero-values.yaml plus the stack's overlay) with the image version and --features filled in
 # (the line dropped when there are none, as the chart does), node-agent's DaemonSet only when NODE_AGENT
-# is true, and snapmove's initContainer left out when SNAPMOVE_PLUGIN is false (stock Velero).
+# is true, and snapmove's initContainer left out when SNAPMOVE_PLUGIN is false (stock Velero). With gcs in
+# STORES the comment placeholders "# ${VELERO_GCP_PLUGIN}" and "# ${STORAGE_EMULATOR_HOST}" become Velero's
+# GCP plugin initContainer (shaped as the AWS one) and the server container's env STORAGE_EMULATOR_HOST
+# (fake-gcs-server); without it they are deleted. (Comments, so the file as it is stays the chart's objects:
+# examples_test.go TestStackRunsTheHelmValues.)
 # shellcheck disable=SC2016 # \${VELERO_FEATURES} and \${VELERO_VERSION} are velero.yaml's literal placeholders
 velero_manifest() {
-  local feat=$1 nodeagent=$2 plugin=$3 drop
+  local feat=$1 nodeagent=$2 plugin=$3 stores=${4:-} drop gcs=false gcpinit gcsenv
   drop='/--features=\${VELERO_FEATURES}$/d'
   [ -z "$feat" ] || drop='s|\${VELERO_FEATURES}|'"$feat"'|'
-  awk -v na="$nodeagent" -v plugin="$plugin" '
+  [[ " $stores " != *" gcs "* ]] || gcs=true
+  # awk -v turns \n into newlines (mawk and gawk alike)
+  gcpinit='        - image: velero/velero-plugin-for-gcp:'"$VELERO_GCP_VERSION"'\n          imagePullPolicy: IfNotPresent\n'
+  gcpinit+='          name: velero-plugin-for-gcp\n          volumeMounts:\n          - mountPath: /target\n            name: plugins'
+  gcsenv='            - name: STORAGE_EMULATOR_HOST\n              value: '"$GCS_EMULATOR"
+  awk -v na="$nodeagent" -v plugin="$plugin" -v gcs="$gcs" -v gcpinit="$gcpinit" -v gcsenv="$gcsenv" '
     /^# --- node-agent/ { if (na != "true") exit }
+    /^ *# \$\{VELERO_GCP_PLUGIN\}$/ { if (gcs == "true") print gcpinit; next }
+    /^ *# \$\{STORAGE_EMULATOR_HOST\}$/ { if (gcs == "true") print gcsenv; next }
     /^        - image: ghcr.io\/snapmove\/snapmove:/ && plugin == "false" { skip = 1; next }
     skip && /^        - |^      [a-z]/ { skip = 0 }
     !skip { print }' "$STACK_DIR/velero.yaml" |
@@ -146,20 +189,22 @@ velero_manifest() {
 }
 
 # velero_apply: make the cluster's Velero what $VELERO_FEATURES, $VELERO_NODE_AGENT and
-# $VELERO_SNAPMOVE_PLUGIN say (unset: as the stack runs now; up.sh: none, false, true), apply the manifest, restart the server (a rollout; also
+# $VELERO_SNAPMOVE_PLUGIN say (unset: as the stack runs now; up.sh: none, false, true), with the stores the
+# stack was started with ($RUN/velero/stores), apply the manifest, restart the server (a rollout; also
 # when nothing changed, so a re-imported plugin image is loaded) and wait until the new server has
 # validated the default BackupStorageLocation as Available (and node-agent runs, when asked for).
 velero_apply() {
-  local feat nodeagent plugin old gen since
+  local feat nodeagent plugin stores old gen since
   feat=${VELERO_FEATURES-$(cat "$RUN/velero/features" 2> /dev/null || true)}
   nodeagent=${VELERO_NODE_AGENT-$(cat "$RUN/velero/node-agent" 2> /dev/null || echo false)}
   echo "$feat" > "$RUN/velero/features"
   plugin=${VELERO_SNAPMOVE_PLUGIN-$(cat "$RUN/velero/snapmove-plugin" 2> /dev/null || echo true)}
   echo "$nodeagent" > "$RUN/velero/node-agent"
   echo "$plugin" > "$RUN/velero/snapmove-plugin"
+  stores=$(cat "$RUN/velero/stores" 2> /dev/null || true)
   old=$(kctl -n velero get pods -l name=velero -o name 2> /dev/null) || true
   gen=$(kctl -n velero get deployment velero -o jsonpath='{.metadata.generation}' 2> /dev/null) || true
-  velero_manifest "$feat" "$nodeagent" "$plugin" | kctl apply -f - > "$RUN/logs/velero-apply.log" 2>&1 ||
+  velero_manifest "$feat" "$nodeagent" "$plugin" "$stores" | kctl apply -f - > "$RUN/logs/velero-apply.log" 2>&1 ||
     die "applying velero.yaml failed (log $RUN/logs/velero-apply.log)"
   if [ "$nodeagent" != true ]; then
     kctl -n velero delete daemonset node-agent --ignore-not-found --wait=true > /dev/null
@@ -186,6 +231,14 @@ velero_apply() {
 minio_start() {
   start minio env MINIO_ROOT_USER=minioadmin MINIO_ROOT_PASSWORD=minioadmin MINIO_UPDATE=off \
     "$STACK_BIN/minio" server "$RUN/s3/minio" --address 127.0.0.1:9000 --console-address 127.0.0.1:9001
+}
+
+# gcs_start: start the stack's GCS server, fake-gcs-server, on $GCS_EMULATOR over plain http (its data, a
+# directory per bucket under $RUN/gcs, survives a restart). -public-host must be the address clients use:
+# fake-gcs routes path-style /BUCKET/OBJECT (the Go client's XML API reads) only for that Host header.
+gcs_start() {
+  start fake-gcs-server "$STACK_BIN/fake-gcs-server" -scheme http -host "${GCS_EMULATOR%:*}" -port "${GCS_EMULATOR##*:}" \
+    -backend filesystem -filesystem-root "$RUN/gcs" -public-host "$GCS_EMULATOR" -log-level warn
 }
 
 # bsl_available_since RFC3339: the default BSL is Available, validated at or after the given time.

@@ -10,6 +10,9 @@
 #   SNAPMOVE_BINARY=/path/snapmove hack/stack/up.sh   # the binary for snapmove's image (default bin/snapmove)
 #   VELERO_FEATURES=EnableCSI hack/stack/up.sh        # Velero server --features (default: none)
 #   VELERO_NODE_AGENT=true hack/stack/up.sh           # also Velero's node-agent DaemonSet (default: off)
+#   SNAPMOVE_STACK_STORES=gcs hack/stack/up.sh        # also GCS (build.sh with the same value first):
+#       fake-gcs-server on 127.0.0.1:4443 (bucket velero-gcs), Velero's GCP plugin, BSL gcs, STORAGE_EMULATOR_HOST
+#       for Velero's server and the mover; $RUN/env then has SNAPMOVE_GCS_EMULATOR and SNAPMOVE_GCS_CREDENTIALS
 #
 # Takes ~25 s (Velero's Deployment is up ~6 s after the kubelet). Writes $RUN/env (export lines
 # for tests). Refuses to start over a live stack; wipes what a stopped one left behind. Stop with
@@ -28,6 +31,7 @@
 # /var/log/pods/<namespace>_<pod>_<uid>/<container>/0.log.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+stores > /dev/null # dies on an unknown name in SNAPMOVE_STACK_STORES
 
 for b in etcd etcdctl containerd runc ctr socat openssl losetup; do
   command -v $b > /dev/null || die "$b not found: run hack/stack/build.sh (it installs the apt packages)"
@@ -37,7 +41,14 @@ for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl s
   csi-provisioner velero velero-plugin-for-aws minio kopia s3mb csidriver hostnet imgtool; do
   [ -x "$STACK_BIN/$b" ] || die "$STACK_BIN/$b missing: run hack/stack/build.sh"
 done
-for i in pause busybox kubectl velero velero-plugin-for-aws; do [ -s "$STACK_IMAGES/$i.tar" ] || die "$STACK_IMAGES/$i.tar missing: run hack/stack/build.sh"; done
+IMAGES="pause busybox kubectl velero velero-plugin-for-aws"
+if store_on gcs; then
+  for b in fake-gcs-server velero-plugin-for-gcp; do
+    [ -x "$STACK_BIN/$b" ] || die "$STACK_BIN/$b missing: run SNAPMOVE_STACK_STORES=gcs hack/stack/build.sh"
+  done
+  IMAGES="$IMAGES velero-plugin-for-gcp"
+fi
+for i in $IMAGES; do [ -s "$STACK_IMAGES/$i.tar" ] || die "$STACK_IMAGES/$i.tar missing: run hack/stack/build.sh${SNAPMOVE_STACK_STORES:+ with SNAPMOVE_STACK_STORES=$SNAPMOVE_STACK_STORES}"; done
 [ -s "$STACK_MANIFESTS/velero-crds.yaml" ] || die "$STACK_MANIFESTS/velero-crds.yaml missing: run hack/stack/build.sh"
 SNAPMOVE_BINARY=${SNAPMOVE_BINARY:-$REPO_ROOT/bin/snapmove}
 [ -x "$SNAPMOVE_BINARY" ] || die "$SNAPMOVE_BINARY missing: run make build (Velero loads snapmove from its image)"
@@ -54,12 +65,15 @@ fi
 host_cleanup || die "could not clean up after the previous stack (see above)"
 [ -z "$(mounts_under "$RUN")" ] || die "mounts remain under $RUN"
 rm -rf "$RUN"
-for port in 2379 2380 2381 6443 9000 9001 9443 10248 10250 10257 10259 8085 8095 6060; do
-  if (echo > /dev/tcp/127.0.0.1/$port) 2> /dev/null; then die "127.0.0.1:$port is in use by another process"; fi
+ports="2379 2380 2381 6443 9000 9001 9443 10248 10250 10257 10259 8085 8095 6060"
+if store_on gcs; then ports="$ports ${GCS_EMULATOR##*:}"; fi
+for port in $ports; do
+  if (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then die "127.0.0.1:$port is in use by another process"; fi
 done
 if (echo > /dev/tcp/127.0.100.1/443) 2> /dev/null; then die "127.0.100.1:443 is in use by another process"; fi
 mkdir -p "$RUN"/{pids,logs,pki,etcd,csi,csi-data,velero,s3/minio,containerd/cni} "$KUBELET_ROOT/plugins_registry"
 touch "$RUN/.snapmove-stack"
+stores > "$RUN/velero/stores" # what this stack runs with: velero_apply, install-mover.sh (stack_has_store)
 export KUBECONFIG=$RUN/kubeconfig
 P=$RUN/pki
 
@@ -94,6 +108,10 @@ start etcd etcd --name snapmove --data-dir "$RUN/etcd" \
   --initial-cluster snapmove=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381
 
 minio_start
+if store_on gcs; then
+  mkdir -p "$RUN/gcs/$GCS_BUCKET" # fake-gcs-server's filesystem backend: a bucket is a directory under its root
+  gcs_start
+fi
 
 C=$RUN/containerd
 # restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE, so runc cannot set the pause container's
@@ -140,7 +158,7 @@ start svc-relay socat TCP-LISTEN:443,bind=127.0.100.1,fork,reuseaddr TCP:127.0.0
 start hostnet "$STACK_BIN/hostnet" -listen 127.0.0.1:9443 -cert "$P/hostnet.crt" -key "$P/hostnet.key"
 
 waitup containerd 30 test -S "$CONTAINERD_SOCK"
-for i in pause busybox kubectl velero velero-plugin-for-aws; do
+for i in $IMAGES; do
   ctr -a "$CONTAINERD_SOCK" -n k8s.io images import "$STACK_IMAGES/$i.tar" > "$RUN/logs/import-$i.log" 2>&1 ||
     die "importing $i.tar failed (log $RUN/logs/import-$i.log)"
 done
@@ -248,6 +266,27 @@ log "MinIO up, bucket velero"
 printf '[default]\naws_access_key_id = minioadmin\naws_secret_access_key = minioadmin\n' > "$RUN/velero/credentials"
 kctl create namespace velero > /dev/null
 kctl -n velero create secret generic cloud-credentials --from-file=cloud="$RUN/velero/credentials" > /dev/null
+if store_on gcs; then
+  waitup fake-gcs-server 60 curl -sf "http://$GCS_EMULATOR/storage/v1/b/$GCS_BUCKET"
+  # A service account key as Google issues them, for a service account that does not exist: Velero's GCP
+  # plugin refuses to start without one (a "service_account" JSON with client_email and private_key, a real RSA
+  # key for when it signs URLs), kopia's CLI wants the file to exist. The emulator checks no credentials:
+  # STORAGE_EMULATOR_HOST makes Google's client send none (docs/stores-on-the-stack.md sec. 1, 2).
+  openssl genrsa -out "$P/gcs-sa.key" 2048 2> "$RUN/logs/gcs-credentials.log" || die "openssl failed (log $RUN/logs/gcs-credentials.log)"
+  cat > "$RUN/velero/gcs-credentials.json" << EOF
+{
+  "type": "service_account",
+  "project_id": "snapmove-stack",
+  "private_key_id": "$(openssl rand -hex 20)",
+  "private_key": "$(awk '{printf "%s\\n", $0}' "$P/gcs-sa.key")",
+  "client_email": "snapmove@snapmove-stack.iam.gserviceaccount.com",
+  "client_id": "100000000000000000001",
+  "token_uri": "http://$GCS_EMULATOR/token"
+}
+EOF
+  kctl -n velero create secret generic gcs-credentials --from-file=cloud="$RUN/velero/gcs-credentials.json" > /dev/null
+  log "fake-gcs-server up on $GCS_EMULATOR, bucket $GCS_BUCKET, secret velero/gcs-credentials"
+fi
 "$REPO_ROOT/hack/image.sh" "$SNAPMOVE_BINARY" > "$RUN/logs/snapmove-image.log" 2>&1 ||
   die "building snapmove's image failed (log $RUN/logs/snapmove-image.log)"
 log "snapmove image built from $SNAPMOVE_BINARY and imported"
@@ -269,6 +308,27 @@ log "kubelet up: node $NODE_NAME Ready, CSINode lists $CSI_DRIVER"
 # --- Velero server: the helm chart's objects, plugins through initContainers ---
 velero_apply
 log "velero up (Deployment velero/velero; features: '${VELERO_FEATURES:-}', node-agent: ${VELERO_NODE_AGENT:-false}), BSL default Available"
+if store_on gcs; then
+  # The seed's GCS location, as users write it (provider gcp, the key in a secret); nothing in it points
+  # at the emulator: Velero's Deployment has STORAGE_EMULATOR_HOST (velero.yaml).
+  kctl apply -f - > /dev/null << EOF
+apiVersion: velero.io/v1
+kind: BackupStorageLocation
+metadata: {name: $GCS_BSL, namespace: velero}
+spec:
+  provider: velero.io/gcp
+  default: false
+  accessMode: ReadWrite
+  credential: {name: gcs-credentials, key: cloud}
+  objectStorage: {bucket: $GCS_BUCKET, prefix: velero}
+EOF
+  if ! waitfor "Velero to validate BSL $GCS_BSL" 120 sh -c "'$STACK_BIN/kubectl' -n velero get bsl $GCS_BSL -o jsonpath='{.status.phase}' | grep -qx Available"; then
+    kctl -n velero get bsl "$GCS_BSL" -o yaml >&2 || true
+    tail -20 "$RUN/logs/fake-gcs-server.log" >&2 || true
+    die "BSL $GCS_BSL did not become Available (Velero's log: /var/log/pods/velero_velero-*/)"
+  fi
+  log "BSL $GCS_BSL Available (provider velero.io/gcp, bucket $GCS_BUCKET on fake-gcs-server)"
+fi
 
 cat > "$RUN/env" << EOF
 export KUBECONFIG=$KUBECONFIG
@@ -289,4 +349,11 @@ export STORAGE_CLASS=$STORAGE_CLASS
 export SNAPSHOT_CLASS=$SNAPSHOT_CLASS
 export NODE_NAME=$NODE_NAME
 EOF
+if store_on gcs; then
+  # Not STORAGE_EMULATOR_HOST itself: a test or user gives it to the commands that should reach GCS.
+  cat >> "$RUN/env" << EOF
+export SNAPMOVE_GCS_EMULATOR=$GCS_EMULATOR
+export SNAPMOVE_GCS_CREDENTIALS=$RUN/velero/gcs-credentials.json
+EOF
+fi
 log "stack up; environment: . $RUN/env"
