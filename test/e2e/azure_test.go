@@ -14,13 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/snapmove/snapmove/internal/naming"
 	"github.com/snapmove/snapmove/test/treecheck"
 )
 
@@ -68,27 +63,8 @@ func TestAzureRoundTrip(t *testing.T) {
 
 	// Restore: a target PVC and a DataDownload as Velero's restore makes them, in a new namespace.
 	rns := s.namespace(t, "azure-r")
-	target := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: rns, Name: "data"},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			StorageClassName: ptr.To(s.storageClass),
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("256Mi")}},
-			// As Velero makes a data mover's target: no provisioner binds it.
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"velero.io/dynamic-pv-restore": rns + ".data.e2e"}},
-		},
-	}
-	require.NoError(t, s.c.Create(ctxT(t), target))
-	dd := &velerov2alpha1.DataDownload{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, GenerateName: rns + "-"},
-		Spec: velerov2alpha1.DataDownloadSpec{
-			TargetVolume:          velerov2alpha1.TargetVolumeSpec{PVC: target.Name, Namespace: rns},
-			BackupStorageLocation: azureBSL, DataMover: naming.DataMover, SnapshotID: du.Status.SnapshotID,
-			SourceNamespace: ns, OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
-		},
-	}
-	require.NoError(t, s.c.Create(ctxT(t), dd))
-	t.Cleanup(func() { _ = s.c.Delete(context.Background(), dd) })
+	target := s.dataMoverTarget(t, rns, "data")
+	dd := s.dataDownloadLikeVelero(t, target, azureBSL, ns, du.Status.SnapshotID)
 	poll(t, "DataDownload "+dd.Name+" to be Completed", 5*time.Minute, func(ctx context.Context) (bool, error) {
 		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(dd), dd)
 		if dd.Status.Phase == velerov2alpha1.DataDownloadPhaseFailed || dd.Status.Phase == velerov2alpha1.DataDownloadPhaseCanceled {
