@@ -1,7 +1,7 @@
 # snapmove — every entry point a person or CI uses. See README.md.
 #
 #   make demo     build what is missing, start the local stack, run backup → delete → restore → verify
-#   make test     lint, unit tests, then the end-to-end suite on the local stack (what CI runs), started with GCS
+#   make test     lint, unit tests, then the end-to-end suite on the local stack (what CI runs), started with GCS and Azure
 #   make lint     gofmt -l, go vet (also -tags e2e) and staticcheck over all three Go modules, shellcheck over the scripts
 #   make unit     unit tests only (no stack; includes csi-sanity against the test CSI driver)
 #   make bench    data-path benchmark: snapmove's kopia path vs the kopia CLI
@@ -9,7 +9,8 @@
 #
 #   SNAPMOVE_STACK_STORES=gcs make stack-up   the stack with object stores besides MinIO (space- or comma-separated;
 #                 default none, which is what make demo builds and starts): gcs = fake-gcs-server, Velero's GCP
-#                 plugin and BSL gcs (hack/stack/README.md); make test sets gcs; make e2e skips what the stack lacks
+#                 plugin and BSL gcs; azure = Azurite (npm) and BSL azure, no Velero plugin (hack/stack/README.md);
+#                 make test sets "gcs azure"; make e2e skips what the stack lacks
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -71,7 +72,7 @@ e2e: ## against a running stack (make stack-up)
 	source $(STACK_RUN)/env && $(GO) test -tags e2e -count=1 -timeout 45m -parallel 16 -v ./test/e2e/ 2>&1 | tee $(STACK_RUN)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'
 
 # The suite's stack has every optional store (TEST_STORES), so that their tests run; make demo's has none.
-TEST_STORES ?= gcs
+TEST_STORES ?= gcs azure
 
 test: lint unit
 	trap '$(STACK)/down.sh >/dev/null 2>&1 || true' EXIT; SNAPMOVE_STACK_STORES='$(TEST_STORES)' $(MAKE) stack-up && $(MAKE) e2e

@@ -11,6 +11,8 @@
 #   which opens repositories itself (checks, snapshot deletes), so that Google's storage client reaches
 #   fake-gcs-server. Its workers get the variable from Velero's server container, as they get its other
 #   settings (internal/mover/velerosrv).
+#   With Azure (azure) nothing: the controller and the workers are hostNetwork pods, whose /etc/hosts is the
+#   node's, where up.sh names Azurite (devstoreaccount1.blob.localhost).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/stack/lib.sh"
 # shellcheck source=/dev/null # written by up.sh

@@ -12,6 +12,8 @@
 #
 #   SNAPMOVE_STACK_STORES=gcs hack/stack/build.sh   # also the optional stores (lib.sh): gcs = fake-gcs-server,
 #                                                   # velero-plugin-for-gcp and its image (a few minutes more)
+#   SNAPMOVE_STACK_STORES="gcs azure" hack/stack/build.sh  # azure = Azurite (npm, into $STACK_HOME/azurite@VERSION)
+#                                                   # and azmc (hack/tools); needs node and npm on PATH
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -227,6 +229,23 @@ if store_on gcs; then
   if ! built_at fake-gcs-server "$FAKE_GCS_VERSION"; then run_build fake-gcs-server build_fake_gcs; fi
   if ! built_at velero-plugin-for-gcp "$VELERO_GCP_VERSION"; then run_build velero-plugin-for-gcp build_velero_gcp; fi
 fi
+# Azurite from the npm registry (its package, with its dependencies, in a directory of its own per version),
+# $STACK_BIN/azurite-blob a link to its blob-only server. It declares node >= 22 since 3.36 but runs on 20:
+# npm warns (EBADENGINE) and installs; the stack's use of it was tried on Node v20.20.2 (docs/stores-on-the-stack.md).
+install_azurite() {
+  local d=$STACK_HOME/azurite@$AZURITE_VERSION
+  rm -rf "$d" && mkdir -p "$d" &&
+    npm install --prefix "$d" --omit=dev --no-fund --no-audit "azurite@$AZURITE_VERSION" &&
+    [ -x "$d/node_modules/.bin/azurite-blob" ] &&
+    ln -sfn "$d/node_modules/.bin/azurite-blob" "$STACK_BIN/azurite-blob" &&
+    echo "$AZURITE_VERSION" > "$STACK_BIN/azurite-blob.version"
+}
+if store_on azure; then
+  for b in node npm; do command -v $b > /dev/null || die "$b is not on PATH (SNAPMOVE_STACK_STORES=azure runs Azurite, a Node.js program)"; done
+  if [ ! -x "$STACK_BIN/azurite-blob" ] || [ "$(cat "$STACK_BIN/azurite-blob.version" 2> /dev/null)" != "$AZURITE_VERSION" ]; then
+    run_build azurite install_azurite
+  fi
+fi
 
 # --- the repo's own programs: rebuilt every run (go build skips up-to-date binaries) ---
 export GOFLAGS="-mod=readonly -buildvcs=false" # never touch the repo's go.mod/go.sum
@@ -235,6 +254,9 @@ export GOFLAGS="-mod=readonly -buildvcs=false" # never touch the repo's go.mod/g
 run_build kopia sh -c "cd '$REPO_ROOT' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/kopia' github.com/kopia/kopia"
 run_build tools sh -c "cd '$REPO_ROOT/hack/tools' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/' ./imgtool ./s3mb ./hostnet &&
   CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/pause' ./pause"
+if store_on azure; then # azmc: creates up.sh's blob container (Azurite makes none, kopia neither)
+  run_build azmc sh -c "cd '$REPO_ROOT/hack/tools' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/' ./azmc"
+fi
 if [ "$(cd "$REPO_ROOT/test/csidriver" && go list -f '{{.Name}}' . 2> /dev/null)" = main ]; then
   run_build csidriver sh -c "cd '$REPO_ROOT/test/csidriver' && go build -trimpath -o '$STACK_BIN/csidriver' ."
 else

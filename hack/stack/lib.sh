@@ -6,11 +6,12 @@
 #   SNAPMOVE_CACHE      build cache root, default $HOME/.cache/snapmove; binaries live in
 #                       $SNAPMOVE_CACHE/stack-<hash of versions.env>/bin (STACK_BIN)
 #   SNAPMOVE_STACK_RUN  run dir of a live stack, default /tmp/snapmove-stack (RUN): pids/, logs/, pki/,
-#                       etcd/, csi/, csi-data/, containerd/, velero/, s3/, gcs/, kubeconfig, env
+#                       etcd/, csi/, csi-data/, containerd/, velero/, s3/, gcs/, azurite/, kubeconfig, env
 #   SNAPMOVE_STACK_STORES  object stores besides MinIO that build.sh builds and up.sh starts: a space- or
 #                       comma-separated list, default empty (MinIO only, what `make demo` uses). Known: gcs
-#                       (fake-gcs-server on 127.0.0.1:4443, Velero's GCP plugin, BSL gcs). up.sh records the
-#                       list a stack runs with in $RUN/velero/stores (stack_has_store).
+#                       (fake-gcs-server on 127.0.0.1:4443, Velero's GCP plugin, BSL gcs), azure (Azurite on
+#                       127.0.0.1:10000 as devstoreaccount1.blob.localhost, BSL azure, no Velero plugin). up.sh
+#                       records the list a stack runs with in $RUN/velero/stores (stack_has_store).
 # The kubelet uses host-global paths (/var/lib/kubelet, /var/log/pods), so one stack per machine.
 
 STACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,11 +46,23 @@ VELERO_GCP_IMAGE=docker.io/velero/velero-plugin-for-gcp:$VELERO_GCP_VERSION
 GCS_EMULATOR=127.0.0.1:4443
 GCS_BUCKET=velero-gcs
 GCS_BSL=gcs
+# The Azure Blob server (SNAPMOVE_STACK_STORES=azure): Azurite's blob service on 127.0.0.1:$AZURE_PORT, reached
+# by the production-style name <account>.<domain> (kopia's azure storage builds no other URL; Azurite takes the
+# account from that host's first label). up.sh maps the name to 127.0.0.1 with the line AZURE_HOSTS_LINE in
+# /etc/hosts (the hostNetwork pods' /etc/hosts is the node's), host_cleanup removes exactly that line.
+# Velero's Azure plugin is not on the module proxy: the BSL stays Unavailable (docs/stores-on-the-stack.md sec. 4).
+AZURE_ACCOUNT=devstoreaccount1
+AZURE_DOMAIN=blob.localhost:10000
+AZURE_PORT=${AZURE_DOMAIN##*:}
+AZURE_HOST=$AZURE_ACCOUNT.${AZURE_DOMAIN%:*}
+AZURE_HOSTS_LINE="127.0.0.1 $AZURE_HOST # snapmove-stack azurite"
+AZURE_CONTAINER=velero-azure
+AZURE_BSL=azure
 
 # Order in which up.sh starts processes; down.sh stops them in reverse.
 # The Velero server is not one of them: it runs in the cluster (velero.yaml). fake-gcs-server runs only
-# with gcs in SNAPMOVE_STACK_STORES; down.sh stops what has a recorded PID.
-STACK_PROCS="etcd minio fake-gcs-server containerd kube-apiserver svc-relay hostnet kube-controller-manager kube-scheduler csidriver
+# with gcs in SNAPMOVE_STACK_STORES, azurite only with azure; down.sh stops what has a recorded PID.
+STACK_PROCS="etcd minio fake-gcs-server azurite containerd kube-apiserver svc-relay hostnet kube-controller-manager kube-scheduler csidriver
 snapshot-controller csi-snapshotter csi-provisioner kubelet"
 
 _t0=$(date +%s)
@@ -151,8 +164,8 @@ stores() {
   local s out='' list=${SNAPMOVE_STACK_STORES:-}
   for s in ${list//,/ }; do
     case $s in
-      gcs) out="$out $s" ;;
-      *) die "SNAPMOVE_STACK_STORES: unknown store '$s' (known: gcs)" ;;
+      gcs | azure) out="$out $s" ;;
+      *) die "SNAPMOVE_STACK_STORES: unknown store '$s' (known: gcs, azure)" ;;
     esac
   done
   echo "${out# }"
@@ -241,6 +254,27 @@ gcs_start() {
     -backend filesystem -filesystem-root "$RUN/gcs" -public-host "$GCS_EMULATOR" -log-level warn
 }
 
+# azurite_start: start the stack's Azure Blob server, Azurite's blob service, on 127.0.0.1:$AZURE_PORT over plain
+# http with one account, $AZURE_ACCOUNT, whose key is in $RUN/velero/azure-key (its data, under $RUN/azurite,
+# survives a restart). Telemetry off; --loose and --skipApiVersionCheck let newer SDKs' headers through.
+azurite_start() {
+  start azurite env AZURITE_ACCOUNTS="$AZURE_ACCOUNT:$(cat "$RUN/velero/azure-key")" "$STACK_BIN/azurite-blob" \
+    --blobHost 127.0.0.1 --blobPort "$AZURE_PORT" --location "$RUN/azurite" --disableTelemetry \
+    --skipApiVersionCheck --loose --silent
+}
+
+# azure_hosts_add / azure_hosts_remove: add or remove the line $AZURE_HOSTS_LINE in /etc/hosts, in place
+# (it may be a bind mount, so it is rewritten, never replaced); remove touches no other line.
+azure_hosts_add() {
+  grep -qxF "$AZURE_HOSTS_LINE" /etc/hosts || echo "$AZURE_HOSTS_LINE" >> /etc/hosts
+}
+azure_hosts_remove() {
+  local rest
+  grep -qxF "$AZURE_HOSTS_LINE" /etc/hosts 2> /dev/null || return 0
+  rest=$(grep -vxF "$AZURE_HOSTS_LINE" /etc/hosts) || true
+  printf '%s\n' "$rest" > /etc/hosts
+}
+
 # bsl_available_since RFC3339: the default BSL is Available, validated at or after the given time.
 bsl_available_since() {
   local out phase at
@@ -275,9 +309,11 @@ detach_loops() {
 
 # host_cleanup: undo what a (dead) stack left on the host: processes in the kubelet's pod cgroups,
 # containerd shims of THIS stack's containerd, mounts under the kubelet root and $RUN, loop devices backed
-# by files there. Kills by PID only, one at a time. Safe to run repeatedly.
+# by files there, and the /etc/hosts line of the azure store. Kills by PID only, one at a time. Safe to run
+# repeatedly.
 host_cleanup() {
   local d p m n loop back
+  azure_hosts_remove
   # containers still running in the kubelet's pod cgroups (normally already stopped via the kubelet)
   for d in /sys/fs/cgroup/pids/kubepods /sys/fs/cgroup/memory/kubepods /sys/fs/cgroup/kubepods.slice /sys/fs/cgroup/kubepods; do
     [ -d "$d" ] || continue

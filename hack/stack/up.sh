@@ -13,6 +13,10 @@
 #   SNAPMOVE_STACK_STORES=gcs hack/stack/up.sh        # also GCS (build.sh with the same value first):
 #       fake-gcs-server on 127.0.0.1:4443 (bucket velero-gcs), Velero's GCP plugin, BSL gcs, STORAGE_EMULATOR_HOST
 #       for Velero's server and the mover; $RUN/env then has SNAPMOVE_GCS_EMULATOR and SNAPMOVE_GCS_CREDENTIALS
+#   SNAPMOVE_STACK_STORES="gcs azure" hack/stack/up.sh  # also Azure: Azurite on 127.0.0.1:10000, named
+#       devstoreaccount1.blob.localhost by a line in /etc/hosts (down.sh removes it), container velero-azure,
+#       secret azure-credentials, BSL azure (Unavailable: no Velero Azure plugin; snapmove's own path uses it);
+#       $RUN/env then has SNAPMOVE_AZURE_ACCOUNT, SNAPMOVE_AZURE_KEY and SNAPMOVE_AZURE_DOMAIN
 #
 # Takes ~25 s (Velero's Deployment is up ~6 s after the kubelet). Writes $RUN/env (export lines
 # for tests). Refuses to start over a live stack; wipes what a stopped one left behind. Stop with
@@ -48,6 +52,12 @@ if store_on gcs; then
   done
   IMAGES="$IMAGES velero-plugin-for-gcp"
 fi
+if store_on azure; then
+  command -v node > /dev/null || die "node not found (Azurite is a Node.js program)"
+  for b in azurite-blob azmc; do
+    [ -x "$STACK_BIN/$b" ] || die "$STACK_BIN/$b missing: run SNAPMOVE_STACK_STORES=azure hack/stack/build.sh"
+  done
+fi
 for i in $IMAGES; do [ -s "$STACK_IMAGES/$i.tar" ] || die "$STACK_IMAGES/$i.tar missing: run hack/stack/build.sh${SNAPMOVE_STACK_STORES:+ with SNAPMOVE_STACK_STORES=$SNAPMOVE_STACK_STORES}"; done
 [ -s "$STACK_MANIFESTS/velero-crds.yaml" ] || die "$STACK_MANIFESTS/velero-crds.yaml missing: run hack/stack/build.sh"
 SNAPMOVE_BINARY=${SNAPMOVE_BINARY:-$REPO_ROOT/bin/snapmove}
@@ -67,6 +77,7 @@ host_cleanup || die "could not clean up after the previous stack (see above)"
 rm -rf "$RUN"
 ports="2379 2380 2381 6443 9000 9001 9443 10248 10250 10257 10259 8085 8095 6060"
 if store_on gcs; then ports="$ports ${GCS_EMULATOR##*:}"; fi
+if store_on azure; then ports="$ports $AZURE_PORT"; fi
 for port in $ports; do
   if (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then die "127.0.0.1:$port is in use by another process"; fi
 done
@@ -111,6 +122,12 @@ minio_start
 if store_on gcs; then
   mkdir -p "$RUN/gcs/$GCS_BUCKET" # fake-gcs-server's filesystem backend: a bucket is a directory under its root
   gcs_start
+fi
+if store_on azure; then
+  # The account's key: random per stack, as a storage account's; Azurite takes it from AZURITE_ACCOUNTS.
+  openssl rand -base64 32 > "$RUN/velero/azure-key"
+  azurite_start
+  azure_hosts_add # before any pod starts: a hostNetwork pod's /etc/hosts is the node's, copied at its start
 fi
 
 C=$RUN/containerd
@@ -287,6 +304,16 @@ EOF
   kctl -n velero create secret generic gcs-credentials --from-file=cloud="$RUN/velero/gcs-credentials.json" > /dev/null
   log "fake-gcs-server up on $GCS_EMULATOR, bucket $GCS_BUCKET, secret velero/gcs-credentials"
 fi
+if store_on azure; then
+  waitup azurite 60 bash -c "(echo > /dev/tcp/127.0.0.1/$AZURE_PORT) 2> /dev/null"
+  "$STACK_BIN/azmc" "http://$AZURE_HOST:$AZURE_PORT/" "$AZURE_ACCOUNT" "$(cat "$RUN/velero/azure-key")" "$AZURE_CONTAINER" \
+    2> "$RUN/logs/azmc.log" || die "creating container $AZURE_CONTAINER failed (log $RUN/logs/azmc.log)"
+  # Velero's Azure plugin's key-based credentials file: a dotenv file, the key under the name the BSL's
+  # storageAccountKeyEnvVar gives, and the cloud (velero-plugin-for-microsoft-azure README, "Option 3").
+  printf 'AZURE_STORAGE_ACCOUNT_ACCESS_KEY=%s\nAZURE_CLOUD_NAME=AzurePublicCloud\n' "$(cat "$RUN/velero/azure-key")" > "$RUN/velero/azure-credentials"
+  kctl -n velero create secret generic azure-credentials --from-file=cloud="$RUN/velero/azure-credentials" > /dev/null
+  log "Azurite up on 127.0.0.1:$AZURE_PORT as $AZURE_HOST, container $AZURE_CONTAINER, secret velero/azure-credentials"
+fi
 "$REPO_ROOT/hack/image.sh" "$SNAPMOVE_BINARY" > "$RUN/logs/snapmove-image.log" 2>&1 ||
   die "building snapmove's image failed (log $RUN/logs/snapmove-image.log)"
 log "snapmove image built from $SNAPMOVE_BINARY and imported"
@@ -329,6 +356,29 @@ EOF
   fi
   log "BSL $GCS_BSL Available (provider velero.io/gcp, bucket $GCS_BUCKET on fake-gcs-server)"
 fi
+if store_on azure; then
+  # An Azure location as users write it for a storage account key, with the account's blob endpoint given
+  # (storageAccountURI, which Velero and snapmove both honour). Velero marks it Unavailable (no Azure
+  # plugin: it is not on the module proxy), so no Velero backup goes to it; snapmove's mover does not look
+  # at the phase, and its DataUploads and DataDownloads to it are what the stack can run.
+  kctl apply -f - > /dev/null << EOF
+apiVersion: velero.io/v1
+kind: BackupStorageLocation
+metadata: {name: $AZURE_BSL, namespace: velero}
+spec:
+  provider: velero.io/azure
+  default: false
+  accessMode: ReadWrite
+  credential: {name: azure-credentials, key: cloud}
+  objectStorage: {bucket: $AZURE_CONTAINER, prefix: velero}
+  config:
+    resourceGroup: snapmove-stack
+    storageAccount: $AZURE_ACCOUNT
+    storageAccountKeyEnvVar: AZURE_STORAGE_ACCOUNT_ACCESS_KEY
+    storageAccountURI: http://$AZURE_HOST:$AZURE_PORT
+EOF
+  log "BSL $AZURE_BSL created (provider velero.io/azure, container $AZURE_CONTAINER on Azurite; Unavailable to Velero)"
+fi
 
 cat > "$RUN/env" << EOF
 export KUBECONFIG=$KUBECONFIG
@@ -354,6 +404,13 @@ if store_on gcs; then
   cat >> "$RUN/env" << EOF
 export SNAPMOVE_GCS_EMULATOR=$GCS_EMULATOR
 export SNAPMOVE_GCS_CREDENTIALS=$RUN/velero/gcs-credentials.json
+EOF
+fi
+if store_on azure; then
+  cat >> "$RUN/env" << EOF
+export SNAPMOVE_AZURE_ACCOUNT=$AZURE_ACCOUNT
+export SNAPMOVE_AZURE_KEY=$(cat "$RUN/velero/azure-key")
+export SNAPMOVE_AZURE_DOMAIN=$AZURE_DOMAIN
 EOF
 fi
 log "stack up; environment: . $RUN/env"

@@ -181,6 +181,41 @@ func writeRandomBlocks(path string, size int64) error {
 	return f.Close()
 }
 
+// dataMoverTarget creates the PVC ns/name as Velero's restore makes a data mover's target:
+// 256Mi of the stack's storage class, with a selector that no provisioner binds.
+func (s *stack) dataMoverTarget(t *testing.T, ns, name string) *corev1.PersistentVolumeClaim {
+	t.Helper()
+	target := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To(s.storageClass),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("256Mi")}},
+			Selector:         &metav1.LabelSelector{MatchLabels: map[string]string{"velero.io/dynamic-pv-restore": ns + "." + name + ".e2e"}},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), target))
+	return target
+}
+
+// dataDownloadLikeVelero creates the DataDownload Velero's restore would create for
+// datamover snapmove: snapshot snapshotID of sourceNS's repository on the given location,
+// into target (see dataMoverTarget). It is deleted when the test ends.
+func (s *stack) dataDownloadLikeVelero(t *testing.T, target *corev1.PersistentVolumeClaim, bsl, sourceNS, snapshotID string) *velerov2alpha1.DataDownload {
+	t.Helper()
+	dd := &velerov2alpha1.DataDownload{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, GenerateName: target.Namespace + "-"},
+		Spec: velerov2alpha1.DataDownloadSpec{
+			TargetVolume:          velerov2alpha1.TargetVolumeSpec{PVC: target.Name, Namespace: target.Namespace},
+			BackupStorageLocation: bsl, DataMover: naming.DataMover, SnapshotID: snapshotID,
+			SourceNamespace: sourceNS, OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+		},
+	}
+	require.NoError(t, s.c.Create(ctxT(t), dd))
+	t.Cleanup(func() { _ = s.c.Delete(context.Background(), dd) })
+	return dd
+}
+
 // dataUploadLikeVelero snapshots ns/pvc and creates the DataUpload Velero's CSI action
 // would create for it, for datamover snapmove, to the given location.
 func (s *stack) dataUploadLikeVelero(t *testing.T, ns, pvc, bsl string, opts ...func(*velerov2alpha1.DataUpload)) *velerov2alpha1.DataUpload {

@@ -21,11 +21,9 @@ import (
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/ptr"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/naming"
@@ -607,28 +605,9 @@ func TestHandWrittenMovementsFailFast(t *testing.T) {
 	s.requireEvent(t, du.Name)
 
 	const unknownID = "0123456789abcdef0123456789abcdef"
-	target := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "restored"},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			StorageClassName: ptr.To(s.storageClass),
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("256Mi")}},
-			// As Velero makes a data mover's target: no provisioner binds it.
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"velero.io/dynamic-pv-restore": ns + ".restored.e2e"}},
-		},
-	}
-	require.NoError(t, s.c.Create(ctxT(t), target))
+	target := s.dataMoverTarget(t, ns, "restored")
 	start = time.Now()
-	dd := &velerov2alpha1.DataDownload{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, GenerateName: ns + "-"},
-		Spec: velerov2alpha1.DataDownloadSpec{
-			TargetVolume:          velerov2alpha1.TargetVolumeSpec{PVC: target.Name, Namespace: ns},
-			BackupStorageLocation: "default", DataMover: naming.DataMover, SnapshotID: unknownID,
-			SourceNamespace: ns, OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
-		},
-	}
-	require.NoError(t, s.c.Create(ctxT(t), dd))
-	t.Cleanup(func() { _ = s.c.Delete(context.Background(), dd) })
+	dd := s.dataDownloadLikeVelero(t, target, "default", ns, unknownID)
 	poll(t, "DataDownload "+dd.Name+" to fail", 3*time.Minute, func(ctx context.Context) (bool, error) {
 		err := s.c.Get(ctx, crclient.ObjectKeyFromObject(dd), dd)
 		return dd.Status.Phase == velerov2alpha1.DataDownloadPhaseFailed, err
