@@ -248,12 +248,20 @@ func (s *stack) offlineFlags(t *testing.T) []string {
 	t.Helper()
 	var bsl velerov1.BackupStorageLocation
 	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: "default"}, &bsl))
+	return s.locationFlags(t, &bsl, "aws", fmt.Sprintf("[default]\naws_access_key_id=%s\naws_secret_access_key=%s\n", s.accessKey, s.secretKey))
+}
+
+// locationFlags describe BackupStorageLocation bsl to snapmove's commands without the
+// cluster: --provider (aws, gcp, azure), the BSL's spec, a file holding credentials (what
+// its secret holds) and the repository password file.
+func (s *stack) locationFlags(t *testing.T, bsl *velerov1.BackupStorageLocation, provider, credentials string) []string {
+	t.Helper()
 	dir := t.TempDir()
 	creds := filepath.Join(dir, "credentials-velero")
-	require.NoError(t, os.WriteFile(creds, []byte(fmt.Sprintf("[default]\naws_access_key_id=%s\naws_secret_access_key=%s\n", s.accessKey, s.secretKey)), 0o600))
+	require.NoError(t, os.WriteFile(creds, []byte(credentials), 0o600))
 	pw := filepath.Join(dir, "password")
 	require.NoError(t, os.WriteFile(pw, []byte(s.repoPassword(t)+"\n"), 0o600))
-	args := []string{"--bucket", bsl.Spec.ObjectStorage.Bucket, "--prefix", bsl.Spec.ObjectStorage.Prefix + "/",
+	args := []string{"--provider", provider, "--bucket", bsl.Spec.ObjectStorage.Bucket, "--prefix", bsl.Spec.ObjectStorage.Prefix + "/",
 		"--credentials-file", creds, "--password-file", pw}
 	for k, v := range bsl.Spec.Config {
 		args = append(args, "--config", k+"="+v)

@@ -26,12 +26,22 @@ func (s *stack) repoPassword(t *testing.T) string {
 // as a user inspecting Velero's repository would, and returns the kopia args prefix.
 func (s *stack) kopiaConnect(t *testing.T, ns, prefix string) []string {
 	t.Helper()
+	return s.kopiaConnectTo(t, nil, "s3", "--bucket", s.bucket, "--prefix", prefix,
+		"--endpoint", s.s3Endpoint, "--disable-tls", "--access-key", s.accessKey, "--secret-access-key", s.secretKey)
+}
+
+// kopiaConnectTo runs `kopia repository connect STORAGE...` (the storage and its flags) with
+// extraEnv, read-only, with the repository password and a config file and cache of its
+// own, and returns the args (--config-file) the later kopia commands take.
+func (s *stack) kopiaConnectTo(t *testing.T, extraEnv []string, storage ...string) []string {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := []string{"--config-file", filepath.Join(dir, "repo.config")}
-	args := append([]string{"repository", "connect", "s3", "--bucket", s.bucket, "--prefix", prefix,
-		"--endpoint", s.s3Endpoint, "--disable-tls", "--access-key", s.accessKey, "--secret-access-key", s.secretKey,
-		"--password", s.repoPassword(t), "--cache-directory", filepath.Join(dir, "cache"), "--readonly"}, cfg...)
-	run(t, s.kopia, args...)
+	args := append(append([]string{"repository", "connect"}, storage...),
+		"--password", s.repoPassword(t), "--cache-directory", filepath.Join(dir, "cache"), "--readonly")
+	args = append(args, cfg...)
+	out, err := runEnv(extraEnv, s.kopia, args...)
+	require.NoError(t, err, "kopia %s:\n%s", strings.Join(args, " "), out)
 	return cfg
 }
 
