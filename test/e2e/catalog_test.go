@@ -91,7 +91,7 @@ func TestRepositoryCommands(t *testing.T) {
 		Backup, Namespace, PVC, SnapshotID, Phase, Verification string
 		Files, TotalBytes                                       int64
 	}
-	require.NoError(t, json.Unmarshal([]byte(s.snapmove(t, "list", name, "-o", "json")), &vols))
+	require.NoError(t, json.Unmarshal([]byte(s.snapmoveOut(t, "list", name, "-o", "json")), &vols))
 	require.Len(t, vols, 1)
 	require.Equal(t, "data", vols[0].PVC)
 	require.Equal(t, "Completed", vols[0].Phase)
@@ -101,21 +101,21 @@ func TestRepositoryCommands(t *testing.T) {
 	require.Contains(t, text, ns+"/data", text)
 
 	// ls: a directory, as ls -l shows it.
-	ls := s.snapmove(t, "ls", name, ns+"/data", "dir07")
+	ls := s.snapmoveOut(t, "ls", name, ns+"/data", "dir07")
 	require.Len(t, strings.Split(strings.TrimSpace(ls), "\n"), perDir, ls)
 	st, err := os.Stat(filepath.Join(dir, "dir07", "f03"))
 	require.NoError(t, err)
 	require.Regexp(t, fmt.Sprintf(`-rwsr-x---\s+\d+\s+\d+\s+%d .* f03\n`, st.Size()), ls)
 
 	// ls escapes names as ls -b does; -o json carries them exactly (bytes when not UTF-8).
-	lsNames := s.snapmove(t, "ls", name, ns+"/data", "names")
+	lsNames := s.snapmoveOut(t, "ls", name, ns+"/data", "names")
 	require.NotContains(t, lsNames, "\x1b", "an escape sequence reached the terminal")
 	require.Len(t, strings.Split(strings.TrimSpace(lsNames), "\n"), len(hostile), lsNames)
 	var jsonNames []struct {
 		Name      string
 		NameBytes []byte
 	}
-	require.NoError(t, json.Unmarshal([]byte(s.snapmove(t, "ls", name, ns+"/data", "names", "-o", "json")), &jsonNames))
+	require.NoError(t, json.Unmarshal([]byte(s.snapmoveOut(t, "ls", name, ns+"/data", "names", "-o", "json")), &jsonNames))
 	require.Len(t, jsonNames, len(hostile))
 	for _, e := range jsonNames {
 		exact := e.Name

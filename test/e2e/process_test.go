@@ -35,6 +35,18 @@ func (s *stack) snapmove(t *testing.T, args ...string) string {
 	return run(t, filepath.Join(repoRoot(), "bin", "snapmove"), args...)
 }
 
+// snapmoveOut is snapmove's standard output alone: what a script reads (-o json, a listing),
+// without what the commands say on stderr (which credentials they used, warnings). It fails
+// the test on a non-zero exit, showing both.
+func (s *stack) snapmoveOut(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(repoRoot(), "bin", "snapmove"), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), "snapmove %s:\n%s%s", strings.Join(args, " "), stdout.String(), stderr.String())
+	return stdout.String()
+}
+
 func (s *stack) veleroCLI(t *testing.T, args ...string) string {
 	t.Helper()
 	return run(t, s.velero, append([]string{"-n", s.veleroNS}, args...)...)
