@@ -111,7 +111,7 @@ func (s *stack) stores() []objectStore {
 		azureSkip = "the stack runs without Azure (SNAPMOVE_AZURE_ACCOUNT is not set): start it with SNAPMOVE_STACK_STORES=azure (make test does)"
 	}
 	return []objectStore{{
-		name: "s3", bsl: "default", provider: "velero.io/aws", viaVelero: true,
+		name: "s3", bsl: "default", provider: "aws", viaVelero: true,
 		kopiaConnect: func(t *testing.T, bsl *velerov1.BackupStorageLocation, ns string) []string {
 			return s.kopiaConnect(t, ns, repositoryPrefix(bsl, ns))
 		},
