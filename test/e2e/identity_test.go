@@ -6,11 +6,13 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -85,25 +87,21 @@ func TestCredentialsAndIdentityAsVeleroRuns(t *testing.T) {
 	backup := ns + "-b"
 	s.veleroCLI(t, "backup", "create", backup, "--include-namespaces", ns, "--snapshot-move-data", "--storage-location", bsl.Name)
 	t.Cleanup(func() { s.deleteBackupAndWait(t, backup) })
-	du, release := s.throttleUploadOf(t, backup, "data")
+	// A 5-byte upload may end within a second of its worker's start: the worker's identity
+	// and pod are caught as they appear, not looked for once.
+	seen := s.captureWorker(t, backup)
+	s.waitBackupDone(t, backup)
+	workerSA, pod, role := seen()
 
-	var workerSA corev1.ServiceAccount
-	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: du}, &workerSA))
 	require.Equal(t, roleARN, workerSA.Annotations["eks.amazonaws.com/role-arn"], "Velero's workload identity")
 	require.NotContains(t, workerSA.Annotations, "example.com/not-an-identity", "only identity annotations are copied")
-	var pod corev1.Pod
-	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: du}, &pod))
 	require.Contains(t, pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: "snapmove-e2e-registry"}, "Velero's pull secrets")
 	require.Contains(t, strings.Join(pod.Spec.Containers[0].Args, " "), "--default-credentials-secret=cloud-credentials/cloud",
 		"the worker is told the secret Velero's Deployment mounts")
-	var role rbacv1.Role
-	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: du}, &role))
 	require.True(t, slices.ContainsFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
 		return slices.Contains(r.Resources, "secrets") && slices.Contains(r.ResourceNames, "cloud-credentials")
 	}), "the worker may read that secret: %+v", role.Rules)
-	release()
 
-	s.waitBackupDone(t, backup)
 	var b velerov1.Backup
 	require.NoError(t, s.c.Get(ctxT(t), crclient.ObjectKey{Namespace: s.veleroNS, Name: backup}, &b))
 	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase)
@@ -113,6 +111,54 @@ func TestCredentialsAndIdentityAsVeleroRuns(t *testing.T) {
 	require.Contains(t, out, "Deployment velero")
 	t.Logf("snapmove list %s:\n%s", backup, out)
 	s.requireNoLeftovers(t)
+}
+
+// captureWorker records the ServiceAccount, pod and Role of the worker of the first
+// DataUpload of backup as soon as each exists (every 100 ms) and returns a function that
+// stops and returns them, failing the test if one was never seen.
+func (s *stack) captureWorker(t *testing.T, backup string) func() (corev1.ServiceAccount, corev1.Pod, rbacv1.Role) {
+	var (
+		mu   sync.Mutex
+		sa   *corev1.ServiceAccount
+		pod  *corev1.Pod
+		role *rbacv1.Role
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			var l velerov2alpha1.DataUploadList
+			if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: backup}); err != nil || len(l.Items) == 0 {
+				return false, nil
+			}
+			key := crclient.ObjectKey{Namespace: s.veleroNS, Name: l.Items[0].Name}
+			mu.Lock()
+			defer mu.Unlock()
+			if o := (&corev1.ServiceAccount{}); sa == nil && s.c.Get(ctx, key, o) == nil {
+				sa = o
+			}
+			if o := (&corev1.Pod{}); pod == nil && s.c.Get(ctx, key, o) == nil {
+				pod = o
+			}
+			if o := (&rbacv1.Role{}); role == nil && s.c.Get(ctx, key, o) == nil {
+				role = o
+			}
+			return sa != nil && pod != nil && role != nil, nil
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return func() (corev1.ServiceAccount, corev1.Pod, rbacv1.Role) {
+		t.Helper()
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		require.NotNil(t, sa, "the worker's ServiceAccount was never seen")
+		require.NotNil(t, pod, "the worker pod was never seen")
+		require.NotNil(t, role, "the worker's Role was never seen")
+		return *sa, *pod, *role
+	}
 }
 
 // deleteBackupAndWait deletes backup and waits until Velero has (so that its
