@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +35,9 @@ func TestStoreRoundTrip(t *testing.T) {
 	for _, st := range s.stores() {
 		t.Run(st.name, func(t *testing.T) {
 			if st.skip != "" {
+				if slices.Contains(strings.Fields(strings.ReplaceAll(os.Getenv("SNAPMOVE_E2E_REQUIRE_STORES"), ",", " ")), st.name) {
+					t.Fatalf("%s; make test asks for it (SNAPMOVE_E2E_REQUIRE_STORES)", st.skip)
+				}
 				t.Skip(st.skip)
 			}
 			parallel(t)

@@ -160,12 +160,14 @@ func TestOwnObjectsAreAdopted(t *testing.T) {
 	for _, backup := range []bool{true, false} {
 		name := map[bool]string{true: duName, false: ddName}[backup]
 		for _, own := range namedObjects(name, backup, ourMeta) {
+			switch own.(type) {
+			case *snapshotv1.VolumeSnapshot, *snapshotv1.VolumeSnapshotContent:
+				// An existing snapshot of ours is the taken-over snapshot, whose adoption
+				// TestCleanupWaitsForOurSnapshotBinding and the phase tests cover.
+				continue
+			}
 			kind := map[bool]string{true: "backup", false: "restore"}[backup]
 			t.Run(kind+"/"+kindOf(own), func(t *testing.T) {
-				switch own.(type) {
-				case *snapshotv1.VolumeSnapshot, *snapshotv1.VolumeSnapshotContent:
-					t.Skip("an existing snapshot of ours is the taken-over snapshot: TestCleanupWaitsForOurSnapshotBinding and the phase tests")
-				}
 				if backup {
 					e := newEnv(t, nil, append(backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted)), own)...)
 					e.reconcileDU()
