@@ -72,7 +72,7 @@ e2e: ## against a running stack (make stack-up)
 	source $(STACK_RUN)/env && $(GO) test -tags e2e -count=1 -timeout 45m -parallel 16 -v ./test/e2e/ 2>&1 | tee $(STACK_RUN)/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'
 
 # The suite's stack has every optional store (TEST_STORES), so that their tests run; make demo's has none.
-TEST_STORES ?= gcs azure
+TEST_STORES ?= gcs azure irsa
 
 test: lint unit
 	trap '$(STACK)/down.sh >/dev/null 2>&1 || true' EXIT; SNAPMOVE_STACK_STORES='$(TEST_STORES)' $(MAKE) stack-up && SNAPMOVE_E2E_REQUIRE_STORES='$(TEST_STORES)' $(MAKE) e2e

@@ -10,7 +10,8 @@
 #   SNAPMOVE_STACK_STORES  object stores besides MinIO that build.sh builds and up.sh starts: a space- or
 #                       comma-separated list, default empty (MinIO only, what `make demo` uses). Known: gcs
 #                       (fake-gcs-server on 127.0.0.1:4443, Velero's GCP plugin, BSL gcs), azure (Azurite on
-#                       127.0.0.1:10000 as devstoreaccount1.blob.localhost, BSL azure, no Velero plugin). up.sh
+#                       127.0.0.1:10000 as devstoreaccount1.blob.localhost, BSL azure, no Velero plugin), irsa
+#                       (EKS's pod identity webhook, MinIO trusting the API server's issuer: IRSA_* below). up.sh
 #                       records the list a stack runs with in $RUN/velero/stores (stack_has_store).
 # The kubelet uses host-global paths (/var/lib/kubelet, /var/log/pods), so one stack per machine.
 
@@ -56,13 +57,22 @@ AZURE_DOMAIN=blob.localhost:10000
 AZURE_PORT=${AZURE_DOMAIN##*:}
 AZURE_HOST=$AZURE_ACCOUNT.${AZURE_DOMAIN%:*}
 AZURE_HOSTS_LINE="127.0.0.1 $AZURE_HOST # snapmove-stack azurite"
+# Workload identity on S3 (SNAPMOVE_STACK_STORES=irsa), shaped as EKS IAM roles for service accounts: EKS's pod
+# identity webhook (hack/tools/podidentity) on $IRSA_WEBHOOK gives the pods of an account annotated
+# eks.amazonaws.com/role-arn a projected token of audience $IRSA_AUDIENCE; MinIO, in AWS STS's place, trusts the
+# API server's service-account issuer (its OpenID discovery) for that audience and answers
+# AssumeRoleWithWebIdentity at its own address (AWS_ENDPOINT_URL_STS) for the role $(irsa_role_arn), policy readwrite.
+IRSA_WEBHOOK=127.0.0.1:9444
+IRSA_AUDIENCE=sts.amazonaws.com
+IRSA_STS_ENDPOINT=http://127.0.0.1:9000
 AZURE_CONTAINER=velero-azure
 AZURE_BSL=azure
 
 # Order in which up.sh starts processes; down.sh stops them in reverse.
 # The Velero server is not one of them: it runs in the cluster (velero.yaml). fake-gcs-server runs only
-# with gcs in SNAPMOVE_STACK_STORES, azurite only with azure; down.sh stops what has a recorded PID.
-STACK_PROCS="etcd minio fake-gcs-server azurite containerd kube-apiserver svc-relay hostnet kube-controller-manager kube-scheduler csidriver
+# with gcs in SNAPMOVE_STACK_STORES, azurite only with azure, pod-identity-webhook only with irsa; down.sh stops
+# what has a recorded PID.
+STACK_PROCS="etcd minio fake-gcs-server azurite containerd kube-apiserver svc-relay hostnet pod-identity-webhook kube-controller-manager kube-scheduler csidriver
 snapshot-controller csi-snapshotter csi-provisioner kubelet"
 
 _t0=$(date +%s)
@@ -164,8 +174,8 @@ stores() {
   local s out='' list=${SNAPMOVE_STACK_STORES:-}
   for s in ${list//,/ }; do
     case $s in
-      gcs | azure) out="$out $s" ;;
-      *) die "SNAPMOVE_STACK_STORES: unknown store '$s' (known: gcs, azure)" ;;
+      gcs | azure | irsa) out="$out $s" ;;
+      *) die "SNAPMOVE_STACK_STORES: unknown store '$s' (known: gcs, azure, irsa)" ;;
     esac
   done
   echo "${out# }"
@@ -241,9 +251,25 @@ velero_apply() {
 
 # minio_start: start the stack's S3 server on 127.0.0.1:9000 (its data survives a restart).
 # This MinIO build accepts only minioadmin:minioadmin whatever MINIO_ROOT_* say.
+# With irsa it also trusts the API server's service-account issuer (IRSA_* above): it reads the issuer's
+# OpenID discovery once, at start, so it must start after the API server is ready; the stack CA in its
+# certs/CAs lets it fetch the discovery document and the keys over https.
 minio_start() {
-  start minio env MINIO_ROOT_USER=minioadmin MINIO_ROOT_PASSWORD=minioadmin MINIO_UPDATE=off \
-    "$STACK_BIN/minio" server "$RUN/s3/minio" --address 127.0.0.1:9000 --console-address 127.0.0.1:9001
+  local oidc=()
+  if stack_has_store irsa; then
+    mkdir -p "$RUN/s3/certs/CAs" && cp "$RUN/pki/ca.crt" "$RUN/s3/certs/CAs/stack-ca.crt"
+    oidc=(MINIO_IDENTITY_OPENID_CONFIG_URL=https://127.0.0.1:6443/.well-known/openid-configuration
+      MINIO_IDENTITY_OPENID_CLIENT_ID=$IRSA_AUDIENCE MINIO_IDENTITY_OPENID_ROLE_POLICY=readwrite)
+  fi
+  start minio env MINIO_ROOT_USER=minioadmin MINIO_ROOT_PASSWORD=minioadmin MINIO_UPDATE=off "${oidc[@]}" \
+    "$STACK_BIN/minio" server "$RUN/s3/minio" --address 127.0.0.1:9000 --console-address 127.0.0.1:9001 \
+    --certs-dir "$RUN/s3/certs"
+}
+
+# irsa_role_arn: the role MinIO made for the issuer's audience: arn:minio:iam:::role/ and the unpadded base64url of
+# the SHA-1 of the client ID (minio internal/config/identity/openid/openid.go, the roleArn of a RolePolicy).
+irsa_role_arn() {
+  printf 'arn:minio:iam:::role/%s' "$(printf %s "$IRSA_AUDIENCE" | openssl sha1 -binary | base64 | tr '+/' '-_' | tr -d =)"
 }
 
 # gcs_start: start the stack's GCS server, fake-gcs-server, on $GCS_EMULATOR over plain http (its data, a

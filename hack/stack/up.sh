@@ -17,6 +17,9 @@
 #       devstoreaccount1.blob.localhost by a line in /etc/hosts (down.sh removes it), container velero-azure,
 #       secret azure-credentials, BSL azure (Unavailable: no Velero Azure plugin; snapmove's own path uses it);
 #       $RUN/env then has SNAPMOVE_AZURE_ACCOUNT, SNAPMOVE_AZURE_KEY and SNAPMOVE_AZURE_DOMAIN
+#   SNAPMOVE_STACK_STORES=irsa hack/stack/up.sh       # also workload identity on S3, as EKS IRSA: EKS's pod identity
+#       webhook on 127.0.0.1:9444, MinIO answering STS AssumeRoleWithWebIdentity for tokens of the API server's
+#       issuer; $RUN/env then has SNAPMOVE_IRSA_ROLE_ARN and SNAPMOVE_IRSA_STS_ENDPOINT
 #
 # Takes ~25 s (Velero's Deployment is up ~6 s after the kubelet). Writes $RUN/env (export lines
 # for tests). Refuses to start over a live stack; wipes what a stopped one left behind. Stop with
@@ -57,6 +60,9 @@ if store_on azure; then
   for b in azurite-blob azmc; do
     [ -x "$STACK_BIN/$b" ] || die "$STACK_BIN/$b missing: run SNAPMOVE_STACK_STORES=azure hack/stack/build.sh"
   done
+fi
+if store_on irsa; then
+  [ -x "$STACK_BIN/podidentity" ] || die "$STACK_BIN/podidentity missing: run SNAPMOVE_STACK_STORES=irsa hack/stack/build.sh"
 fi
 for i in $IMAGES; do [ -s "$STACK_IMAGES/$i.tar" ] || die "$STACK_IMAGES/$i.tar missing: run hack/stack/build.sh${SNAPMOVE_STACK_STORES:+ with SNAPMOVE_STACK_STORES=$SNAPMOVE_STACK_STORES}"; done
 [ -s "$STACK_MANIFESTS/velero-crds.yaml" ] || die "$STACK_MANIFESTS/velero-crds.yaml missing: run hack/stack/build.sh"
@@ -112,13 +118,12 @@ current-context: snapmove
 EOF
 log "PKI written"
 
-# --- etcd, and what does not need the API (MinIO, containerd) while the apiserver boots ---
+# --- etcd, and what does not need the API (the other stores, containerd) while the apiserver boots ---
 start etcd etcd --name snapmove --data-dir "$RUN/etcd" \
   --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
   --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
   --initial-cluster snapmove=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381
 
-minio_start
 if store_on gcs; then
   mkdir -p "$RUN/gcs/$GCS_BUCKET" # fake-gcs-server's filesystem backend: a bucket is a directory under its root
   gcs_start
@@ -198,6 +203,33 @@ webhooks:
     timeoutSeconds: 5
 EOF
 log "hostnet admission webhook registered"
+
+# --- workload identity (irsa): EKS's pod identity webhook, and the issuer's discovery open to MinIO ---
+if store_on irsa; then
+  # MinIO reads the issuer's OpenID discovery and keys anonymously, as AWS STS reads a cluster's public issuer;
+  # Kubernetes grants that read to service accounts only by default.
+  kctl create clusterrolebinding snapmove-stack-issuer-discovery --clusterrole=system:service-account-issuer-discovery \
+    --group=system:unauthenticated > /dev/null
+  start pod-identity-webhook "$STACK_BIN/podidentity" -listen "$IRSA_WEBHOOK" -cert "$P/hostnet.crt" -key "$P/hostnet.key" \
+    -kubeconfig "$RUN/kubeconfig" -token-audience "$IRSA_AUDIENCE"
+  waitup pod-identity-webhook 30 curl -sf --cacert "$P/ca.crt" "https://$IRSA_WEBHOOK/healthz"
+  # As upstream's deploy/mutatingwebhook.yaml registers it.
+  kctl apply -f - > /dev/null << EOF
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: pod-identity-webhook}
+webhooks:
+  - name: pod-identity-webhook.amazonaws.com
+    clientConfig: {url: "https://$IRSA_WEBHOOK/mutate", caBundle: "$(base64 -w0 < "$P/ca.crt")"}
+    objectSelector: {matchExpressions: [{key: eks.amazonaws.com/skip-pod-identity-webhook, operator: DoesNotExist}]}
+    rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}]
+    failurePolicy: Ignore
+    sideEffects: None
+    admissionReviewVersions: [v1beta1]
+EOF
+  log "EKS pod identity webhook registered on $IRSA_WEBHOOK; MinIO trusts the issuer for audience $IRSA_AUDIENCE"
+fi
+minio_start # after the API server: with irsa MinIO reads the issuer's discovery at start
 start kube-controller-manager "$STACK_BIN/kube-controller-manager" --kubeconfig="$KUBECONFIG" \
   --authentication-kubeconfig="$KUBECONFIG" --authorization-kubeconfig="$KUBECONFIG" \
   --bind-address=127.0.0.1 --secure-port=10257 --leader-elect=false --use-service-account-credentials=false \
@@ -404,6 +436,12 @@ if store_on gcs; then
   cat >> "$RUN/env" << EOF
 export SNAPMOVE_GCS_EMULATOR=$GCS_EMULATOR
 export SNAPMOVE_GCS_CREDENTIALS=$RUN/velero/gcs-credentials.json
+EOF
+fi
+if store_on irsa; then
+  cat >> "$RUN/env" << EOF
+export SNAPMOVE_IRSA_ROLE_ARN=$(irsa_role_arn)
+export SNAPMOVE_IRSA_STS_ENDPOINT=$IRSA_STS_ENDPOINT
 EOF
 fi
 if store_on azure; then

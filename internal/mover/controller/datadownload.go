@@ -139,10 +139,7 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 		pod := expose.WorkerPod(r.podParams(expose.Restore, name, ddOwner(dd), sa, restorePVC.Name, block, cfg, func(p *expose.PodParams) {
 			p.NodeName = selectedNode
 		}))
-		if err := expose.Create(ctx, r.Client, r.Reader, pod); err != nil {
-			return "", err
-		}
-		log.Info("created worker pod")
+		return r.createWorkerPod(ctx, dd.UID, pod, sa, log)
 	}
 	return "", nil
 }

@@ -170,10 +170,9 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 		if err != nil {
 			return "", err
 		}
-		if err := expose.Create(ctx, r.Client, r.Reader, pod); err != nil {
-			return "", err
+		if wait, err := r.createWorkerPod(ctx, du.UID, pod, sa, log); wait != "" || err != nil {
+			return wait, err
 		}
-		log.Info("created worker pod")
 	}
 	if pvc.Status.Phase != corev1.ClaimBound && ourVS.Status != nil && ourVS.Status.Error != nil {
 		return snapshotNotReady(ourVS), nil

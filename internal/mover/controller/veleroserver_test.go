@@ -1,8 +1,10 @@
 package controller
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/require"
@@ -12,6 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 )
@@ -146,6 +149,69 @@ func TestAzurePerMovementWarning(t *testing.T) {
 				}
 			}
 			require.Equal(t, tc.wantWarnings, warnings)
+		})
+	}
+}
+
+// TestIdentityWebhookMissedTheAccount: a worker pod that came back from admission without
+// the identity EKS's pod identity webhook injects for its new account (the webhook's cache
+// had not seen the account yet) is deleted and made again; once the account is older than
+// identityWebhookGrace the pod is kept as it is (the cluster may run no such webhook).
+func TestIdentityWebhookMissedTheAccount(t *testing.T) {
+	irsa := map[string]string{velerosrv.EKSRoleARNAnnotation: "arn:aws:iam::111122223333:role/velero"}
+	for _, tc := range []struct {
+		name        string
+		misses      int           // pods the webhook lets through unmutated
+		accountAge  time.Duration // the account's age when the pod is made
+		wantDeleted int
+	}{
+		{name: "the webhook sees the account in time", misses: 0},
+		{name: "the webhook missed the new account once: made again", misses: 1, wantDeleted: 1},
+		{name: "no webhook, the account is past the grace: kept", misses: 100, accountAge: identityWebhookGrace},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e *env
+			misses, deleted := tc.misses, 0
+			funcs := &interceptor.Funcs{
+				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+					switch o := obj.(type) {
+					case *corev1.ServiceAccount:
+						o.CreationTimestamp = metav1.NewTime(e.clock.Now().Add(-tc.accountAge))
+					case *corev1.Pod:
+						if misses > 0 {
+							misses--
+						} else {
+							for i := range o.Spec.Containers {
+								o.Spec.Containers[i].Env = append(o.Spec.Containers[i].Env, corev1.EnvVar{Name: "AWS_ROLE_ARN", Value: irsa[velerosrv.EKSRoleARNAnnotation]})
+							}
+						}
+					}
+					return c.Create(ctx, obj, opts...)
+				},
+				Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+					if _, ok := obj.(*corev1.Pod); ok {
+						deleted++
+					}
+					return c.Delete(ctx, obj, opts...)
+				},
+			}
+			e = newEnv(t, funcs, append(backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted)), veleroServer("", nil, irsa)...)...)
+			cache := &velerosrv.Cache{Reader: e.c, Namespace: veleroNS}
+			e.r.Options.DefaultCredentials = velerosrv.Credentials{Default: velerosrv.Default{Auto: true}, Server: cache.Get}
+			e.r.Options.VeleroServer = cache.Get
+
+			e.reconcileDU()
+			if tc.wantDeleted > 0 {
+				require.False(t, e.exists(ourPod(duName)))
+				require.Contains(t, e.du().Status.Message, "came without AWS_ROLE_ARN")
+				e.reconcileDU()
+			}
+			pod := ourPod(duName)
+			require.True(t, e.exists(pod), e.du().Status.Message)
+			require.Equal(t, tc.wantDeleted, deleted)
+			if tc.misses == 0 || tc.wantDeleted > 0 {
+				require.Equal(t, "AWS_ROLE_ARN", pod.Spec.Containers[0].Env[len(pod.Spec.Containers[0].Env)-1].Name)
+			}
 		})
 	}
 }

@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
@@ -12,6 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
@@ -58,6 +61,10 @@ type workerID struct {
 	PullSecrets []corev1.LocalObjectReference
 	// Env is how Velero's server reaches the object store (velerosrv.StoreEnv).
 	Env []corev1.EnvVar
+	// Injected are the variables a pod identity webhook is to put into the pod of
+	// ServiceAccount, a per-movement account made with Velero's identity annotations
+	// (velerosrv.InjectedEnv); createWorkerPod checks them.
+	Injected []string
 }
 
 // workerIdentity creates the progress report (ensureReport), ServiceAccount, Role and
@@ -116,7 +123,65 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 		}
 	}
 	id.ServiceAccount = sa.Name
+	id.Injected = velerosrv.InjectedEnv(srv.Annotations, srv.PodLabels)
 	return id, nil
+}
+
+// identityWebhookGrace is how long after its ServiceAccount was made a worker pod that
+// came back from admission without the identity a webhook injects for that account is
+// deleted and made again. Such webhooks read accounts from an informer cache, and the
+// mover makes the account a moment before the pod: EKS's pod identity webhook mutates
+// nothing for an account its cache has not seen yet unless it runs with
+// --service-account-lookup-grace-period (default 0: amazon-eks-pod-identity-webhook
+// pkg/handler/handler.go, MutatePod). Past the grace the pod is kept, with a warning: the
+// cluster may run no such webhook, and the worker then uses what else it has.
+const identityWebhookGrace = 30 * time.Second
+
+// createWorkerPod creates pod, the worker of the movement uid that runs as id. When the
+// pod came back from admission without a variable of id.Injected and its account is
+// younger than identityWebhookGrace, it deletes the pod and returns why as the wait: the
+// next pass makes it again.
+func (r *Reconciler) createWorkerPod(ctx context.Context, uid types.UID, pod *corev1.Pod, id workerID, log logrus.FieldLogger) (string, error) {
+	if err := expose.Create(ctx, r.Client, r.Reader, pod); err != nil {
+		return "", err
+	}
+	// A pod that existed already (made for this movement by an earlier pass) is not
+	// the API server's answer: pod is then still as built, with no UID.
+	missing := missingEnv(pod, id.Injected)
+	if pod.UID == "" || missing == "" {
+		log.Info("created worker pod")
+		return "", nil
+	}
+	sa := &corev1.ServiceAccount{}
+	found, err := get(ctx, r.Reader, pod.Namespace, id.ServiceAccount, sa)
+	if err != nil {
+		return "", err
+	}
+	log = log.WithFields(logrus.Fields{"serviceAccount": id.ServiceAccount, "missingEnv": missing})
+	if !found || r.Clock.Since(sa.CreationTimestamp.Time) >= identityWebhookGrace {
+		log.Warn("created worker pod without the workload identity its ServiceAccount's annotations ask for: " +
+			"is the cloud's pod identity webhook installed?")
+		return "", nil
+	}
+	if err := r.deleteOurs(ctx, uid, pod, log); err != nil {
+		return "", err
+	}
+	msg := fmt.Sprintf("worker pod %s/%s came without %s, which the pod identity webhook injects for ServiceAccount %s; "+
+		"made again once the webhook has seen the new account", pod.Namespace, pod.Name, missing, id.ServiceAccount)
+	log.Info("deleted a worker pod the pod identity webhook did not mutate")
+	return msg, nil
+}
+
+// missingEnv is the first of names that a container of pod lacks, "" when none.
+func missingEnv(pod *corev1.Pod, names []string) string {
+	for _, name := range names {
+		for _, c := range pod.Spec.Containers {
+			if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name }) {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 // warnAzurePerMovement logs, once per process, that the Azure Workload Identity

@@ -33,7 +33,7 @@ var credentialEnvs = []string{EnvAWS, EnvGCP, EnvAzure, EnvAlibaba}
 // identities that are copied from Velero's ServiceAccount, and nothing else: EKS IAM roles
 // for service accounts (IRSA), GKE Workload Identity, Azure Workload Identity.
 var IdentityAnnotations = []string{
-	"eks.amazonaws.com/role-arn",
+	EKSRoleARNAnnotation,
 	"eks.amazonaws.com/audience",
 	"eks.amazonaws.com/sts-regional-endpoints",
 	"eks.amazonaws.com/token-expiration",
@@ -62,6 +62,29 @@ var StoreEnv = []string{
 // AzureUseLabel is the pod label Azure Workload Identity's webhook acts on: it injects
 // the projected token and the AZURE_* environment only into pods that carry it.
 const AzureUseLabel = "azure.workload.identity/use"
+
+// EKSRoleARNAnnotation is the ServiceAccount annotation of EKS IAM roles for service
+// accounts (IRSA): EKS's pod identity webhook gives the pods of such an account the
+// role's projected token and AWS_ROLE_ARN.
+const EKSRoleARNAnnotation = "eks.amazonaws.com/role-arn"
+
+// InjectedEnv are the environment variables a cloud's pod identity webhook puts into the
+// containers of a pod whose ServiceAccount carries annotations (and whose pod carries
+// labels): EKS's amazon-eks-pod-identity-webhook sets AWS_ROLE_ARN for
+// eks.amazonaws.com/role-arn (pkg/handler/handler.go, getPodSpecPatch), Azure Workload
+// Identity's webhook sets AZURE_FEDERATED_TOKEN_FILE for a pod labelled
+// azure.workload.identity/use=true whose account has the client-id annotation. GKE's
+// identity needs none: its metadata server answers every pod of the account.
+func InjectedEnv(annotations, podLabels map[string]string) []string {
+	var env []string
+	if annotations[EKSRoleARNAnnotation] != "" {
+		env = append(env, "AWS_ROLE_ARN")
+	}
+	if annotations[AzureClientIDAnnotation] != "" && podLabels[AzureUseLabel] == "true" {
+		env = append(env, "AZURE_FEDERATED_TOKEN_FILE")
+	}
+	return env
+}
 
 // Server is how Velero's server runs: what Discover found in its Deployment and
 // ServiceAccount.
