@@ -227,9 +227,10 @@ func (w webIdentity) classify(err error, loc string) error {
 // openWebIdentityS3 opens the S3 storage of o with keys from STS, re-opened with new keys
 // before they expire.
 func openWebIdentityS3(ctx context.Context, o webIdentityOptions, now func() time.Time) (*refreshingStorage, error) {
-	o.S3.AccessKeyID, o.S3.SecretAccessKey, o.S3.SessionToken = "", "", ""
-	where := "s3://" + o.S3.BucketName + "/" + o.S3.Prefix + " at " + o.S3.Endpoint // as repository.Location.String
-	info := blob.ConnectionInfo{Type: webIdentityStorageType, Config: &o}
+	info := webIdentityInfo(o)
+	o = *info.Config.(*webIdentityOptions) //nolint:forcetypeassert
+	// where names the location as repository.Location.String does.
+	where := "s3://" + o.S3.BucketName + "/" + o.S3.Prefix + " at " + o.S3.Endpoint
 	open := func(ctx context.Context) (blob.Storage, time.Time, error) {
 		creds, err := o.WebIdentity.retrieve()
 		if err != nil {
@@ -244,6 +245,12 @@ func openWebIdentityS3(ctx context.Context, o webIdentityOptions, now func() tim
 		return st, creds.Expiration, nil
 	}
 	return newRefreshingStorage(ctx, info, open, now)
+}
+
+// webIdentityInfo is the connection info of o, without keys.
+func webIdentityInfo(o webIdentityOptions) blob.ConnectionInfo {
+	o.S3.AccessKeyID, o.S3.SecretAccessKey, o.S3.SessionToken = "", "", ""
+	return blob.ConnectionInfo{Type: webIdentityStorageType, Config: &o}
 }
 
 // refreshingStorage is a blob.Storage whose calls go to the storage open returns, opened

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	stderrors "errors"
 	"fmt"
 	"net/http"
@@ -314,4 +315,25 @@ func TestWebIdentityRetrieve(t *testing.T) {
 		require.False(t, IsTransient(err))
 		require.Contains(t, err.Error(), "STS at "+srv.URL+" refused")
 	})
+}
+
+func TestWebIdentityConnectionInfoHasNoKeys(t *testing.T) {
+	o := webIdentityOptions{WebIdentity: webIdentity{STSEndpoint: "https://sts.example", RoleARN: "arn:aws:iam::1:role/velero", TokenFile: "/t"}}
+	o.S3.BucketName, o.S3.AccessKeyID, o.S3.SecretAccessKey, o.S3.SessionToken = "b", "ASIA", "secret", "session"
+	rs, err := newRefreshingStorage(context.Background(), webIdentityInfo(o), func(context.Context) (blob.Storage, time.Time, error) {
+		return &fakeStorage{}, time.Time{}, nil
+	}, time.Now)
+	require.NoError(t, err)
+	b, err := json.Marshal(rs.ConnectionInfo())
+	require.NoError(t, err)
+	var back blob.ConnectionInfo
+	require.NoError(t, json.Unmarshal(b, &back), "the type is registered with kopia")
+	require.Equal(t, webIdentityStorageType, back.Type)
+	got, ok := back.Config.(*webIdentityOptions)
+	require.True(t, ok)
+	require.Equal(t, o.WebIdentity, got.WebIdentity)
+	require.Equal(t, "b", got.S3.BucketName)
+	require.NotContains(t, string(b), "ASIA")
+	require.NotContains(t, string(b), "secret\"")
+	require.NotContains(t, string(b), "session\"")
 }
