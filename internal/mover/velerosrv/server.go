@@ -54,9 +54,16 @@ const AzureClientIDAnnotation = "azure.workload.identity/client-id"
 // plugin and in kopia alike: a GCS-compatible store that is not Google's). Workers and
 // command pods reach the store the same way. Only literal values are copied: a value
 // from a secret or a field of Velero's pod means nothing in another pod.
+//
+// The AWS variables are the AWS SDK's STS endpoint and region, which Velero's AWS plugin
+// (aws-sdk-go-v2) honours: with EKS web identity (IRSA) a worker asks STS for the S3 keys
+// at the endpoint Velero's server uses (kopia/store's webidentity.go: AWS_ENDPOINT_URL_STS,
+// else AWS_ENDPOINT_URL, else the regional endpoint of AWS_REGION). EKS's webhook injects
+// the token file and role itself into every pod of the annotated account.
 var StoreEnv = []string{
 	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
 	"STORAGE_EMULATOR_HOST",
+	"AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL", "AWS_STS_REGIONAL_ENDPOINTS", "AWS_REGION", "AWS_DEFAULT_REGION",
 }
 
 // AzureUseLabel is the pod label Azure Workload Identity's webhook acts on: it injects

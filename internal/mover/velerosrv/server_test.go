@@ -177,17 +177,21 @@ func TestDiscover(t *testing.T) {
 			pull:   []corev1.LocalObjectReference{{Name: "registry"}, {Name: "mirror"}, {Name: "private"}},
 		},
 	}, {
-		name: "how Velero reaches the store: its proxy and a GCS emulator, literal values only",
+		name: "how Velero reaches the store: its proxy, a GCS emulator, AWS's STS endpoint and region, literal values only",
 		objs: []client.Object{deployment("velero", "velero", "cloud-credentials", append([]corev1.EnvVar{
 			{Name: "HTTPS_PROXY", Value: "http://proxy.corp:3128"},
 			{Name: "NO_PROXY", Value: "10.0.0.0/8,.svc"},
 			{Name: "http_proxy", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: sel("proxy", "url")}},
 			{Name: "STORAGE_EMULATOR_HOST", Value: "127.0.0.1:4443"},
 			{Name: "AWS_REGION", Value: "eu-west-1"},
+			{Name: "AWS_ENDPOINT_URL_STS", Value: "http://minio.velero.svc:9000"},
+			{Name: "AWS_ROLE_ARN", Value: "arn:aws:iam::111122223333:role/velero"},
+			{Name: "AWS_DEFAULT_REGION", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: sel("aws", "region")}},
 		}, credentialEnv...)), serviceAccount("velero", nil)},
 		want: want{deployment: "velero", serviceAccount: "velero", creds: map[string]*corev1.SecretKeySelector{"aws": sel("cloud-credentials", "cloud")},
 			env: []corev1.EnvVar{{Name: "HTTPS_PROXY", Value: "http://proxy.corp:3128"}, {Name: "NO_PROXY", Value: "10.0.0.0/8,.svc"},
-				{Name: "STORAGE_EMULATOR_HOST", Value: "127.0.0.1:4443"}}},
+				{Name: "STORAGE_EMULATOR_HOST", Value: "127.0.0.1:4443"}, {Name: "AWS_REGION", Value: "eu-west-1"},
+				{Name: "AWS_ENDPOINT_URL_STS", Value: "http://minio.velero.svc:9000"}}},
 	}, {
 		name: "a file in no mounted secret",
 		objs: []client.Object{deployment("velero", "velero", "", credentialEnv), serviceAccount("velero", nil)},

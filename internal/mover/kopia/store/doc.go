@@ -7,6 +7,7 @@
 // Repository is what the other rooms (backup, restore, inspect) are handed.
 //
 // It must not read or write snapshot trees (packages tree, backup, restore, inspect do),
-// know about Kubernetes objects, read the environment or flags, or run maintenance:
+// know about Kubernetes objects, read flags or the environment (but for AWS web identity,
+// which kopia's S3 client would read itself: webidentity.go), or run maintenance:
 // Velero's maintenance jobs own that (tests use kopiatest/maintain).
 package store

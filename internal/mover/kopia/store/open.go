@@ -117,6 +117,7 @@ func Open(ctx context.Context, loc repository.Location, password string, opts Op
 	if err != nil {
 		return nil, err
 	}
+	logCredentialsSource(log, loc, st)
 	defer func() {
 		if err := st.Close(kctx); err != nil {
 			log.WithError(err).Warn("closing repository storage")

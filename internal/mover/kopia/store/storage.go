@@ -5,6 +5,7 @@ import (
 	stderrors "errors"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/kopia/kopia/repo/blob"
 	"github.com/kopia/kopia/repo/blob/azure"
@@ -13,6 +14,7 @@ import (
 	"github.com/kopia/kopia/repo/blob/s3"
 	"github.com/kopia/kopia/repo/format"
 	"github.com/pkg/errors"
+	"github.com/sirupsen/logrus"
 
 	"github.com/snapmove/snapmove/internal/mover/repository"
 )
@@ -32,7 +34,7 @@ func openStorage(ctx context.Context, loc repository.Location, create bool) (blo
 	)
 	switch loc.Provider {
 	case repository.ProviderAWS:
-		st, err = s3.New(ctx, &s3.Options{
+		opts := s3.Options{
 			BucketName:      loc.Bucket,
 			Prefix:          loc.Prefix,
 			Endpoint:        loc.Endpoint,
@@ -43,7 +45,12 @@ func openStorage(ctx context.Context, loc repository.Location, create bool) (blo
 			SecretAccessKey: loc.SecretAccessKey,
 			SessionToken:    loc.SessionToken,
 			Region:          loc.Region,
-		}, false)
+		}
+		if wi, ok := webIdentityFromEnv(loc, os.Getenv, hostname()); ok {
+			st, err = openWebIdentityS3(ctx, webIdentityOptions{S3: opts, WebIdentity: wi}, time.Now)
+			break
+		}
+		st, err = s3.New(ctx, &opts, false)
 	case repository.ProviderGCP:
 		st, err = gcs.New(ctx, &gcs.Options{
 			BucketName:                   loc.Bucket,
@@ -70,13 +77,44 @@ func openStorage(ctx context.Context, loc repository.Location, create bool) (blo
 	default:
 		return nil, errors.Errorf("opening storage at %s: unsupported provider %q", loc, loc.Provider)
 	}
-	if err != nil {
-		if classified := classifyStorageError(err, loc); classified != nil {
-			return nil, classified
-		}
-		return nil, errors.Wrapf(err, "opening storage at %s", loc)
+	var classified *openError
+	switch {
+	case err == nil:
+		return st, nil
+	case stderrors.As(err, &classified): // STS's answer (webidentity.go)
+		return nil, err
 	}
-	return st, nil
+	if classified := classifyStorageError(err, loc); classified != nil {
+		return nil, classified
+	}
+	return nil, errors.Wrapf(err, "opening storage at %s", loc)
+}
+
+// hostname names the STS session of web identity (defaultSessionName).
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// logCredentialsSource logs, once at open, how the S3 storage of loc, opened as st,
+// authenticates: web identity (with its STS endpoint and role, never the token), static
+// keys, or kopia's default chain. Other providers log nothing.
+func logCredentialsSource(log logrus.FieldLogger, loc repository.Location, st blob.Storage) {
+	if loc.Provider != repository.ProviderAWS {
+		return
+	}
+	if rs, ok := st.(*refreshingStorage); ok {
+		if wi, ok := rs.webIdentity(); ok {
+			log.WithFields(logrus.Fields{"credentialsSource": "web identity", "stsEndpoint": wi.STSEndpoint, "roleARN": wi.RoleARN}).
+				Info("S3 credentials from web identity, refreshed before they expire")
+			return
+		}
+	}
+	source := "static keys"
+	if loc.AccessKeyID == "" {
+		source = "kopia's default chain (environment, instance role)"
+	}
+	log.WithField("credentialsSource", source).Info("S3 credentials")
 }
 
 // errNoRepositoryDir marks a filesystem location whose repository directory does not
