@@ -7,6 +7,7 @@
 #   controller's metrics/health endpoints are bound to 127.0.0.1 for the same reason (and,
 #   sharing the host's ports, the old pod must be gone before the new one starts: Recreate);
 # - a shorter prepareTimeout, so the e2e cases that must fail in preparation fail quickly;
+# - on a stack started with irsa: env AWS_ENDPOINT_URL_STS (MinIO's STS) on the controller;
 # - on a stack started with GCS (SNAPMOVE_STACK_STORES=gcs): env STORAGE_EMULATOR_HOST on the controller,
 #   which opens repositories itself (checks, snapshot deletes), so that Google's storage client reaches
 #   fake-gcs-server. Its workers get the variable from Velero's server container, as they get its other
@@ -38,6 +39,9 @@ k -n velero patch deployment snapmove-mover --type json -p '[
 ]' > /dev/null
 if stack_has_store gcs; then
   k -n velero set env deployment/snapmove-mover -c mover STORAGE_EMULATOR_HOST="$GCS_EMULATOR" > /dev/null
+fi
+if stack_has_store irsa; then # the AWS SDK's STS endpoint variable, as on Velero's server (velero.yaml)
+  k -n velero set env deployment/snapmove-mover -c mover AWS_ENDPOINT_URL_STS="$IRSA_STS_ENDPOINT" > /dev/null
 fi
 # A new image under the same tag does not change the pod template: restart explicitly.
 k -n velero rollout restart deployment/snapmove-mover > /dev/null

@@ -189,22 +189,27 @@ stack_has_store() { [[ " $(cat "$RUN/velero/stores" 2> /dev/null) " == *" $1 "* 
 # is true, and snapmove's initContainer left out when SNAPMOVE_PLUGIN is false (stock Velero). With gcs in
 # STORES the comment placeholders "# ${VELERO_GCP_PLUGIN}" and "# ${STORAGE_EMULATOR_HOST}" become Velero's
 # GCP plugin initContainer (shaped as the AWS one) and the server container's env STORAGE_EMULATOR_HOST
-# (fake-gcs-server); without it they are deleted. (Comments, so the file as it is stays the chart's objects:
-# examples_test.go TestStackRunsTheHelmValues.)
+# (fake-gcs-server); with irsa "# ${AWS_ENDPOINT_URL_STS}" becomes that env (MinIO's STS, IRSA_STS_ENDPOINT);
+# without, they are deleted. (Comments, so the file as it is stays the chart's objects: examples_test.go
+# TestStackRunsTheHelmValues.)
 # shellcheck disable=SC2016 # \${VELERO_FEATURES} and \${VELERO_VERSION} are velero.yaml's literal placeholders
 velero_manifest() {
-  local feat=$1 nodeagent=$2 plugin=$3 stores=${4:-} drop gcs=false gcpinit gcsenv
+  local feat=$1 nodeagent=$2 plugin=$3 stores=${4:-} drop gcs=false irsa=false gcpinit gcsenv stsenv
   drop='/--features=\${VELERO_FEATURES}$/d'
   [ -z "$feat" ] || drop='s|\${VELERO_FEATURES}|'"$feat"'|'
   [[ " $stores " != *" gcs "* ]] || gcs=true
+  [[ " $stores " != *" irsa "* ]] || irsa=true
   # awk -v turns \n into newlines (mawk and gawk alike)
   gcpinit='        - image: velero/velero-plugin-for-gcp:'"$VELERO_GCP_VERSION"'\n          imagePullPolicy: IfNotPresent\n'
   gcpinit+='          name: velero-plugin-for-gcp\n          volumeMounts:\n          - mountPath: /target\n            name: plugins'
   gcsenv='            - name: STORAGE_EMULATOR_HOST\n              value: '"$GCS_EMULATOR"
-  awk -v na="$nodeagent" -v plugin="$plugin" -v gcs="$gcs" -v gcpinit="$gcpinit" -v gcsenv="$gcsenv" '
+  stsenv='            - name: AWS_ENDPOINT_URL_STS\n              value: '"$IRSA_STS_ENDPOINT"
+  awk -v na="$nodeagent" -v plugin="$plugin" -v gcs="$gcs" -v gcpinit="$gcpinit" -v gcsenv="$gcsenv" \
+    -v irsa="$irsa" -v stsenv="$stsenv" '
     /^# --- node-agent/ { if (na != "true") exit }
     /^ *# \$\{VELERO_GCP_PLUGIN\}$/ { if (gcs == "true") print gcpinit; next }
     /^ *# \$\{STORAGE_EMULATOR_HOST\}$/ { if (gcs == "true") print gcsenv; next }
+    /^ *# \$\{AWS_ENDPOINT_URL_STS\}$/ { if (irsa == "true") print stsenv; next }
     /^        - image: ghcr.io\/snapmove\/snapmove:/ && plugin == "false" { skip = 1; next }
     skip && /^        - |^      [a-z]/ { skip = 0 }
     !skip { print }' "$STACK_DIR/velero.yaml" |
