@@ -1,7 +1,9 @@
 // Command snapmove is a Velero plugin set and the data mover that executes what it asks for,
 // in one static binary:
 //
-//	snapmove [velero server flags]     serve the Velero plugins (how Velero runs it)
+//	snapmove [velero server flags]     serve the Velero plugins (only when Velero runs it: go-plugin's
+//	                                   handshake variable VELERO_PLUGIN is set)
+//	snapmove help | version            this list; the version and the image it expects
 //	snapmove install DIR               copy this binary into DIR (the image entrypoint)
 //	snapmove mover controller [flags]  execute DataUploads/DataDownloads of datamover "snapmove"
 //	snapmove mover worker backup|restore [flags]
@@ -31,20 +33,32 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
+
+	"github.com/spf13/pflag"
 
 	"github.com/snapmove/snapmove/internal/cmd"
 	"github.com/snapmove/snapmove/internal/mover/datapath"
+	"github.com/snapmove/snapmove/internal/naming"
 	"github.com/snapmove/snapmove/internal/plugin"
 )
 
 func main() {
-	if len(os.Args) < 2 {
+	if plugin.StartedByVelero(os.Getenv) {
+		// Velero execs plugins with the server's own flags (and nothing else).
 		plugin.Serve()
 		return
+	}
+	if len(os.Args) < 2 {
+		usage(os.Stderr)
+		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -70,10 +84,18 @@ func main() {
 		err = cmd.Report(ctx, os.Args[2:], os.Stdout)
 	case "forget-orphans":
 		err = cmd.ForgetOrphans(ctx, os.Args[2:], os.Stdout)
+	case "help", "-h", "--help":
+		usage(os.Stdout)
+	case "version", "--version":
+		version(os.Stdout)
 	default:
-		// Velero execs plugins with the server's own flags (and nothing else).
+		fmt.Fprintf(os.Stderr, "snapmove: unknown command %q\n\n", os.Args[1])
+		usage(os.Stderr)
 		stop()
-		plugin.Serve()
+		os.Exit(2)
+	}
+	if errors.Is(err, pflag.ErrHelp) || errors.Is(err, flag.ErrHelp) { // -h: the flags are printed, as asked
+		err = nil
 	}
 	if err != nil {
 		// errors may quote names from tenants' volumes: escaped, as the printers do
@@ -81,6 +103,45 @@ func main() {
 		stop()
 		os.Exit(exitCode(err))
 	}
+}
+
+// usage prints the commands: the package comment's list.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `snapmove: Velero plugins and the data mover that executes them
+
+Commands:
+  list [BACKUP]                 the moved volumes of backups
+  ls BACKUP NS/PVC [PATH]       a directory of a volume in a backup
+  restore-files BACKUP NS/PVC PATH... --to DIR | --to-pvc NS/PVC
+                                chosen paths of a volume, without a full restore
+  verify [BACKUP [NS/PVC]]      read a backup's volumes back from the repository
+  report BACKUP                 what protection each PVC of a backup got
+  forget-orphans [--confirm]    forget the snapshots of backups no longer in the bucket
+  cancel backup|restore NAME    cancel every volume move of a running backup or restore
+  handover restore NAME         hand a restore's volume moves to Velero's node-agent
+  install DIR                   copy this binary into DIR (the image's entrypoint)
+  mover controller|worker|receive-files
+                                the mover and its pods (run in the cluster)
+  version                       this binary's version and the image it expects
+  help                          this text
+
+Each command takes -h for its flags. Velero runs this binary as its plugin server.
+`)
+}
+
+// version prints snapmove's version, the image its workers run by default, and the
+// build's Go and commit.
+func version(w io.Writer) {
+	rev := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				rev = s.Value
+			}
+		}
+	}
+	fmt.Fprintf(w, "snapmove %s (commit %s, %s, %s/%s)\nimage %s:%s\n", naming.Version, rev, runtime.Version(),
+		runtime.GOOS, runtime.GOARCH, naming.Image, naming.Version)
 }
 
 // exitCode is 1, or the code an error in err's chain states (a worker's failure that may

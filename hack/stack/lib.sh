@@ -264,7 +264,7 @@ minio_start() {
   if stack_has_store irsa; then
     mkdir -p "$RUN/s3/certs/CAs" && cp "$RUN/pki/ca.crt" "$RUN/s3/certs/CAs/stack-ca.crt"
     oidc=(MINIO_IDENTITY_OPENID_CONFIG_URL=https://127.0.0.1:6443/.well-known/openid-configuration
-      MINIO_IDENTITY_OPENID_CLIENT_ID=$IRSA_AUDIENCE MINIO_IDENTITY_OPENID_ROLE_POLICY=readwrite)
+      "MINIO_IDENTITY_OPENID_CLIENT_ID=$IRSA_AUDIENCE" MINIO_IDENTITY_OPENID_ROLE_POLICY=readwrite)
   fi
   start minio env MINIO_ROOT_USER=minioadmin MINIO_ROOT_PASSWORD=minioadmin MINIO_UPDATE=off "${oidc[@]}" \
     "$STACK_BIN/minio" server "$RUN/s3/minio" --address 127.0.0.1:9000 --console-address 127.0.0.1:9001 \

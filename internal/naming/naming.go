@@ -107,3 +107,11 @@ func UploadOperationID(backupUID, pvcUID string) string {
 func DownloadOperationID(restoreUID, backedUpPVCUID string) string {
 	return label.GetValidName("dd-" + restoreUID + "." + backedUpPVCUID)
 }
+
+// Version is snapmove's release, and the tag of the image it expects its workers to run
+// (Image:Version); a release build sets it with
+// -ldflags "-X github.com/snapmove/snapmove/internal/naming.Version=vX.Y.Z".
+var Version = "v0.1.0"
+
+// Image is the repository of snapmove's image.
+const Image = "ghcr.io/snapmove/snapmove"

@@ -2,12 +2,14 @@ package plugin
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,4 +208,40 @@ func TestLoadedLikeVelero(t *testing.T) {
 	require.Contains(t, all, "skipping PVC: PVC is not bound")
 	require.Contains(t, all, "starting snapmove backup action (EnableCSI true, default snapshot move data true)")
 	t.Logf("loaded and exercised in %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestPluginServerOnlyForVelero: the binary serves the plugins only with go-plugin's
+// handshake variable Velero sets (TestLoadedLikeVelero); run by a user, with no command,
+// a typo or help, it prints its commands and never go-plugin's "This binary is a plugin".
+func TestPluginServerOnlyForVelero(t *testing.T) {
+	bin := buildBinary(t, t.TempDir())
+	for _, tc := range []struct {
+		args     []string
+		wantCode int
+	}{
+		{args: nil, wantCode: 2},
+		{args: []string{"lsit"}, wantCode: 2},
+		{args: []string{"--features=EnableCSI"}, wantCode: 2}, // Velero's flags, without Velero's handshake
+		{args: []string{"help"}, wantCode: 0},
+		{args: []string{"--help"}, wantCode: 0},
+		{args: []string{"list", "-h"}, wantCode: 0},
+	} {
+		t.Run(strings.Join(append([]string{"snapmove"}, tc.args...), " "), func(t *testing.T) {
+			cmd := exec.Command(bin, tc.args...)
+			cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, framework.Handshake().MagicCookieKey+"=") })
+			out, err := cmd.CombinedOutput()
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			} else {
+				require.NoError(t, err)
+			}
+			require.Equal(t, tc.wantCode, code, "%s", out)
+			require.NotContains(t, string(out), "This binary is a plugin")
+			if tc.args == nil || tc.args[0] != "list" {
+				require.Contains(t, string(out), "restore-files BACKUP NS/PVC")
+			}
+		})
+	}
 }

@@ -26,6 +26,15 @@ func Serve() {
 	NewServer(pflag.CommandLine).Serve()
 }
 
+// StartedByVelero reports whether Velero started this process as its plugin: Velero execs
+// plugins with go-plugin's handshake cookie in the environment (framework.Handshake,
+// VELERO_PLUGIN=hello). A user's shell never has it, so a bare `snapmove` or a typo never
+// starts the plugin server.
+func StartedByVelero(getenv func(string) string) bool {
+	h := framework.Handshake()
+	return getenv(h.MagicCookieKey) == h.MagicCookieValue
+}
+
 // Settings are the server flags the actions depend on, read once the flags are parsed.
 type Settings struct {
 	EnableCSI               bool    // --features contains EnableCSI
