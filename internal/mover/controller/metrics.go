@@ -4,10 +4,14 @@ import (
 	"context"
 	"time"
 
+	"github.com/pkg/errors"
 	"github.com/prometheus/client_golang/prometheus"
+	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // Metrics are the controller's Prometheus metrics. Label kind is "backup" or "restore".
@@ -17,6 +21,8 @@ type Metrics struct {
 	incremental prometheus.Counter
 	duration    *prometheus.HistogramVec
 	outcomes    *prometheus.CounterVec
+	failures    *prometheus.CounterVec
+	retries     *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (controller-runtime's
@@ -40,9 +46,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "snapmove_mover_outcomes_total",
 			Help: "Data movements that ended, by final phase (Completed, Failed, Canceled).",
 		}, []string{"kind", "phase"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "snapmove_mover_failures_total",
+			Help: "Data movements that failed, by the reason of their Event (VerificationFailed: the backup read back was not what was written).",
+		}, []string{"kind", "reason"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "snapmove_mover_retries_total",
+			Help: "Worker attempts that failed in a way a new attempt may not repeat, and were retried.",
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.bytes, m.incremental, m.duration, m.outcomes)
+	reg.MustRegister(m.bytes, m.incremental, m.duration, m.outcomes, m.failures, m.retries)
 	return m
+}
+
+func (m *Metrics) failed(op expose.Operation, reason string) {
+	if m != nil {
+		m.failures.WithLabelValues(string(op), reason).Inc()
+	}
+}
+
+func (m *Metrics) retried(op expose.Operation) {
+	if m != nil {
+		m.retries.WithLabelValues(string(op)).Inc()
+	}
 }
 
 func (m *Metrics) ended(op expose.Operation, phase string, took time.Duration, bytes, incremental int64) {
@@ -61,25 +87,57 @@ func (m *Metrics) ended(op expose.Operation, phase string, took time.Duration, b
 	}
 }
 
-// inFlight is a collector of snapmove_mover_in_flight{kind,phase}, counted from the
-// cache at scrape time, so it is right after a restart too.
+// inFlight is the collector of what is under way, counted from the cache at scrape time,
+// so it is right after a restart too:
+//   - snapmove_mover_in_flight{kind,phase}: movements claimed and not finished;
+//   - snapmove_mover_moving_bytes{kind} and snapmove_mover_moving_total_bytes{kind}: the
+//     bytes done so far and the total of the movements InProgress (their status.progress,
+//     which the mover copies from each worker's report while it moves);
+//   - snapmove_mover_queued{kind} and snapmove_mover_queued_oldest_seconds{kind}: this
+//     mover's movements not claimed yet, and the age of the oldest (0 when none);
+//   - snapmove_mover_delete_requests_pending and ..._oldest_seconds: snapshot delete
+//     requests of deleted backups not answered yet.
 type inFlight struct {
-	desc      *prometheus.Desc
+	desc, movingBytes, movingTotal, queued, queuedOldest, deletes, deletesOldest *prometheus.Desc
+
 	reader    client.Reader
 	namespace string
+	now       func() time.Time
 }
 
-// RegisterInFlight registers the in-flight gauge, read from r at scrape time.
+// RegisterInFlight registers the collector of what is under way, read from r at scrape time.
 func RegisterInFlight(reg prometheus.Registerer, r client.Reader, namespace string) error {
-	return reg.Register(&inFlight{
+	return reg.Register(newInFlight(r, namespace, time.Now))
+}
+
+func newInFlight(r client.Reader, namespace string, now func() time.Time) *inFlight {
+	kind := []string{"kind"}
+	return &inFlight{
 		desc: prometheus.NewDesc("snapmove_mover_in_flight",
 			"Data movements claimed and not finished, by kind and phase.", []string{"kind", "phase"}, nil),
+		movingBytes: prometheus.NewDesc("snapmove_mover_moving_bytes",
+			"Bytes done so far by the data movements InProgress.", kind, nil),
+		movingTotal: prometheus.NewDesc("snapmove_mover_moving_total_bytes",
+			"Total bytes of the data movements InProgress, as far as known.", kind, nil),
+		queued: prometheus.NewDesc("snapmove_mover_queued",
+			"Data movements of this mover not claimed yet.", kind, nil),
+		queuedOldest: prometheus.NewDesc("snapmove_mover_queued_oldest_seconds",
+			"Age of the oldest data movement not claimed yet (0 when none).", kind, nil),
+		deletes: prometheus.NewDesc("snapmove_mover_delete_requests_pending",
+			"Snapshot delete requests of deleted backups not answered yet.", nil, nil),
+		deletesOldest: prometheus.NewDesc("snapmove_mover_delete_requests_oldest_seconds",
+			"Age of the oldest snapshot delete request not answered yet (0 when none).", nil, nil),
 		reader:    r,
 		namespace: namespace,
-	})
+		now:       now,
+	}
 }
 
-func (c *inFlight) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *inFlight) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.desc, c.movingBytes, c.movingTotal, c.queued, c.queuedOldest, c.deletes, c.deletesOldest} {
+		ch <- d
+	}
+}
 
 func (c *inFlight) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -87,11 +145,88 @@ func (c *inFlight) Collect(ch chan<- prometheus.Metric) {
 	counts, err := countInFlight(ctx, c.reader, c.namespace)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
-		return
-	}
-	for _, op := range []expose.Operation{expose.Backup, expose.Restore} {
-		for _, phase := range []string{phaseAccepted, phasePrepared, phaseInProgress, phaseCanceling} {
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[string(op)+"/"+phase]), string(op), phase)
+	} else {
+		for _, op := range []expose.Operation{expose.Backup, expose.Restore} {
+			for _, phase := range []string{phaseAccepted, phasePrepared, phaseInProgress, phaseCanceling} {
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[string(op)+"/"+phase]), string(op), phase)
+			}
 		}
 	}
+	if err := c.collectMovements(ctx, ch); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.movingBytes, err)
+	}
+	if err := c.collectDeletes(ctx, ch); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.deletes, err)
+	}
+}
+
+// movementState is what collectMovements needs of a DataUpload or DataDownload.
+type movementState struct {
+	phase       string
+	created     time.Time
+	done, total int64
+}
+
+func (c *inFlight) collectMovements(ctx context.Context, ch chan<- prometheus.Metric) error {
+	states := map[expose.Operation][]movementState{}
+	dus := &velerov2alpha1.DataUploadList{}
+	if err := c.reader.List(ctx, dus, client.InNamespace(c.namespace)); err != nil {
+		return errors.Wrapf(err, "listing DataUploads in %s", c.namespace)
+	}
+	for i := range dus.Items {
+		du := &dus.Items[i]
+		if du.Spec.DataMover == naming.DataMover || executedHere(du, du.Spec.DataMover) {
+			states[expose.Backup] = append(states[expose.Backup], movementState{string(du.Status.Phase), du.CreationTimestamp.Time, du.Status.Progress.BytesDone, du.Status.Progress.TotalBytes})
+		}
+	}
+	dds := &velerov2alpha1.DataDownloadList{}
+	if err := c.reader.List(ctx, dds, client.InNamespace(c.namespace)); err != nil {
+		return errors.Wrapf(err, "listing DataDownloads in %s", c.namespace)
+	}
+	for i := range dds.Items {
+		dd := &dds.Items[i]
+		if dd.Spec.DataMover == naming.DataMover || executedHere(dd, dd.Spec.DataMover) {
+			states[expose.Restore] = append(states[expose.Restore], movementState{string(dd.Status.Phase), dd.CreationTimestamp.Time, dd.Status.Progress.BytesDone, dd.Status.Progress.TotalBytes})
+		}
+	}
+	now := c.now()
+	for _, op := range []expose.Operation{expose.Backup, expose.Restore} {
+		var done, total, queued int64
+		var oldest time.Duration
+		for _, st := range states[op] {
+			switch {
+			case st.phase == phaseInProgress:
+				done += st.done
+				total += st.total
+			case isNew(st.phase):
+				queued++
+				oldest = max(oldest, now.Sub(st.created))
+			}
+		}
+		kind := string(op)
+		ch <- prometheus.MustNewConstMetric(c.movingBytes, prometheus.GaugeValue, float64(done), kind)
+		ch <- prometheus.MustNewConstMetric(c.movingTotal, prometheus.GaugeValue, float64(total), kind)
+		ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(queued), kind)
+		ch <- prometheus.MustNewConstMetric(c.queuedOldest, prometheus.GaugeValue, oldest.Seconds(), kind)
+	}
+	return nil
+}
+
+func (c *inFlight) collectDeletes(ctx context.Context, ch chan<- prometheus.Metric) error {
+	cms := &corev1.ConfigMapList{}
+	if err := c.reader.List(ctx, cms, client.InNamespace(c.namespace), client.MatchingLabels{naming.DeleteRequestLabel: "true"}); err != nil {
+		return errors.Wrapf(err, "listing snapshot delete requests in %s", c.namespace)
+	}
+	var pending int
+	var oldest time.Duration
+	for i := range cms.Items {
+		cm := &cms.Items[i]
+		if cm.Data[naming.DeleteRequestPhaseKey] == "" && cm.DeletionTimestamp == nil {
+			pending++
+			oldest = max(oldest, c.now().Sub(cm.CreationTimestamp.Time))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.deletes, prometheus.GaugeValue, float64(pending))
+	ch <- prometheus.MustNewConstMetric(c.deletesOldest, prometheus.GaugeValue, oldest.Seconds())
+	return nil
 }

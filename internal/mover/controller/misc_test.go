@@ -13,9 +13,12 @@ import (
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 func TestAdmissionCount(t *testing.T) {
@@ -122,4 +125,54 @@ func TestLogr(t *testing.T) {
 	require.Equal(t, "x", hook.AllEntries()[0].Data["controller"])
 	require.Equal(t, 1, hook.AllEntries()[0].Data["k"])
 	require.Equal(t, logrus.ErrorLevel, hook.LastEntry().Level)
+}
+
+// TestProgressQueueAndDeleteGauges: what is under way while it runs, read at scrape time:
+// bytes of the movements InProgress, the movements not claimed yet and the oldest one's
+// age, and the unanswered snapshot delete requests.
+func TestProgressQueueAndDeleteGauges(t *testing.T) {
+	moving := dataUpload(velerov2alpha1.DataUploadPhaseInProgress)
+	moving.Status.Progress.BytesDone, moving.Status.Progress.TotalBytes = 300, 1000
+	queued := dataUpload(velerov2alpha1.DataUploadPhaseNew)
+	queued.Name, queued.UID, queued.CreationTimestamp = "queued-1", "uid-queued-1", metav1.NewTime(t0.Add(-90*time.Second))
+	queuedDD := dataDownload("")
+	queuedDD.CreationTimestamp = metav1.NewTime(t0.Add(-30 * time.Second))
+	otherMover := dataUpload(velerov2alpha1.DataUploadPhaseNew)
+	otherMover.Name, otherMover.UID, otherMover.Spec.DataMover = "velero-1", "uid-velero-1", "velero"
+	request := func(name, phase string, age time.Duration) *corev1.ConfigMap {
+		return &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: name, Labels: map[string]string{naming.DeleteRequestLabel: "true"},
+				CreationTimestamp: metav1.NewTime(t0.Add(-age))},
+			Data: map[string]string{naming.DeleteRequestPhaseKey: phase},
+		}
+	}
+	e := newEnv(t, nil, moving, queued, queuedDD, otherMover,
+		request("pending", "", 2*time.Minute), request("answered", naming.DeleteRequestFailed, time.Hour))
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(newInFlight(e.c, veleroNS, func() time.Time { return t0 })))
+	require.NoError(t, testutil.CollectAndCompare(reg, strings.NewReader(`
+# HELP snapmove_mover_delete_requests_oldest_seconds Age of the oldest snapshot delete request not answered yet (0 when none).
+# TYPE snapmove_mover_delete_requests_oldest_seconds gauge
+snapmove_mover_delete_requests_oldest_seconds 120
+# HELP snapmove_mover_delete_requests_pending Snapshot delete requests of deleted backups not answered yet.
+# TYPE snapmove_mover_delete_requests_pending gauge
+snapmove_mover_delete_requests_pending 1
+# HELP snapmove_mover_moving_bytes Bytes done so far by the data movements InProgress.
+# TYPE snapmove_mover_moving_bytes gauge
+snapmove_mover_moving_bytes{kind="backup"} 300
+snapmove_mover_moving_bytes{kind="restore"} 0
+# HELP snapmove_mover_moving_total_bytes Total bytes of the data movements InProgress, as far as known.
+# TYPE snapmove_mover_moving_total_bytes gauge
+snapmove_mover_moving_total_bytes{kind="backup"} 1000
+snapmove_mover_moving_total_bytes{kind="restore"} 0
+# HELP snapmove_mover_queued Data movements of this mover not claimed yet.
+# TYPE snapmove_mover_queued gauge
+snapmove_mover_queued{kind="backup"} 1
+snapmove_mover_queued{kind="restore"} 1
+# HELP snapmove_mover_queued_oldest_seconds Age of the oldest data movement not claimed yet (0 when none).
+# TYPE snapmove_mover_queued_oldest_seconds gauge
+snapmove_mover_queued_oldest_seconds{kind="backup"} 90
+snapmove_mover_queued_oldest_seconds{kind="restore"} 30
+`), "snapmove_mover_moving_bytes", "snapmove_mover_moving_total_bytes", "snapmove_mover_queued", "snapmove_mover_queued_oldest_seconds",
+		"snapmove_mover_delete_requests_pending", "snapmove_mover_delete_requests_oldest_seconds"))
 }

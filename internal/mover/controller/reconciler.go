@@ -214,6 +214,9 @@ const (
 	ReasonCompleted         = "Completed"
 	ReasonSettingsInvalid   = "SettingsInvalid"
 	ReasonWorkerStalled     = "WorkerStalled"
+	// ReasonVerificationFailed: the backup read back was not what was written
+	// (datapath.ExitVerificationFailed); counted in snapmove_mover_failures_total.
+	ReasonVerificationFailed = "VerificationFailed"
 	// ReasonNameTaken: an object of the name the mover gives its own for the movement
 	// exists and was not made for it (expose.NotMadeForError).
 	ReasonNameTaken = "NameTaken"

@@ -75,7 +75,21 @@ func (r machine[M]) workerFailed(ctx context.Context, m M, pod *corev1.Pod, cfg 
 	if recoverable || n > 1 {
 		msg = fmt.Sprintf("worker pod %s failed (attempt %d of %d): %s", key(m), n, max(n, limit), why)
 	}
-	return r.fail(ctx, m, log, ReasonWorkerFailed, msg)
+	reason := ReasonWorkerFailed
+	if workerExitCode(pod) == datapath.ExitVerificationFailed {
+		reason = ReasonVerificationFailed
+	}
+	return r.fail(ctx, m, log, reason, msg)
+}
+
+// workerExitCode is the exit code of pod's worker container, -1 while it has not ended.
+func workerExitCode(pod *corev1.Pod) int32 {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == expose.WorkerContainer && cs.State.Terminated != nil {
+			return cs.State.Terminated.ExitCode
+		}
+	}
+	return -1
 }
 
 // retry sets m back to Accepted for attempt next of limit, with a fresh acceptedTimestamp
@@ -97,6 +111,7 @@ func (r machine[M]) retry(ctx context.Context, m M, pod *corev1.Pod, next, limit
 	// Counted as claimed again, no longer as moving on its node.
 	r.admission.reserve(m.object().GetUID(), "", now)
 	r.event(m, corev1.EventTypeWarning, ReasonWorkerRetried, msg)
+	r.Metrics.retried(m.op())
 	log.WithField("attempt", next).Warn(msg)
 	if err := r.deleteWorker(ctx, pod); err != nil {
 		return ctrl.Result{}, err

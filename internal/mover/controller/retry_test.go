@@ -7,10 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 )
 
 // workerFailedEnv is an InProgress movement of kind k whose worker failed as the store
@@ -123,4 +126,33 @@ func TestRetryWaitsForTheStore(t *testing.T) {
 			require.True(t, e.clock.Now().Equal(m.acceptedAt().Time), "prepareTimeout counts from the store's return, not from the retry")
 		})
 	}
+}
+
+// A backup that failed its verification (the worker exits with
+// datapath.ExitVerificationFailed) is not retried: it fails at once with reason
+// VerificationFailed, counted apart in snapmove_mover_failures_total; a retried attempt
+// counts in snapmove_mover_retries_total.
+func TestVerificationFailureIsCountedNotRetried(t *testing.T) {
+	k := kindsUnderTest[0]
+	name := k.objectName()
+	e, get, reconcile := workerFailedEnv(t, k)
+	reconcile() // the store went away: retried
+	require.Equal(t, phaseAccepted, get().phase())
+	require.Equal(t, 1.0, testutil.ToFloat64(e.r.Metrics.retries.WithLabelValues("backup")))
+
+	reconcile() // a new worker
+	p := ourPod(name)
+	require.True(t, e.exists(p))
+	e.update(p, func() { p.Status.Phase = corev1.PodRunning })
+	reconcile()
+	reconcile()
+	require.Equal(t, phaseInProgress, get().phase())
+	const bad = "snapshot k1 failed verification (metadata) and was deleted: a/b: missing"
+	e.update(p, func() { terminated(p, "Error", bad, datapath.ExitVerificationFailed).Status.Phase = corev1.PodFailed })
+	reconcile()
+	m := get()
+	require.Equal(t, phaseFailed, m.phase(), m.message())
+	require.Contains(t, m.message(), bad)
+	e.requireEvent(ReasonVerificationFailed)
+	require.Equal(t, 1.0, testutil.ToFloat64(e.r.Metrics.failures.WithLabelValues("backup", ReasonVerificationFailed)))
 }

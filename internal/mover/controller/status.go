@@ -63,6 +63,9 @@ func (r machine[M]) endWith(ctx context.Context, m M, log logrus.FieldLogger, o 
 		return pendingResult(pending), nil
 	}
 	r.Metrics.ended(m.op(), o.phase, r.took(m), 0, 0)
+	if o.phase == phaseFailed {
+		r.Metrics.failed(m.op(), o.reason)
+	}
 	log = log.WithField("phase", o.phase)
 	if o.phase == phaseFailed {
 		r.event(m, corev1.EventTypeWarning, o.reason, o.msg)

@@ -72,6 +72,15 @@ type VerificationError struct {
 	Deleted bool
 }
 
+// ExitVerificationFailed is the exit code of a worker whose backup failed its
+// verification (*VerificationError): EX_PROTOCOL of sysexits.h. The controller fails the
+// movement with reason VerificationFailed and counts it apart (it is never retried: the
+// data read back is not what was written).
+const ExitVerificationFailed = 76
+
+// ExitCode is ExitVerificationFailed: a process that ends with e exits with it.
+func (e *VerificationError) ExitCode() int { return ExitVerificationFailed }
+
 func (e *VerificationError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "snapshot %s failed verification (%s)", e.SnapshotID, e.Mode.String())
