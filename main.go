@@ -20,6 +20,7 @@
 //	snapmove report BACKUP             what protection each PVC of a backup got
 //	snapmove forget-orphans [--confirm]
 //	                                   forget the snapshots of backups no longer in the bucket
+//	snapmove doctor [-n NS] [-o json]  check what the install needs, with a fix for each failure
 //
 // The repository commands (list to report) also run as a kubectl plugin: link the binary
 // as kubectl-snapmove on PATH and run `kubectl snapmove list`.
@@ -70,6 +71,8 @@ func main() {
 		err = cmd.Report(ctx, os.Args[2:], os.Stdout)
 	case "forget-orphans":
 		err = cmd.ForgetOrphans(ctx, os.Args[2:], os.Stdout)
+	case "doctor":
+		err = cmd.Doctor(ctx, os.Args[2:], os.Stdout)
 	default:
 		// Velero execs plugins with the server's own flags (and nothing else).
 		stop()
