@@ -79,10 +79,16 @@ func printDoctorText(out io.Writer, r doctor.Report) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	first := true
 	for _, c := range r.Checks {
-		if c.Status != doctor.OK && c.Fix != "" {
-			fmt.Fprintf(out, "%s (%s) fix: %s\n", c.Name, c.Status, c.Fix)
+		if c.Status == doctor.OK || c.Fix == "" {
+			continue
 		}
+		if first {
+			fmt.Fprintln(out)
+			first = false
+		}
+		fmt.Fprintf(out, "%s (%s) fix: %s\n", c.Name, c.Status, c.Fix)
 	}
 	return nil
 }
