@@ -22,6 +22,7 @@
 //	snapmove report BACKUP             what protection each PVC of a backup got
 //	snapmove forget-orphans [--confirm]
 //	                                   forget the snapshots of backups no longer in the bucket
+//	snapmove doctor [-n NS] [-o json]  check what the install needs, with a fix for each failure
 //
 // The repository commands (list to report) also run as a kubectl plugin: link the binary
 // as kubectl-snapmove on PATH and run `kubectl snapmove list`.
@@ -84,6 +85,8 @@ func main() {
 		err = cmd.Report(ctx, os.Args[2:], os.Stdout)
 	case "forget-orphans":
 		err = cmd.ForgetOrphans(ctx, os.Args[2:], os.Stdout)
+	case "doctor":
+		err = cmd.Doctor(ctx, os.Args[2:], os.Stdout)
 	case "help", "-h", "--help":
 		usage(os.Stdout)
 	case "version", "--version":
@@ -117,6 +120,7 @@ Commands:
   verify [BACKUP [NS/PVC]]      read a backup's volumes back from the repository
   report BACKUP                 what protection each PVC of a backup got
   forget-orphans [--confirm]    forget the snapshots of backups no longer in the bucket
+  doctor [-n NS] [-o json]      check what the install needs; a fix for each failure
   cancel backup|restore NAME    cancel every volume move of a running backup or restore
   handover restore NAME         hand a restore's volume moves to Velero's node-agent
   install DIR                   copy this binary into DIR (the image's entrypoint)

@@ -73,6 +73,11 @@ func mainRules(g *graph) []rule {
 		from:   match(sm + "internal/mover/velerosrv"), tests: true,
 		forbid: or(match(sm+"..."), match(kopia)),
 	}, {
+		says:   "internal/doctor does not import internal/plugin and does not depend on kopia",
+		source: "internal/doctor/doc.go (It must not import internal/plugin (the plugin process) nor depend on kopia)",
+		from:   match(sm + "internal/doctor"), tests: true,
+		forbid: or(match(sm+"internal/plugin/..."), match(kopia)),
+	}, {
 		says:   "internal/mover/controller does not depend on kopia",
 		source: "internal/mover/controller/doc.go (The package moves no bytes and does not import kopia)",
 		from:   match(sm + "internal/mover/controller"), tests: true,

@@ -110,6 +110,9 @@ type Server struct {
 	ImagePullSecrets []corev1.LocalObjectReference
 	// Env are the StoreEnv variables its server container sets, in its order.
 	Env []corev1.EnvVar
+	// Features are the feature flags its server container passes (--features, e.g.
+	// EnableCSI), in their order; nil when it passes none.
+	Features []string
 
 	// credentials are what each of credentialEnvs leads to; an unset variable is absent.
 	credentials map[string]mounted
@@ -204,6 +207,7 @@ func Discover(ctx context.Context, c client.Reader, namespace string) (Server, e
 			s.Env = append(s.Env, corev1.EnvVar{Name: e.Name, Value: e.Value})
 		}
 	}
+	s.Features = features(serverContainer(spec))
 	if v, ok := d.Spec.Template.Labels[AzureUseLabel]; ok {
 		s.PodLabels = map[string]string{AzureUseLabel: v}
 	}
@@ -243,6 +247,31 @@ func serverContainer(spec *corev1.PodSpec) *corev1.Container {
 		}
 	}
 	return nil
+}
+
+// features are the values of c's --features flags (--features=A,B or --features A,B),
+// as Velero's server reads them (a string slice: every occurrence counts).
+func features(c *corev1.Container) []string {
+	argv := append(append([]string(nil), c.Command...), c.Args...)
+	var out []string
+	for i := 0; i < len(argv); i++ {
+		var v string
+		switch a := argv[i]; {
+		case strings.HasPrefix(a, "--features="):
+			v = strings.TrimPrefix(a, "--features=")
+		case a == "--features" && i+1 < len(argv):
+			i++
+			v = argv[i]
+		default:
+			continue
+		}
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
 
 // credentials follows each credentials variable of c to the mount that holds its file

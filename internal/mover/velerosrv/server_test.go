@@ -333,3 +333,21 @@ func TestCache(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, lists, "discovered again after DefaultTTL")
 }
+
+func TestFeatures(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		command []string
+		args    []string
+		want    []string
+	}{
+		{name: "none", command: []string{"/velero"}, args: []string{"server"}},
+		{name: "helm chart", command: []string{"/velero"}, args: []string{"server", "--uploader-type=kopia", "--features=EnableCSI"}, want: []string{"EnableCSI"}},
+		{name: "separate value, several", command: []string{"/velero", "server"}, args: []string{"--features", "EnableCSI, EnableAPIGroupVersions"}, want: []string{"EnableCSI", "EnableAPIGroupVersions"}},
+		{name: "repeated", command: []string{"/velero"}, args: []string{"server", "--features=A", "--features=B"}, want: []string{"A", "B"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, features(&corev1.Container{Command: tc.command, Args: tc.args}))
+		})
+	}
+}
