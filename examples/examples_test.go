@@ -3,10 +3,13 @@ package examples
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,6 +32,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/snapmove/snapmove/internal/mover/config"
+	"github.com/snapmove/snapmove/internal/mover/controller"
 	"github.com/snapmove/snapmove/internal/testkit"
 )
 
@@ -174,7 +178,7 @@ func TestHelmValues(t *testing.T) {
 func TestEveryExampleIsTested(t *testing.T) {
 	files, err := filepath.Glob("*.yaml")
 	require.NoError(t, err)
-	require.ElementsMatch(t, []string{"mover.yaml", "resource-policy.yaml", "rook-ceph-volumesnapshotclass.yaml", "velero-values.yaml"}, files)
+	require.ElementsMatch(t, []string{"monitoring.yaml", "mover.yaml", "resource-policy.yaml", "rook-ceph-volumesnapshotclass.yaml", "velero-values.yaml"}, files)
 }
 
 // extraObjectsMarker starts the generated part of velero-values.yaml: from this line to the
@@ -258,4 +262,76 @@ func TestStackRunsTheHelmValues(t *testing.T) {
 		}
 	}
 	require.Equal(t, values.Credentials.Name, secret, "credentials secret")
+}
+
+// TestMonitoringUsesTheMoversMetrics: every metric the alert rules (monitoring.yaml) and
+// the dashboard (grafana-dashboard.json) query is one the mover exports, and every rule
+// and panel queries one.
+func TestMonitoringUsesTheMoversMetrics(t *testing.T) {
+	exported := controller.MetricNames()
+	require.Contains(t, exported, "snapmove_mover_failures_total")
+	metric := regexp.MustCompile(`snapmove_[a-z_]+`)
+	check := func(where, expr string) {
+		t.Helper()
+		names := metric.FindAllString(expr, -1)
+		require.NotEmpty(t, names, "%s queries no snapmove metric: %s", where, expr)
+		for _, n := range names {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} { // a histogram's series
+				if base, ok := strings.CutSuffix(n, suffix); ok && slices.Contains(exported, base) {
+					n = base
+				}
+			}
+			require.Contains(t, exported, n, "%s: %s", where, expr)
+		}
+	}
+
+	b, err := os.ReadFile("monitoring.yaml")
+	require.NoError(t, err)
+	var rules int
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		var obj struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				Groups []struct {
+					Rules []struct {
+						Alert string `json:"alert"`
+						Expr  string `json:"expr"`
+					} `json:"rules"`
+				} `json:"groups"`
+			} `json:"spec"`
+		}
+		require.NoError(t, yaml.Unmarshal(doc, &obj), "%s", doc)
+		for _, g := range obj.Spec.Groups {
+			for _, rule := range g.Rules {
+				check("alert "+rule.Alert, rule.Expr)
+				rules++
+			}
+		}
+	}
+	require.Positive(t, rules)
+
+	b, err = os.ReadFile("grafana-dashboard.json")
+	require.NoError(t, err)
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(b, &dash))
+	require.NotEmpty(t, dash.Panels)
+	for _, p := range dash.Panels {
+		require.NotEmpty(t, p.Targets, "panel %q", p.Title)
+		for _, tg := range p.Targets {
+			check("panel "+p.Title, tg.Expr)
+		}
+	}
 }

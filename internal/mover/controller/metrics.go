@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/pkg/errors"
@@ -229,4 +230,27 @@ func (c *inFlight) collectDeletes(ctx context.Context, ch chan<- prometheus.Metr
 	ch <- prometheus.MustNewConstMetric(c.deletes, prometheus.GaugeValue, float64(pending))
 	ch <- prometheus.MustNewConstMetric(c.deletesOldest, prometheus.GaugeValue, oldest.Seconds())
 	return nil
+}
+
+// MetricNames are the names of every metric the mover exports, for the tests that keep
+// dashboards and alert rules (examples/) in step with the code.
+func MetricNames() []string {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	descs := make(chan *prometheus.Desc, 64)
+	go func() {
+		for _, c := range []prometheus.Collector{m.bytes, m.incremental, m.duration, m.outcomes, m.failures, m.retries, newInFlight(nil, "", time.Now)} {
+			c.Describe(descs)
+		}
+		close(descs)
+	}()
+	var names []string
+	for d := range descs {
+		// Desc has no accessor; its String() is `Desc{fqName: "NAME", ...}`.
+		if _, rest, ok := strings.Cut(d.String(), `fqName: "`); ok {
+			name, _, _ := strings.Cut(rest, `"`)
+			names = append(names, name)
+		}
+	}
+	return names
 }
