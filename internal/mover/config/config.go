@@ -52,8 +52,8 @@ type Config struct {
 	// RestoreIgnoreDelayBinding: do not wait for a pod to use a WaitForFirstConsumer
 	// target PVC before restoring (the volume is then provisioned wherever the worker runs).
 	RestoreIgnoreDelayBinding bool `json:"restoreIgnoreDelayBinding"`
-	// WriteSparseFiles is the default for filesystem restores whose DataDownload does not
-	// set dataMoverConfig.WriteSparseFiles.
+	// WriteSparseFiles is the default for filesystem restores whose DataDownload's
+	// spec.dataMoverConfig has no "WriteSparseFiles" key.
 	WriteSparseFiles bool `json:"writeSparseFiles"`
 	// ServeVeleroDataMover makes this mover also execute the DataUploads and DataDownloads
 	// of Velero's built-in data mover (spec.datamover "" or "velero"), which Velero's
@@ -64,12 +64,20 @@ type Config struct {
 	// object.
 	ServeVeleroDataMover bool `json:"serveVeleroDataMover"`
 
-	WorkerHostNetwork       bool                        `json:"workerHostNetwork"`
-	WorkerResources         corev1.ResourceRequirements `json:"workerResources"`
-	WorkerNodeSelector      map[string]string           `json:"workerNodeSelector,omitempty"`
-	WorkerTolerations       []corev1.Toleration         `json:"workerTolerations,omitempty"`
-	WorkerPriorityClassName string                      `json:"workerPriorityClassName,omitempty"`
-	WorkerImagePullPolicy   corev1.PullPolicy           `json:"workerImagePullPolicy,omitempty"`
+	// WorkerHostNetwork runs worker pods on their node's host network (for clusters whose
+	// pod network cannot reach the object store).
+	WorkerHostNetwork bool `json:"workerHostNetwork"`
+	// WorkerResources are the resources of the worker container.
+	WorkerResources corev1.ResourceRequirements `json:"workerResources"`
+	// WorkerNodeSelector is added to every worker pod's nodeSelector (a backup's worker
+	// must still reach its volume: keep it wide enough).
+	WorkerNodeSelector map[string]string `json:"workerNodeSelector,omitempty"`
+	// WorkerTolerations are every worker pod's tolerations.
+	WorkerTolerations []corev1.Toleration `json:"workerTolerations,omitempty"`
+	// WorkerPriorityClassName is every worker pod's priorityClassName.
+	WorkerPriorityClassName string `json:"workerPriorityClassName,omitempty"`
+	// WorkerImagePullPolicy is the worker container's imagePullPolicy.
+	WorkerImagePullPolicy corev1.PullPolicy `json:"workerImagePullPolicy,omitempty"`
 	// CacheSizeLimit is the sizeLimit of the worker's cache emptyDir (kopia's local cache).
 	CacheSizeLimit resource.Quantity `json:"cacheSizeLimit"`
 	// CacheLimitMB is kopia's cache limit inside it; keep it well below CacheSizeLimit.
