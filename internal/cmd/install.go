@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"flag"
 	"fmt"
 	"os"
 
@@ -12,10 +13,15 @@ import (
 // Install runs `snapmove install DIR`: the image's entrypoint, which copies this binary
 // into Velero's plugins folder (an initContainer's /target).
 func Install(args []string) error {
-	if len(args) != 1 {
+	fs := flag.NewFlagSet("snapmove install", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), "usage: snapmove install DIR (copies this binary into DIR)") }
+	if err := fs.Parse(args); err != nil {
+		return err // flag.ErrHelp for -h: the usage is printed
+	}
+	if fs.NArg() != 1 {
 		return errors.New("usage: snapmove install DIR")
 	}
-	dst, err := install.Self(args[0])
+	dst, err := install.Self(fs.Arg(0))
 	if err != nil {
 		return err
 	}

@@ -225,9 +225,11 @@ func TestPluginServerOnlyForVelero(t *testing.T) {
 		{args: []string{"help"}, wantCode: 0},
 		{args: []string{"--help"}, wantCode: 0},
 		{args: []string{"list", "-h"}, wantCode: 0},
+		{args: []string{"install", "-h"}, wantCode: 0}, // usage, not a copy into a directory named -h
 	} {
 		t.Run(strings.Join(append([]string{"snapmove"}, tc.args...), " "), func(t *testing.T) {
 			cmd := exec.Command(bin, tc.args...)
+			cmd.Dir = t.TempDir()
 			cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, framework.Handshake().MagicCookieKey+"=") })
 			out, err := cmd.CombinedOutput()
 			code := 0
@@ -239,7 +241,10 @@ func TestPluginServerOnlyForVelero(t *testing.T) {
 			}
 			require.Equal(t, tc.wantCode, code, "%s", out)
 			require.NotContains(t, string(out), "This binary is a plugin")
-			if tc.args == nil || tc.args[0] != "list" {
+			entries, err := os.ReadDir(cmd.Dir)
+			require.NoError(t, err)
+			require.Empty(t, entries, "nothing written to the working directory")
+			if tc.args == nil || (tc.args[0] != "list" && tc.args[0] != "install") {
 				require.Contains(t, string(out), "restore-files BACKUP NS/PVC")
 			}
 		})
