@@ -30,7 +30,7 @@ GOFMT       := $(shell $(GO) env GOROOT)/bin/gofmt
 TOOLS       := $(or $(SNAPMOVE_CACHE),$(HOME)/.cache/snapmove)/tools
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)/staticcheck
 
-.PHONY: help build unit lint sanity stack-build stack-up stack-down image install-mover e2e test demo bench bench-scale clean
+.PHONY: help build unit lint sanity stack-build stack-up stack-down image install-mover e2e test demo bench bench-scale release clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -82,6 +82,9 @@ demo:
 
 bench:
 	hack/bench.sh
+
+release: ## a release's artifacts into dist/VERSION (binaries, images, SBOM, krew manifest, SHA256SUMS); publishes nothing
+	hack/release.sh $(VERSION)
 
 bench-scale: ## against a running stack (make stack-up)
 	source $(STACK_RUN)/env && SNAPMOVE_SCALE_PVCS=$${BENCH_PVCS:-20} $(GO) test -tags e2e -count=1 -timeout 30m -v \

@@ -32,18 +32,20 @@ func main() {
 	out := flag.String("out", "", "output tarball (docker-archive)")
 	entrypoint := flag.String("entrypoint", "", "comma-separated entrypoint")
 	env := flag.String("env", "PATH=/bin:/usr/bin", "comma-separated environment")
+	arch := flag.String("arch", "amd64", "the image's architecture (the binaries' GOARCH)")
+	user := flag.String("user", "", "the image's USER (uid:gid), as the Dockerfile's")
 	flag.Parse()
 	if *ref == "" || *out == "" || flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: imgtool -ref REF -out FILE.tar [-entrypoint a,b] [-env K=V,...] SRC=DST ...")
+		fmt.Fprintln(os.Stderr, "usage: imgtool -ref REF -out FILE.tar [-entrypoint a,b] [-env K=V,...] [-arch A] [-user U] SRC=DST ...")
 		os.Exit(2)
 	}
-	if err := build(*ref, *out, *entrypoint, *env, flag.Args()); err != nil {
+	if err := build(*ref, *out, *entrypoint, *env, *arch, *user, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "imgtool:", err)
 		os.Exit(1)
 	}
 }
 
-func build(ref, out, entrypoint, env string, files []string) error {
+func build(ref, out, entrypoint, env, arch, user string, files []string) error {
 	layerBytes, err := layer(files)
 	if err != nil {
 		return err
@@ -63,7 +65,8 @@ func build(ref, out, entrypoint, env string, files []string) error {
 		return fmt.Errorf("reading image config: %w", err)
 	}
 	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.OS, cf.Architecture = "linux", arch
+	cf.Config.User = user
 	cf.Created.Time = epoch
 	if entrypoint != "" {
 		cf.Config.Entrypoint = strings.Split(entrypoint, ",")
