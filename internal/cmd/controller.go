@@ -106,7 +106,7 @@ func MoverController(ctx context.Context, args []string) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return errors.Wrap(err, "adding the health check")
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	if err := mgr.AddReadyzCheck("readyz", controller.ReadyCheck(mgr.GetCache().WaitForCacheSync, mgr.GetAPIReader(), *namespace)); err != nil {
 		return errors.Wrap(err, "adding the readiness check")
 	}
 	log.WithField("namespace", *namespace).Info("starting the snapmove mover controller")

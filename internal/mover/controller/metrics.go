@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"time"
 
@@ -253,4 +254,22 @@ func MetricNames() []string {
 		}
 	}
 	return names
+}
+
+// ReadyCheck is the mover's readiness probe: ready once its cache has synced (what it
+// reconciles from is there) and the API server answers a one-item list of DataUploads in
+// Velero's namespace with the mover's rights (reader reads from the API server, not the
+// cache). A mover that cannot reach the API server, or has lost its rights, is not ready.
+func ReadyCheck(synced func(context.Context) bool, reader client.Reader, namespace string) func(*http.Request) error {
+	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), 5*time.Second)
+		defer cancel()
+		if !synced(ctx) {
+			return errors.New("the cache of Velero's namespace has not synced")
+		}
+		if err := reader.List(ctx, &velerov2alpha1.DataUploadList{}, client.InNamespace(namespace), client.Limit(1)); err != nil {
+			return errors.Wrapf(err, "listing DataUploads in %s", namespace)
+		}
+		return nil
+	}
 }

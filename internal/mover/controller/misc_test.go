@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +16,12 @@ import (
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/snapmove/snapmove/internal/mover/expose"
 	"github.com/snapmove/snapmove/internal/naming"
@@ -175,4 +181,33 @@ snapmove_mover_queued_oldest_seconds{kind="backup"} 90
 snapmove_mover_queued_oldest_seconds{kind="restore"} 30
 `), "snapmove_mover_moving_bytes", "snapmove_mover_moving_total_bytes", "snapmove_mover_queued", "snapmove_mover_queued_oldest_seconds",
 		"snapmove_mover_delete_requests_pending", "snapmove_mover_delete_requests_oldest_seconds"))
+}
+
+// TestReadyCheck: ready only with a synced cache and an API server that answers the
+// mover's list of DataUploads.
+func TestReadyCheck(t *testing.T) {
+	forbidden := &interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		return apierrors.NewForbidden(schema.GroupResource{Group: "velero.io", Resource: "datauploads"}, "", nil)
+	}}
+	for _, tc := range []struct {
+		name    string
+		synced  bool
+		funcs   *interceptor.Funcs
+		wantErr string
+	}{
+		{name: "ready", synced: true},
+		{name: "cache not synced", synced: false, wantErr: "has not synced"},
+		{name: "rights lost", synced: true, funcs: forbidden, wantErr: "listing DataUploads in velero"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.funcs)
+			check := ReadyCheck(func(context.Context) bool { return tc.synced }, e.c, veleroNS)
+			err := check(httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.wantErr)
+		})
+	}
 }
