@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/doctor"
-	"github.com/snapmove/snapmove/internal/mover/catalog"
 )
 
 const doctorUsage = "usage: snapmove doctor [-n NAMESPACE] [--kubeconfig FILE] [--context NAME] [-o text|json|yaml]"
@@ -27,12 +26,7 @@ func newDoctorCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "doctor",
 		Short: "check what the install needs; a fix for each failure",
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 0 {
-				return errors.New(doctorUsage)
-			}
-			return catalog.CheckFormat(output)
-		},
+		Args:  noArgs(doctorUsage, &output),
 		RunE: func(c *cobra.Command, _ []string) error {
 			cl, err := doctorClient(cluster)
 			if err != nil {

@@ -27,12 +27,7 @@ func newForgetOrphansCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "forget-orphans [--confirm]",
 		Short: "forget the snapshots of backups no longer in the bucket",
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 0 {
-				return errors.New(usage)
-			}
-			return catalog.CheckFormat(output)
-		},
+		Args:  noArgs(usage, &output),
 		RunE: func(c *cobra.Command, _ []string) error {
 			return forgetOrphans(c.Context(), f, output, c.OutOrStdout())
 		},

@@ -174,6 +174,17 @@ func outputFlag(fs *pflag.FlagSet, output *string) {
 	fs.StringVarP(output, "output", "o", catalog.FormatText, "text, json or yaml")
 }
 
+// noArgs is the Args of a command that takes none (else usage is the error), checking
+// its -o output.
+func noArgs(usage string, output *string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != 0 {
+			return errors.New(usage)
+		}
+		return catalog.CheckFormat(*output)
+	}
+}
+
 // printResult writes v as -o asks for JSON or YAML; text() writes the text.
 func printResult(out io.Writer, format string, v any, text func() error) error {
 	if format == catalog.FormatJSON || format == catalog.FormatYAML {
