@@ -1,38 +1,38 @@
 package cmd
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/snapmove/snapmove/internal/cancel"
 )
 
-// Cancel runs `snapmove cancel backup|restore NAME`: every volume move of the backup or
+// newCancelCommand is `snapmove cancel backup|restore NAME`: every volume move of the backup or
 // restore that has not ended is canceled (spec.cancel, what
 // `kubectl -n velero patch dataupload NAME --type merge -p '{"spec":{"cancel":true}}'`
 // does for one), and the command waits until the mover has ended them. Velero then ends
 // the backup or restore itself, PartiallyFailed: each canceled move is a failed item
 // operation to it.
-func Cancel(ctx context.Context, args []string, out io.Writer) error {
-	f := newMovesFlags("snapmove cancel", 2*time.Minute, "how long to wait for the moves to end (0: do not wait)")
-	if err := f.parse(args, "usage: snapmove cancel backup|restore NAME [--wait 2m] [-o text|json]", string(cancel.Backup), string(cancel.Restore)); err != nil {
-		return err
+func newCancelCommand() *cobra.Command {
+	c := &cobra.Command{Use: "cancel backup|restore NAME", Short: "cancel every volume move of a running backup or restore"}
+	f := newMovesFlags(c, 2*time.Minute, "how long to wait for the moves to end (0: do not wait)",
+		"usage: snapmove cancel backup|restore NAME [--wait 2m] [-o text|json|yaml]", string(cancel.Backup), string(cancel.Restore))
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		cl, err := f.cluster.apiClient()
+		if err != nil {
+			return err
+		}
+		res, err := cancel.Request(c.Context(), cl, f.cluster.namespace, cancel.Kind(f.kind), f.name, f.wait)
+		if err != nil {
+			return err
+		}
+		return printResult(c.OutOrStdout(), f.output, res, func() error { return printCancel(c.OutOrStdout(), res) })
 	}
-	c, err := apiClient(f.kubeconfig)
-	if err != nil {
-		return err
-	}
-	res, err := cancel.Request(ctx, c, f.namespace, cancel.Kind(f.kind), f.name, f.wait)
-	if err != nil {
-		return err
-	}
-	if f.output == "json" {
-		return writeJSON(out, res)
-	}
-	return printCancel(out, res)
+	return c
 }
 
 func printCancel(out io.Writer, res *cancel.Result) error {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pkg/errors"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	"github.com/vmware-tanzu/velero/pkg/cmd/util/downloadrequest"
@@ -34,11 +34,10 @@ import (
 
 // catalogFlags are the flags every repository command takes.
 type catalogFlags struct {
-	fs         *pflag.FlagSet
-	namespace  *string
-	kubeconfig *string
-	output     *string
-	verbose    *bool
+	cluster   clusterFlags
+	namespace *string
+	output    *string
+	verbose   *bool
 	// Without a cluster: the BackupStorageLocation, as `velero backup-location create`
 	// takes it, and the files that hold its credentials and the repository password.
 	provider, bucket, prefix, credentialsFile, passwordFile *string
@@ -47,15 +46,15 @@ type catalogFlags struct {
 	defaultCredentials *string
 	// server is Velero's server, read once asked (open).
 	server *velerosrv.Cache
+	// args are the command's arguments (validated by args).
+	args []string
 }
 
-func newCatalogFlags(name string) *catalogFlags {
-	fs := pflag.NewFlagSet("snapmove "+name, pflag.ContinueOnError)
-	return &catalogFlags{
-		fs:                 fs,
-		namespace:          fs.String("namespace", defaultNamespace(), "Velero's namespace"),
-		kubeconfig:         fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"),
-		output:             fs.StringP("output", "o", catalog.FormatText, "text or json"),
+// newCatalogFlags adds the repository commands' flags to c.
+func newCatalogFlags(c *cobra.Command) *catalogFlags {
+	fs := c.Flags()
+	f := &catalogFlags{
+		output:             new(string),
 		verbose:            fs.BoolP("verbose", "v", false, "log what is read (to stderr)"),
 		provider:           fs.String("provider", "aws", "without a cluster: the BackupStorageLocation's provider (aws, gcp, azure)"),
 		bucket:             fs.String("bucket", "", "without a cluster: the BackupStorageLocation's bucket; setting it reads no cluster object"),
@@ -65,20 +64,30 @@ func newCatalogFlags(name string) *catalogFlags {
 		defaultCredentials: fs.String("default-credentials-secret", DefaultCredentialsSecret, credentialsFlagHelp),
 		passwordFile:       fs.String("password-file", "", "without a cluster: a file holding the repository password (secret velero-repo-credentials, key repository-password)"),
 	}
+	f.cluster.bind(fs)
+	f.namespace = &f.cluster.namespace
+	outputFlag(fs, f.output)
+	return f
 }
 
-func (f *catalogFlags) parse(args []string, usage string, minArgs, maxArgs int) error {
-	f.fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, usage)
-		f.fs.PrintDefaults()
+// argsBetween is c's Args: between minArgs and maxArgs arguments (maxArgs < 0: no limit),
+// else usage as the error; and an -o the commands know.
+func (f *catalogFlags) argsBetween(usage string, minArgs, maxArgs int) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) < minArgs || (maxArgs >= 0 && len(args) > maxArgs) {
+			return errors.New(usage)
+		}
+		f.args = args
+		return catalog.CheckFormat(*f.output)
 	}
-	if err := f.fs.Parse(args); err != nil {
-		return err
+}
+
+// arg is the command's argument i, or "".
+func (f *catalogFlags) arg(i int) string {
+	if i < len(f.args) {
+		return f.args[i]
 	}
-	if f.fs.NArg() < minArgs || (maxArgs >= 0 && f.fs.NArg() > maxArgs) {
-		return errors.New(usage)
-	}
-	return catalog.CheckFormat(*f.output)
+	return ""
 }
 
 // open builds the catalog: from the cluster, or from the bucket flags.
@@ -91,7 +100,7 @@ func (f *catalogFlags) open() (*catalog.Catalog, client.Client, error) {
 		log.SetLevel(4) // info
 	}
 	if *f.bucket == "" {
-		c, err := apiClient(*f.kubeconfig)
+		c, err := f.cluster.apiClient()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -175,106 +184,115 @@ func (s offlineSecrets) List(context.Context, client.ObjectList, ...client.ListO
 	return errors.New("listing is not possible without a cluster")
 }
 
-// List runs `snapmove list [BACKUP]`.
-func List(ctx context.Context, args []string, out io.Writer) error {
-	f := newCatalogFlags("list")
-	files := f.fs.Bool("files", true, "read each repository for the snapshots' file counts")
-	if err := f.parse(args, "usage: snapmove list [BACKUP] [-o text|json] [--bucket ... --password-file ...]", 0, 1); err != nil {
-		return err
-	}
-	cat, _, err := f.open()
-	if err != nil {
-		return err
-	}
-	vols, err := cat.List(ctx, f.fs.Arg(0), *files)
-	if err != nil {
-		return err
-	}
-	if *f.output == catalog.FormatJSON {
-		return catalog.PrintJSON(out, vols)
-	}
-	return catalog.PrintVolumes(out, vols)
-}
-
-// Ls runs `snapmove ls BACKUP NAMESPACE/PVC [PATH]`.
-func Ls(ctx context.Context, args []string, out io.Writer) error {
-	f := newCatalogFlags("ls")
-	snapshotID := f.fs.String("snapshot-id", "", "the snapshot to read, instead of finding the backup's (for snapshots without a backup tag)")
-	if err := f.parse(args, "usage: snapmove ls BACKUP NAMESPACE/PVC [PATH] [-o text|json]", 2, 3); err != nil {
-		return err
-	}
-	cat, _, err := f.open()
-	if err != nil {
-		return err
-	}
-	if err := f.pin(cat, *snapshotID, f.fs.Arg(1)); err != nil {
-		return err
-	}
-	_, self, children, err := cat.Browse(ctx, f.fs.Arg(0), f.fs.Arg(1), f.fs.Arg(2))
-	if err != nil {
-		return err
-	}
-	if *f.output == catalog.FormatJSON {
-		if !self.Mode.IsDir() {
-			return catalog.PrintJSON(out, catalog.EntriesJSON([]datapath.Entry{self}))
-		}
-		return catalog.PrintJSON(out, catalog.EntriesJSON(children))
-	}
-	return catalog.PrintEntries(out, self, children)
-}
-
-// RestoreFiles runs `snapmove restore-files BACKUP NAMESPACE/PVC PATH... --to DIR|--to-pvc NS/PVC`.
-func RestoreFiles(ctx context.Context, args []string, out io.Writer) (err error) {
-	f := newCatalogFlags("restore-files")
-	to := f.fs.String("to", "", "local directory that receives each path at its place in the volume (created if missing)")
-	toPVC := f.fs.String("to-pvc", "", "NAMESPACE/PVC: restore into this live PVC instead: the files are read here and streamed into a pod in its namespace that holds no secret")
-	image := f.fs.String("image", "", "with --to-pvc: the snapmove image of the pod (default: the mover's worker image)")
-	timeout := f.fs.Duration("timeout", 30*time.Minute, "with --to-pvc: how long the pod may take; it is removed by then even if this command dies")
-	rate := f.fs.Int64("rate", 0, "with --to-pvc: at most this many bytes per second into the pod (0: no limit)")
-	snapshotID := f.fs.String("snapshot-id", "", "the snapshot to read, instead of finding the backup's (for snapshots without a backup tag)")
-	sparse := f.fs.Bool("sparse", true, "write all-zero blocks as holes")
-	reportFile := f.fs.String("report-file", "", "also write the outcome to this file (the restore pod's termination message)")
-	const usage = "usage: snapmove restore-files BACKUP NAMESPACE/PVC PATH... (--to DIR | --to-pvc NAMESPACE/PVC)"
-	if err := f.parse(args, usage, 3, -1); err != nil {
-		return err
-	}
-	if (*to == "") == (*toPVC == "") {
-		return errors.New("give one of --to DIR and --to-pvc NAMESPACE/PVC")
-	}
-	if *reportFile != "" {
-		var report bytes.Buffer
-		defer func() { err = writeReport(*reportFile, report.String(), err) }()
-		out = io.MultiWriter(out, &report)
-	}
-	cat, c, err := f.open()
-	if err != nil {
-		return err
-	}
-	backup, volume, paths := f.fs.Arg(0), f.fs.Arg(1), f.fs.Args()[2:]
-	if err := f.pin(cat, *snapshotID, volume); err != nil {
-		return err
-	}
-	if *toPVC != "" {
-		ic, err := f.inCluster(ctx, cat, c, *image, *timeout)
+// newListCommand is `snapmove list [BACKUP]`.
+func newListCommand() *cobra.Command {
+	c := &cobra.Command{Use: "list [BACKUP]", Short: "the moved volumes of backups"}
+	f := newCatalogFlags(c)
+	files := c.Flags().Bool("files", true, "read each repository for the snapshots' file counts")
+	c.Args = f.argsBetween("usage: snapmove list [BACKUP] [-o text|json|yaml] [--bucket ... --password-file ...]", 0, 1)
+	c.RunE = func(cc *cobra.Command, _ []string) error {
+		ctx, out := cc.Context(), cc.OutOrStdout()
+		cat, _, err := f.open()
 		if err != nil {
 			return err
 		}
-		ic.Rate = *rate
-		return restoreToPVC(ctx, f, ic, backup, volume, *toPVC, datapath.FilesRequest{Paths: paths, WriteSparse: *sparse}, out)
+		vols, err := cat.List(ctx, f.arg(0), *files)
+		if err != nil {
+			return err
+		}
+		if *f.output != catalog.FormatText {
+			return catalog.PrintFormat(out, *f.output, vols)
+		}
+		return catalog.PrintVolumes(out, vols)
 	}
-	progress := newProgressLine(os.Stderr)
-	v, res, err := cat.RestoreFiles(ctx, backup, volume, datapath.FilesRequest{
-		Paths: paths, Target: *to, WriteSparse: *sparse,
-		OnProgress: progress.update, ProgressInterval: time.Second,
-	})
-	progress.done()
-	if err != nil {
-		return err
+	return c
+}
+
+// newLsCommand is `snapmove ls BACKUP NAMESPACE/PVC [PATH]`.
+func newLsCommand() *cobra.Command {
+	c := &cobra.Command{Use: "ls BACKUP NAMESPACE/PVC [PATH]", Short: "a directory of a volume in a backup"}
+	f := newCatalogFlags(c)
+	snapshotID := c.Flags().String("snapshot-id", "", "the snapshot to read, instead of finding the backup's (for snapshots without a backup tag)")
+	c.Args = f.argsBetween("usage: snapmove ls BACKUP NAMESPACE/PVC [PATH] [-o text|json|yaml]", 2, 3)
+	c.RunE = func(cc *cobra.Command, _ []string) error {
+		ctx, out := cc.Context(), cc.OutOrStdout()
+		cat, _, err := f.open()
+		if err != nil {
+			return err
+		}
+		if err := f.pin(cat, *snapshotID, f.arg(1)); err != nil {
+			return err
+		}
+		_, self, children, err := cat.Browse(ctx, f.arg(0), f.arg(1), f.arg(2))
+		if err != nil {
+			return err
+		}
+		if *f.output != catalog.FormatText {
+			if !self.Mode.IsDir() {
+				return catalog.PrintFormat(out, *f.output, catalog.EntriesJSON([]datapath.Entry{self}))
+			}
+			return catalog.PrintFormat(out, *f.output, catalog.EntriesJSON(children))
+		}
+		return catalog.PrintEntries(out, self, children)
 	}
-	if *f.output == catalog.FormatJSON {
-		return catalog.PrintJSON(out, catalog.RestoredJSON(v, *to, res))
+	return c
+}
+
+// newRestoreFilesCommand is `snapmove restore-files BACKUP NAMESPACE/PVC PATH... --to DIR|--to-pvc NS/PVC`.
+func newRestoreFilesCommand() *cobra.Command {
+	c := &cobra.Command{Use: "restore-files BACKUP NAMESPACE/PVC PATH... (--to DIR | --to-pvc NAMESPACE/PVC)", Short: "chosen paths of a volume in a backup, without a full restore"}
+	f := newCatalogFlags(c)
+	to := c.Flags().String("to", "", "local directory that receives each path at its place in the volume (created if missing)")
+	toPVC := c.Flags().String("to-pvc", "", "NAMESPACE/PVC: restore into this live PVC instead: the files are read here and streamed into a pod in its namespace that holds no secret")
+	image := c.Flags().String("image", "", "with --to-pvc: the snapmove image of the pod (default: the mover's worker image)")
+	timeout := c.Flags().Duration("timeout", 30*time.Minute, "with --to-pvc: how long the pod may take; it is removed by then even if this command dies")
+	rate := c.Flags().Int64("rate", 0, "with --to-pvc: at most this many bytes per second into the pod (0: no limit)")
+	snapshotID := c.Flags().String("snapshot-id", "", "the snapshot to read, instead of finding the backup's (for snapshots without a backup tag)")
+	sparse := c.Flags().Bool("sparse", true, "write all-zero blocks as holes")
+	reportFile := c.Flags().String("report-file", "", "also write the outcome to this file (the restore pod's termination message)")
+	const usage = "usage: snapmove restore-files BACKUP NAMESPACE/PVC PATH... (--to DIR | --to-pvc NAMESPACE/PVC)"
+	c.Args = f.argsBetween(usage, 3, -1)
+	c.RunE = func(cc *cobra.Command, _ []string) (err error) {
+		ctx, out := cc.Context(), cc.OutOrStdout()
+		if (*to == "") == (*toPVC == "") {
+			return errors.New("give one of --to DIR and --to-pvc NAMESPACE/PVC")
+		}
+		if *reportFile != "" {
+			var report bytes.Buffer
+			defer func() { err = writeReport(*reportFile, report.String(), err) }()
+			out = io.MultiWriter(out, &report)
+		}
+		cat, c, err := f.open()
+		if err != nil {
+			return err
+		}
+		backup, volume, paths := f.arg(0), f.arg(1), f.args[2:]
+		if err := f.pin(cat, *snapshotID, volume); err != nil {
+			return err
+		}
+		if *toPVC != "" {
+			ic, err := f.inCluster(ctx, cat, c, *image, *timeout)
+			if err != nil {
+				return err
+			}
+			ic.Rate = *rate
+			return restoreToPVC(ctx, f, ic, backup, volume, *toPVC, datapath.FilesRequest{Paths: paths, WriteSparse: *sparse}, out)
+		}
+		progress := newProgressLine(os.Stderr)
+		v, res, err := cat.RestoreFiles(ctx, backup, volume, datapath.FilesRequest{
+			Paths: paths, Target: *to, WriteSparse: *sparse,
+			OnProgress: progress.update, ProgressInterval: time.Second,
+		})
+		progress.done()
+		if err != nil {
+			return err
+		}
+		if *f.output != catalog.FormatText {
+			return catalog.PrintFormat(out, *f.output, catalog.RestoredJSON(v, *to, res))
+		}
+		return catalog.PrintRestored(out, v, res, *to)
 	}
-	return catalog.PrintRestored(out, v, res, *to)
+	return c
 }
 
 func restoreToPVC(ctx context.Context, f *catalogFlags, ic *catalog.InCluster, backup, volume, toPVC string, req datapath.FilesRequest, out io.Writer) error {
@@ -282,7 +300,7 @@ func restoreToPVC(ctx context.Context, f *catalogFlags, ic *catalog.InCluster, b
 	if !ok || ns == "" || name == "" {
 		return errors.Errorf("--to-pvc %q: want NAMESPACE/PVC", toPVC)
 	}
-	cfg, err := restConfig(*f.kubeconfig)
+	cfg, err := f.cluster.restConfig()
 	if err != nil {
 		return err
 	}
@@ -293,8 +311,8 @@ func restoreToPVC(ctx context.Context, f *catalogFlags, ic *catalog.InCluster, b
 	if err != nil {
 		return err
 	}
-	if *f.output == catalog.FormatJSON {
-		return catalog.PrintJSON(out, map[string]any{"volume": v, "target": toPVC, "result": res, "receiver": strings.TrimSpace(report)})
+	if *f.output != catalog.FormatText {
+		return catalog.PrintFormat(out, *f.output, map[string]any{"volume": v, "target": toPVC, "result": res, "receiver": strings.TrimSpace(report)})
 	}
 	if err := catalog.PrintRestored(out, v, res, "PVC "+toPVC); err != nil {
 		return err
@@ -387,100 +405,106 @@ func (f *catalogFlags) pinAll(cat *catalog.Catalog, pins []string) error {
 	return nil
 }
 
-// Verify runs `snapmove verify [BACKUP [NAMESPACE/PVC]]`. It fails when any volume fails.
-func Verify(ctx context.Context, args []string, out io.Writer) (err error) {
-	f := newCatalogFlags("verify")
-	level := f.fs.String("level", "metadata", "what to read back: metadata, sample:<percent> or full")
-	inCluster := f.fs.Bool("in-cluster", false, "verify from a pod in Velero's namespace (for a repository this machine cannot reach)")
-	image := f.fs.String("image", "", "with --in-cluster: the snapmove image of the pod (default: the mover's worker image)")
-	timeout := f.fs.Duration("timeout", 2*time.Hour, "with --in-cluster: how long the pod may take")
-	snapshots := f.fs.StringArray("snapshot", nil, "with --bucket: verify NAMESPACE/PVC=SNAPSHOT_ID (repeatable) instead of finding the backup's snapshots by their tag")
-	reportFile := f.fs.String("report-file", "", "also write the outcome to this file (a command pod's termination message)")
-	if err := f.parse(args, "usage: snapmove verify [BACKUP [NAMESPACE/PVC]] [--level metadata|sample:N|full] [--in-cluster]", 0, 2); err != nil {
-		return err
-	}
-	mode, err := config.ParseVerify(*level)
-	if err != nil {
-		return errors.Wrap(err, "--level")
-	}
-	if *reportFile != "" {
-		var report bytes.Buffer
-		defer func() { err = writeReport(*reportFile, report.String(), err) }()
-		out = io.MultiWriter(out, &report)
-	}
-	cat, c, err := f.open()
-	if err != nil {
-		return err
-	}
-	if *inCluster {
-		if f.fs.Arg(0) == "" {
-			return errors.New("--in-cluster verifies one backup: give its name")
+// newVerifyCommand is `snapmove verify [BACKUP [NAMESPACE/PVC]]`. It fails when any volume fails.
+func newVerifyCommand() *cobra.Command {
+	c := &cobra.Command{Use: "verify [BACKUP [NAMESPACE/PVC]]", Short: "read a backup's volumes back from the repository"}
+	f := newCatalogFlags(c)
+	level := c.Flags().String("level", "metadata", "what to read back: metadata, sample:<percent> or full")
+	inCluster := c.Flags().Bool("in-cluster", false, "verify from a pod in Velero's namespace (for a repository this machine cannot reach)")
+	image := c.Flags().String("image", "", "with --in-cluster: the snapmove image of the pod (default: the mover's worker image)")
+	timeout := c.Flags().Duration("timeout", 2*time.Hour, "with --in-cluster: how long the pod may take")
+	snapshots := c.Flags().StringArray("snapshot", nil, "with --bucket: verify NAMESPACE/PVC=SNAPSHOT_ID (repeatable) instead of finding the backup's snapshots by their tag")
+	reportFile := c.Flags().String("report-file", "", "also write the outcome to this file (a command pod's termination message)")
+	c.Args = f.argsBetween("usage: snapmove verify [BACKUP [NAMESPACE/PVC]] [--level metadata|sample:N|full] [--in-cluster]", 0, 2)
+	c.RunE = func(cc *cobra.Command, _ []string) (err error) {
+		ctx, out := cc.Context(), cc.OutOrStdout()
+		mode, err := config.ParseVerify(*level)
+		if err != nil {
+			return errors.Wrap(err, "--level")
 		}
-		ic, err := f.inCluster(ctx, cat, c, *image, *timeout)
+		if *reportFile != "" {
+			var report bytes.Buffer
+			defer func() { err = writeReport(*reportFile, report.String(), err) }()
+			out = io.MultiWriter(out, &report)
+		}
+		cat, c, err := f.open()
 		if err != nil {
 			return err
 		}
-		report, err := ic.Verify(ctx, f.fs.Arg(0), f.fs.Arg(1), mode.String())
-		if report != "" {
-			fmt.Fprint(out, report)
+		if *inCluster {
+			if f.arg(0) == "" {
+				return errors.New("--in-cluster verifies one backup: give its name")
+			}
+			ic, err := f.inCluster(ctx, cat, c, *image, *timeout)
+			if err != nil {
+				return err
+			}
+			report, err := ic.Verify(ctx, f.arg(0), f.arg(1), mode.String())
+			if report != "" {
+				fmt.Fprint(out, report)
+			}
+			return err
 		}
-		return err
-	}
-	if err := f.pinAll(cat, *snapshots); err != nil {
-		return err
-	}
-	vs, err := cat.Verify(ctx, f.fs.Arg(0), f.fs.Arg(1), mode)
-	if err != nil {
-		return err
-	}
-	if *f.output == catalog.FormatJSON {
-		err = catalog.PrintJSON(out, vs)
-	} else {
-		err = catalog.PrintVerifications(out, vs)
-	}
-	if err != nil {
-		return err
-	}
-	failed := 0
-	for _, v := range vs {
-		if !v.OK {
-			failed++
+		if err := f.pinAll(cat, *snapshots); err != nil {
+			return err
 		}
+		vs, err := cat.Verify(ctx, f.arg(0), f.arg(1), mode)
+		if err != nil {
+			return err
+		}
+		if *f.output != catalog.FormatText {
+			err = catalog.PrintFormat(out, *f.output, vs)
+		} else {
+			err = catalog.PrintVerifications(out, vs)
+		}
+		if err != nil {
+			return err
+		}
+		failed := 0
+		for _, v := range vs {
+			if !v.OK {
+				failed++
+			}
+		}
+		if failed > 0 {
+			return errors.Errorf("%d of %d volumes failed verification", failed, len(vs))
+		}
+		return nil
 	}
-	if failed > 0 {
-		return errors.Errorf("%d of %d volumes failed verification", failed, len(vs))
-	}
-	return nil
+	return c
 }
 
-// Report runs `snapmove report BACKUP`.
-func Report(ctx context.Context, args []string, out io.Writer) error {
-	f := newCatalogFlags("report")
-	timeout := f.fs.Duration("timeout", time.Minute, "how long to wait for Velero to hand out the backup's contents")
-	if err := f.parse(args, "usage: snapmove report BACKUP [-o text|json]", 1, 1); err != nil {
-		return err
+// newReportCommand is `snapmove report BACKUP`.
+func newReportCommand() *cobra.Command {
+	c := &cobra.Command{Use: "report BACKUP", Short: "what protection each PVC of a backup got"}
+	f := newCatalogFlags(c)
+	timeout := c.Flags().Duration("timeout", time.Minute, "how long to wait for Velero to hand out the backup's contents")
+	c.Args = f.argsBetween("usage: snapmove report BACKUP [-o text|json|yaml]", 1, 1)
+	c.RunE = func(cc *cobra.Command, _ []string) error {
+		ctx, out := cc.Context(), cc.OutOrStdout()
+		if *f.bucket != "" {
+			return errors.New("report needs the cluster: it reads the Backup, its DataUploads and PodVolumeBackups (use list --bucket without one)")
+		}
+		cat, c, err := f.open()
+		if err != nil {
+			return err
+		}
+		r := &catalog.Reporter{
+			Client: c, Namespace: *f.namespace, Catalog: cat,
+			Contents: func(ctx context.Context, backup string, w io.Writer) error {
+				return downloadrequest.Stream(ctx, c, *f.namespace, backup, velerov1.DownloadTargetKindBackupContents, w, *timeout, false, "")
+			},
+		}
+		rep, err := r.Report(ctx, f.arg(0))
+		if err != nil {
+			return err
+		}
+		if *f.output != catalog.FormatText {
+			return catalog.PrintFormat(out, *f.output, rep)
+		}
+		return catalog.PrintReport(out, rep)
 	}
-	if *f.bucket != "" {
-		return errors.New("report needs the cluster: it reads the Backup, its DataUploads and PodVolumeBackups (use list --bucket without one)")
-	}
-	cat, c, err := f.open()
-	if err != nil {
-		return err
-	}
-	r := &catalog.Reporter{
-		Client: c, Namespace: *f.namespace, Catalog: cat,
-		Contents: func(ctx context.Context, backup string, w io.Writer) error {
-			return downloadrequest.Stream(ctx, c, *f.namespace, backup, velerov1.DownloadTargetKindBackupContents, w, *timeout, false, "")
-		},
-	}
-	rep, err := r.Report(ctx, f.fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	if *f.output == catalog.FormatJSON {
-		return catalog.PrintJSON(out, rep)
-	}
-	return catalog.PrintReport(out, rep)
+	return c
 }
 
 // progressLine shows a transfer's progress on one line of a terminal; elsewhere nothing.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -54,13 +53,6 @@ func TestUsageErrors(t *testing.T) {
 	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image=x", "extra"}), "unexpected arguments")
 	require.ErrorContains(t, MoverController(ctx, []string{"--worker-image=x", "--default-credentials-secret=a/b/c"}), "want auto, none or NAME/KEY")
 	require.ErrorContains(t, Install(nil), "usage: snapmove install DIR")
-}
-
-func TestCancelUsage(t *testing.T) {
-	ctx := context.Background()
-	require.ErrorContains(t, Cancel(ctx, nil, io.Discard), "usage: snapmove cancel backup|restore NAME")
-	require.ErrorContains(t, Cancel(ctx, []string{"schedule", "x"}, io.Discard), "usage: snapmove cancel backup|restore NAME")
-	require.ErrorContains(t, Cancel(ctx, []string{"backup", "x", "-o", "yaml"}, io.Discard), `-o "yaml": want text or json`)
 }
 
 func TestPrintCancel(t *testing.T) {

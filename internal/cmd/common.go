@@ -2,8 +2,6 @@ package cmd
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"os"
 	"slices"
 	"sync"
@@ -12,7 +10,7 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/pkg/errors"
 	"github.com/sirupsen/logrus"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/snapmove/snapmove/internal/mover/catalog"
 	"github.com/snapmove/snapmove/internal/mover/velerosrv"
 )
 
@@ -53,8 +52,8 @@ func scheme() (*runtime.Scheme, error) {
 
 // cluster is how a command reaches the API server: its address and credentials, and the
 // scheme of the objects snapmove reads and writes.
-func cluster(kubeconfig string) (*rest.Config, *runtime.Scheme, error) {
-	cfg, err := restConfig(kubeconfig)
+func (f clusterFlags) cluster() (*rest.Config, *runtime.Scheme, error) {
+	cfg, err := f.restConfig()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,8 +62,8 @@ func cluster(kubeconfig string) (*rest.Config, *runtime.Scheme, error) {
 }
 
 // apiClient is an uncached client of the API server, for commands that make a few calls.
-func apiClient(kubeconfig string) (client.Client, error) {
-	cfg, s, err := cluster(kubeconfig)
+func (f clusterFlags) apiClient() (client.Client, error) {
+	cfg, s, err := f.cluster()
 	if err != nil {
 		return nil, err
 	}
@@ -72,13 +71,31 @@ func apiClient(kubeconfig string) (client.Client, error) {
 	return c, errors.Wrap(err, "creating the API client")
 }
 
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-		return cfg, errors.Wrapf(err, "reading kubeconfig %s", kubeconfig)
+// restConfig is the API server as kubectl finds it: --kubeconfig (else $KUBECONFIG, else
+// ~/.kube/config) and its --context (else its current-context); with neither flag, the
+// pod's service account first (controller-runtime's GetConfig).
+func (f clusterFlags) restConfig() (*rest.Config, error) {
+	if f.kubeconfig == "" && f.context == "" {
+		cfg, err := ctrl.GetConfig()
+		return cfg, errors.Wrap(err, "finding the cluster (in-cluster config, KUBECONFIG or ~/.kube/config)")
 	}
-	cfg, err := ctrl.GetConfig()
-	return cfg, errors.Wrap(err, "finding the cluster (in-cluster config, KUBECONFIG or ~/.kube/config)")
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = f.kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: f.context}).ClientConfig()
+	switch {
+	case err != nil && f.context != "":
+		return nil, errors.Wrapf(err, "reading kubeconfig %s context %s", orDefault(f.kubeconfig, "($KUBECONFIG or ~/.kube/config)"), f.context)
+	case err != nil:
+		return nil, errors.Wrapf(err, "reading kubeconfig %s", f.kubeconfig)
+	}
+	return cfg, nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 func newLogger(level, format string) (*logrus.Logger, error) {
@@ -159,38 +176,25 @@ func (a *announcedCredentials) DefaultFor(ctx context.Context, bsl *velerov1.Bac
 // movesFlags are the flags of the commands that act on the volume moves of one backup or
 // restore (cancel, handover): KIND NAME, Velero's namespace, how long to wait, the output.
 type movesFlags struct {
-	fs                            *pflag.FlagSet
-	namespace, output, kubeconfig string
-	wait                          time.Duration
-	kind, name                    string
+	cluster    clusterFlags
+	output     string
+	wait       time.Duration
+	kind, name string
 }
 
-func newMovesFlags(name string, wait time.Duration, waitHelp string) *movesFlags {
-	f := &movesFlags{fs: pflag.NewFlagSet(name, pflag.ContinueOnError)}
-	f.fs.StringVar(&f.namespace, "namespace", defaultNamespace(), "Velero's namespace")
-	f.fs.DurationVar(&f.wait, "wait", wait, waitHelp)
-	f.fs.StringVarP(&f.output, "output", "o", "text", "text or json")
-	f.fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+// newMovesFlags adds the flags to c, and its Args: exactly KIND NAME, KIND one of kinds
+// (else usage as the error).
+func newMovesFlags(c *cobra.Command, wait time.Duration, waitHelp, usage string, kinds ...string) *movesFlags {
+	f := &movesFlags{}
+	f.cluster.bind(c.Flags())
+	c.Flags().DurationVar(&f.wait, "wait", wait, waitHelp)
+	outputFlag(c.Flags(), &f.output)
+	c.Args = func(_ *cobra.Command, args []string) error {
+		if len(args) != 2 || !slices.Contains(kinds, args[0]) {
+			return errors.New(usage)
+		}
+		f.kind, f.name = args[0], args[1]
+		return catalog.CheckFormat(f.output)
+	}
 	return f
-}
-
-// parse reads args: exactly KIND NAME, KIND one of kinds.
-func (f *movesFlags) parse(args []string, usage string, kinds ...string) error {
-	if err := f.fs.Parse(args); err != nil {
-		return err
-	}
-	if f.fs.NArg() != 2 || !slices.Contains(kinds, f.fs.Arg(0)) {
-		return errors.New(usage)
-	}
-	if f.output != "text" && f.output != "json" {
-		return errors.Errorf("-o %q: want text or json", f.output)
-	}
-	f.kind, f.name = f.fs.Arg(0), f.fs.Arg(1)
-	return nil
-}
-
-func writeJSON(out io.Writer, v any) error {
-	enc := json.NewEncoder(out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -59,7 +59,7 @@ func MoverController(ctx context.Context, args []string) error {
 	}
 	ctrl.SetLogger(controller.NewLogr(log))
 
-	cfg, s, err := cluster(*kubeconfig)
+	cfg, s, err := clusterFlags{kubeconfig: *kubeconfig}.cluster()
 	if err != nil {
 		return err
 	}

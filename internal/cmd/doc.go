@@ -1,5 +1,6 @@
-// Package cmd holds one file per subcommand of the snapmove binary (main.go only picks
-// one): each parses its flags, builds the objects the command needs and calls into the
+// Package cmd is the snapmove binary's command line: the cobra command tree (root.go:
+// NewRoot, Main; main.go only decides between it and the plugin server) and one file per
+// subcommand: each declares its flags, builds the objects the command needs and calls into the
 // package that does the work. Nothing here decides anything about volumes, phases or
 // repositories; flag parsing and wiring only, as Velero's pkg/cmd/cli/datamover.
 //

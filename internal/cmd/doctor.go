@@ -1,47 +1,48 @@
 package cmd
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/pkg/errors"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/snapmove/snapmove/internal/doctor"
 )
 
-const doctorUsage = "usage: snapmove doctor [-n NAMESPACE] [--kubeconfig FILE] [-o text|json]"
+const doctorUsage = "usage: snapmove doctor [-n NAMESPACE] [--kubeconfig FILE] [--context NAME] [-o text|json|yaml]"
 
-// Doctor runs `snapmove doctor`: every check of package doctor against the cluster, printed
-// as a table (or JSON), with a fix for each warning and failure. It fails when a check failed.
-func Doctor(ctx context.Context, args []string, out io.Writer) error {
-	fs := pflag.NewFlagSet("snapmove doctor", pflag.ContinueOnError)
-	namespace := fs.StringP("namespace", "n", defaultNamespace(), "Velero's namespace")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-	output := fs.StringP("output", "o", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
-		return err
+// newDoctorCommand is `snapmove doctor`: every check of package doctor against the cluster,
+// printed as a table (or JSON, YAML), with a fix for each warning and failure. It fails
+// when a check failed.
+func newDoctorCommand() *cobra.Command {
+	var (
+		cluster clusterFlags
+		output  string
+	)
+	c := &cobra.Command{
+		Use:   "doctor",
+		Short: "check what the install needs; a fix for each failure",
+		Args:  noArgs(doctorUsage, &output),
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := doctorClient(cluster)
+			if err != nil {
+				return err
+			}
+			return printDoctor(c.OutOrStdout(), output, doctor.Run(c.Context(), cl, doctor.Options{Namespace: cluster.namespace}))
+		},
 	}
-	if fs.NArg() != 0 {
-		return errors.New(doctorUsage)
-	}
-	if *output != "text" && *output != "json" {
-		return errors.Errorf("-o %q: want text or json", *output)
-	}
-	c, err := doctorClient(*kubeconfig)
-	if err != nil {
-		return err
-	}
-	return printDoctor(out, *output, doctor.Run(ctx, c, doctor.Options{Namespace: *namespace}))
+	cluster.bind(c.Flags())
+	outputFlag(c.Flags(), &output)
+	return c
 }
 
 // doctorClient is apiClient with the CustomResourceDefinitions the doctor reads.
-func doctorClient(kubeconfig string) (client.Client, error) {
-	cfg, s, err := cluster(kubeconfig)
+func doctorClient(f clusterFlags) (client.Client, error) {
+	cfg, s, err := f.cluster()
 	if err != nil {
 		return nil, err
 	}
@@ -55,13 +56,7 @@ func doctorClient(kubeconfig string) (client.Client, error) {
 // printDoctor writes r as output says, and returns the error that fails the command when
 // a check failed.
 func printDoctor(out io.Writer, output string, r doctor.Report) error {
-	var err error
-	if output == "json" {
-		err = writeJSON(out, r)
-	} else {
-		err = printDoctorText(out, r)
-	}
-	if err != nil {
+	if err := printResult(out, output, r, func() error { return printDoctorText(out, r) }); err != nil {
 		return err
 	}
 	if failed := r.Failed(); len(failed) > 0 {

@@ -2,9 +2,7 @@ package cmd
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"testing"
 
@@ -13,13 +11,6 @@ import (
 	"github.com/snapmove/snapmove/internal/doctor"
 	"github.com/snapmove/snapmove/internal/testkit"
 )
-
-func TestDoctorUsage(t *testing.T) {
-	ctx := context.Background()
-	require.ErrorContains(t, Doctor(ctx, []string{"extra"}, io.Discard), "usage: snapmove doctor")
-	require.ErrorContains(t, Doctor(ctx, []string{"-o", "yaml"}, io.Discard), `-o "yaml": want text or json`)
-	require.ErrorContains(t, Doctor(ctx, []string{"--no-such-flag"}, io.Discard), "unknown flag")
-}
 
 var (
 	allOK = doctor.Report{OK: true, Checks: []doctor.Check{

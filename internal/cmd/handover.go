@@ -1,47 +1,45 @@
 package cmd
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 
 	"github.com/pkg/errors"
+	"github.com/spf13/cobra"
 
 	"github.com/snapmove/snapmove/internal/handover"
 )
 
-// Handover runs `snapmove handover restore NAME`: the restore's volume moves go to Velero's
+// newHandoverCommand is `snapmove handover restore NAME`: the restore's volume moves go to Velero's
 // built-in data mover (node-agent) instead of snapmove's, which is how a backup that snapmove
 // made is restored with stock Velero alone. For each DataDownload that no mover has taken it
 // does what `kubectl -n velero patch datadownload DD --type merge -p '{"spec":{"datamover":"velero"}}'`
 // does, until Velero has created them all.
-func Handover(ctx context.Context, args []string, out io.Writer) error {
-	f := newMovesFlags("snapmove handover", 10*time.Minute, "how long to wait for Velero to create the restore's DataDownloads")
-	if err := f.parse(args, "usage: snapmove handover restore NAME [--wait 10m] [-o text|json]", "restore"); err != nil {
-		return err
+func newHandoverCommand() *cobra.Command {
+	c := &cobra.Command{Use: "handover restore NAME", Short: "hand a restore's volume moves to Velero's node-agent"}
+	f := newMovesFlags(c, 10*time.Minute, "how long to wait for Velero to create the restore's DataDownloads",
+		"usage: snapmove handover restore NAME [--wait 10m] [-o text|json|yaml]", "restore")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		cl, err := f.cluster.apiClient()
+		if err != nil {
+			return err
+		}
+		res, err := handover.Restore(c.Context(), cl, f.cluster.namespace, f.name, f.wait)
+		if err != nil {
+			return err
+		}
+		out := c.OutOrStdout()
+		if err := printResult(out, f.output, res, func() error { return printHandover(out, res) }); err != nil {
+			return err
+		}
+		if !res.Complete {
+			return errors.Errorf("restore %s is still %s after %s: Velero may create more DataDownloads; run this again", res.Restore, orNew(res.VeleroPhase), f.wait)
+		}
+		return nil
 	}
-	c, err := apiClient(f.kubeconfig)
-	if err != nil {
-		return err
-	}
-	res, err := handover.Restore(ctx, c, f.namespace, f.name, f.wait)
-	if err != nil {
-		return err
-	}
-	if f.output == "json" {
-		err = writeJSON(out, res)
-	} else {
-		err = printHandover(out, res)
-	}
-	if err != nil {
-		return err
-	}
-	if !res.Complete {
-		return errors.Errorf("restore %s is still %s after %s: Velero may create more DataDownloads; run this again", res.Restore, orNew(res.VeleroPhase), f.wait)
-	}
-	return nil
+	return c
 }
 
 func printHandover(out io.Writer, res *handover.Result) error {

@@ -2,47 +2,56 @@ package cmd
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/pkg/errors"
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/snapmove/snapmove/internal/mover/catalog"
 	"github.com/snapmove/snapmove/internal/mover/connect"
 	"github.com/snapmove/snapmove/internal/mover/orphans"
 )
 
-// ForgetOrphans runs `snapmove forget-orphans [--backup-location NAME] [--confirm]`: it
-// lists the snapshots in the BSL's repositories whose backup is no longer in the bucket
+// newForgetOrphansCommand is `snapmove forget-orphans [--backup-location NAME] [--confirm]`:
+// it lists the snapshots in the BSL's repositories whose backup is no longer in the bucket
 // and, with --confirm, forgets them (internal/mover/orphans).
-func ForgetOrphans(ctx context.Context, args []string, out io.Writer) error {
-	fs := pflag.NewFlagSet("snapmove forget-orphans", pflag.ContinueOnError)
-	namespace := fs.String("namespace", defaultNamespace(), "Velero's namespace")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-	location := fs.String("backup-location", "default", "the BackupStorageLocation whose repositories are looked at")
-	minAge := fs.Duration("min-age", 24*time.Hour, "never count a snapshot younger than this (a running backup is stored in the bucket only when its items are)")
-	confirm := fs.Bool("confirm", false, "forget the orphaned snapshots (without it: a dry run that only lists them)")
-	output := fs.StringP("output", "o", "text", "text or json")
-	verbose := fs.BoolP("verbose", "v", false, "log what is read (to stderr)")
-	credentials := fs.String("default-credentials-secret", DefaultCredentialsSecret, credentialsFlagHelp)
-	const usage = "usage: snapmove forget-orphans [--backup-location NAME] [--min-age 24h] [--confirm] [-o text|json]"
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, usage)
-		fs.PrintDefaults()
+func newForgetOrphansCommand() *cobra.Command {
+	const usage = "usage: snapmove forget-orphans [--backup-location NAME] [--min-age 24h] [--confirm] [-o text|json|yaml]"
+	var (
+		f      orphansFlags
+		output string
+	)
+	c := &cobra.Command{
+		Use:   "forget-orphans [--confirm]",
+		Short: "forget the snapshots of backups no longer in the bucket",
+		Args:  noArgs(usage, &output),
+		RunE: func(c *cobra.Command, _ []string) error {
+			return forgetOrphans(c.Context(), f, output, c.OutOrStdout())
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return errors.New(usage)
-	}
-	if *output != "text" && *output != "json" {
-		return errors.Errorf("-o %q: want text or json", *output)
-	}
+	fs := c.Flags()
+	f.cluster.bind(fs)
+	fs.StringVar(&f.location, "backup-location", "default", "the BackupStorageLocation whose repositories are looked at")
+	fs.DurationVar(&f.minAge, "min-age", 24*time.Hour, "never count a snapshot younger than this (a running backup is stored in the bucket only when its items are)")
+	fs.BoolVar(&f.confirm, "confirm", false, "forget the orphaned snapshots (without it: a dry run that only lists them)")
+	fs.BoolVarP(&f.verbose, "verbose", "v", false, "log what is read (to stderr)")
+	fs.StringVar(&f.credentials, "default-credentials-secret", DefaultCredentialsSecret, credentialsFlagHelp)
+	outputFlag(fs, &output)
+	return c
+}
+
+type orphansFlags struct {
+	cluster               clusterFlags
+	location, credentials string
+	minAge                time.Duration
+	confirm, verbose      bool
+}
+
+func forgetOrphans(ctx context.Context, f orphansFlags, output string, out io.Writer) error {
+	namespace, location, minAge, confirm, verbose, credentials := &f.cluster.namespace, &f.location, &f.minAge, &f.confirm, &f.verbose, &f.credentials
 	log, err := newLogger("warning", "text")
 	if err != nil {
 		return err
@@ -50,7 +59,7 @@ func ForgetOrphans(ctx context.Context, args []string, out io.Writer) error {
 	if *verbose {
 		log.SetLevel(4) // info
 	}
-	c, err := apiClient(*kubeconfig)
+	c, err := f.cluster.apiClient()
 	if err != nil {
 		return err
 	}
@@ -70,7 +79,9 @@ func ForgetOrphans(ctx context.Context, args []string, out io.Writer) error {
 	}
 	res, err := orphans.Run(ctx, b, orphans.Options{MinAge: *minAge, Now: time.Now(), Forget: *confirm})
 	var printErr error
-	if *output == "json" {
+	if output == catalog.FormatYAML {
+		printErr = catalog.PrintYAML(out, res)
+	} else if output == catalog.FormatJSON {
 		printErr = orphans.PrintJSON(out, res)
 	} else {
 		printErr = orphans.Print(out, res, *confirm)

@@ -65,7 +65,7 @@ func MoverWorker(ctx context.Context, args []string) error {
 		return errors.Errorf("worker %s needs the object name (--data-upload/--data-download) and the volume path (--source/--target)", op)
 	}
 
-	c, err := apiClient(*kubeconfig)
+	c, err := clusterFlags{kubeconfig: *kubeconfig}.apiClient()
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/snapmove/snapmove/internal/mover/datapath"
 )
 
@@ -17,14 +19,36 @@ import (
 const (
 	FormatText = "text"
 	FormatJSON = "json"
+	// FormatYAML is the JSON object as YAML (sigs.k8s.io/yaml: the same keys), as kubectl's -o yaml.
+	FormatYAML = "yaml"
 )
 
 // CheckFormat accepts the -o values the commands take.
 func CheckFormat(format string) error {
-	if format != FormatText && format != FormatJSON {
-		return fmt.Errorf("-o %q: want text or json", format)
+	switch format {
+	case FormatText, FormatJSON, FormatYAML:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("-o %q: want text, json or yaml", format)
+}
+
+// PrintFormat writes v as format says: YAML for FormatYAML, indented JSON otherwise (the
+// text formats are each command's own).
+func PrintFormat(w io.Writer, format string, v any) error {
+	if format == FormatYAML {
+		return PrintYAML(w, v)
+	}
+	return PrintJSON(w, v)
+}
+
+// PrintYAML writes v as YAML with the keys of its JSON.
+func PrintYAML(w io.Writer, v any) error {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
 }
 
 // PrintJSON writes v as indented JSON.

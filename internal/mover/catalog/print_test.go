@@ -91,3 +91,25 @@ func TestPrintersEscapeNames(t *testing.T) {
 	require.Contains(t, report.String(), `upload Failed: a\x1b[2J\nb`)
 	require.NotContains(t, report.String(), "\x1b")
 }
+
+func TestPrintFormat(t *testing.T) {
+	vols := []Volume{{Backup: "nightly", Namespace: "app", PVC: "data", SnapshotID: "k1", Phase: "Completed", DataMover: "snapmove", Files: 3}}
+	for _, tc := range []struct {
+		format string
+		want   []string
+	}{
+		{FormatYAML, []string{"- backup: nightly\n", "  namespace: app\n", "  pvc: data\n", "  snapshotID: k1\n", "  dataMover: snapmove\n"}},
+		{FormatJSON, []string{"[\n  {\n    \"backup\": \"nightly\",\n", "\"snapshotID\": \"k1\""}},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			require.NoError(t, CheckFormat(tc.format))
+			var b bytes.Buffer
+			require.NoError(t, PrintFormat(&b, tc.format, vols))
+			for _, w := range tc.want {
+				require.Contains(t, b.String(), w)
+			}
+		})
+	}
+	require.NoError(t, CheckFormat(FormatText))
+	require.EqualError(t, CheckFormat("xml"), `-o "xml": want text, json or yaml`)
+}
