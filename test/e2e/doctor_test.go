@@ -60,6 +60,9 @@ func TestDoctor(t *testing.T) {
 		var now snapshotv1.VolumeSnapshotClass
 		err := s.c.Get(context.Background(), crclient.ObjectKey{Name: s.snapClass}, &now)
 		if err == nil {
+			if now.Labels == nil { // the label was its only one
+				now.Labels = map[string]string{}
+			}
 			now.Labels[label] = saved
 			err = s.c.Update(context.Background(), &now)
 		}
