@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/util/wait"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -44,8 +46,19 @@ func TestDoctor(t *testing.T) {
 		return "", ""
 	}
 
-	r, out, err := doctor()
-	require.NoError(t, err, out)
+	// A test before this one may have restarted Velero: its Deployment becomes Available
+	// a moment after its server answers, and the doctor says so. Asked again until the
+	// stack has settled.
+	var (
+		r   report
+		out string
+		err error
+	)
+	_ = wait.PollUntilContextTimeout(ctxT(t), 2*time.Second, 2*time.Minute, true, func(context.Context) (bool, error) {
+		r, out, err = doctor()
+		return err == nil, nil
+	})
+	require.NoError(t, err, "snapmove doctor on the stack as installed, for 2 minutes:\n%s", out)
 	require.True(t, r.OK, out)
 	require.Len(t, r.Checks, 8)
 	st, _ := status(r, "pluginRegistered")
