@@ -423,6 +423,7 @@ func (s *stack) throttleWorker(t *testing.T, kind, name string) (release func())
 // machine. It returns the DataUpload's name.
 func (s *stack) throttleUploadOf(t *testing.T, backup, pvc string) (du string, release func()) {
 	t.Helper()
+	s.waitBackupStarted(t, backup)
 	var pids []int
 	poll(t, "the worker of PVC "+pvc+" of backup "+backup+" to start", 5*time.Minute, func(ctx context.Context) (bool, error) {
 		var l velerov2alpha1.DataUploadList
@@ -440,6 +441,24 @@ func (s *stack) throttleUploadOf(t *testing.T, backup, pvc string) (du string, r
 		return len(pids) > 0, nil
 	})
 	return du, s.throttle(t, du, pids)
+}
+
+// waitBackupStarted waits until Velero has taken backup out of its queue: Velero runs
+// backups one at a time, and in the suite's parallel part a backup may wait behind ten
+// others (CI saw position 11 and four minutes), which is no part of what a test times.
+func (s *stack) waitBackupStarted(t *testing.T, backup string) {
+	t.Helper()
+	poll(t, "Velero to start backup "+backup+" (it queues backups)", 20*time.Minute, func(ctx context.Context) (bool, error) {
+		var b velerov1.Backup
+		if err := s.c.Get(ctx, crclient.ObjectKey{Namespace: s.veleroNS, Name: backup}, &b); err != nil {
+			return false, crclient.IgnoreNotFound(err)
+		}
+		switch b.Status.Phase {
+		case "", velerov1.BackupPhaseNew, velerov1.BackupPhaseQueued, velerov1.BackupPhaseReadyToStart:
+			return false, nil
+		}
+		return true, nil
+	})
 }
 
 func (s *stack) throttle(t *testing.T, name string, pids []int) (release func()) {
