@@ -132,21 +132,6 @@ func (a *admission) lock() func() {
 	return a.gate.Unlock
 }
 
-// countInFlight counts active movements by "<kind>/<phase>".
-func countInFlight(ctx context.Context, c client.Reader, namespace string) (map[string]int, error) {
-	acts, err := listActivities(ctx, c, namespace)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int{}
-	for _, a := range acts {
-		if isActive(a.phase) {
-			out[string(a.op)+"/"+a.phase]++
-		}
-	}
-	return out, nil
-}
-
 // resultRecorded: the worker's result is on obj (annResultRecorded), only finishing is left.
 func resultRecorded(obj client.Object) bool {
 	return obj.GetAnnotations()[annResultRecorded] == "true"

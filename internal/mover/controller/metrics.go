@@ -144,74 +144,78 @@ func (c *inFlight) Describe(ch chan<- *prometheus.Desc) {
 func (c *inFlight) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	counts, err := countInFlight(ctx, c.reader, c.namespace)
-	if err != nil {
+	if states, err := listMovements(ctx, c.reader, c.namespace); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 	} else {
-		for _, op := range []expose.Operation{expose.Backup, expose.Restore} {
-			for _, phase := range []string{phaseAccepted, phasePrepared, phaseInProgress, phaseCanceling} {
-				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[string(op)+"/"+phase]), string(op), phase)
-			}
-		}
-	}
-	if err := c.collectMovements(ctx, ch); err != nil {
-		ch <- prometheus.NewInvalidMetric(c.movingBytes, err)
+		c.collectMovements(states, ch)
 	}
 	if err := c.collectDeletes(ctx, ch); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.deletes, err)
 	}
 }
 
-// movementState is what collectMovements needs of a DataUpload or DataDownload.
+// movementState is what the collector needs of one of this mover's DataUploads or
+// DataDownloads (executedHere).
 type movementState struct {
 	phase       string
 	created     time.Time
 	done, total int64
 }
 
-func (c *inFlight) collectMovements(ctx context.Context, ch chan<- prometheus.Metric) error {
+// listMovements reads this mover's movements from the cache, one list of each kind.
+func listMovements(ctx context.Context, r client.Reader, namespace string) (map[expose.Operation][]movementState, error) {
 	states := map[expose.Operation][]movementState{}
 	dus := &velerov2alpha1.DataUploadList{}
-	if err := c.reader.List(ctx, dus, client.InNamespace(c.namespace)); err != nil {
-		return errors.Wrapf(err, "listing DataUploads in %s", c.namespace)
+	if err := r.List(ctx, dus, client.InNamespace(namespace)); err != nil {
+		return nil, errors.Wrapf(err, "listing DataUploads in %s", namespace)
 	}
 	for i := range dus.Items {
 		du := &dus.Items[i]
-		if du.Spec.DataMover == naming.DataMover || executedHere(du, du.Spec.DataMover) {
+		if executedHere(du, du.Spec.DataMover) {
 			states[expose.Backup] = append(states[expose.Backup], movementState{string(du.Status.Phase), du.CreationTimestamp.Time, du.Status.Progress.BytesDone, du.Status.Progress.TotalBytes})
 		}
 	}
 	dds := &velerov2alpha1.DataDownloadList{}
-	if err := c.reader.List(ctx, dds, client.InNamespace(c.namespace)); err != nil {
-		return errors.Wrapf(err, "listing DataDownloads in %s", c.namespace)
+	if err := r.List(ctx, dds, client.InNamespace(namespace)); err != nil {
+		return nil, errors.Wrapf(err, "listing DataDownloads in %s", namespace)
 	}
 	for i := range dds.Items {
 		dd := &dds.Items[i]
-		if dd.Spec.DataMover == naming.DataMover || executedHere(dd, dd.Spec.DataMover) {
+		if executedHere(dd, dd.Spec.DataMover) {
 			states[expose.Restore] = append(states[expose.Restore], movementState{string(dd.Status.Phase), dd.CreationTimestamp.Time, dd.Status.Progress.BytesDone, dd.Status.Progress.TotalBytes})
 		}
 	}
+	return states, nil
+}
+
+func (c *inFlight) collectMovements(states map[expose.Operation][]movementState, ch chan<- prometheus.Metric) {
 	now := c.now()
 	for _, op := range []expose.Operation{expose.Backup, expose.Restore} {
+		kind := string(op)
 		var done, total, queued int64
 		var oldest time.Duration
+		byPhase := map[string]int{}
 		for _, st := range states[op] {
 			switch {
-			case st.phase == phaseInProgress:
-				done += st.done
-				total += st.total
+			case isActive(st.phase):
+				byPhase[st.phase]++
+				if st.phase == phaseInProgress {
+					done += st.done
+					total += st.total
+				}
 			case isNew(st.phase):
 				queued++
 				oldest = max(oldest, now.Sub(st.created))
 			}
 		}
-		kind := string(op)
+		for _, phase := range []string{phaseAccepted, phasePrepared, phaseInProgress, phaseCanceling} {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(byPhase[phase]), kind, phase)
+		}
 		ch <- prometheus.MustNewConstMetric(c.movingBytes, prometheus.GaugeValue, float64(done), kind)
 		ch <- prometheus.MustNewConstMetric(c.movingTotal, prometheus.GaugeValue, float64(total), kind)
 		ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(queued), kind)
 		ch <- prometheus.MustNewConstMetric(c.queuedOldest, prometheus.GaugeValue, oldest.Seconds(), kind)
 	}
-	return nil
 }
 
 func (c *inFlight) collectDeletes(ctx context.Context, ch chan<- prometheus.Metric) error {
