@@ -30,7 +30,7 @@ GOFMT       := $(shell $(GO) env GOROOT)/bin/gofmt
 TOOLS       := $(or $(SNAPMOVE_CACHE),$(HOME)/.cache/snapmove)/tools
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)/staticcheck
 
-.PHONY: help build unit lint sanity stack-build stack-up stack-down image install-mover e2e test demo bench bench-scale release clean
+.PHONY: help build unit lint sanity stack-build stack-up stack-down image install-mover e2e test demo bench bench-scale examples release clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -82,6 +82,9 @@ demo:
 
 bench:
 	hack/bench.sh
+
+examples: ## examples/mover.yaml and monitoring.yaml from the chart (helm template; e2e TestChart keeps them so)
+	hack/render-examples.sh
 
 release: ## a release's artifacts into dist/VERSION (binaries, images, SBOM, krew manifest, SHA256SUMS); publishes nothing
 	hack/release.sh $(VERSION)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -33,7 +32,7 @@ import (
 
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/controller"
-	"github.com/snapmove/snapmove/internal/testkit"
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 func scheme(t *testing.T) *runtime.Scheme {
@@ -63,7 +62,7 @@ func decodeDocs(t *testing.T, b []byte) []runtime.Object {
 			break
 		}
 		require.NoError(t, err)
-		if len(bytes.TrimSpace(doc)) == 0 {
+		if onlyComments(doc) {
 			continue
 		}
 		obj, _, err := dec.Decode(doc, nil, nil)
@@ -71,6 +70,16 @@ func decodeDocs(t *testing.T, b []byte) []runtime.Object {
 		objs = append(objs, obj)
 	}
 	return objs
+}
+
+// onlyComments: a YAML document with nothing but comments and blank lines (a file's header).
+func onlyComments(doc []byte) bool {
+	for _, l := range bytes.Split(doc, []byte("\n")) {
+		if l = bytes.TrimSpace(l); len(l) > 0 && l[0] != '#' && !bytes.Equal(l, []byte("---")) {
+			return false
+		}
+	}
+	return true
 }
 
 func TestManifestsDecode(t *testing.T) {
@@ -126,8 +135,10 @@ func TestResourcePolicyAccepted(t *testing.T) {
 	require.True(t, ok)
 }
 
-// TestHelmValues checks the helm values: our initContainer mounts the plugins volume at
-// /target, and extraObjects are exactly the objects of mover.yaml.
+// TestHelmValues checks Velero's helm values: snapmove's initContainer mounts the plugins
+// volume at /target and runs the image of snapmove's chart with its defaults, which is the
+// image this snapmove expects (naming.Image:naming.Version), and the mover of
+// examples/mover.yaml runs it too (one image).
 func TestHelmValues(t *testing.T) {
 	b, err := os.ReadFile("velero-values.yaml")
 	require.NoError(t, err)
@@ -136,6 +147,7 @@ func TestHelmValues(t *testing.T) {
 		ExtraObjects   []map[string]any   `json:"extraObjects"`
 	}
 	require.NoError(t, yaml.Unmarshal(b, &values))
+	require.Empty(t, values.ExtraObjects, "the mover comes from its own chart")
 
 	var ours *corev1.Container
 	for i := range values.InitContainers {
@@ -146,57 +158,41 @@ func TestHelmValues(t *testing.T) {
 	require.NotNil(t, ours, "initContainers has snapmove")
 	require.Equal(t, []corev1.VolumeMount{{Name: "plugins", MountPath: "/target"}}, ours.VolumeMounts)
 
-	var mover []map[string]any
-	raw, err := os.ReadFile("mover.yaml")
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	b, err = os.ReadFile(filepath.Join("..", "charts", "snapmove", "Chart.yaml"))
 	require.NoError(t, err)
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
-	for {
-		doc, err := r.Read()
-		if err == io.EOF {
-			break
+	require.NoError(t, yaml.Unmarshal(b, &chart))
+	var chartValues struct {
+		Image struct {
+			Repository string `json:"repository"`
+			Tag        string `json:"tag"`
+		} `json:"image"`
+	}
+	b, err = os.ReadFile(filepath.Join("..", "charts", "snapmove", "values.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(b, &chartValues))
+	require.Empty(t, chartValues.Image.Tag, "the tag defaults to the chart's appVersion")
+	image := chartValues.Image.Repository + ":" + chart.AppVersion
+	require.Equal(t, naming.Image+":"+naming.Version, image, "the chart's image is the one this snapmove expects")
+	require.Equal(t, image, ours.Image, "Velero's initContainer runs the chart's image")
+
+	var mover *appsv1.Deployment
+	for _, o := range decodeFile(t, "mover.yaml") {
+		if d, ok := o.(*appsv1.Deployment); ok {
+			mover = d
 		}
-		require.NoError(t, err)
-		var m map[string]any
-		require.NoError(t, yaml.Unmarshal(doc, &m))
-		if m != nil {
-			mover = append(mover, m)
-		}
 	}
-	if testkit.Updating() {
-		regenerateExtraObjects(t, mover)
-		return
-	}
-	require.True(t, reflect.DeepEqual(mover, values.ExtraObjects),
-		"velero-values.yaml extraObjects differ from mover.yaml: run go test ./examples/ -update")
-	for _, o := range values.ExtraObjects {
-		ob, err := yaml.Marshal(o)
-		require.NoError(t, err)
-		decodeDocs(t, ob)
-	}
+	require.NotNil(t, mover)
+	require.Equal(t, image, mover.Spec.Template.Spec.Containers[0].Image)
+	require.Contains(t, mover.Spec.Template.Spec.Containers[0].Args, "--worker-image="+image)
 }
 
 func TestEveryExampleIsTested(t *testing.T) {
 	files, err := filepath.Glob("*.yaml")
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"monitoring.yaml", "mover.yaml", "resource-policy.yaml", "rook-ceph-volumesnapshotclass.yaml", "velero-values.yaml"}, files)
-}
-
-// extraObjectsMarker starts the generated part of velero-values.yaml: from this line to the
-// end of the file. Nothing before it is touched.
-const extraObjectsMarker = "# Generated from examples/mover.yaml by `go test ./examples/ -update`"
-
-// regenerateExtraObjects rewrites the end of velero-values.yaml, from extraObjectsMarker
-// on, with the objects of mover.yaml.
-func regenerateExtraObjects(t *testing.T, mover []map[string]any) {
-	t.Helper()
-	b, err := os.ReadFile("velero-values.yaml")
-	require.NoError(t, err)
-	head, _, found := strings.Cut(string(b), extraObjectsMarker)
-	require.True(t, found, "velero-values.yaml has no line %q", extraObjectsMarker)
-	gen, err := yaml.Marshal(map[string]any{"extraObjects": mover})
-	require.NoError(t, err)
-	out := head + extraObjectsMarker + "\n# (a test keeps the two equal). It assumes the release namespace is \"velero\"; change\n# the namespaces below if yours differs.\n" + string(gen)
-	require.NoError(t, os.WriteFile("velero-values.yaml", []byte(out), 0o644))
 }
 
 // TestStackRunsTheHelmValues keeps the local test stack's Velero (hack/stack/velero.yaml,

@@ -3,7 +3,7 @@
 #
 #   1. builds what is missing (the local Kubernetes + CSI + Velero + MinIO stack, snapmove)
 #   2. starts the stack; Velero runs as the helm chart's Deployment and loads snapmove through its
-#      image's initContainer (`snapmove install /target`); the mover is installed from examples/mover.yaml
+#      image's initContainer (`snapmove install /target`); the mover is installed from its chart (charts/snapmove)
 #   3. creates namespace "demo" with a PVC that a pod fills with a postgres-like tree
 #   4. velero backup create --snapshot-move-data, showing the DataUpload's progress
 #   5. deletes the namespace, then velero restore create --from-backup
@@ -38,7 +38,7 @@ k() { "$KUBECTL" "$@"; }
 v() { "$VELERO" -n velero "$@"; }
 hack/stack/image.sh docker.io/snapmove/datagen:1 "$STACK_IMAGES/datagen.tar" --entrypoint /datagen \
   bin/datagen=/datagen /bin/busybox=/bin/busybox | sed 's/^/    /'
-step "Installing the mover from examples/mover.yaml"
+step "Installing the mover from its chart (charts/snapmove)"
 hack/install-mover.sh | sed 's/^/    /'
 k -n velero get deployment velero -o jsonpath='{range .spec.template.spec.initContainers[*]}{.name}: {.image}{"\n"}{end}' |
   sed 's/^/    Velero initContainer /'

@@ -14,6 +14,9 @@
 #   linked in, from the binary's own build information);
 # - snapmove.yaml: the krew plugin manifest (`kubectl krew install --manifest=snapmove.yaml
 #   --archive=snapmove_VERSION_OS_ARCH.tar.gz` installs it from the files);
+# - snapmove-CHART_VERSION.tgz: the chart (charts/snapmove) at version VERSION without its "v", whose
+#   image defaults to this release's (appVersion VERSION), by `helm package` (helm: $HELM, else built
+#   from hack/tools/kube, the stack's helm);
 # - SHA256SUMS of all of them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -39,6 +42,13 @@ for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64; do
   echo "built $out/$dir.tar.gz"
 done
 "$out/tools/sbom" -name snapmove -version "$version" "$out/snapmove_${version}_linux_amd64/snapmove" > "$out/snapmove_$version.spdx.json"
+
+helm=${HELM:-}
+if [ -z "$helm" ]; then
+  (cd hack/tools/kube && go build -trimpath -o "../../../$out/tools/helm" helm.sh/helm/v4/cmd/helm)
+  helm=$out/tools/helm
+fi
+"$helm" package charts/snapmove --version "${version#v}" --app-version "$version" -d "$out"
 
 sha() { sha256sum "$out/$1" | cut -d' ' -f1; }
 {

@@ -13,7 +13,7 @@
 #   SNAPMOVE_STACK_STORES=gcs hack/stack/build.sh   # also the optional stores (lib.sh): gcs = fake-gcs-server,
 #                                                   # velero-plugin-for-gcp and its image (a few minutes more)
 #   SNAPMOVE_STACK_STORES="gcs azure" hack/stack/build.sh  # azure = Azurite (npm, into $STACK_HOME/azurite@VERSION)
-#   SNAPMOVE_STACK_STORES="gcs azure irsa" ...              # irsa = EKS's pod identity webhook (hack/tools/podidentity)
+#   SNAPMOVE_STACK_STORES="gcs azure irsa" ...              # irsa = EKS's pod identity webhook (hack/tools/kube)
 #                                                   # and azmc (hack/tools); needs node and npm on PATH
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -258,9 +258,16 @@ run_build tools sh -c "cd '$REPO_ROOT/hack/tools' && go build -trimpath -ldflags
 if store_on azure; then # azmc: creates up.sh's blob container (Azurite makes none, kopia neither)
   run_build azmc sh -c "cd '$REPO_ROOT/hack/tools' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/' ./azmc"
 fi
-if store_on irsa; then # EKS's pod identity webhook, served on a loopback address (a module of its own)
-  run_build podidentity sh -c "cd '$REPO_ROOT/hack/tools/podidentity' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/podidentity' ."
-fi
+# helm (installs the mover's chart, charts/snapmove) and EKS's pod identity webhook (irsa: served on a
+# loopback address): a module of their own, as they need k8s.io modules newer than snapmove's, built by
+# one go build so that they compile the k8s.io packages they share once.
+build_kube() {
+  local v
+  cd "$REPO_ROOT/hack/tools/kube" && v=$(go list -m -f '{{.Version}}' helm.sh/helm/v4) &&
+    go build -trimpath -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$v" -o "$STACK_BIN/" \
+      ./podidentity helm.sh/helm/v4/cmd/helm
+}
+run_build kube build_kube
 if [ "$(cd "$REPO_ROOT/test/csidriver" && go list -f '{{.Name}}' . 2> /dev/null)" = main ]; then
   run_build csidriver sh -c "cd '$REPO_ROOT/test/csidriver' && go build -trimpath -o '$STACK_BIN/csidriver' ."
 else

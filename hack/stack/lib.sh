@@ -58,7 +58,7 @@ AZURE_PORT=${AZURE_DOMAIN##*:}
 AZURE_HOST=$AZURE_ACCOUNT.${AZURE_DOMAIN%:*}
 AZURE_HOSTS_LINE="127.0.0.1 $AZURE_HOST # snapmove-stack azurite"
 # Workload identity on S3 (SNAPMOVE_STACK_STORES=irsa), shaped as EKS IAM roles for service accounts: EKS's pod
-# identity webhook (hack/tools/podidentity) on $IRSA_WEBHOOK gives the pods of an account annotated
+# identity webhook (hack/tools/kube/podidentity) on $IRSA_WEBHOOK gives the pods of an account annotated
 # eks.amazonaws.com/role-arn a projected token of audience $IRSA_AUDIENCE; MinIO, in AWS STS's place, trusts the
 # API server's service-account issuer (its OpenID discovery) for that audience and answers
 # AssumeRoleWithWebIdentity at its own address (AWS_ENDPOINT_URL_STS) for the role $(irsa_role_arn), policy readwrite.

@@ -418,6 +418,7 @@ export VELERO_NAMESPACE=velero
 export VELERO=$STACK_BIN/velero
 export KOPIA=$STACK_BIN/kopia
 export KUBECTL=$STACK_BIN/kubectl
+export HELM=$STACK_BIN/helm
 export S3_ENDPOINT=127.0.0.1:9000
 export AWS_ACCESS_KEY_ID=minioadmin
 export AWS_SECRET_ACCESS_KEY=minioadmin
