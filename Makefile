@@ -53,10 +53,11 @@ lint: $(STATICCHECK) ## what review would flag; test/csidriver and hack/tools ar
 $(STATICCHECK):
 	GOBIN=$(@D) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-unit: ## all three Go modules (csi-sanity, in test/csidriver's, needs root for mounts)
+unit: ## the Go modules' tests (csi-sanity, in test/csidriver's, needs root for mounts; the alert rules' in hack/tools/kube)
 	$(GO) test ./...
 	cd test/csidriver && $(GO) test ./...
 	cd hack/tools && $(GO) test ./...
+	cd hack/tools/kube && $(GO) test ./promrules/
 
 stack-build:
 	$(STACK)/build.sh
