@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,4 +317,62 @@ func TestOwners(t *testing.T) {
 		assert.Equal(t, want, [3]int{uid, gid, map[bool]int{true: 1}[ok]}, rel)
 	}
 	assert.Equal(t, 1, repos.closed, "the repository is closed")
+}
+
+// TestInClusterVerifyResults runs the pod with -o json and reads its verifications back,
+// failed ones included; a report that is not them (cut short, or the pod's own failure)
+// is an error that quotes it.
+func TestInClusterVerifyResults(t *testing.T) {
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "default"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: "aws",
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "velero"}}}}
+	vs := `[{"volume":{"backup":"b1","namespace":"app","pvc":"data","snapshotID":"s1","phase":"Completed","dataMover":"snapmove",` +
+		`"storageLocation":"offline","totalBytes":3000,"incrementalBytes":-1,"files":-1},"ok":false,"summary":"data/a: content missing"}]`
+	for _, tc := range []struct {
+		name, message string
+		phase         corev1.PodPhase
+		wantOK        bool
+		wantErr       string
+	}{
+		{name: "all verified", phase: corev1.PodSucceeded, message: strings.Replace(vs, `"ok":false`, `"ok":true`, 1) + "\n", wantOK: true},
+		{name: "a volume failed: the pod failed, its report holds it", phase: corev1.PodFailed,
+			message: vs + "\nsnapmove: 1 of 1 volumes failed verification"},
+		{name: "the pod could not verify", phase: corev1.PodFailed, message: "snapmove: opening the repository: access denied",
+			wantErr: "failed: snapmove: opening the repository: access denied"},
+		{name: "cut short", phase: corev1.PodSucceeded, message: "..." + vs[100:],
+			wantErr: "its report is not the verifications (cut short? verify one volume at a time, or use -o text)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var args []string
+			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(backupObj("b1"), bsl,
+				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "velero-repo-credentials"}, Data: map[string][]byte{"repository-password": []byte("pw")}},
+				dataUpload("du1", "b1", "app", "data", velerov2alpha1.DataUploadPhaseCompleted, "s1"),
+			).WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
+				if p, ok := obj.(*corev1.Pod); ok {
+					p.Status.Phase = tc.phase
+					p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.CommandContainer,
+						State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: tc.message}}}}
+					args = p.Spec.Containers[0].Args
+				}
+				return c.Create(ctx, obj, o...)
+			}}).Build()
+			var waited []string
+			ic := &InCluster{Client: c, Catalog: &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Log: logrus.New()},
+				Namespace: veleroNS, Image: "snapmove:test", Settings: config.Default(), Timeout: time.Second, Interval: 10 * time.Millisecond, Log: logrus.New(),
+				OnWait: func(s string) { waited = append(waited, s) }}
+			got, err := ic.VerifyResults(context.Background(), "b1", "", "metadata")
+			assert.Contains(t, args, "--output=json")
+			require.NotEmpty(t, waited)
+			assert.Regexp(t, `^pod velero/snapmove-command-\w+: (Succeeded|Failed)$`, waited[len(waited)-1])
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, got, 1)
+			assert.Equal(t, tc.wantOK, got[0].OK)
+			assert.Equal(t, "app/data", got[0].Volume.Key())
+			assert.Equal(t, "data/a: content missing", got[0].Summary)
+		})
+	}
 }

@@ -182,7 +182,7 @@ func PrintMovements(w io.Writer, at time.Time, ms []Movement) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Kind, m.Name, orDash(of), m.Key(), m.Phase,
 			humanBytes(m.BytesDone), knownBytes(m.TotalBytes), Percent(m.BytesDone, m.TotalBytes), duration(m.Duration(at)), orDash(m.Node),
-			datapath.EscapeText(m.Message))
+			orDash(datapath.EscapeText(m.Message)))
 	}
 	return tw.Flush()
 }
@@ -266,7 +266,7 @@ func PrintRestoreReport(w io.Writer, r *RestoreReport, now time.Time) error {
 			bytes = fmt.Sprintf("%s of %s (%s)", humanBytes(m.BytesDone), knownBytes(m.TotalBytes), Percent(m.BytesDone, m.TotalBytes))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Key(), m.Phase, bytes, duration(m.Duration(now)), orDash(m.Node),
-			m.DataMover, m.Name, datapath.EscapeText(m.Message))
+			m.DataMover, m.Name, orDash(datapath.EscapeText(m.Message)))
 	}
 	return tw.Flush()
 }
