@@ -16,8 +16,9 @@ import (
 
 // progress shows how a long command is getting on, on stderr (stdout stays the command's
 // result, e.g. its -o json): on a terminal a bar redrawn in place; elsewhere (a log, CI,
-// a pod) a plain line at most every few seconds, with the time since the start. Its
-// methods may be called from any goroutine; Done ends the display.
+// a pod) a plain line every few seconds, with the time since the start, the first once
+// the command has run that long (a quick command writes none). Its methods may be
+// called from any goroutine; Done ends the display.
 type progress struct {
 	w     io.Writer
 	tty   bool
@@ -76,7 +77,11 @@ func (p *progress) show(frac float64, text string) {
 	text = datapath.EscapeText(text)
 	if !p.tty {
 		line := fmt.Sprintf("%s: %s", shortElapsed(now.Sub(p.start)), text)
-		if !p.wrote.IsZero() && now.Sub(p.wrote) < p.every {
+		last := p.wrote
+		if last.IsZero() {
+			last = p.start
+		}
+		if now.Sub(last) < p.every {
 			p.pending = line
 			return
 		}
@@ -96,7 +101,7 @@ func (p *progress) show(frac float64, text string) {
 }
 
 // Done ends the display: the terminal's line is ended; the last plain state not yet
-// written is.
+// written is, once plain lines have been written.
 func (p *progress) Done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -104,7 +109,7 @@ func (p *progress) Done() {
 	case p.tty && p.width > 0:
 		fmt.Fprintln(p.w)
 		p.width = 0
-	case !p.tty && p.pending != "":
+	case !p.tty && p.pending != "" && !p.wrote.IsZero():
 		fmt.Fprintln(p.w, p.pending)
 		p.pending = ""
 	}

@@ -47,7 +47,7 @@ func TestProgress(t *testing.T) {
 		assert.Equal(t, "\r[........................] 0 B of 4.00 MB (0.0%)"+"\r"+second+
 			"\r"+status+strings.Repeat(" ", len(second)-len(status))+"\n", out.String(), "a shorter line blanks the rest of the longer")
 	})
-	t.Run("elsewhere: a plain line every 5s, the last state at the end", func(t *testing.T) {
+	t.Run("elsewhere: a plain line every 5s once it has run that long, the last state at the end", func(t *testing.T) {
 		p, out, clock := testProgress(false)
 		for i := range 12 {
 			p.Step(i, 12, "waiting")
@@ -56,7 +56,15 @@ func TestProgress(t *testing.T) {
 		p.Bytes(2500, 0)
 		p.Done()
 		p.Done()
-		assert.Equal(t, "0s: waiting\n5s: waiting\n10s: waiting\n12s: 2.50 kB\n", out.String())
+		assert.Equal(t, "5s: waiting\n10s: waiting\n12s: 2.50 kB\n", out.String())
+	})
+	t.Run("elsewhere: a quick command writes nothing", func(t *testing.T) {
+		p, out, clock := testProgress(false)
+		p.Step(0, 2, "0 of 2 volumes verified")
+		clock.advance(4 * time.Second)
+		p.Step(2, 2, "2 of 2 volumes verified")
+		p.Done()
+		assert.Empty(t, out.String())
 	})
 	t.Run("nothing shown: nothing written", func(t *testing.T) {
 		for _, tty := range []bool{true, false} {
@@ -66,9 +74,11 @@ func TestProgress(t *testing.T) {
 		}
 	})
 	t.Run("names from the cluster are escaped", func(t *testing.T) {
-		p, out, _ := testProgress(false)
+		p, out, clock := testProgress(false)
 		p.Status("pod \x1b[2Jx")
-		assert.Equal(t, "0s: pod \\x1b[2Jx\n", out.String())
+		clock.advance(plainEvery)
+		p.Status("pod \x1b[2Jx")
+		assert.Equal(t, "5s: pod \\x1b[2Jx\n", out.String())
 	})
 	t.Run("called from several goroutines", func(t *testing.T) {
 		p, _, _ := testProgress(true)
