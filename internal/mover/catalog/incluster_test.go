@@ -234,20 +234,10 @@ func TestInClusterVerify(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var created *corev1.Pod
-			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(backupObj("b1"), bsl,
-				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "velero-repo-credentials"}, Data: map[string][]byte{"repository-password": []byte("pw")}},
+			c := commandCluster(t, bsl, tc.phase, tc.message, func(p *corev1.Pod) { created = p.DeepCopy() },
 				dataUpload("du1", "b1", "app", "data", velerov2alpha1.DataUploadPhaseCompleted, "s1"),
 				dataUpload("du2", "b1", "app", "logs", velerov2alpha1.DataUploadPhaseCompleted, "s2"),
-				dataUpload("du3", "b1", "app", "cache", velerov2alpha1.DataUploadPhaseCanceled, ""),
-			).WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
-				if p, ok := obj.(*corev1.Pod); ok {
-					p.Status.Phase = tc.phase
-					p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.CommandContainer,
-						State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: tc.message}}}}
-					created = p.DeepCopy()
-				}
-				return c.Create(ctx, obj, o...)
-			}}).Build()
+				dataUpload("du3", "b1", "app", "cache", velerov2alpha1.DataUploadPhaseCanceled, ""))
 			ic := &InCluster{Client: c, Catalog: &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Log: logrus.New()},
 				Namespace: veleroNS, Image: "snapmove:test", Settings: config.Default(), Timeout: time.Second, Interval: 10 * time.Millisecond, Log: logrus.New()}
 			if tc.server != nil {
@@ -278,6 +268,25 @@ func TestInClusterVerify(t *testing.T) {
 			assert.Empty(t, pods.Items, "the pod is deleted")
 		})
 	}
+}
+
+// commandCluster is a fake cluster with backup b1, its uploads, bsl and the repository
+// password, where each command pod created has ended in phase, its container having said
+// message; created sees each pod.
+func commandCluster(t *testing.T, bsl *velerov1.BackupStorageLocation, phase corev1.PodPhase, message string, created func(*corev1.Pod), uploads ...client.Object) client.Client {
+	objs := append([]client.Object{backupObj("b1"), bsl,
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "velero-repo-credentials"}, Data: map[string][]byte{"repository-password": []byte("pw")}},
+	}, uploads...)
+	return fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(objs...).WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
+			if p, ok := obj.(*corev1.Pod); ok {
+				p.Status.Phase = phase
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.CommandContainer,
+					State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: message}}}}
+				created(p)
+			}
+			return c.Create(ctx, obj, o...)
+		}}).Build()
 }
 
 // writingRepos opens writingRepos over repos'.
@@ -344,18 +353,8 @@ func TestInClusterVerifyResults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var args []string
-			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(backupObj("b1"), bsl,
-				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "velero-repo-credentials"}, Data: map[string][]byte{"repository-password": []byte("pw")}},
-				dataUpload("du1", "b1", "app", "data", velerov2alpha1.DataUploadPhaseCompleted, "s1"),
-			).WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
-				if p, ok := obj.(*corev1.Pod); ok {
-					p.Status.Phase = tc.phase
-					p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.CommandContainer,
-						State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: tc.message}}}}
-					args = p.Spec.Containers[0].Args
-				}
-				return c.Create(ctx, obj, o...)
-			}}).Build()
+			c := commandCluster(t, bsl, tc.phase, tc.message, func(p *corev1.Pod) { args = p.Spec.Containers[0].Args },
+				dataUpload("du1", "b1", "app", "data", velerov2alpha1.DataUploadPhaseCompleted, "s1"))
 			var waited []string
 			ic := &InCluster{Client: c, Catalog: &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Log: logrus.New()},
 				Namespace: veleroNS, Image: "snapmove:test", Settings: config.Default(), Timeout: time.Second, Interval: 10 * time.Millisecond, Log: logrus.New(),
