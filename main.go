@@ -15,18 +15,20 @@
 //	snapmove cancel backup|restore NAME
 //	                                   cancel every volume move of a running backup or restore
 //	snapmove handover restore NAME     hand a restore's volume moves to Velero's node-agent
-//	snapmove list [BACKUP]             the moved volumes of backups
+//	snapmove list [BACKUP] [-w]        the moved volumes of backups; -w: the moving ones, every 2s
 //	snapmove ls BACKUP NS/PVC [PATH]   a directory of a volume in a backup
 //	snapmove restore-files BACKUP NS/PVC PATH... --to DIR
 //	                                   chosen paths of a volume in a backup, without a full restore
 //	snapmove verify [BACKUP [NS/PVC]]  read a backup's volumes back from the repository
 //	snapmove report BACKUP             what protection each PVC of a backup got
+//	snapmove report --restore RESTORE  what each volume move (DataDownload) of a restore did
 //	snapmove forget-orphans [--confirm]
 //	                                   forget the snapshots of backups no longer in the bucket
 //	snapmove doctor                    check what the install needs, with a fix for each failure
 //
 // The commands that read the cluster take -n/--namespace (Velero's), --kubeconfig and
-// --context as kubectl does; those that print take -o text|json|yaml. `snapmove` alone
+// --context as kubectl does; those that print take -o text|json|yaml, and the long ones
+// (restore-files, verify, cancel, handover) show their progress on stderr. `snapmove` alone
 // prints this list and exits 2, as does an unknown command (with cobra's suggestion).
 //
 // The repository commands (list to report) also run as a kubectl plugin: link the binary

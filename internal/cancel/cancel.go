@@ -37,6 +37,17 @@ type Movement struct {
 	Asked bool `json:"asked"`
 }
 
+// Ended counts the movements that have ended.
+func (r *Result) Ended() int {
+	n := 0
+	for _, m := range r.Movements {
+		if naming.MovementEnded(m.Phase) {
+			n++
+		}
+	}
+	return n
+}
+
 // Result is what a cancel did.
 type Result struct {
 	Kind        Kind       `json:"kind"`
@@ -49,8 +60,9 @@ type Result struct {
 // Request sets spec.cancel on every movement of the backup or restore name (in Velero's
 // namespace ns) that has not ended, then waits up to timeout (0: no wait) until all of
 // them have ended. A backup or restore that does not exist is an error; one without
-// movements is not (there is nothing to cancel).
-func Request(ctx context.Context, c client.Client, ns string, kind Kind, name string, timeout time.Duration) (*Result, error) {
+// movements is not (there is nothing to cancel). Each of progress is called with the
+// result after every look while it waits (once a second), e.g. for a progress line.
+func Request(ctx context.Context, c client.Client, ns string, kind Kind, name string, timeout time.Duration, progress ...func(*Result)) (*Result, error) {
 	res := &Result{Kind: kind, Name: name}
 	if _, err := veleroPhase(ctx, c, ns, kind, name); err != nil {
 		return nil, err
@@ -72,7 +84,11 @@ func Request(ctx context.Context, c client.Client, ns string, kind Kind, name st
 	}
 	if timeout > 0 {
 		err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
-			return res.refresh(ctx, c, ns)
+			done, err := res.refresh(ctx, c, ns)
+			for _, p := range progress {
+				p(res)
+			}
+			return done, err
 		})
 		if err != nil && !wait.Interrupted(err) {
 			return nil, err

@@ -50,9 +50,19 @@ func TestRequest(t *testing.T) {
 					return c.Update(ctx, d)
 				},
 			}).Build()
-			res, err := Request(context.Background(), c, "velero", Backup, "nightly", tc.timeout)
+			var passes []int // ended movements, at each look while waiting
+			res, err := Request(context.Background(), c, "velero", Backup, "nightly", tc.timeout, func(r *Result) { passes = append(passes, r.Ended()) })
 			require.NoError(t, err)
 			require.Equal(t, tc.wantEnded, res.AllEnded)
+			switch {
+			case tc.timeout == 0:
+				require.Empty(t, passes, "no wait, no progress")
+			case tc.mover:
+				require.Equal(t, []int{3}, passes, "all ended at the first look")
+			default:
+				require.NotEmpty(t, passes)
+				require.Equal(t, 1, passes[len(passes)-1], "only the completed one has ended")
+			}
 			require.Equal(t, string(velerov1.BackupPhaseWaitingForPluginOperations), res.VeleroPhase)
 			byName := map[string]Movement{}
 			for _, m := range res.Movements {

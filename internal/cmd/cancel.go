@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -26,7 +27,12 @@ func newCancelCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		res, err := cancel.Request(c.Context(), cl, f.cluster.namespace, cancel.Kind(f.kind), f.name, f.wait)
+		progress := newProgress(os.Stderr)
+		res, err := cancel.Request(c.Context(), cl, f.cluster.namespace, cancel.Kind(f.kind), f.name, f.wait, func(r *cancel.Result) {
+			ended, all := r.Ended(), len(r.Movements)
+			progress.Step(ended, all, fmt.Sprintf("%s %s: waiting for %d of %d moves to end", r.Kind, r.Name, all-ended, all))
+		})
+		progress.Done()
 		if err != nil {
 			return err
 		}

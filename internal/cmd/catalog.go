@@ -3,6 +3,7 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -189,12 +190,19 @@ func newListCommand() *cobra.Command {
 	c := &cobra.Command{Use: "list [BACKUP]", Short: "the moved volumes of backups"}
 	f := newCatalogFlags(c)
 	files := c.Flags().Bool("files", true, "read each repository for the snapshots' file counts")
-	c.Args = f.argsBetween("usage: snapmove list [BACKUP] [-o text|json|yaml] [--bucket ... --password-file ...]", 0, 1)
+	watch := c.Flags().BoolP("watch", "w", false, "show the volumes moving now (DataUploads, of BACKUP if given, and DataDownloads) with their bytes, every 2s until interrupted")
+	c.Args = f.argsBetween("usage: snapmove list [BACKUP] [-w] [-o text|json|yaml] [--bucket ... --password-file ...]", 0, 1)
 	c.RunE = func(cc *cobra.Command, _ []string) error {
 		ctx, out := cc.Context(), cc.OutOrStdout()
-		cat, _, err := f.open()
+		if *watch && *f.bucket != "" {
+			return errors.New("--watch needs the cluster: it reads the DataUploads and DataDownloads")
+		}
+		cat, cl, err := f.open()
 		if err != nil {
 			return err
+		}
+		if *watch {
+			return watchMovements(ctx, cl, *f.namespace, f.arg(0), *f.output, out, watchInterval, time.Now)
 		}
 		vols, err := cat.List(ctx, f.arg(0), *files)
 		if err != nil {
@@ -206,6 +214,54 @@ func newListCommand() *cobra.Command {
 		return catalog.PrintVolumes(out, vols)
 	}
 	return c
+}
+
+// watchInterval is how often `list --watch` reads the movements.
+const watchInterval = 2 * time.Second
+
+// watchMovements writes a frame of the movements (catalog.Watch) every interval until ctx
+// ends (Ctrl-C), which is no error: text frames are separated by a blank line, JSON and
+// YAML frames are one document each (an object with the time and the movements).
+func watchMovements(ctx context.Context, c client.Reader, ns, backup, format string, out io.Writer, interval time.Duration, now func() time.Time) error {
+	var w catalog.Watch
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		all, err := catalog.Movements(ctx, c, ns, backup)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		frame, at := w.Frame(all), now()
+		switch format {
+		case catalog.FormatText:
+			if !first {
+				fmt.Fprintln(out)
+			}
+			err = catalog.PrintMovements(out, at, frame)
+		case catalog.FormatYAML:
+			fmt.Fprintln(out, "---")
+			err = catalog.PrintYAML(out, watchFrame{Time: at, Movements: frame})
+		default:
+			err = catalog.PrintJSON(out, watchFrame{Time: at, Movements: frame})
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// watchFrame is one frame of `list --watch -o json|yaml`.
+type watchFrame struct {
+	Time      time.Time          `json:"time"`
+	Movements []catalog.Movement `json:"movements"`
 }
 
 // newLsCommand is `snapmove ls BACKUP NAMESPACE/PVC [PATH]`.
@@ -278,12 +334,12 @@ func newRestoreFilesCommand() *cobra.Command {
 			ic.Rate = *rate
 			return restoreToPVC(ctx, f, ic, backup, volume, *toPVC, datapath.FilesRequest{Paths: paths, WriteSparse: *sparse}, out)
 		}
-		progress := newProgressLine(os.Stderr)
+		progress := newProgress(os.Stderr)
 		v, res, err := cat.RestoreFiles(ctx, backup, volume, datapath.FilesRequest{
 			Paths: paths, Target: *to, WriteSparse: *sparse,
-			OnProgress: progress.update, ProgressInterval: time.Second,
+			OnProgress: progress.Transfer, ProgressInterval: time.Second,
 		})
-		progress.done()
+		progress.Done()
 		if err != nil {
 			return err
 		}
@@ -307,12 +363,18 @@ func restoreToPVC(ctx context.Context, f *catalogFlags, ic *catalog.InCluster, b
 	if ic.Attach, err = catalog.APIAttach(cfg); err != nil {
 		return err
 	}
+	progress := newProgress(os.Stderr)
+	req.OnProgress, req.ProgressInterval = progress.Transfer, time.Second
+	ic.OnWait = progress.Status
 	v, res, report, err := ic.RestoreFiles(ctx, backup, volume, req, types.NamespacedName{Namespace: ns, Name: name})
+	progress.Done()
 	if err != nil {
 		return err
 	}
 	if *f.output != catalog.FormatText {
-		return catalog.PrintFormat(out, *f.output, map[string]any{"volume": v, "target": toPVC, "result": res, "receiver": strings.TrimSpace(report)})
+		r := catalog.RestoredJSON(v, "PVC "+toPVC, res)
+		r.Receiver = strings.TrimSpace(report)
+		return catalog.PrintFormat(out, *f.output, r)
 	}
 	if err := catalog.PrintRestored(out, v, res, "PVC "+toPVC); err != nil {
 		return err
@@ -360,6 +422,9 @@ func (f *catalogFlags) inCluster(ctx context.Context, cat *catalog.Catalog, c cl
 // what a pod's termination message holds (4096 bytes, the end kept).
 func writeReport(file, output string, err error) error {
 	msg := output
+	if compact := new(bytes.Buffer); json.Valid([]byte(output)) && json.Compact(compact, []byte(output)) == nil {
+		msg = compact.String() + "\n" // -o json: some twelve volumes fit, indented some nine
+	}
 	if err != nil {
 		msg += "snapmove: " + err.Error()
 	}
@@ -439,51 +504,80 @@ func newVerifyCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			report, err := ic.Verify(ctx, f.arg(0), f.arg(1), mode.String())
-			if report != "" {
-				fmt.Fprint(out, report)
+			progress := newProgress(os.Stderr)
+			ic.OnWait = progress.Status
+			if *f.output == catalog.FormatText {
+				report, err := ic.Verify(ctx, f.arg(0), f.arg(1), mode.String())
+				progress.Done()
+				if report != "" {
+					fmt.Fprint(out, report)
+				}
+				return err
 			}
-			return err
+			vs, err := ic.VerifyResults(ctx, f.arg(0), f.arg(1), mode.String())
+			progress.Done()
+			if err != nil {
+				return err
+			}
+			return printVerifications(out, *f.output, vs)
 		}
 		if err := f.pinAll(cat, *snapshots); err != nil {
 			return err
 		}
+		progress := newProgress(os.Stderr)
+		cat.OnVolume = func(done, total int) {
+			progress.Step(done, total, fmt.Sprintf("%d of %d volumes verified", done, total))
+		}
 		vs, err := cat.Verify(ctx, f.arg(0), f.arg(1), mode)
+		progress.Done()
 		if err != nil {
 			return err
 		}
-		if *f.output != catalog.FormatText {
-			err = catalog.PrintFormat(out, *f.output, vs)
-		} else {
-			err = catalog.PrintVerifications(out, vs)
-		}
-		if err != nil {
-			return err
-		}
-		failed := 0
-		for _, v := range vs {
-			if !v.OK {
-				failed++
-			}
-		}
-		if failed > 0 {
-			return errors.Errorf("%d of %d volumes failed verification", failed, len(vs))
-		}
-		return nil
+		return printVerifications(out, *f.output, vs)
 	}
 	return c
 }
 
-// newReportCommand is `snapmove report BACKUP`.
+// printVerifications writes vs as format says, and fails when a volume failed.
+func printVerifications(out io.Writer, format string, vs []catalog.Verification) error {
+	if err := printResult(out, format, vs, func() error { return catalog.PrintVerifications(out, vs) }); err != nil {
+		return err
+	}
+	failed := 0
+	for _, v := range vs {
+		if !v.OK {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return errors.Errorf("%d of %d volumes failed verification", failed, len(vs))
+	}
+	return nil
+}
+
+// newReportCommand is `snapmove report BACKUP` and `snapmove report --restore RESTORE`.
+// The restore side is a flag, not a `report restore NAME` subcommand: report's argument
+// is a backup's name, and a subcommand would take the backup named "restore" from it.
 func newReportCommand() *cobra.Command {
-	c := &cobra.Command{Use: "report BACKUP", Short: "what protection each PVC of a backup got"}
+	c := &cobra.Command{Use: "report BACKUP | report --restore RESTORE", Short: "what protection each PVC of a backup got, or what a restore's volume moves did"}
 	f := newCatalogFlags(c)
 	timeout := c.Flags().Duration("timeout", time.Minute, "how long to wait for Velero to hand out the backup's contents")
-	c.Args = f.argsBetween("usage: snapmove report BACKUP [-o text|json|yaml]", 1, 1)
+	restore := c.Flags().String("restore", "", "report this restore's DataDownloads (phase, bytes, time, node, message) instead of a backup")
+	const usage = "usage: snapmove report BACKUP | snapmove report --restore RESTORE [-o text|json|yaml]"
+	backupArgs := f.argsBetween(usage, 1, 1)
+	c.Args = func(cc *cobra.Command, args []string) error {
+		if *restore != "" {
+			if len(args) != 0 {
+				return errors.New(usage)
+			}
+			return catalog.CheckFormat(*f.output)
+		}
+		return backupArgs(cc, args)
+	}
 	c.RunE = func(cc *cobra.Command, _ []string) error {
 		ctx, out := cc.Context(), cc.OutOrStdout()
 		if *f.bucket != "" {
-			return errors.New("report needs the cluster: it reads the Backup, its DataUploads and PodVolumeBackups (use list --bucket without one)")
+			return errors.New("report needs the cluster: it reads the Backup, its DataUploads and PodVolumeBackups, or the Restore and its DataDownloads (use list --bucket without one)")
 		}
 		cat, c, err := f.open()
 		if err != nil {
@@ -495,41 +589,18 @@ func newReportCommand() *cobra.Command {
 				return downloadrequest.Stream(ctx, c, *f.namespace, backup, velerov1.DownloadTargetKindBackupContents, w, *timeout, false, "")
 			},
 		}
+		if *restore != "" {
+			rep, err := r.RestoreReport(ctx, *restore)
+			if err != nil {
+				return err
+			}
+			return printResult(out, *f.output, rep, func() error { return catalog.PrintRestoreReport(out, rep, time.Now()) })
+		}
 		rep, err := r.Report(ctx, f.arg(0))
 		if err != nil {
 			return err
 		}
-		if *f.output != catalog.FormatText {
-			return catalog.PrintFormat(out, *f.output, rep)
-		}
-		return catalog.PrintReport(out, rep)
+		return printResult(out, *f.output, rep, func() error { return catalog.PrintReport(out, rep) })
 	}
 	return c
-}
-
-// progressLine shows a transfer's progress on one line of a terminal; elsewhere nothing.
-type progressLine struct {
-	w     io.Writer
-	shown bool
-}
-
-func newProgressLine(f *os.File) *progressLine {
-	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
-		return &progressLine{}
-	}
-	return &progressLine{w: f}
-}
-
-func (p *progressLine) update(pr datapath.Progress) {
-	if p.w == nil || pr.TotalBytes <= 0 {
-		return
-	}
-	fmt.Fprintf(p.w, "\r%5.1f%% of %d bytes", 100*float64(pr.BytesDone)/float64(pr.TotalBytes), pr.TotalBytes)
-	p.shown = true
-}
-
-func (p *progressLine) done() {
-	if p.shown {
-		fmt.Fprintln(p.w)
-	}
 }

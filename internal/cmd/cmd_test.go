@@ -84,6 +84,11 @@ func TestWriteReport(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "partial outputsnapmove: no such path", string(b), "what it printed, then why it failed")
 
+	require.NoError(t, writeReport(file, "[\n  {\n    \"ok\": true\n  }\n]\n", nil))
+	b, err = os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, "[{\"ok\":true}]\n", string(b), "-o json compacted: more volumes fit")
+
 	require.NoError(t, writeReport(file, strings.Repeat("x", 5000), nil))
 	b, err = os.ReadFile(file)
 	require.NoError(t, err)

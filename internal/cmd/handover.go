@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -26,7 +27,12 @@ func newHandoverCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		res, err := handover.Restore(c.Context(), cl, f.cluster.namespace, f.name, f.wait)
+		progress := newProgress(os.Stderr)
+		res, err := handover.Restore(c.Context(), cl, f.cluster.namespace, f.name, f.wait, func(r *handover.Result) {
+			progress.Status(fmt.Sprintf("restore %s is %s: %d DataDownloads so far, %d handed over; waiting for Velero to create them all",
+				r.Restore, orNew(r.VeleroPhase), len(r.Movements), r.HandedOver()))
+		})
+		progress.Done()
 		if err != nil {
 			return err
 		}

@@ -22,12 +22,13 @@ import (
 const rootHelp = `snapmove: Velero plugins and the data mover that executes them
 
 Commands:
-  list [BACKUP]                 the moved volumes of backups
+  list [BACKUP] [-w]            the moved volumes of backups; -w: the moving ones, every 2s
   ls BACKUP NS/PVC [PATH]       a directory of a volume in a backup
   restore-files BACKUP NS/PVC PATH... --to DIR | --to-pvc NS/PVC
                                 chosen paths of a volume, without a full restore
   verify [BACKUP [NS/PVC]]      read a backup's volumes back from the repository
   report BACKUP                 what protection each PVC of a backup got
+  report --restore RESTORE      what each volume move (DataDownload) of a restore did
   forget-orphans [--confirm]    forget the snapshots of backups no longer in the bucket
   doctor                        check what the install needs; a fix for each failure
   cancel backup|restore NAME    cancel every volume move of a running backup or restore
@@ -42,8 +43,8 @@ Commands:
 
 Commands that read the cluster take -n/--namespace (Velero's; default $VELERO_NAMESPACE,
 else velero), --kubeconfig and --context as kubectl does; commands that print take
--o text|json|yaml. Each command takes -h for its flags. Velero runs this binary as its
-plugin server.
+-o text|json|yaml; long ones show their progress on stderr. Each command takes -h for
+its flags. Velero runs this binary as its plugin server.
 `
 
 // exitError ends the process with code, having printed what it had to say (or nothing).

@@ -52,7 +52,8 @@ func (r *Result) HandedOver() int {
 // has accepted to Velero's built-in mover. Velero creates the DataDownloads while it
 // restores the PVCs, so Restore passes over them once a second until the restore is past
 // InProgress (then all exist) or timeout ends; a restore that does not exist is an error.
-func Restore(ctx context.Context, c client.Client, ns, name string, timeout time.Duration) (*Result, error) {
+// Each of progress is called with the result after every pass, e.g. for a progress line.
+func Restore(ctx context.Context, c client.Client, ns, name string, timeout time.Duration, progress ...func(*Result)) (*Result, error) {
 	res := &Result{Restore: name}
 	seen := map[string]int{}
 	pass := func(ctx context.Context) (bool, error) {
@@ -83,6 +84,9 @@ func Restore(ctx context.Context, c client.Client, ns, name string, timeout time
 			res.Movements = append(res.Movements, m)
 		}
 		res.Complete = complete
+		for _, p := range progress {
+			p(res)
+		}
 		return complete, nil
 	}
 	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, pass)

@@ -94,13 +94,15 @@ func TestRestore(t *testing.T) {
 				objs = append(objs, d)
 			}
 			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(objs...).WithInterceptorFuncs(tt.funcs).Build()
-			res, err := Restore(context.Background(), c, "velero", "r1", 1500*time.Millisecond)
+			passes := 0
+			res, err := Restore(context.Background(), c, "velero", "r1", 1500*time.Millisecond, func(*Result) { passes++ })
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
 				return
 			}
 			require.NoError(t, err)
 			require.Equal(t, tt.wantDone, res.Complete)
+			require.NotZero(t, passes, "each pass is reported")
 			for name, want := range tt.wantMover {
 				var got velerov2alpha1.DataDownload
 				require.NoError(t, c.Get(context.Background(), client.ObjectKey{Namespace: "velero", Name: name}, &got))

@@ -212,9 +212,12 @@ func TestVerify(t *testing.T) {
 		dataUpload("du1", "b1", "app", "data", velerov2alpha1.DataUploadPhaseCompleted, "s1"),
 		dataUpload("du2", "b1", "app", "logs", velerov2alpha1.DataUploadPhaseCompleted, "s2"),
 		dataUpload("du3", "b1", "app", "cache", velerov2alpha1.DataUploadPhaseFailed, ""))
+	var steps [][2]int
+	cat.OnVolume = func(done, total int) { steps = append(steps, [2]int{done, total}) }
 	vs, err := cat.Verify(context.Background(), "b1", "", datapath.VerifyMode{Level: datapath.VerifyFull})
 	require.NoError(t, err)
 	require.Len(t, vs, 3)
+	assert.Equal(t, [][2]int{{0, 3}, {1, 3}, {2, 3}, {3, 3}}, steps, "before each volume, and at the end")
 	got := map[string]Verification{}
 	for _, v := range vs {
 		got[v.Volume.Key()] = v

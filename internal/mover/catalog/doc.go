@@ -1,8 +1,11 @@
 // Package catalog is what a user sees of the volume data in their backups, and how they
 // get part of it back, without a full restore: the `snapmove` commands list (moved
-// volumes per backup), ls (a directory of a volume in a backup), restore-files (chosen
+// volumes per backup; with --watch the volumes moving now, DataUploads and DataDownloads,
+// and their bytes), ls (a directory of a volume in a backup), restore-files (chosen
 // paths to a local directory or into a live PVC), verify (read a backup back from the
-// repository) and report (what protection each PVC of a backup got).
+// repository) and report (what protection each PVC of a backup got, or with --restore
+// what each DataDownload of a restore did). Its printers write times in RFC 3339 with
+// their zone (FormatTime).
 //
 // A volume is found from the cluster (Backups, DataUploads, the BackupStorageLocation and
 // the password secret, through the API server) or, for the day the cluster is gone, from

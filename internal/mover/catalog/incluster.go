@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"sort"
@@ -76,6 +77,9 @@ type InCluster struct {
 	Attach Attach
 	Rate   int64
 	Log    logrus.FieldLogger
+	// OnWait, when set, is told what a command waits for at each look at a pod
+	// ("pod velero/snapmove-command-x7k2q: Running"), for a progress line.
+	OnWait func(status string)
 }
 
 // UseServer has command pods run as Velero's server srv runs: with its pod labels and
@@ -175,6 +179,7 @@ func (c *InCluster) receiverPod(ctx context.Context, job *batchv1.Job) (*corev1.
 		for i := range pods.Items {
 			p := &pods.Items[i]
 			last = string(p.Status.Phase)
+			c.waiting(p, last)
 			switch p.Status.Phase {
 			case corev1.PodRunning:
 				pod = p
@@ -195,17 +200,56 @@ func (c *InCluster) receiverPod(ctx context.Context, job *batchv1.Job) (*corev1.
 // level from a pod in Velero's namespace. It returns the pod's report, and an error
 // when a volume failed or the pod could not run.
 func (c *InCluster) Verify(ctx context.Context, backup, volume, level string) (string, error) {
+	vols, args, err := c.verifyArgs(ctx, backup, volume, level)
+	if err != nil {
+		return "", err
+	}
+	ended, err := c.run(ctx, vols[0], args)
+	if err != nil {
+		return "", err
+	}
+	return outcome(ended, expose.CommandContainer)
+}
+
+// VerifyResults is Verify with the pod's outcome as data (the pod runs verify -o json):
+// each volume's Verification, failed ones included; an error only when the pod could
+// not run or its report was not the verifications (cut short: a pod's termination
+// message holds 4096 bytes, some twelve volumes).
+func (c *InCluster) VerifyResults(ctx context.Context, backup, volume, level string) ([]Verification, error) {
+	vols, args, err := c.verifyArgs(ctx, backup, volume, level)
+	if err != nil {
+		return nil, err
+	}
+	ended, err := c.run(ctx, vols[0], append(args, "--output="+FormatJSON))
+	if err != nil {
+		return nil, err
+	}
+	msg := strings.TrimSpace(terminationMessage(ended, expose.CommandContainer))
+	var vs []Verification
+	// The pod's report is the JSON, then its error when a volume failed.
+	if derr := json.NewDecoder(strings.NewReader(msg)).Decode(&vs); derr != nil || vs == nil {
+		if ended.Status.Phase != corev1.PodSucceeded {
+			return nil, errors.Errorf("pod %s/%s failed: %s", ended.Namespace, ended.Name, orDash(msg))
+		}
+		return nil, errors.Errorf("pod %s/%s: its report is not the verifications (cut short? verify one volume at a time, or use -o text): %s",
+			ended.Namespace, ended.Name, orDash(msg))
+	}
+	return vs, nil
+}
+
+// verifyArgs are the volumes Verify verifies and the command its pod runs.
+func (c *InCluster) verifyArgs(ctx context.Context, backup, volume, level string) ([]Volume, []string, error) {
 	var vols []Volume
 	if volume != "" {
 		v, err := c.Catalog.Find(ctx, backup, volume)
 		if err != nil {
-			return "", err
+			return nil, nil, err
 		}
 		vols = []Volume{v}
 	} else {
 		all, err := c.Catalog.Source.Volumes(ctx, backup)
 		if err != nil {
-			return "", err
+			return nil, nil, err
 		}
 		for _, v := range all {
 			if v.SnapshotID != "" {
@@ -214,30 +258,30 @@ func (c *InCluster) Verify(ctx context.Context, backup, volume, level string) (s
 		}
 	}
 	if len(vols) == 0 {
-		return "", errors.Errorf("backup %s has no moved volume to verify", backup)
+		return nil, nil, errors.Errorf("backup %s has no moved volume to verify", backup)
 	}
 	args := []string{"verify", backup, "--level=" + level}
 	for _, v := range vols {
 		if v.StorageLocation != vols[0].StorageLocation {
-			return "", errors.Errorf("backup %s moved volumes to two BackupStorageLocations (%s, %s): verify them one volume at a time",
+			return nil, nil, errors.Errorf("backup %s moved volumes to two BackupStorageLocations (%s, %s): verify them one volume at a time",
 				backup, vols[0].StorageLocation, v.StorageLocation)
 		}
 		args = append(args, "--snapshot="+v.Key()+"="+v.SnapshotID)
 	}
-	return c.run(ctx, vols[0], args)
+	return vols, args, nil
 }
 
 // run runs args in a command pod in Velero's namespace that reaches v's repository, and
-// returns its report.
-func (c *InCluster) run(ctx context.Context, v Volume, args []string) (string, error) {
+// returns the pod once it has ended.
+func (c *InCluster) run(ctx context.Context, v Volume, args []string) (*corev1.Pod, error) {
 	namespace := c.Namespace
 	bsl, err := c.Catalog.Source.Location(ctx, v)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	secret, flags, withCreds, err := c.connection(ctx, bsl)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	name := "snapmove-command-" + utilrand.String(5)
 	pod := expose.CommandPod(expose.CommandPodParams{
@@ -250,11 +294,11 @@ func (c *InCluster) run(ctx context.Context, v Volume, args []string) (string, e
 	secret.ObjectMeta = metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: pod.Labels}
 
 	if err := c.Client.Create(ctx, secret); err != nil {
-		return "", errors.Wrapf(err, "creating secret %s/%s for the command pod", namespace, name)
+		return nil, errors.Wrapf(err, "creating secret %s/%s for the command pod", namespace, name)
 	}
 	defer c.cleanup(ctx, pod, secret)
 	if err := c.Client.Create(ctx, pod); err != nil {
-		return "", errors.Wrapf(err, "creating pod %s/%s", namespace, name)
+		return nil, errors.Wrapf(err, "creating pod %s/%s", namespace, name)
 	}
 	// The secret follows the pod, should this process end before it deletes both.
 	secret.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}}
@@ -264,10 +308,7 @@ func (c *InCluster) run(ctx context.Context, v Volume, args []string) (string, e
 	c.Log.WithField("pod", client.ObjectKeyFromObject(pod).String()).Infof("running snapmove %s in a pod", args[0])
 
 	ended, err := c.wait(ctx, pod)
-	if err != nil {
-		return "", errors.Wrapf(err, "pod %s/%s", pod.Namespace, pod.Name)
-	}
-	return outcome(ended, expose.CommandContainer)
+	return ended, errors.Wrapf(err, "pod %s/%s", pod.Namespace, pod.Name)
 }
 
 // outcome is what the ended pod's container said: its report when it succeeded, an error
@@ -390,12 +431,20 @@ func (c *InCluster) waitFor(ctx context.Context, pod *corev1.Pod, timeout time.D
 		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(pod), p); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
+		c.waiting(pod, string(p.Status.Phase))
 		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, nil
 	})
 	if wait.Interrupted(err) {
 		return nil, errors.Errorf("did not end within %s (phase %q)", timeout, p.Status.Phase)
 	}
 	return p, err
+}
+
+// waiting tells OnWait that pod is in phase.
+func (c *InCluster) waiting(pod *corev1.Pod, phase string) {
+	if c.OnWait != nil {
+		c.OnWait("pod " + pod.Namespace + "/" + pod.Name + ": " + orNew(phase))
+	}
 }
 
 // cleanup deletes objs (with what they own, in the background).

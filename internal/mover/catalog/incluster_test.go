@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,20 +234,10 @@ func TestInClusterVerify(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var created *corev1.Pod
-			c := fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(backupObj("b1"), bsl,
-				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "velero-repo-credentials"}, Data: map[string][]byte{"repository-password": []byte("pw")}},
+			c := commandCluster(t, bsl, tc.phase, tc.message, func(p *corev1.Pod) { created = p.DeepCopy() },
 				dataUpload("du1", "b1", "app", "data", velerov2alpha1.DataUploadPhaseCompleted, "s1"),
 				dataUpload("du2", "b1", "app", "logs", velerov2alpha1.DataUploadPhaseCompleted, "s2"),
-				dataUpload("du3", "b1", "app", "cache", velerov2alpha1.DataUploadPhaseCanceled, ""),
-			).WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
-				if p, ok := obj.(*corev1.Pod); ok {
-					p.Status.Phase = tc.phase
-					p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.CommandContainer,
-						State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: tc.message}}}}
-					created = p.DeepCopy()
-				}
-				return c.Create(ctx, obj, o...)
-			}}).Build()
+				dataUpload("du3", "b1", "app", "cache", velerov2alpha1.DataUploadPhaseCanceled, ""))
 			ic := &InCluster{Client: c, Catalog: &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Log: logrus.New()},
 				Namespace: veleroNS, Image: "snapmove:test", Settings: config.Default(), Timeout: time.Second, Interval: 10 * time.Millisecond, Log: logrus.New()}
 			if tc.server != nil {
@@ -277,6 +268,25 @@ func TestInClusterVerify(t *testing.T) {
 			assert.Empty(t, pods.Items, "the pod is deleted")
 		})
 	}
+}
+
+// commandCluster is a fake cluster with backup b1, its uploads, bsl and the repository
+// password, where each command pod created has ended in phase, its container having said
+// message; created sees each pod.
+func commandCluster(t *testing.T, bsl *velerov1.BackupStorageLocation, phase corev1.PodPhase, message string, created func(*corev1.Pod), uploads ...client.Object) client.Client {
+	objs := append([]client.Object{backupObj("b1"), bsl,
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "velero-repo-credentials"}, Data: map[string][]byte{"repository-password": []byte("pw")}},
+	}, uploads...)
+	return fake.NewClientBuilder().WithScheme(testkit.Scheme(t)).WithObjects(objs...).WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, o ...client.CreateOption) error {
+			if p, ok := obj.(*corev1.Pod); ok {
+				p.Status.Phase = phase
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: expose.CommandContainer,
+					State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: message}}}}
+				created(p)
+			}
+			return c.Create(ctx, obj, o...)
+		}}).Build()
 }
 
 // writingRepos opens writingRepos over repos'.
@@ -316,4 +326,52 @@ func TestOwners(t *testing.T) {
 		assert.Equal(t, want, [3]int{uid, gid, map[bool]int{true: 1}[ok]}, rel)
 	}
 	assert.Equal(t, 1, repos.closed, "the repository is closed")
+}
+
+// TestInClusterVerifyResults runs the pod with -o json and reads its verifications back,
+// failed ones included; a report that is not them (cut short, or the pod's own failure)
+// is an error that quotes it.
+func TestInClusterVerifyResults(t *testing.T) {
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: veleroNS, Name: "default"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: "aws",
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "velero"}}}}
+	vs := `[{"volume":{"backup":"b1","namespace":"app","pvc":"data","snapshotID":"s1","phase":"Completed","dataMover":"snapmove",` +
+		`"storageLocation":"offline","totalBytes":3000,"incrementalBytes":-1,"files":-1},"ok":false,"summary":"data/a: content missing"}]`
+	for _, tc := range []struct {
+		name, message string
+		phase         corev1.PodPhase
+		wantOK        bool
+		wantErr       string
+	}{
+		{name: "all verified", phase: corev1.PodSucceeded, message: strings.Replace(vs, `"ok":false`, `"ok":true`, 1) + "\n", wantOK: true},
+		{name: "a volume failed: the pod failed, its report holds it", phase: corev1.PodFailed,
+			message: vs + "\nsnapmove: 1 of 1 volumes failed verification"},
+		{name: "the pod could not verify", phase: corev1.PodFailed, message: "snapmove: opening the repository: access denied",
+			wantErr: "failed: snapmove: opening the repository: access denied"},
+		{name: "cut short", phase: corev1.PodSucceeded, message: "..." + vs[100:],
+			wantErr: "its report is not the verifications (cut short? verify one volume at a time, or use -o text)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var args []string
+			c := commandCluster(t, bsl, tc.phase, tc.message, func(p *corev1.Pod) { args = p.Spec.Containers[0].Args },
+				dataUpload("du1", "b1", "app", "data", velerov2alpha1.DataUploadPhaseCompleted, "s1"))
+			var waited []string
+			ic := &InCluster{Client: c, Catalog: &Catalog{Source: Cluster{Client: c, Namespace: veleroNS}, Log: logrus.New()},
+				Namespace: veleroNS, Image: "snapmove:test", Settings: config.Default(), Timeout: time.Second, Interval: 10 * time.Millisecond, Log: logrus.New(),
+				OnWait: func(s string) { waited = append(waited, s) }}
+			got, err := ic.VerifyResults(context.Background(), "b1", "", "metadata")
+			assert.Contains(t, args, "--output=json")
+			require.NotEmpty(t, waited)
+			assert.Regexp(t, `^pod velero/snapmove-command-\w+: (Succeeded|Failed)$`, waited[len(waited)-1])
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, got, 1)
+			assert.Equal(t, tc.wantOK, got[0].OK)
+			assert.Equal(t, "app/data", got[0].Volume.Key())
+			assert.Equal(t, "data/a: content missing", got[0].Summary)
+		})
+	}
 }

@@ -21,6 +21,9 @@ type Catalog struct {
 	Source Source
 	Repos  Repositories
 	Log    logrus.FieldLogger
+	// OnVolume, when set, is told by Verify how many of its volumes it has done: before
+	// each volume and once at the end.
+	OnVolume func(done, total int)
 }
 
 // List returns the moved volumes, of one backup when backup is not "". With files, each
@@ -212,7 +215,10 @@ func (c *Catalog) Verify(ctx context.Context, backup, volume string, mode datapa
 		}
 	}()
 	out := make([]Verification, 0, len(vols))
-	for _, v := range vols {
+	for i, v := range vols {
+		if c.OnVolume != nil {
+			c.OnVolume(i, len(vols))
+		}
 		if v.SnapshotID == "" || v.Phase != string(velerov2alpha1.DataUploadPhaseCompleted) {
 			out = append(out, Verification{Volume: v, Summary: fmt.Sprintf("no data: the upload ended %s (%s)", v.Phase, v.Message)})
 			continue
@@ -233,6 +239,9 @@ func (c *Catalog) Verify(ctx context.Context, backup, volume string, mode datapa
 			continue
 		}
 		out = append(out, Verification{Volume: v, OK: true, Summary: DescribeVerification(res)})
+	}
+	if c.OnVolume != nil {
+		c.OnVolume(len(vols), len(vols))
 	}
 	return out, nil
 }

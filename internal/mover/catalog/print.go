@@ -65,7 +65,7 @@ func PrintVolumes(w io.Writer, vols []Volume) error {
 	for _, v := range vols {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			orDash(v.Backup), v.Key(), v.Phase, orDash(v.SnapshotID), humanBytes(v.TotalBytes), humanBytes(v.IncrementalBytes),
-			count(v.Files), sinceStart(v.Completed), duration(v.Duration()), v.DataMover, datapath.EscapeText(verified(v.Verification)))
+			count(v.Files), timeOrDash(v.Completed), duration(v.Duration()), v.DataMover, datapath.EscapeText(verified(v.Verification)))
 	}
 	return tw.Flush()
 }
@@ -88,7 +88,7 @@ func PrintEntries(w io.Writer, self datapath.Entry, children []datapath.Entry) e
 			name += " -> " + datapath.EscapeName(e.LinkTarget)
 		}
 		fmt.Fprintf(tw, "%s\t %d\t %d\t %d\t %s\t %s\n", ModeString(e.Mode), e.UID, e.GID, e.Size,
-			e.ModTime.Local().Format("2006-01-02 15:04"), name)
+			FormatTime(e.ModTime), name)
 	}
 	return tw.Flush()
 }
@@ -112,18 +112,42 @@ func EntriesJSON(entries []datapath.Entry) []EntryJSON {
 	return out
 }
 
-// RestoredJSON is what `restore-files -o json` writes: the volume, the target and the
-// result, and matchedBytes, the exact bytes of each matched path (base64), when one is
-// not valid UTF-8.
-func RestoredJSON(v Volume, target string, res datapath.FilesResult) map[string]any {
-	out := map[string]any{"volume": v, "target": target, "result": res}
+// Restored is what `restore-files -o json|yaml` writes: the volume, the target (a
+// directory, or "PVC NAMESPACE/NAME"), the matched paths and what was restored, the
+// exact bytes of each matched path (base64) when one is not valid UTF-8, and with
+// --to-pvc the receiver pod's report.
+type Restored struct {
+	Volume       Volume   `json:"volume"`
+	Target       string   `json:"target"`
+	Matched      []string `json:"matched"`
+	MatchedBytes [][]byte `json:"matchedBytes,omitempty"`
+	// Restored counts the entries written, matched ones and everything beneath them.
+	Restored TreeCounts `json:"restored"`
+	Receiver string     `json:"receiver,omitempty"`
+}
+
+// TreeCounts is datapath.TreeCounts with lowerCamel JSON keys.
+type TreeCounts struct {
+	Files    int64 `json:"files"`
+	Dirs     int64 `json:"dirs"`
+	Symlinks int64 `json:"symlinks"`
+	Bytes    int64 `json:"bytes"`
+}
+
+// RestoredJSON is what `restore-files -o json` writes of res, restored from v into target.
+func RestoredJSON(v Volume, target string, res datapath.FilesResult) Restored {
+	c := res.Restored
+	out := Restored{Volume: v, Target: target, Matched: res.Matched,
+		Restored: TreeCounts{Files: c.Files, Dirs: c.Dirs, Symlinks: c.Symlinks, Bytes: c.Bytes}}
+	if out.Matched == nil {
+		out.Matched = []string{}
+	}
 	for _, m := range res.Matched {
 		if !utf8.ValidString(m) {
-			exact := make([][]byte, len(res.Matched))
+			out.MatchedBytes = make([][]byte, len(res.Matched))
 			for i, m := range res.Matched {
-				exact[i] = []byte(m)
+				out.MatchedBytes[i] = []byte(m)
 			}
-			out["matchedBytes"] = exact
 			break
 		}
 	}
@@ -298,6 +322,14 @@ func nounCount(n int64, noun string) string {
 	}
 	return fmt.Sprintf("%d %s", n, noun)
 }
+
+// HumanBytes is humanBytes, for the commands' progress lines.
+func HumanBytes(n int64) string { return humanBytes(n) }
+
+// FormatTime is how the commands print a time in text: RFC 3339 in the local zone, with
+// its offset (2026-12-07T21:00:05Z, 2026-12-07T22:00:05+01:00), so that a time read on
+// one machine means the same on another.
+func FormatTime(t time.Time) string { return t.Local().Format(time.RFC3339) }
 
 // humanBytes is n in decimal units with three significant digits ("1.15 GB", "999 B"),
 // as Velero and kopia print sizes; negative is unknown ("-"). It is the one byte format

@@ -50,7 +50,16 @@ func hostileEntries(mtime time.Time) []datapath.Entry {
 	}
 }
 
+// inZone has time.Local be zone for the rest of t (the printers print local times with
+// their offset).
+func inZone(t *testing.T, zone *time.Location) {
+	old := time.Local
+	time.Local = zone
+	t.Cleanup(func() { time.Local = old })
+}
+
 func TestPrintersEscapeNames(t *testing.T) {
+	inZone(t, time.FixedZone("CET", 3600))
 	dir := datapath.Entry{Name: "/", Mode: fs.ModeDir | 0o755}
 	var ls bytes.Buffer
 	require.NoError(t, PrintEntries(&ls, dir, hostileEntries(time.Date(2026, 12, 1, 10, 0, 0, 0, time.Local))))
@@ -77,8 +86,12 @@ func TestPrintersEscapeNames(t *testing.T) {
 	require.NoError(t, PrintRestored(&restored, Volume{Namespace: "app", PVC: "data", Backup: "b1", SnapshotID: "s1"}, res, "/tmp/x"))
 	require.Contains(t, restored.String(), `restored a\x1b[2Jb, caf\xe9 of app/data`)
 	rj := RestoredJSON(Volume{}, "/tmp/x", res)
-	require.Equal(t, [][]byte{[]byte("a\x1b[2Jb"), []byte("caf\xe9")}, rj["matchedBytes"])
-	require.NotContains(t, RestoredJSON(Volume{}, "/tmp/x", datapath.FilesResult{Matched: []string{"ok"}}), "matchedBytes")
+	require.Equal(t, [][]byte{[]byte("a\x1b[2Jb"), []byte("caf\xe9")}, rj.MatchedBytes)
+	var plain bytes.Buffer
+	require.NoError(t, PrintJSON(&plain, RestoredJSON(Volume{}, "/tmp/x", datapath.FilesResult{Matched: []string{"ok"}})))
+	require.NotContains(t, plain.String(), "matchedBytes")
+	require.Contains(t, plain.String(), `"restored": {`)
+	require.Contains(t, plain.String(), `"matched": [`)
 
 	var verified bytes.Buffer
 	require.NoError(t, PrintVerifications(&verified, []Verification{{Volume: Volume{Namespace: "app", PVC: "data"},

@@ -352,10 +352,10 @@ func readContents(r io.Reader) (*backupItems, error) {
 	}
 }
 
-// sinceStart formats how long ago t was, for people.
-func sinceStart(t *time.Time) string {
+// timeOrDash is FormatTime(*t), "-" for nil.
+func timeOrDash(t *time.Time) string {
 	if t == nil {
 		return "-"
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return FormatTime(*t)
 }
