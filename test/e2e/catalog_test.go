@@ -172,8 +172,17 @@ func TestRepositoryCommands(t *testing.T) {
 	require.NoError(t, err)
 	s.app(t, ns2, "live", false)
 	noNewSecrets := s.watchSecrets(t, ns2)
-	intoPVC := s.snapmove(t, "restore-files", name, ns+"/data", "dir12", "dir07/f03", "--to-pvc", ns2+"/live")
-	require.Contains(t, intoPVC, "restored dir07/f03, dir12", intoPVC)
+	var intoPVC struct {
+		Target, Receiver string
+		Matched          []string
+		Restored         struct{ Files, Dirs int64 }
+	}
+	out = s.snapmoveOut(t, "restore-files", name, ns+"/data", "dir12", "dir07/f03", "--to-pvc", ns2+"/live", "-o", "json")
+	require.NoError(t, json.Unmarshal([]byte(out), &intoPVC), out)
+	require.Equal(t, "PVC "+ns2+"/live", intoPVC.Target)
+	require.ElementsMatch(t, []string{"dir07/f03", "dir12"}, intoPVC.Matched)
+	require.Equal(t, int64(perDir+1), intoPVC.Restored.Files, out)
+	require.NotEmpty(t, intoPVC.Receiver, "the receiver pod's report")
 	requireSameSubtree(t, filepath.Join(dir, "dir12"), filepath.Join(live, "dir12"))
 	requireSameFile(t, filepath.Join(dir, "dir07", "f03"), filepath.Join(live, "dir07", "f03"))
 	keepAfter, err := os.Stat(filepath.Join(live, "keep.txt"))
@@ -224,8 +233,17 @@ func TestRepositoryCommands(t *testing.T) {
 
 	// verify: good, then a data pack of the repository corrupted.
 	s.snapmove(t, "verify", name, "--level", "full")
-	inPod := s.snapmove(t, "verify", name, "--level", "full", "--in-cluster")
-	require.Regexp(t, ns+`/data\s+\S+\s+OK\s+verified \(full\)`, inPod)
+	var inPod []struct {
+		Volume  struct{ PVC string }
+		OK      bool
+		Summary string
+	}
+	out = s.snapmoveOut(t, "verify", name, "--level", "full", "--in-cluster", "-o", "json")
+	require.NoError(t, json.Unmarshal([]byte(out), &inPod), out)
+	require.Len(t, inPod, 1, out)
+	require.Equal(t, "data", inPod[0].Volume.PVC, out)
+	require.True(t, inPod[0].OK, out)
+	require.Contains(t, inPod[0].Summary, "verified (full)")
 	s.corruptOnePack(t, s.bslPrefix+"/kopia/"+ns+"/p")
 	failed, err := runErr(s.bin(), "verify", name, "--level", "full")
 	require.Error(t, err, failed)

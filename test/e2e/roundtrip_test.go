@@ -4,10 +4,14 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	velerov1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v1"
@@ -96,17 +100,66 @@ func TestSeedRoundTrip(t *testing.T) {
 	s.deleteNamespace(t, ns)
 
 	rname := ns + "-r"
+	watch := exec.CommandContext(ctxT(t), s.bin(), "list", "--watch", "-o", "json")
+	var frames bytes.Buffer
+	watch.Stdout = &frames
+	require.NoError(t, watch.Start())
 	r := s.restore(t, rname, "--from-backup", name)
 	require.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
 	dds := s.dataDownloads(t, rname)
 	require.Len(t, dds, 1)
 	require.Equal(t, velerov2alpha1.DataDownloadPhaseCompleted, dds[0].Status.Phase, dds[0].Status.Message)
 	require.Equal(t, naming.DataMover, dds[0].Spec.DataMover)
+	time.Sleep(3 * time.Second) // the watch's next pass
 
 	got, err := treecheck.Manifest(s.volumePath(t, ns, pvc))
 	require.NoError(t, err)
 	require.Empty(t, treecheck.Compare(want, got, treecheck.Options{CheckAllocation: true, ExactSymlinkMtime: true}), "restored volume differs")
 	s.requireNoLeftovers(t)
+
+	// The CLI's view of it: the restore's report, and list --watch until interrupted.
+	var report struct {
+		Restore, Backup, Phase string
+		Volumes                []struct {
+			PVC, Phase            string
+			BytesDone, TotalBytes int64
+		}
+		Counts map[string]int
+	}
+	require.NoError(t, json.Unmarshal([]byte(s.snapmoveOut(t, "report", "--restore", rname, "-o", "json")), &report))
+	require.Equal(t, name, report.Backup)
+	require.Equal(t, "Completed", report.Phase)
+	require.Len(t, report.Volumes, 1)
+	require.Equal(t, pvc, report.Volumes[0].PVC)
+	require.Equal(t, dds[0].Status.Progress.TotalBytes, report.Volumes[0].BytesDone)
+	require.Equal(t, map[string]int{"Completed": 1}, report.Counts)
+	require.Regexp(t, `Restore `+rname+` of backup `+name+` \(Completed\)`, s.snapmove(t, "report", "--restore", rname))
+
+	// list --watch, started before the restore, showed its DataDownload while it moved and
+	// once more as it ended, and ended cleanly on Ctrl-C.
+	require.NoError(t, watch.Process.Signal(os.Interrupt))
+	require.NoError(t, watch.Wait(), "list --watch ends cleanly on Ctrl-C")
+	dec := json.NewDecoder(&frames)
+	var phases []string
+	for {
+		var frame struct {
+			Time      time.Time
+			Movements []struct{ Kind, Restore, PVC, Phase string }
+		}
+		if err := dec.Decode(&frame); err != nil {
+			require.ErrorIs(t, err, io.EOF, frames.String())
+			break
+		}
+		require.False(t, frame.Time.IsZero())
+		for _, m := range frame.Movements {
+			if m.Restore == rname {
+				phases = append(phases, m.Phase)
+			}
+		}
+	}
+	t.Logf("list --watch saw the DataDownload as %v", phases)
+	require.NotEmpty(t, phases, frames.String())
+	require.Equal(t, "Completed", phases[len(phases)-1])
 }
 
 // TestKopiaPrefixSlash records what happens when a user connects the kopia CLI with the
