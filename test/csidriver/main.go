@@ -31,6 +31,8 @@ func main() {
 		stateDir   = flag.String("statedir", "", "directory holding state.json, volumes/ and snapshots/ (required)")
 		regPath    = flag.String("kubelet-registration-path", "", "if set, also serve kubelet plugin registration on this unix socket")
 		maxVolumes = flag.Int64("max-volumes-per-node", 0, "NodeGetInfo max_volumes_per_node (0: no limit)")
+		snapMeta   = flag.Bool("snapshot-metadata", true, "serve the CSI SnapshotMetadata service (changed block tracking) and record block hashes of block snapshots")
+		keepSums   = flag.Bool("snapshot-metadata-keep-deleted-base", true, "keep a deleted snapshot's block hashes so that it can still be GetMetadataDelta's base (false: a deleted base is NotFound)")
 		debug      = flag.Bool("debug", false, "log every request")
 		version    = flag.Bool("version", false, "print the version and exit")
 	)
@@ -46,6 +48,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if err := run(log, *endpoint, *regPath, driver.Config{
 		Name: *name, NodeID: *nodeID, StateDir: *stateDir, MaxVolumesPerNode: *maxVolumes,
+		SnapshotMetadata: *snapMeta, KeepDeletedSums: *keepSums,
 	}); err != nil {
 		log.Error("csidriver failed", "error", err)
 		os.Exit(1)
@@ -67,11 +70,13 @@ func run(log *slog.Logger, endpoint, regPath string, cfg driver.Config) error {
 		return err
 	}
 	defer os.Remove(csiSocket)
-	srv := grpc.NewServer(grpc.UnaryInterceptor(driver.LoggingInterceptor(log)))
+	srv := grpc.NewServer(grpc.UnaryInterceptor(driver.LoggingInterceptor(log)),
+		grpc.StreamInterceptor(driver.StreamLoggingInterceptor(log)))
 	d.Register(srv)
 	go func() { errc <- fmt.Errorf("serving CSI: %w", srv.Serve(l)) }()
 	defer srv.GracefulStop()
-	log.Info("serving CSI", "driver", cfg.Name, "version", driver.Version, "socket", csiSocket, "node", cfg.NodeID)
+	log.Info("serving CSI", "driver", cfg.Name, "version", driver.Version, "socket", csiSocket, "node", cfg.NodeID,
+		"snapshotMetadata", cfg.SnapshotMetadata)
 
 	if regPath != "" {
 		rl, regSocket, err := driver.ListenUnix(regPath)

@@ -6,7 +6,8 @@
 // volume may still be in use, so a snapshot is neither atomic nor crash-consistent.
 //
 // It owns the CSI Identity, Controller and Node services (ControllerGetCapabilities
-// and NodeGetCapabilities say exactly what is advertised), the kubelet
+// and NodeGetCapabilities say exactly what is advertised), optionally the
+// SnapshotMetadata service (changed block tracking: snapmeta.go), the kubelet
 // plugin-registration service (RegistrationServer, which replaces node-driver-registrar
 // in the local stack), and its state directory. The directory's layout is part of its
 // contract with the stack scripts and the e2e tests:
@@ -16,6 +17,7 @@
 //	<statedir>/volumes/<volumeID>.img      data of a block volume (a sparse image file)
 //	<statedir>/snapshots/<snapshotID>/     copy of a filesystem volume
 //	<statedir>/snapshots/<snapshotID>.img  copy of a block volume
+//	<statedir>/snapshots/<snapshotID>.sums block hashes of a block snapshot (blocks.go)
 //
 // A PV's spec.csi.volumeHandle is the volume ID and a VolumeSnapshotContent's
 // status.snapshotHandle is the snapshot ID, so a test finds a volume's data at

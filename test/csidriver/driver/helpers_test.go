@@ -46,7 +46,7 @@ func requireLoop(t *testing.T) {
 func newTestDriver(t *testing.T, dir string) *Driver {
 	t.Helper()
 	t.Cleanup(func() { forceCleanup(t, dir) })
-	d, err := New(Config{NodeID: "test-node", StateDir: filepath.Join(dir, "state")}, nil)
+	d, err := New(Config{NodeID: "test-node", StateDir: filepath.Join(dir, "state"), SnapshotMetadata: true, KeepDeletedSums: true}, nil)
 	require.NoError(t, err)
 	return d
 }

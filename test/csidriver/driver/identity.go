@@ -12,13 +12,20 @@ func (d *Driver) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 	return &csi.GetPluginInfoResponse{Name: d.cfg.Name, VendorVersion: Version}, nil
 }
 
-// GetPluginCapabilities advertises the controller service and nothing else (no topology).
+// GetPluginCapabilities advertises the controller service and, if enabled, the
+// snapshot metadata service; nothing else (no topology).
 func (d *Driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
-	return &csi.GetPluginCapabilitiesResponse{Capabilities: []*csi.PluginCapability{{
-		Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{
-			Type: csi.PluginCapability_Service_CONTROLLER_SERVICE,
-		}},
-	}}}, nil
+	types := []csi.PluginCapability_Service_Type{csi.PluginCapability_Service_CONTROLLER_SERVICE}
+	if d.cfg.SnapshotMetadata {
+		types = append(types, csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE)
+	}
+	resp := &csi.GetPluginCapabilitiesResponse{}
+	for _, t := range types {
+		resp.Capabilities = append(resp.Capabilities, &csi.PluginCapability{
+			Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: t}},
+		})
+	}
+	return resp, nil
 }
 
 // Probe reports ready: the driver has no back end that could be down.
