@@ -30,7 +30,7 @@ GOFMT       := $(shell $(GO) env GOROOT)/bin/gofmt
 TOOLS       := $(or $(SNAPMOVE_CACHE),$(HOME)/.cache/snapmove)/tools
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)-$(shell $(GO) env GOVERSION)/staticcheck
 
-.PHONY: help build unit lint sanity stack-build stack-up stack-down image install-mover e2e test demo bench bench-scale examples release clean
+.PHONY: help build unit lint sanity stack-build stack-up stack-down image install-mover e2e test demo bench bench-scale examples release release-check clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -76,7 +76,7 @@ e2e: ## against a running stack (make stack-up)
 TEST_STORES ?= gcs azure irsa
 
 test: lint unit
-	trap '$(STACK)/down.sh >/dev/null 2>&1 || true' EXIT; SNAPMOVE_STACK_STORES='$(TEST_STORES)' $(MAKE) stack-up && SNAPMOVE_E2E_REQUIRE_STORES='$(TEST_STORES)' $(MAKE) e2e
+	trap '$(STACK)/down.sh >/dev/null 2>&1 || true' EXIT; SNAPMOVE_STACK_STORES='$(TEST_STORES)' $(MAKE) stack-up && SNAPMOVE_E2E_REQUIRE_STORES='$(TEST_STORES)' $(MAKE) e2e && $(MAKE) release-check
 
 demo:
 	hack/demo.sh
@@ -86,6 +86,16 @@ bench:
 
 examples: ## examples/mover.yaml and monitoring.yaml from the chart (helm template; e2e TestChart keeps them so)
 	hack/render-examples.sh
+
+release-check: ## make release for linux/amd64 (the other platforms are the same commands), then check it: make test runs it
+	rm -rf dist/v0.0.0-check && PLATFORMS=linux/amd64 hack/release.sh v0.0.0-check
+	cd dist/v0.0.0-check && sha256sum -c --quiet SHA256SUMS && \
+	  tar -xzf snapmove_v0.0.0-check_linux_amd64.tar.gz && \
+	  ./snapmove_v0.0.0-check_linux_amd64/snapmove version | grep -q 'v0.0.0-check' && \
+	  grep -q '"name": "github.com/project-velero/kopia"' snapmove_v0.0.0-check.spdx.json && \
+	  tar -tzf snapmove-0.0.0-check.tgz | grep -q snapmove/templates/deployment.yaml && \
+	  grep -q 'sha256: ' snapmove.yaml && rm -rf snapmove_v0.0.0-check_linux_amd64
+	@echo "release-check: dist/v0.0.0-check built and checked"
 
 release: ## a release's artifacts into dist/VERSION (binaries, images, SBOM, krew manifest, SHA256SUMS); publishes nothing
 	hack/release.sh $(VERSION)

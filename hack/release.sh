@@ -2,6 +2,8 @@
 # release.sh: build a release's artifacts into dist/VERSION, publishing nothing.
 #
 #   hack/release.sh [VERSION]     (default: naming.Version, v0.1.0; `make release VERSION=v0.2.0`)
+#   PLATFORMS=linux/amd64 hack/release.sh   # only these platforms (make test: the host's, see
+#                                           # `make release-check`; the others are the same commands)
 #
 # - snapmove_VERSION_OS_ARCH.tar.gz for linux and darwin on amd64 and arm64: the static binary
 #   (`snapmove`, which is also the kubectl plugin: link or copy it as kubectl-snapmove on PATH),
@@ -28,7 +30,9 @@ export GOFLAGS="-mod=readonly -buildvcs=false"
 ldflags="-s -w -X github.com/snapmove/snapmove/internal/naming.Version=$version"
 (cd hack/tools && go build -trimpath -o "../../$out/tools/" ./imgtool ./sbom)
 
-for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64; do
+platforms=${PLATFORMS:-linux/amd64 linux/arm64 darwin/amd64 darwin/arm64}
+case " $platforms " in *" linux/amd64 "*) ;; *) echo "release.sh: PLATFORMS must include linux/amd64 (the SBOM's)" >&2; exit 2 ;; esac
+for platform in $platforms; do
   os=${platform%/*} arch=${platform#*/} dir=snapmove_${version}_${os}_${arch}
   mkdir -p "$out/$dir"
   CGO_ENABLED=0 GOOS=$os GOARCH=$arch go build -trimpath -ldflags="$ldflags" -o "$out/$dir/snapmove" .
@@ -43,8 +47,9 @@ for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64; do
 done
 "$out/tools/sbom" -name snapmove -version "$version" "$out/snapmove_${version}_linux_amd64/snapmove" > "$out/snapmove_$version.spdx.json"
 
-helm=${HELM:-}
-if [ -z "$helm" ]; then
+. hack/stack/lib.sh # STACK_BIN: the stack's helm, when it was built
+helm=${HELM:-$STACK_BIN/helm}
+if [ ! -x "$helm" ]; then
   (cd hack/tools/kube && go build -trimpath -o "../../../$out/tools/helm" helm.sh/helm/v4/cmd/helm)
   helm=$out/tools/helm
 fi
@@ -66,7 +71,7 @@ spec:
     them (ls), restore chosen files without a full restore, verify, report, cancel, hand over, doctor.
   platforms:
 EOF2
-  for platform in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64; do
+  for platform in $platforms; do
     os=${platform%/*} arch=${platform#*/} dir=snapmove_${version}_${os}_${arch}
     cat << EOF2
     - selector: {matchLabels: {os: $os, arch: $arch}}
@@ -78,7 +83,7 @@ EOF2
 } > "$out/snapmove.yaml"
 
 rm -rf "$out/tools"
-for platform in linux_amd64 linux_arm64 darwin_amd64 darwin_arm64; do rm -rf "$out/snapmove_${version}_$platform"; done
+for platform in $platforms; do rm -rf "$out/snapmove_${version}_${platform/\//_}"; done
 (cd "$out" && sha256sum -- * > SHA256SUMS)
 echo "release $version in $out:"
 ls -l "$out"
