@@ -170,7 +170,7 @@ build_provisioner() {
 if need csi-provisioner; then run_build csi-provisioner build_provisioner; fi
 
 # --- velero: keeps its kopia replace; plus replaces for k8s patch releases the mirror lacks ---
-build_velero() {
+velero_src() { # Velero's module, copied to $SRC/velero, with the replaces the mirror needs
   local d=$SRC/velero
   modcopy "github.com/vmware-tanzu/velero@$VELERO_VERSION" "$d"
   if ! grep -q 'snapmove stack: versions missing' "$d/go.mod"; then
@@ -178,6 +178,10 @@ build_velero() {
     printf '\n// snapmove stack: versions missing from the module proxy mirror\nreplace (\n%s\n)\n' \
       "$(echo "$VELERO_EXTRA_REPLACES" | sed 's/^/\t/')" >> "$d/go.mod"
   fi
+}
+build_velero() {
+  local d=$SRC/velero
+  velero_src
   # Static, as Velero's own image has it: the same binary runs on the host (CLI) and in the image.
   cd "$d" && CGO_ENABLED=0 gobuild "$STACK_BIN/velero" -ldflags="$VELERO_LDFLAGS" ./cmd/velero &&
     echo "$VELERO_LDFLAGS" > "$STACK_BIN/velero.ldflags"
@@ -220,10 +224,27 @@ build_fake_gcs() {
   cd "$d" && CGO_ENABLED=0 gobuild "$STACK_BIN/fake-gcs-server" -ldflags="-s -w" . &&
     echo "$FAKE_GCS_VERSION" > "$STACK_BIN/fake-gcs-server.version"
 }
+# The GCP plugin is built in a scratch module that starts from Velero's go.mod (its requirements and
+# replaces, velero_src), so that the modules the two share (Google's storage client,
+# grpc, k8s.io, ...) are at Velero's versions and their packages come out of the build cache of Velero's
+# build: 2 minutes of a cold build less.
 build_velero_gcp() {
   local d=$SRC/velero-plugin-for-gcp@$VELERO_GCP_VERSION
-  modcopy "github.com/vmware-tanzu/velero-plugin-for-gcp@$VELERO_GCP_VERSION" "$d"
-  cd "$d" && CGO_ENABLED=0 gobuild "$STACK_BIN/velero-plugin-for-gcp" -ldflags="-s -w" ./velero-plugin-for-gcp &&
+  velero_src
+  rm -rf "$d" && mkdir -p "$d"
+  # every module Velero requires, held at Velero's version (the plugin asks for newer golang.org/x
+  # releases, which would recompile everything above them)
+  {
+    sed 's#^module .*#module snapmove.local/stack/velero-plugin-for-gcp#' "$SRC/velero/go.mod"
+    printf '\nreplace (\n'
+    (cd "$SRC/velero" && go mod edit -json) | sed -n 's/^\t\t\t"Path": "\(.*\)",$/\1/p; s/^\t\t\t"Version": "\([^"]*\)".*$/\1/p' |
+      paste - - | while read -r m v; do grep -Eq "(^|\s)$m =>" "$SRC/velero/go.mod" || printf '\t%s => %s %s\n' "$m" "$m" "$v"; done
+    printf ')\n'
+  } > "$d/go.mod"
+  cp "$SRC/velero/go.sum" "$d/go.sum"
+  cd "$d" && go get "github.com/vmware-tanzu/velero@$VELERO_VERSION" "github.com/vmware-tanzu/velero-plugin-for-gcp@$VELERO_GCP_VERSION" &&
+    CGO_ENABLED=0 gobuild "$STACK_BIN/velero-plugin-for-gcp" -ldflags="-s -w" \
+      github.com/vmware-tanzu/velero-plugin-for-gcp/velero-plugin-for-gcp &&
     echo "$VELERO_GCP_VERSION" > "$STACK_BIN/velero-plugin-for-gcp.version"
 }
 if store_on gcs; then

@@ -38,8 +38,11 @@ func TestCoexistenceEnableCSI(t *testing.T) {
 	// The unserved DataUpload's message comes after a minute: it is made first, and
 	// waits while the first two cases run.
 	unserved := unservedDataUpload(t)
-	t.Run("volume policy", coexistenceEnableCSIWithPolicy)
-	t.Run("data mover flag", coexistenceEnableCSIDataMover)
+	// The two ways to pick snapmove under EnableCSI change nothing shared: side by side.
+	t.Run("snapmove picked", func(t *testing.T) {
+		t.Run("volume policy", func(t *testing.T) { t.Parallel(); coexistenceEnableCSIWithPolicy(t) })
+		t.Run("data mover flag", func(t *testing.T) { t.Parallel(); coexistenceEnableCSIDataMover(t) })
+	})
 	t.Run("seed configuration without node-agent", func(t *testing.T) { seedConfigurationWithoutNodeAgent(t, unserved) })
 	t.Run("no lock-in", noLockIn)
 }
