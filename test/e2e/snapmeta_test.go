@@ -14,6 +14,7 @@ import (
 	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"github.com/pkg/errors"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -81,7 +82,14 @@ func TestSnapshotMetadataService(t *testing.T) {
 	kc := s.clientWithToken(t, s.serviceAccountToken(t, ns, client))
 	sms := &unstructured.Unstructured{}
 	sms.SetGroupVersionKind(schema.GroupVersionKind{Group: "cbt.storage.k8s.io", Version: "v1beta1", Kind: "SnapshotMetadataService"})
-	require.NoError(t, kc.Get(ctxT(t), crclient.ObjectKey{Name: s.csiDriver}, sms), "the SnapshotMetadataService named after the driver")
+	// The API server's RBAC authorizer learns of the new binding through its informer.
+	poll(t, "the client's ClusterRoleBinding to take effect", 30*time.Second, func(ctx context.Context) (bool, error) {
+		err := kc.Get(ctx, crclient.ObjectKey{Name: s.csiDriver}, sms)
+		if apierrors.IsForbidden(err) {
+			return false, nil
+		}
+		return err == nil, errors.Wrap(err, "getting the SnapshotMetadataService named after the driver")
+	})
 	address, _, _ := unstructured.NestedString(sms.Object, "spec", "address")
 	audience, _, _ := unstructured.NestedString(sms.Object, "spec", "audience")
 	caCert, _, _ := unstructured.NestedString(sms.Object, "spec", "caCert")
