@@ -2,10 +2,10 @@
 # up.sh: start the local stack from the binaries build.sh made, all as host processes on 127.0.0.1:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the test CSI driver + snapshot-controller,
 # csi-snapshotter, csi-snapshot-metadata (changed block tracking: gRPC with TLS on 127.0.0.1:50051, its
-# SnapshotMetadataService named after the driver), csi-provisioner, MinIO, containerd + kubelet (node snapmove-node), and the stack's
-# host-network admission webhook (hostnet). Then the Velero server runs in the cluster as users run it:
-# the Deployment of Velero's helm chart (velero.yaml), with velero-plugin-for-aws and snapmove loaded
-# through their images' initContainers.
+# SnapshotMetadataService named after the driver), csi-provisioner, MinIO, containerd + kubelet (node
+# snapmove-node), and the stack's host-network admission webhook (hostnet). Then the Velero server runs
+# in the cluster as users run it: the Deployment of Velero's helm chart (velero.yaml), with
+# velero-plugin-for-aws and snapmove loaded through their images' initContainers.
 #
 #   hack/stack/up.sh                      # then: . /tmp/snapmove-stack/env
 #   SNAPMOVE_BINARY=/path/snapmove hack/stack/up.sh   # the binary for snapmove's image (default bin/snapmove)
