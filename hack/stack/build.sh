@@ -279,16 +279,30 @@ run_build tools sh -c "cd '$REPO_ROOT/hack/tools' && go build -trimpath -ldflags
 if store_on azure; then # azmc: creates up.sh's blob container (Azurite makes none, kopia neither)
   run_build azmc sh -c "cd '$REPO_ROOT/hack/tools' && go build -trimpath -ldflags='-s -w' -o '$STACK_BIN/' ./azmc"
 fi
-# helm (installs the mover's chart, charts/snapmove) and EKS's pod identity webhook (irsa: served on a
-# loopback address): a module of their own, as they need k8s.io modules newer than snapmove's, built by
-# one go build so that they compile the k8s.io packages they share once.
+# helm (installs the mover's chart, charts/snapmove), EKS's pod identity webhook (irsa: served on a
+# loopback address) and the CSI snapshot metadata sidecar (changed block tracking, external-snapshot-metadata
+# with its client module, both v1.0.0: go.mod's tool lines): a module of their own, as they need k8s.io
+# modules newer than snapmove's, built by one go build so that they compile the k8s.io packages they share once.
+# -X main.version is the sidecar's version (it logs it); the other two main packages have no such variable.
+SMS_MODULE=github.com/kubernetes-csi/external-snapshot-metadata
 build_kube() {
-  local v
+  local v sv
   cd "$REPO_ROOT/hack/tools/kube" && v=$(go list -m -f '{{.Version}}' helm.sh/helm/v4) &&
-    go build -trimpath -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$v" -o "$STACK_BIN/" \
-      ./podidentity helm.sh/helm/v4/cmd/helm
+    sv=$(go list -m -f '{{.Version}}' $SMS_MODULE) &&
+    go build -trimpath -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$v -X main.version=$sv" \
+      -o "$STACK_BIN/" ./podidentity helm.sh/helm/v4/cmd/helm $SMS_MODULE/cmd/csi-snapshot-metadata
 }
 run_build kube build_kube
+# The SnapshotMetadataService CRD (cbt.storage.k8s.io, v1beta1), from the client module the sidecar links.
+sms_crd_version=$(cd "$REPO_ROOT/hack/tools/kube" && go list -m -f '{{.Version}}' $SMS_MODULE/client)
+if [ "$(cat "$STACK_MANIFESTS/sms-crd/.done" 2> /dev/null)" != "$sms_crd_version" ]; then
+  crd=$(cd "$REPO_ROOT/hack/tools/kube" && go mod download -json "$SMS_MODULE/client@$sms_crd_version" |
+    sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')/config/crd
+  rm -rf "$STACK_MANIFESTS/sms-crd" && mkdir -p "$STACK_MANIFESTS/sms-crd"
+  cp "$crd"/cbt.storage.k8s.io_*.yaml "$STACK_MANIFESTS/sms-crd/"
+  echo "$sms_crd_version" > "$STACK_MANIFESTS/sms-crd/.done"
+  log "SnapshotMetadataService CRD copied ($SMS_MODULE/client $sms_crd_version)"
+fi
 if [ "$(cd "$REPO_ROOT/test/csidriver" && go list -f '{{.Name}}' . 2> /dev/null)" = main ]; then
   run_build csidriver sh -c "cd '$REPO_ROOT/test/csidriver' && go build -trimpath -o '$STACK_BIN/csidriver' ."
 else

@@ -34,6 +34,13 @@ NODE_NAME=snapmove-node
 CSI_DRIVER=hostpath.csi.snapmove.io
 STORAGE_CLASS=snapmove-csi
 SNAPSHOT_CLASS=snapmove-csi-snapclass
+# The CSI snapshot metadata sidecar (changed block tracking, KEP-3314): its gRPC port (the sidecar listens on every
+# interface; clients use 127.0.0.1, the address its TLS certificate, the stack's hostnet.crt, names), its health and
+# metrics address (off its default :8080), and the audience of the ServiceAccount tokens its clients send
+# (the SnapshotMetadataService object, named $CSI_DRIVER, gives clients the address, the audience and the CA).
+SMS_PORT=50051
+SMS_HTTP=127.0.0.1:8096
+CBT_AUDIENCE=snapmove-cbt
 KUBELET_ROOT=/var/lib/kubelet
 CONTAINERD_SOCK=$RUN/containerd/containerd.sock
 # Velero's images, under the names its helm chart and examples/velero-values.yaml use; build.sh
@@ -73,7 +80,7 @@ AZURE_BSL=azure
 # with gcs in SNAPMOVE_STACK_STORES, azurite only with azure, pod-identity-webhook only with irsa; down.sh stops
 # what has a recorded PID.
 STACK_PROCS="etcd minio fake-gcs-server azurite containerd kube-apiserver svc-relay hostnet pod-identity-webhook kube-controller-manager kube-scheduler csidriver
-snapshot-controller csi-snapshotter csi-provisioner kubelet"
+snapshot-controller csi-snapshotter csi-snapshot-metadata csi-provisioner kubelet"
 
 _t0=$(date +%s)
 elapsed() { local s=$(( $(date +%s) - _t0 )); printf '%dm%02ds' $((s / 60)) $((s % 60)); }

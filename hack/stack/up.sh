@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # up.sh: start the local stack from the binaries build.sh made, all as host processes on 127.0.0.1:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the test CSI driver + snapshot-controller,
-# csi-snapshotter, csi-provisioner, MinIO, containerd + kubelet (node snapmove-node), and the stack's
-# host-network admission webhook (hostnet). Then the Velero server runs in the cluster as users run it:
-# the Deployment of Velero's helm chart (velero.yaml), with velero-plugin-for-aws and snapmove loaded
-# through their images' initContainers.
+# csi-snapshotter, csi-snapshot-metadata (changed block tracking: gRPC with TLS on 127.0.0.1:50051, its
+# SnapshotMetadataService named after the driver), csi-provisioner, MinIO, containerd + kubelet (node
+# snapmove-node), and the stack's host-network admission webhook (hostnet). Then the Velero server runs
+# in the cluster as users run it: the Deployment of Velero's helm chart (velero.yaml), with
+# velero-plugin-for-aws and snapmove loaded through their images' initContainers.
 #
 #   hack/stack/up.sh                      # then: . /tmp/snapmove-stack/env
 #   SNAPMOVE_BINARY=/path/snapmove hack/stack/up.sh   # the binary for snapmove's image (default bin/snapmove)
@@ -45,7 +46,7 @@ for b in etcd etcdctl containerd runc ctr socat openssl losetup; do
 done
 [ -x /usr/lib/cni/loopback ] || die "/usr/lib/cni/loopback not found: run hack/stack/build.sh"
 for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl snapshot-controller csi-snapshotter \
-  csi-provisioner velero velero-plugin-for-aws minio kopia s3mb csidriver hostnet imgtool; do
+  csi-snapshot-metadata csi-provisioner velero velero-plugin-for-aws minio kopia s3mb csidriver hostnet imgtool; do
   [ -x "$STACK_BIN/$b" ] || die "$STACK_BIN/$b missing: run hack/stack/build.sh"
 done
 IMAGES="pause busybox kubectl velero velero-plugin-for-aws"
@@ -66,6 +67,7 @@ if store_on irsa; then
 fi
 for i in $IMAGES; do [ -s "$STACK_IMAGES/$i.tar" ] || die "$STACK_IMAGES/$i.tar missing: run hack/stack/build.sh${SNAPMOVE_STACK_STORES:+ with SNAPMOVE_STACK_STORES=$SNAPMOVE_STACK_STORES}"; done
 [ -s "$STACK_MANIFESTS/velero-crds.yaml" ] || die "$STACK_MANIFESTS/velero-crds.yaml missing: run hack/stack/build.sh"
+[ -f "$STACK_MANIFESTS/sms-crd/.done" ] || die "$STACK_MANIFESTS/sms-crd/ missing: run hack/stack/build.sh"
 SNAPMOVE_BINARY=${SNAPMOVE_BINARY:-$REPO_ROOT/bin/snapmove}
 [ -x "$SNAPMOVE_BINARY" ] || die "$SNAPMOVE_BINARY missing: run make build (Velero loads snapmove from its image)"
 
@@ -81,7 +83,7 @@ fi
 host_cleanup || die "could not clean up after the previous stack (see above)"
 [ -z "$(mounts_under "$RUN")" ] || die "mounts remain under $RUN"
 rm -rf "$RUN"
-ports="2379 2380 2381 6443 9000 9001 9443 10248 10250 10257 10259 8085 8095 6060"
+ports="2379 2380 2381 6443 9000 9001 9443 10248 10250 10257 10259 8085 8095 6060 $SMS_PORT ${SMS_HTTP##*:}"
 if store_on gcs; then ports="$ports ${GCS_EMULATOR##*:}"; fi
 if store_on azure; then ports="$ports $AZURE_PORT"; fi
 for port in $ports; do
@@ -239,8 +241,9 @@ start kube-scheduler "$STACK_BIN/kube-scheduler" --kubeconfig="$KUBECONFIG" \
   --authentication-kubeconfig="$KUBECONFIG" --authorization-kubeconfig="$KUBECONFIG" \
   --bind-address=127.0.0.1 --secure-port=10259 --leader-elect=false
 
-# --- CRDs: snapshot (incl. group snapshot) + Velero ---
+# --- CRDs: snapshot (incl. group snapshot), SnapshotMetadataService (changed block tracking) + Velero ---
 kctl apply -f "$STACK_MANIFESTS/snapshot-crds/" > "$RUN/logs/crds.log"
+kctl apply -f "$STACK_MANIFESTS/sms-crd/" >> "$RUN/logs/crds.log"
 kctl apply -f "$STACK_MANIFESTS/velero-crds.yaml" >> "$RUN/logs/crds.log"
 kctl wait --for condition=established --timeout=60s crd --all > /dev/null
 log "CRDs established"
@@ -261,6 +264,15 @@ fi
 start snapshot-controller "$STACK_BIN/snapshot-controller" --kubeconfig="$KUBECONFIG" --leader-election=false "${snapshot_qps[@]}"
 start csi-snapshotter "$STACK_BIN/csi-snapshotter" --kubeconfig="$KUBECONFIG" --csi-address="$RUN/csi/csi.sock" \
   --leader-election=false "${snapshot_qps[@]}"
+# Changed block tracking: external-snapshot-metadata's sidecar serves the Kubernetes-side SnapshotMetadata API
+# (VolumeSnapshot names, ServiceAccount tokens) over TLS and calls the driver's CSI SnapshotMetadata service on
+# the same socket. Its gRPC server listens on :$SMS_PORT, every interface (it has no flag for the host); the
+# certificate is the stack's loopback one (IP SAN 127.0.0.1). As the admin it may do the TokenReviews,
+# SubjectAccessReviews and snapshot reads it needs, so it gets no RBAC of its own. It takes the audience from
+# the SnapshotMetadataService below (no --audience), as a deployment without that flag does.
+start csi-snapshot-metadata "$STACK_BIN/csi-snapshot-metadata" --kubeconfig="$KUBECONFIG" \
+  --csi-address="$RUN/csi/csi.sock" --port="$SMS_PORT" --tls-cert="$P/hostnet.crt" --tls-key="$P/hostnet.key" \
+  --http-endpoint="$SMS_HTTP"
 # Topology=false: the StorageClass is Immediate, so provisioning never waits for a node anyway.
 start csi-provisioner "$STACK_BIN/csi-provisioner" --kubeconfig="$KUBECONFIG" --csi-address="$RUN/csi/csi.sock" \
   --leader-election=false --feature-gates=Topology=false --extra-create-metadata
@@ -283,8 +295,15 @@ kind: VolumeSnapshotClass
 metadata: {name: $SNAPSHOT_CLASS, labels: {velero.io/csi-volumesnapshot-class: "true"}}
 driver: $CSI_DRIVER
 deletionPolicy: Delete
+---
+apiVersion: cbt.storage.k8s.io/v1beta1
+kind: SnapshotMetadataService
+metadata: {name: $CSI_DRIVER}
+spec: {address: "127.0.0.1:$SMS_PORT", audience: $CBT_AUDIENCE, caCert: "$(base64 -w0 < "$P/ca.crt")"}
 EOF
-log "CSI driver and sidecars started"
+# /health is ok once the sidecar has found SNAPSHOT_METADATA_SERVICE among the driver's capabilities.
+waitup csi-snapshot-metadata 30 curl -sf "http://$SMS_HTTP/health"
+log "CSI driver and sidecars started (snapshot metadata on 127.0.0.1:$SMS_PORT, audience $CBT_AUDIENCE)"
 
 # --- kubelet ---
 cat > "$RUN/kubelet-config.yaml" << EOF

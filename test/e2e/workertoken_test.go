@@ -94,13 +94,29 @@ func TestWorkerTokenCannotRewriteItsMovement(t *testing.T) {
 // of the test's own credentials.
 func (s *stack) clientAs(t *testing.T, sa string) crclient.Client {
 	t.Helper()
-	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(600))}}
-	account := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: s.veleroNS, Name: sa}}
-	require.NoError(t, s.c.SubResource("token").Create(ctxT(t), account, tr), "requesting a token of ServiceAccount %s", sa)
+	return s.clientWithToken(t, s.serviceAccountToken(t, s.veleroNS, sa))
+}
+
+// serviceAccountToken requests a 10-minute token of the ServiceAccount ns/sa for the given
+// audiences (none: the API server's own).
+func (s *stack) serviceAccountToken(t *testing.T, ns, sa string, audiences ...string) string {
+	t.Helper()
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		Audiences: audiences, ExpirationSeconds: ptr.To(int64(600)),
+	}}
+	account := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa}}
+	require.NoError(t, s.c.SubResource("token").Create(ctxT(t), account, tr), "requesting a token of ServiceAccount %s/%s", ns, sa)
+	return tr.Status.Token
+}
+
+// clientWithToken is a client of the API server that authenticates with the bearer token
+// only, with nothing of the test's own credentials.
+func (s *stack) clientWithToken(t *testing.T, token string) crclient.Client {
+	t.Helper()
 	admin, err := ctrlconfig.GetConfig() // $KUBECONFIG
 	require.NoError(t, err)
 	cfg := rest.AnonymousClientConfig(admin)
-	cfg.BearerToken = tr.Status.Token
+	cfg.BearerToken = token
 	cfg.Timeout = 30 * time.Second
 	c, err := crclient.New(cfg, crclient.Options{Scheme: s.c.Scheme()})
 	require.NoError(t, err)
