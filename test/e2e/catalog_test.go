@@ -106,6 +106,15 @@ func TestRepositoryCommands(t *testing.T) {
 	st, err := os.Stat(filepath.Join(dir, "dir07", "f03"))
 	require.NoError(t, err)
 	require.Regexp(t, fmt.Sprintf(`-rwsr-x---\s+\d+\s+\d+\s+%d .* f03\n`, st.Size()), ls)
+	var f03 []struct {
+		Name, Mode, Perm string
+		Size             int64
+	}
+	require.NoError(t, json.Unmarshal([]byte(s.snapmoveOut(t, "ls", name, ns+"/data", "dir07/f03", "-o", "json")), &f03))
+	require.Equal(t, []struct {
+		Name, Mode, Perm string
+		Size             int64
+	}{{"f03", "-rwsr-x---", "4750", st.Size()}}, f03, "the mode as ls prints it, lowerCamel keys")
 
 	// ls escapes names as ls -b does; -o json carries them exactly (bytes when not UTF-8).
 	lsNames := s.snapmoveOut(t, "ls", name, ns+"/data", "names")

@@ -98,18 +98,45 @@ func PrintEntries(w io.Writer, self datapath.Entry, children []datapath.Entry) e
 // string cannot carry (encoding/json writes U+FFFD for each invalid byte). A reader that
 // needs the name exactly takes NameBytes when it is there, Name otherwise.
 type EntryJSON struct {
-	datapath.Entry
-	NameBytes       []byte `json:",omitempty"`
-	LinkTargetBytes []byte `json:",omitempty"`
+	Name      string `json:"name"`
+	NameBytes []byte `json:"nameBytes,omitempty"`
+	// Mode is the mode as ls prints it ("drwxr-sr-x", "-rwsr-xr-x"); Perm is its
+	// permission bits with setuid, setgid and sticky, as chmod takes them ("4755").
+	Mode            string    `json:"mode"`
+	Perm            string    `json:"perm"`
+	UID             uint32    `json:"uid"`
+	GID             uint32    `json:"gid"`
+	Size            int64     `json:"size"`
+	ModTime         time.Time `json:"modTime"`
+	LinkTarget      string    `json:"linkTarget,omitempty"`
+	LinkTargetBytes []byte    `json:"linkTargetBytes,omitempty"`
 }
 
 // EntriesJSON is entries as `-o json` writes them.
 func EntriesJSON(entries []datapath.Entry) []EntryJSON {
 	out := make([]EntryJSON, len(entries))
 	for i, e := range entries {
-		out[i] = EntryJSON{Entry: e, NameBytes: exactBytes(e.Name), LinkTargetBytes: exactBytes(e.LinkTarget)}
+		out[i] = EntryJSON{Name: e.Name, NameBytes: exactBytes(e.Name), Mode: ModeString(e.Mode), Perm: chmodBits(e.Mode),
+			UID: e.UID, GID: e.GID, Size: e.Size, ModTime: e.ModTime,
+			LinkTarget: e.LinkTarget, LinkTargetBytes: exactBytes(e.LinkTarget)}
 	}
 	return out
+}
+
+// chmodBits is mode's permission bits with setuid (4), setgid (2) and sticky (1) in front,
+// in octal as chmod takes them.
+func chmodBits(mode fs.FileMode) string {
+	special := 0
+	if mode&fs.ModeSetuid != 0 {
+		special |= 4
+	}
+	if mode&fs.ModeSetgid != 0 {
+		special |= 2
+	}
+	if mode&fs.ModeSticky != 0 {
+		special |= 1
+	}
+	return fmt.Sprintf("%d%03o", special, mode.Perm())
 }
 
 // Restored is what `restore-files -o json|yaml` writes: the volume, the target (a
