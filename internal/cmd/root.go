@@ -170,9 +170,24 @@ func (f *clusterFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.context, "context", "", "the kubeconfig context to use (default: its current-context)")
 }
 
-// outputFlag adds -o/--output (text, json or yaml) to fs.
+// outputFlag adds -o/--output (text, json or yaml) to fs. "table", velero's name for
+// its text output, is taken as text.
 func outputFlag(fs *pflag.FlagSet, output *string) {
-	fs.StringVarP(output, "output", "o", catalog.FormatText, "text, json or yaml")
+	*output = catalog.FormatText
+	fs.VarP((*outputValue)(output), "output", "o", "text (or table, as velero says), json or yaml")
+}
+
+// outputValue is -o's value: a string, with velero's "table" read as "text".
+type outputValue string
+
+func (v *outputValue) String() string { return string(*v) }
+func (v *outputValue) Type() string   { return "string" }
+func (v *outputValue) Set(s string) error {
+	if s == "table" {
+		s = catalog.FormatText
+	}
+	*v = outputValue(s)
+	return nil
 }
 
 // noArgs is the Args of a command that takes none (else usage is the error), checking

@@ -111,6 +111,8 @@ func TestFlagShapes(t *testing.T) {
 		{args: []string{"doctor", "extra"}, wantErr: "usage: snapmove doctor"},
 		{args: []string{"doctor", "--no-such-flag"}, wantErr: "unknown flag: --no-such-flag"},
 		{args: []string{"version", "-o", "json"}, want: map[string]string{"output": "json"}},
+		{args: []string{"version", "-o", "table"}, want: map[string]string{"output": "text"}}, // velero's name
+		{args: []string{"list", "-o", "table"}, want: map[string]string{"output": "text"}},
 		{args: []string{"install", "/target"}, want: map[string]string{}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
