@@ -12,9 +12,11 @@
 //	restore  a snapshot to a directory or block device, and chosen paths (Files)
 //	inspect  reading without writing: snapshots, one directory (ReadDir), verification
 //	tree     the snapshot tree walker that restore, verify and path selection share
+//	blockobj a block device as one file object of aligned 1 MiB blocks that reuses a
+//	         parent's unchanged blocks (changed block tracking; not yet used by backup)
 //
 // Imports go down only: the facade imports the rooms; backup imports inspect; backup,
-// restore and inspect import store and tree; tree imports none of them.
+// restore and inspect import store and tree; tree and blockobj import none of them.
 //
 // It writes what stock Velero writes, so Velero's own data mover and the kopia CLI read
 // our snapshots and we read theirs: repositories are created with kopia's defaults and
