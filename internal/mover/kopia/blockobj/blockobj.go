@@ -286,9 +286,12 @@ func makePlan(req Request, parent []object.IndirectObjectEntry) []action {
 	}
 	touched := make([]bool, n)
 	for _, rg := range req.Ranges {
-		end := min(rg.Offset+rg.Length, req.Size)
-		if rg.Length == 0 || rg.Offset >= end {
+		if rg.Length == 0 || rg.Offset >= req.Size {
 			continue
+		}
+		end := req.Size
+		if rg.Length < req.Size-rg.Offset { // no overflow for ranges reaching far past the end
+			end = rg.Offset + rg.Length
 		}
 		for i := rg.Offset / BlockSize; i <= (end-1)/BlockSize; i++ {
 			touched[i] = true
