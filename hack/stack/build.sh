@@ -285,12 +285,23 @@ fi
 # modules newer than snapmove's, built by one go build so that they compile the k8s.io packages they share once.
 # -X main.version is the sidecar's version (it logs it); the other two main packages have no such variable.
 SMS_MODULE=github.com/kubernetes-csi/external-snapshot-metadata
+# The stack's one change to the snapshot metadata sidecar: its gRPC server listens on 127.0.0.1, not on
+# every interface (v1.0.0 binds ":PORT" and has no flag for the host: pkg/internal/server/grpc/server.go).
+# The build takes the module from a patched copy through a go.mod of its own (-modfile, a replace), so
+# that hack/tools/kube/go.mod stays the proxy's versions.
 build_kube() {
-  local v sv
+  local v sv ov=$SRC/kube-modfile
   cd "$REPO_ROOT/hack/tools/kube" && v=$(go list -m -f '{{.Version}}' helm.sh/helm/v4) &&
-    sv=$(go list -m -f '{{.Version}}' $SMS_MODULE) &&
-    go build -trimpath -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$v -X main.version=$sv" \
-      -o "$STACK_BIN/" ./podidentity helm.sh/helm/v4/cmd/helm $SMS_MODULE/cmd/csi-snapshot-metadata
+    sv=$(go list -m -f '{{.Version}}' $SMS_MODULE) || return 1
+  mkdir -p "$ov" && cp go.mod "$ov/kube.mod" && cp go.sum "$ov/kube.sum"
+  rm -rf "$ov/sms" && modcopy "$SMS_MODULE@$sv" "$ov/sms"
+  sed -i 's/net\.Listen("tcp", ":"+strconv\.Itoa(/net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(/' "$ov/sms/pkg/internal/server/grpc/server.go"
+  grep -q 'net.Listen("tcp", "127.0.0.1:"' "$ov/sms/pkg/internal/server/grpc/server.go" ||
+    { echo "the sidecar's listen call changed: $ov/sms/pkg/internal/server/grpc/server.go" >&2; return 1; }
+  go mod edit -modfile="$ov/kube.mod" -replace="$SMS_MODULE=$ov/sms"
+  go build -modfile="$ov/kube.mod" -trimpath \
+    -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$v -X main.version=$sv" \
+    -o "$STACK_BIN/" ./podidentity helm.sh/helm/v4/cmd/helm $SMS_MODULE/cmd/csi-snapshot-metadata
 }
 run_build kube build_kube
 # The SnapshotMetadataService CRD (cbt.storage.k8s.io, v1beta1), from the client module the sidecar links.

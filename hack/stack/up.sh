@@ -266,7 +266,7 @@ start csi-snapshotter "$STACK_BIN/csi-snapshotter" --kubeconfig="$KUBECONFIG" --
   --leader-election=false "${snapshot_qps[@]}"
 # Changed block tracking: external-snapshot-metadata's sidecar serves the Kubernetes-side SnapshotMetadata API
 # (VolumeSnapshot names, ServiceAccount tokens) over TLS and calls the driver's CSI SnapshotMetadata service on
-# the same socket. Its gRPC server listens on :$SMS_PORT, every interface (it has no flag for the host); the
+# the same socket. Its gRPC server listens on 127.0.0.1:$SMS_PORT (build.sh overlays its listen call: it has no flag for the host); the
 # certificate is the stack's loopback one (IP SAN 127.0.0.1). As the admin it may do the TokenReviews,
 # SubjectAccessReviews and snapshot reads it needs, so it gets no RBAC of its own. It takes the audience from
 # the SnapshotMetadataService below (no --audience), as a deployment without that flag does.
