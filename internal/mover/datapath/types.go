@@ -56,6 +56,9 @@ type BackupRequest struct {
 	// zero value means VerifyMetadata. A snapshot that fails verification is deleted and
 	// the backup fails.
 	Verify VerifyMode
+	// BlockSource, with Block, says where the device comes from and what changed in it
+	// (changed block tracking); the zero value reads the whole device.
+	BlockSource BlockSource
 }
 
 // CompressionNone stores data uncompressed, as Velero does.
@@ -80,6 +83,8 @@ type BackupResult struct {
 	Empty bool
 	// Verification is what was checked after the snapshot was saved.
 	Verification VerifyResult
+	// Block is what a block backup read, and why; nil for a filesystem backup.
+	Block *BlockRead
 }
 
 // VerifyLevel is how much of a saved snapshot is read back.

@@ -69,12 +69,6 @@ func Backup(ctx context.Context, r *store.Repository, req datapath.BackupRequest
 	kctx, stopUpload := store.StopOnStoreFailure(velerokopia.SetupKopiaLog(ctx, log))
 	defer stopUpload(nil)
 
-	source, total, closeSource, err := backupSource(req.Path, req.Block)
-	if err != nil {
-		return datapath.BackupResult{}, errors.Wrapf(err, "backing up PVC %s/%s", req.SourceNamespace, req.SourcePVC)
-	}
-	defer closeSource()
-
 	sourceInfo := snapshot.SourceInfo{
 		UserName: store.User,
 		Host:     store.Host,
@@ -91,12 +85,52 @@ func Backup(ctx context.Context, r *store.Repository, req datapath.BackupRequest
 	if parallel <= 0 {
 		parallel = min(runtime.NumCPU(), defaultMaxBackupParallel)
 	}
-	progress := newUploadProgress(req.OnProgress, req.ProgressInterval, total, log)
-
 	var (
 		result  datapath.BackupResult
 		man     *snapshot.Manifest
 		started = time.Now()
+		err     error
+	)
+	if req.Block {
+		result, man, err = backupBlock(kctx, r, req, sourceInfo, tags, parallel, log)
+	} else {
+		result, man, err = backupTree(kctx, r, req, sourceInfo, tags, parallel, log)
+	}
+	if err != nil {
+		return datapath.BackupResult{}, errors.Wrapf(err, "backing up PVC %s/%s to repository at %s", req.SourceNamespace, req.SourcePVC, r.Location())
+	}
+	log.WithFields(logrus.Fields{
+		"snapshotID":       result.SnapshotID,
+		"totalBytes":       result.TotalBytes,
+		"incrementalBytes": result.IncrementalBytes,
+		"duration":         time.Since(started).Round(time.Millisecond).String(),
+	}).Info("backed up volume")
+
+	if failed := failedEntries(man); len(failed) > 0 {
+		return result, errors.Errorf("backing up PVC %s/%s: snapshot %s is missing entries that could not be read: %s",
+			req.SourceNamespace, req.SourcePVC, result.SnapshotID, strings.Join(failed, "; "))
+	}
+
+	verification, err := inspect.Verify(ctx, r, result.SnapshotID, req.Verify, inspect.UploadCounts(man), parallel)
+	if err != nil {
+		return datapath.BackupResult{}, unverified(ctx, r, req, result.SnapshotID, err, log)
+	}
+	result.Verification = verification
+	return result, nil
+}
+
+// backupTree uploads the directory req.Path with kopia's uploader and saves the
+// snapshot (see Backup).
+func backupTree(kctx context.Context, r *store.Repository, req datapath.BackupRequest, sourceInfo snapshot.SourceInfo, tags map[string]string, parallel int, log logrus.FieldLogger) (datapath.BackupResult, *snapshot.Manifest, error) {
+	source, err := backupSource(req.Path)
+	if err != nil {
+		return datapath.BackupResult{}, nil, err
+	}
+	progress := newUploadProgress(req.OnProgress, req.ProgressInterval, 0, log)
+
+	var (
+		result datapath.BackupResult
+		man    *snapshot.Manifest
 	)
 	err = repo.WriteSession(kctx, r.Direct(), repo.WriteSessionOptions{Purpose: "snapmove backup " + sourceInfo.Path},
 		func(ctx context.Context, w repo.RepositoryWriter) error {
@@ -158,32 +192,15 @@ func Backup(ctx context.Context, r *store.Repository, req datapath.BackupRequest
 				SnapshotID:       string(id),
 				TotalBytes:       man.Stats.TotalFileSize,
 				IncrementalBytes: max(0, man.Stats.TotalFileSize-progress.cached.Load()),
-				Empty:            man.Stats.TotalFileSize == 0 && (req.Block || man.Stats.TotalFileCount == 0),
+				Empty:            man.Stats.TotalFileSize == 0 && man.Stats.TotalFileCount == 0,
 			}
 			return nil
 		})
 	if err != nil {
-		return datapath.BackupResult{}, errors.Wrapf(err, "backing up PVC %s/%s to repository at %s", req.SourceNamespace, req.SourcePVC, r.Location())
+		return datapath.BackupResult{}, nil, err
 	}
 	progress.finish(result.TotalBytes)
-	log.WithFields(logrus.Fields{
-		"snapshotID":       result.SnapshotID,
-		"totalBytes":       result.TotalBytes,
-		"incrementalBytes": result.IncrementalBytes,
-		"duration":         time.Since(started).Round(time.Millisecond).String(),
-	}).Info("backed up volume")
-
-	if failed := failedEntries(man); len(failed) > 0 {
-		return result, errors.Errorf("backing up PVC %s/%s: snapshot %s is missing entries that could not be read: %s",
-			req.SourceNamespace, req.SourcePVC, result.SnapshotID, strings.Join(failed, "; "))
-	}
-
-	verification, err := inspect.Verify(ctx, r, result.SnapshotID, req.Verify, inspect.UploadCounts(man), parallel)
-	if err != nil {
-		return datapath.BackupResult{}, unverified(ctx, r, req, result.SnapshotID, err, log)
-	}
-	result.Verification = verification
-	return result, nil
+	return result, man, nil
 }
 
 // unverified deletes snapshot id, which failed verification (or whose verification could

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/kopia/kopia/fs"
 	"github.com/kopia/kopia/fs/localfs"
-	"github.com/kopia/kopia/fs/virtualfs"
 	"github.com/kopia/kopia/repo"
 	"github.com/kopia/kopia/repo/compression"
 	"github.com/kopia/kopia/snapshot"
@@ -29,48 +26,21 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/kopia/tree"
 )
 
-// backupSource returns the kopia entry to upload: the directory itself, or for a block
-// volume a static directory holding one streaming file with the device bytes (Velero's
-// block_backup.go). total is the device size for block volumes, else 0 (estimated).
-func backupSource(p string, block bool) (fs.Entry, int64, func(), error) {
+// backupSource returns the directory to upload (block devices: backupBlock).
+func backupSource(p string) (fs.Entry, error) {
 	resolved, err := filepath.EvalSymlinks(p)
 	if err != nil {
-		return nil, 0, nil, errors.Wrapf(err, "resolving %s", p)
+		return nil, errors.Wrapf(err, "resolving %s", p)
 	}
-	if !block {
-		e, err := localfs.NewEntry(resolved)
-		if err != nil {
-			return nil, 0, nil, errors.Wrapf(err, "reading %s", resolved)
-		}
-		dir, ok := e.(fs.Directory)
-		if !ok {
-			return nil, 0, nil, errors.Errorf("%s is not a directory", p)
-		}
-		return tree.EncodeNames(dir), 0, func() {}, nil
-	}
-
-	st, err := os.Stat(resolved)
+	e, err := localfs.NewEntry(resolved)
 	if err != nil {
-		return nil, 0, nil, errors.Wrapf(err, "reading %s", resolved)
+		return nil, errors.Wrapf(err, "reading %s", resolved)
 	}
-	if !tree.IsBlockDevice(st) && !st.Mode().IsRegular() {
-		return nil, 0, nil, errors.Errorf("%s is not a block device", p)
+	dir, ok := e.(fs.Directory)
+	if !ok {
+		return nil, errors.Errorf("%s is not a directory", p)
 	}
-	f, err := os.Open(resolved)
-	if err != nil {
-		return nil, 0, nil, errors.Wrapf(err, "opening %s", resolved)
-	}
-	size, err := f.Seek(0, io.SeekEnd)
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		_ = f.Close()
-		return nil, 0, nil, errors.Wrapf(err, "sizing %s", resolved)
-	}
-	name := filepath.Base(resolved)
-	dir := virtualfs.NewStaticDirectory(name, []fs.Entry{virtualfs.StreamingFileFromReader(name, f)})
-	return dir, size, func() { _ = f.Close() }, nil
+	return tree.EncodeNames(dir), nil
 }
 
 // FindPreviousSnapshot returns the newest complete snapshot of the source whose requester

@@ -25,6 +25,15 @@ const (
 	TagBackupUID  = "velero.io/backup-uid"
 )
 
+// The changed-block-tracking tags of a block volume's snapshot, Velero's names
+// (pkg/uploader/types.go on its main branch, the unreleased block data mover): the CSI
+// snapshot handle the snapshot was read from, which the next backup asks the changes
+// since, and the CSI volume handle it was taken of.
+const (
+	TagChangeID = "cbt-change-id"
+	TagVolumeID = "cbt-volume-id"
+)
+
 // SourcePath is the kopia source path of a moved volume, identical to Velero's data
 // mover ("<requester>/kopia/<ns>/<pvc>"), so the kopia CLI lists
 // default@default:snapshot-data-upload-download/kopia/<ns>/<pvc> and Velero's and our
