@@ -54,6 +54,10 @@ const (
 	// VerificationAnnotation, on a DataUpload, is what the mover verified after the
 	// backup (e.g. "verified (metadata): 2500 files, ..."); `snapmove list` shows it.
 	VerificationAnnotation = PluginDomain + "/verification"
+	// BlockReadAnnotation, on the DataUpload of a block volume, is what the backup read
+	// of the device and why (datapath.BlockRead as JSON: method changed, allocated or
+	// all, the fallback's reason, bytes and blocks read).
+	BlockReadAnnotation = PluginDomain + "/block-read"
 	// SkippedAnnotation, on a PVC as stored in a backup (not on the live PVC), is why the
 	// backup plugin did not move its data; `snapmove report` shows it, and the restore
 	// plugin removes it.

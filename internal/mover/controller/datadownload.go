@@ -121,7 +121,7 @@ func (h downloadHandler) expose(ctx context.Context, m download, cfg config.Conf
 	// it fails with nothing to clean up.
 	var sa workerID
 	if pod == nil {
-		if sa, err = r.workerIdentity(ctx, expose.Restore, name, ddOwner(dd), dd.Spec.BackupStorageLocation); err != nil {
+		if sa, err = r.workerIdentity(ctx, expose.Restore, name, ddOwner(dd), dd.Spec.BackupStorageLocation, false); err != nil {
 			return "", err
 		}
 	}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/naming"
 )
 
 // DataUploadReconciler backs up the volumes of DataUploads whose spec.datamover is
@@ -91,6 +93,7 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 	}
 
 	var sa workerID // the worker's identity, once workerSetup has run in this pass
+	var cbt *cbtPlan // changed block tracking, planned with the identity
 	var srcVS *snapshotv1.VolumeSnapshot
 	if !haveVS {
 		srcVS = &snapshotv1.VolumeSnapshot{}
@@ -120,7 +123,15 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 		// that may not create the identity, or an invalid annotation, fails with nothing
 		// to clean up (our snapshot, deleted in the second after the take-over, would race
 		// its binding). Not before the snapshot is ready: a pass that waits makes no calls.
-		if sa, cfg, err = h.workerSetup(ctx, du, cfg); err != nil {
+		block, err := h.sourceBlock(ctx, du, srcVSC)
+		if err != nil {
+			return "", err
+		}
+		record := cbtRecord(srcVSC)
+		if cbt, err = r.changeTracking(ctx, record, block); err != nil {
+			return "", err
+		}
+		if sa, cfg, err = h.workerSetup(ctx, du, cfg, cbt); err != nil {
 			return "", err
 		}
 		p := expose.SnapshotParams{Name: name, Namespace: ns, UID: du.UID, Source: srcVSC, SnapshotClass: srcVS.Spec.VolumeSnapshotClassName}
@@ -128,7 +139,8 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 			return "", err
 		}
 		ourVS = expose.BackupVolumeSnapshot(p)
-		ourVS.Annotations = map[string]string{annSourceContent: contentName}
+		ourVS.Annotations = record
+		ourVS.Annotations[annSourceContent] = contentName
 		if err := expose.Create(ctx, r.Client, r.Reader, ourVS); err != nil {
 			return "", err
 		}
@@ -162,11 +174,14 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 
 	if pod == nil {
 		if sa.ServiceAccount == "" { // exposed in an earlier pass (a retry, a restarted mover)
-			if sa, cfg, err = h.workerSetup(ctx, du, cfg); err != nil {
+			if cbt, err = r.changeTracking(ctx, ourVS.Annotations, isBlock(pvc)); err != nil {
+				return "", err
+			}
+			if sa, cfg, err = h.workerSetup(ctx, du, cfg, cbt); err != nil {
 				return "", err
 			}
 		}
-		pod, err := h.workerPod(ctx, du, pvc, sa, cfg)
+		pod, err := h.workerPod(ctx, du, pvc, sa, cfg, cbt)
 		if err != nil {
 			return "", err
 		}
@@ -278,10 +293,11 @@ func mentionsAccessMode(msg string) bool {
 	return false
 }
 
-// workerSetup creates the worker's identity (workerIdentity, returning its account) and
-// gives cfg the DataUpload's own verify and compression; an invalid annotation is a
-// permanent error.
-func (h uploadHandler) workerSetup(ctx context.Context, du *velerov2alpha1.DataUpload, cfg config.Config) (workerID, config.Config, error) {
+// workerSetup creates the worker's identity (workerIdentity, returning its account;
+// allowed to read VolumeSnapshots when cbt has a metadata service to ask) and gives cfg
+// the DataUpload's own verify and compression; an invalid annotation is a permanent
+// error.
+func (h uploadHandler) workerSetup(ctx context.Context, du *velerov2alpha1.DataUpload, cfg config.Config, cbt *cbtPlan) (workerID, config.Config, error) {
 	var err error
 	if cfg.Verify, err = backupVerify(du, cfg.Verify); err != nil {
 		return workerID{}, cfg, err
@@ -289,23 +305,27 @@ func (h uploadHandler) workerSetup(ctx context.Context, du *velerov2alpha1.DataU
 	if cfg.Compression, err = backupCompression(du, cfg.Compression); err != nil {
 		return workerID{}, cfg, err
 	}
-	id, err := h.r.workerIdentity(ctx, expose.Backup, du.Name, duOwner(du), du.Spec.BackupStorageLocation)
+	id, err := h.r.workerIdentity(ctx, expose.Backup, du.Name, duOwner(du), du.Spec.BackupStorageLocation, cbt != nil && cbt.service != nil)
 	return id, cfg, err
 }
 
 // workerPod builds the worker pod; id is workerIdentity's, cfg carries the
 // DataUpload's own verify and compression.
-func (h uploadHandler) workerPod(ctx context.Context, du *velerov2alpha1.DataUpload, pvc *corev1.PersistentVolumeClaim, id workerID, cfg config.Config) (*corev1.Pod, error) {
+func (h uploadHandler) workerPod(ctx context.Context, du *velerov2alpha1.DataUpload, pvc *corev1.PersistentVolumeClaim, id workerID, cfg config.Config, cbt *cbtPlan) (*corev1.Pod, error) {
 	affinity, err := h.sourceTopology(ctx, du)
 	if err != nil {
 		return nil, err
 	}
-	block := pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock
 	readOnly := len(pvc.Spec.AccessModes) == 1 && pvc.Spec.AccessModes[0] == corev1.ReadOnlyMany
-	return expose.WorkerPod(h.r.podParams(expose.Backup, du.Name, duOwner(du), id, pvc.Name, block, cfg, func(p *expose.PodParams) {
+	return expose.WorkerPod(h.r.podParams(expose.Backup, du.Name, duOwner(du), id, pvc.Name, isBlock(pvc), cfg, func(p *expose.PodParams) {
 		p.ReadOnlyClaim = readOnly
 		p.NodeAffinity = affinity
+		cbt.apply(p, du.Name) // our VolumeSnapshot is named after the DataUpload
 	})), nil
+}
+
+func isBlock(pvc *corev1.PersistentVolumeClaim) bool {
+	return pvc.Spec.VolumeMode != nil && *pvc.Spec.VolumeMode == corev1.PersistentVolumeBlock
 }
 
 // sourceTopology is the source PV's required node affinity when the backup PVC's class
@@ -340,6 +360,11 @@ func (h uploadHandler) record(m upload, res expose.Result) {
 	if res.Verification != "" {
 		setAnnotation(du, annVerification, res.Verification)
 	}
+	if res.Block != nil {
+		if b, err := json.Marshal(res.Block); err == nil {
+			setAnnotation(du, naming.BlockReadAnnotation, string(b))
+		}
+	}
 }
 
 func (h uploadHandler) finish(ctx context.Context, m upload, log logrus.FieldLogger) (string, error) {
@@ -359,6 +384,9 @@ func (h uploadHandler) doneMessage(m upload) string {
 	var parts []string
 	if m.progress().TotalBytes == 0 {
 		parts = append(parts, "the volume was empty; an empty snapshot was stored")
+	}
+	if br := blockRead(m.du); br != nil {
+		parts = append(parts, br.String())
 	}
 	if v := m.du.Annotations[annVerification]; v != "" {
 		parts = append(parts, v)

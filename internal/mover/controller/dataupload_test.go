@@ -2,6 +2,10 @@ package controller
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,10 +14,16 @@ import (
 	"github.com/stretchr/testify/require"
 	velerov2alpha1 "github.com/vmware-tanzu/velero/pkg/apis/velero/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -670,4 +680,103 @@ func TestWriteRetriesOnConflict(t *testing.T) {
 		require.Equal(t, velerov2alpha1.DataUploadPhaseCanceled, e.du().Status.Phase)
 		require.Equal(t, 1, calls, "no second write after the re-read showed Canceled")
 	})
+}
+
+// TestAcceptedBlockChangeTracking: the worker of a block backup is told how to ask the
+// driver's SnapshotMetadataService what changed (its address, our snapshot, a token for
+// its audience, its CA, and a role that may get VolumeSnapshots: the one right the
+// service checks), or why it cannot; the snapshot and volume handles it tags the
+// snapshot with are those recorded at the take-over. Only a failure that may pass stops
+// the expose, before anything is made.
+func TestAcceptedBlockChangeTracking(t *testing.T) {
+	ca := "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	sms := func(spec map[string]any) func(*unstructured.Unstructured) error {
+		return func(u *unstructured.Unstructured) error {
+			u.Object["spec"] = spec
+			return nil
+		}
+	}
+	good := map[string]any{"address": "127.0.0.1:50051", "audience": "snapmove-cbt", "caCert": base64.StdEncoding.EncodeToString([]byte(ca))}
+	notFound := func(*unstructured.Unstructured) error {
+		return apierrors.NewNotFound(schema.GroupResource{Group: "cbt.storage.k8s.io", Resource: "snapshotmetadataservices"}, "hostpath.csi.k8s.io")
+	}
+	tests := []struct {
+		name            string
+		get             func(*unstructured.Unstructured) error
+		filesystem      bool
+		wantUnavailable string // "": a service
+		wantErr         bool
+	}{
+		{name: "service", get: sms(good)},
+		{name: "no service for the driver", get: notFound, wantUnavailable: "no SnapshotMetadataService serves CSI driver hostpath.csi.k8s.io"},
+		{name: "no API", get: func(*unstructured.Unstructured) error {
+			return &meta.NoKindMatchError{GroupKind: smsGVK.GroupKind(), SearchedVersions: []string{"v1beta1"}}
+		}, wantUnavailable: "the cluster has no SnapshotMetadataService API"},
+		{name: "forbidden", get: func(*unstructured.Unstructured) error {
+			return apierrors.NewForbidden(schema.GroupResource{Group: "cbt.storage.k8s.io", Resource: "snapshotmetadataservices"}, "hostpath.csi.k8s.io", errors.New("no"))
+		}, wantUnavailable: "the mover may not read SnapshotMetadataService hostpath.csi.k8s.io"},
+		{name: "no CA", get: sms(map[string]any{"address": "a:1", "audience": "x"}), wantUnavailable: "lacks its address, audience or caCert"},
+		{name: "CA not base64", get: sms(map[string]any{"address": "a:1", "audience": "x", "caCert": "%%"}), wantUnavailable: "spec.caCert is not base64"},
+		{name: "API server error", get: func(*unstructured.Unstructured) error {
+			return apierrors.NewInternalError(errors.New("etcd timeout"))
+		}, wantErr: true},
+		{name: "filesystem volume: not asked", get: func(*unstructured.Unstructured) error { panic("asked") }, filesystem: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := backupFixtures(dataUpload(velerov2alpha1.DataUploadPhaseAccepted))
+			vsc := objs[6].(*snapshotv1.VolumeSnapshotContent)
+			vsc.Spec.Source.VolumeHandle = ptr.To("vol-1")
+			if !tc.filesystem {
+				vsc.Spec.SourceVolumeMode = ptr.To(corev1.PersistentVolumeBlock)
+				objs[3].(*corev1.PersistentVolumeClaim).Spec.VolumeMode = ptr.To(corev1.PersistentVolumeBlock)
+			}
+			e := newEnv(t, &interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if u, ok := obj.(*unstructured.Unstructured); ok && u.GroupVersionKind() == smsGVK {
+					require.Equal(t, "hostpath.csi.k8s.io", key.Name)
+					return tc.get(u)
+				}
+				return c.Get(ctx, key, obj, opts...)
+			}}, objs...)
+			e.cfg.BackupPVCAccessModes = map[string]corev1.PersistentVolumeAccessMode{"csi-sc": corev1.ReadWriteOnce}
+			_, err := (&DataUploadReconciler{e.r}).Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: veleroNS, Name: duName}})
+			pod := ourPod(duName)
+			if tc.wantErr {
+				require.ErrorContains(t, err, "etcd timeout", "retried")
+				require.False(t, e.exists(pod))
+				require.False(t, e.exists(ourVSC()), "nothing is exposed")
+				return
+			}
+			require.NoError(t, err)
+			require.True(t, e.exists(pod))
+			args := pod.Spec.Containers[0].Args
+			role := &rbacv1.Role{}
+			require.NoError(t, e.c.Get(context.Background(), client.ObjectKey{Namespace: veleroNS, Name: duName}, role))
+			readsSnapshots := slices.ContainsFunc(role.Rules, func(r rbacv1.PolicyRule) bool { return slices.Contains(r.Resources, "volumesnapshots") })
+			if tc.filesystem {
+				require.False(t, slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--cbt-") }), args)
+				require.False(t, readsSnapshots)
+				return
+			}
+			require.Contains(t, args, "--cbt-change-id=handle-1")
+			require.Contains(t, args, "--cbt-volume-id=vol-1")
+			vs := ourVS()
+			require.True(t, e.exists(vs))
+			require.Equal(t, "vol-1", vs.Annotations[annVolumeID], "recorded at the take-over")
+			tokens := slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Projected != nil })
+			if tc.wantUnavailable != "" {
+				require.True(t, slices.ContainsFunc(args, func(a string) bool {
+					return strings.HasPrefix(a, "--cbt-unavailable=") && strings.Contains(a, tc.wantUnavailable)
+				}), args)
+				require.False(t, tokens)
+				require.False(t, readsSnapshots)
+				return
+			}
+			require.Contains(t, args, "--cbt-address=127.0.0.1:50051")
+			require.Contains(t, args, "--cbt-snapshot="+duName)
+			require.True(t, tokens)
+			require.Contains(t, pod.Spec.Containers[0].Env, corev1.EnvVar{Name: expose.EnvCBTCACert, Value: ca})
+			require.True(t, readsSnapshots)
+		})
+	}
 }

@@ -85,7 +85,7 @@ type workerID struct {
 // of the image without examples/mover.yaml's rules, or an install that removed them), and
 // no retry can change that; the message says what to grant, or to set
 // --worker-service-account.
-func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, name string, owner metav1.OwnerReference, bslName string) (workerID, error) {
+func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, name string, owner metav1.OwnerReference, bslName string, cbt bool) (workerID, error) {
 	if err := r.ensureReport(ctx, op, name, owner); err != nil {
 		return workerID{}, err
 	}
@@ -111,7 +111,7 @@ func (r *Reconciler) workerIdentity(ctx context.Context, op expose.Operation, na
 	}
 	sa, role, binding := expose.WorkerIdentity(expose.IdentityParams{
 		Operation: op, Name: name, Namespace: r.Options.Namespace, Owner: owner,
-		StorageLocation: bsl.Name, Secrets: repository.SecretNames(bsl, creds), Annotations: srv.Annotations,
+		StorageLocation: bsl.Name, Secrets: repository.SecretNames(bsl, creds), Annotations: srv.Annotations, CBT: cbt,
 	})
 	for _, obj := range []client.Object{sa, role, binding} {
 		err := expose.Create(ctx, r.Client, r.Reader, obj)

@@ -1,6 +1,9 @@
 package datapath
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // ByteRange is a byte range of a block device: [Offset, Offset+Length), as a CSI
 // SnapshotMetadata service reports it (BlockMetadata).
@@ -64,3 +67,24 @@ type BlockRead struct {
 	BlocksReused int `json:"blocksReused"`
 	BlocksZero   int `json:"blocksZero"`
 }
+
+// String says what was read in one line, as the DataUpload's message gives it: "read
+// 3.0 MiB of 256 MiB: the blocks changed since snapshot k12…" or "read the whole
+// device (256 MiB): no SnapshotMetadataService serves …".
+func (r BlockRead) String() string {
+	var s string
+	switch r.Method {
+	case BlockReadChanged:
+		s = fmt.Sprintf("read %s of %s: the blocks changed since snapshot %s (changed block tracking)", mib(r.BytesRead), mib(r.DeviceBytes), r.Parent)
+	case BlockReadAllocated:
+		s = fmt.Sprintf("read %s of %s: the allocated blocks", mib(r.BytesRead), mib(r.DeviceBytes))
+	default:
+		s = fmt.Sprintf("read the whole device (%s)", mib(r.DeviceBytes))
+	}
+	if r.Fallback != "" {
+		s += " (" + r.Fallback + ")"
+	}
+	return s
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -34,8 +34,20 @@ const (
 	EnvCacheDir    = "SNAPMOVE_CACHE_DIR"
 	EnvMemoryLimit = "SNAPMOVE_MEMORY_LIMIT" // container memory limit in bytes (downward API)
 
-	dataVolume  = "data"
-	cacheVolume = "cache"
+	// CBTTokenPath is a token of the worker's ServiceAccount for the audience of a CSI
+	// SnapshotMetadata service (PodParams.CBTAudience), projected and rotated by the
+	// kubelet; EnvCBTCACert holds that service's CA certificate (PEM).
+	CBTTokenPath = cbtTokenDir + "/token"
+	EnvCBTCACert = "SNAPMOVE_CBT_CA_CERT"
+	cbtTokenDir  = "/var/run/secrets/snapmove.io/cbt"
+
+	dataVolume     = "data"
+	cacheVolume    = "cache"
+	cbtTokenVolume = "cbt-token"
+
+	// cbtTokenSeconds is the lifetime of the projected token: the least the API server
+	// allows; the kubelet renews it at 80%.
+	cbtTokenSeconds = 600
 
 	// WorkerBinary is the path of the snapmove binary in the worker image.
 	WorkerBinary = "/snapmove"
@@ -328,6 +340,14 @@ type PodParams struct {
 	// Env is added to the worker's environment (never replacing one of its own): how
 	// Velero's server reaches the object store (velerosrv.StoreEnv).
 	Env []corev1.EnvVar
+	// CBTAudience, for a block backup whose CSI driver has a SnapshotMetadata service,
+	// is that service's audience: the pod gets a token of its own ServiceAccount for it at
+	// CBTTokenPath, and the service's CA (CBTCACert, PEM) in EnvCBTCACert. The worker
+	// presents the token to the service, which checks with the API server that the
+	// account may get VolumeSnapshots in the pod's namespace (IdentityParams.CBT): no
+	// right to create tokens is needed.
+	CBTAudience string
+	CBTCACert   []byte
 }
 
 // WorkerCommand is the worker's command line (without the pod-specific Args).
@@ -395,6 +415,10 @@ func WorkerPod(p PodParams) *corev1.Pod {
 		SecurityContext:          workerSecurityContext(),
 	}
 	container.Env = addEnv(container.Env, p.Env)
+	if p.CBTAudience != "" {
+		container.Env = addEnv(container.Env, []corev1.EnvVar{{Name: EnvCBTCACert, Value: string(p.CBTCACert)}})
+		container.VolumeMounts = append(container.VolumeMounts, corev1.VolumeMount{Name: cbtTokenVolume, MountPath: cbtTokenDir, ReadOnly: true})
+	}
 	path := VolumePath(p.Operation, p.Block)
 	if p.Block {
 		container.VolumeDevices = []corev1.VolumeDevice{{Name: dataVolume, DevicePath: path}}
@@ -448,6 +472,15 @@ func WorkerPod(p PodParams) *corev1.Pod {
 				{Name: cacheVolume, VolumeSource: corev1.VolumeSource{EmptyDir: cache}},
 			},
 		},
+	}
+	if p.CBTAudience != "" {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: cbtTokenVolume, VolumeSource: corev1.VolumeSource{
+			Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{{
+				ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+					Audience: p.CBTAudience, ExpirationSeconds: ptr.To(int64(cbtTokenSeconds)), Path: "token",
+				},
+			}}},
+		}})
 	}
 	if p.HostNetwork {
 		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet

@@ -89,7 +89,15 @@ func TestGoldenBackup(t *testing.T) {
 
 	block := backupPodParams()
 	block.Block, block.ReadOnlyClaim, block.HostNetwork, block.NodeAffinity = true, false, true, nil
+	block.Args = WorkerArgs(map[string]string{"default-credentials-secret": "cloud-credentials/cloud", "cbt-address": "snapshot-metadata.csi.example:6443",
+		"cbt-snapshot": "backup-1-abcde", "cbt-change-id": "snap-7", "cbt-volume-id": "vol-3"})
+	block.CBTAudience, block.CBTCACert = "csi-example-cbt", []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
 	testkit.Golden(t, "testdata/backup-block-pod.yaml", WorkerPod(block))
+	sa, role, binding = WorkerIdentity(IdentityParams{
+		Operation: Backup, Name: "backup-1-abcde", Namespace: "velero", Owner: duOwner(),
+		StorageLocation: "default", Secrets: []string{"velero-repo-credentials"}, CBT: true,
+	})
+	testkit.Golden(t, "testdata/backup-block-identity.yaml", []any{sa, role, binding})
 }
 
 func TestGoldenRestore(t *testing.T) {

@@ -33,6 +33,12 @@ type IdentityParams struct {
 	// cannot work: run workers with --worker-service-account set to an account federated
 	// once (then nothing is copied: the account is the operator's).
 	Annotations map[string]string
+	// CBT grants get of VolumeSnapshots in the namespace, the one right a CSI
+	// SnapshotMetadata service checks (a SubjectAccessReview for get volumesnapshots in
+	// the snapshot's namespace, naming no object: external-snapshot-metadata v1.0.0
+	// pkg/internal/authz/sar_authorizer.go), for a block backup that asks it what changed.
+	// It cannot be narrowed to the one snapshot: the review names none.
+	CBT bool
 }
 
 // WorkerIdentity is the ServiceAccount of one worker pod, named after its movement, with
@@ -70,6 +76,9 @@ func WorkerIdentity(p IdentityParams) (*corev1.ServiceAccount, *rbacv1.Role, *rb
 			{APIGroups: []string{velerov1.SchemeGroupVersion.Group}, Resources: []string{"backupstoragelocations"}, ResourceNames: []string{p.StorageLocation}, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: p.Secrets, Verbs: []string{"get"}},
 		},
+	}
+	if p.CBT {
+		role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{"snapshot.storage.k8s.io"}, Resources: []string{"volumesnapshots"}, Verbs: []string{"get"}})
 	}
 	binding := &rbacv1.RoleBinding{
 		ObjectMeta: *meta.DeepCopy(),

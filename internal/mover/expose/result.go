@@ -5,6 +5,8 @@ import (
 
 	"github.com/pkg/errors"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 )
 
 // Result is what a worker writes to its termination message when it succeeds (exit 0).
@@ -22,6 +24,8 @@ type Result struct {
 	// (datapath.VerifyResult.Summary), e.g. "verified (metadata): 2500 files, 34
 	// directories, 1.15 GB in 1.2s".
 	Verification string `json:"verification,omitempty"`
+	// Block is what a block backup read of the device, and why.
+	Block *datapath.BlockRead `json:"block,omitempty"`
 }
 
 // MaxMessage is the kubelet's limit on a termination message.

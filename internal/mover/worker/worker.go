@@ -59,7 +59,14 @@ type Config struct {
 	// the DataUpload's annotations.
 	Compression        string
 	CheckpointInterval time.Duration
+	// BlockSource tells a block backup what changed (the command dials the CSI
+	// SnapshotMetadata service the controller named); the zero value reads everything.
+	BlockSource datapath.BlockSource
 }
+
+// maxFallback bounds the reason a block backup gives for reading more than it could,
+// so that the result fits the termination message (expose.MaxMessage) whole.
+const maxFallback = 1500
 
 // Defaults.
 const (
@@ -137,6 +144,7 @@ func (w *Worker) backup(ctx context.Context) (expose.Result, error) {
 		Parallel:   parallel(du.Spec.DataMoverConfig, configParallelUpload),
 		OnProgress: rep.update, ProgressInterval: w.interval(),
 		Verify: w.Config.Verify, Compression: w.Config.Compression, CheckpointInterval: w.Config.CheckpointInterval,
+		BlockSource: w.Config.BlockSource,
 	})
 	rep.stop()
 	if err != nil {
@@ -148,10 +156,19 @@ func (w *Worker) backup(ctx context.Context) (expose.Result, error) {
 		verification = w.DescribeVerification(res.Verification)
 	}
 	log.WithField("snapshotID", res.SnapshotID).Infof("backed up %d bytes (%d incremental); %s", res.TotalBytes, res.IncrementalBytes, verification)
-	return expose.Result{
+	out := expose.Result{
 		SnapshotID: res.SnapshotID, TotalBytes: res.TotalBytes, IncrementalBytes: res.IncrementalBytes, Empty: res.Empty,
 		Verification: verification,
-	}, nil
+	}
+	if res.Block != nil {
+		b := *res.Block
+		if len(b.Fallback) > maxFallback {
+			b.Fallback = b.Fallback[:maxFallback-3] + "..."
+		}
+		out.Block = &b
+		log.Info(b.String())
+	}
+	return out, nil
 }
 
 func (w *Worker) restore(ctx context.Context) (expose.Result, error) {
