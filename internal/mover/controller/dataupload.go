@@ -92,7 +92,7 @@ func (h uploadHandler) expose(ctx context.Context, m upload, cfg config.Config, 
 		}
 	}
 
-	var sa workerID // the worker's identity, once workerSetup has run in this pass
+	var sa workerID  // the worker's identity, once workerSetup has run in this pass
 	var cbt *cbtPlan // changed block tracking, planned with the identity
 	var srcVS *snapshotv1.VolumeSnapshot
 	if !haveVS {
