@@ -300,6 +300,8 @@ func TestWrongCA(t *testing.T) {
 	require.Contains(t, err.Error(), "certificate")
 	require.Empty(t, c.slept, "no retry")
 	require.Empty(t, s.requests())
+	require.LessOrEqual(t, len(err.Error()), maxError)
+	t.Log(err)
 }
 
 // TestContextEnds: a call whose context ends mid-stream returns the context's error at
