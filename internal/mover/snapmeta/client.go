@@ -193,8 +193,8 @@ func (c *Client) run(ctx context.Context, k rpc) ([]datapath.ByteRange, error) {
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil {
-			return nil, c.fail(k, ctx.Err())
+		if err := ended(ctx); err != nil {
+			return nil, c.fail(k, err)
 		}
 		if !c.retryable(err) || retry == len(c.backoff) {
 			return nil, c.fail(k, retried(err, retry))
@@ -334,6 +334,18 @@ func shorten(s string, n int) string {
 	const dots = "..."
 	keep := n - len(dots)
 	return s[:keep-keep/3] + dots + s[len(s)-keep/3:]
+}
+
+// ended is ctx.Err(), or DeadlineExceeded once ctx's deadline has passed: gRPC fails a
+// call at the deadline, a little before the context's own timer says so.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
