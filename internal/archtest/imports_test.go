@@ -106,6 +106,11 @@ func mainRules(g *graph) []rule {
 		forbid: match("k8s.io/...", "sigs.k8s.io/...", "github.com/vmware-tanzu/velero/pkg/apis/...",
 			"flag", "github.com/spf13/pflag", "github.com/spf13/cobra"),
 	}, {
+		says:   "internal/mover/snapmeta makes no Kubernetes API calls and does not depend on kopia",
+		source: "internal/mover/snapmeta/doc.go (this package makes no Kubernetes API calls (it does not import client-go or controller-runtime) and does not import kopia)",
+		from:   match(sm + "internal/mover/snapmeta"), tests: true,
+		forbid: or(match("k8s.io/client-go/...", "sigs.k8s.io/controller-runtime/..."), match(kopia)),
+	}, {
 		says:   "internal/mover/datapath imports only the standard library",
 		source: "internal/mover/datapath/doc.go (It must stay a leaf: only the standard library)",
 		from:   match(sm + "internal/mover/datapath"), direct: true,
