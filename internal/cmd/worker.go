@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	"github.com/pkg/errors"
@@ -10,7 +11,9 @@ import (
 	"github.com/snapmove/snapmove/internal/mover/catalog"
 	"github.com/snapmove/snapmove/internal/mover/config"
 	"github.com/snapmove/snapmove/internal/mover/connect"
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/mover/expose"
+	"github.com/snapmove/snapmove/internal/mover/snapmeta"
 	"github.com/snapmove/snapmove/internal/mover/worker"
 )
 
@@ -41,6 +44,13 @@ func MoverWorker(ctx context.Context, args []string) error {
 		kubeconfig   = fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster)")
 		logLevel     = fs.String("log-level", "info", "log level")
 		logFormat    = fs.String("log-format", "text", "log format: text or json")
+		// Changed block tracking of block backups (the controller's cbtPlan).
+		cbtAddress     = fs.String("cbt-address", "", "host:port of the CSI SnapshotMetadata service to ask what changed (block backups)")
+		cbtSnapshot    = fs.String("cbt-snapshot", "", "the VolumeSnapshot in --namespace that the service is asked about")
+		cbtToken       = fs.String("cbt-token-file", expose.CBTTokenPath, "a token of the worker's account for the service's audience")
+		cbtChangeID    = fs.String("cbt-change-id", "", "the CSI snapshot handle being read, recorded for the next backup")
+		cbtVolumeID    = fs.String("cbt-volume-id", "", "the CSI volume handle the snapshot was taken of")
+		cbtUnavailable = fs.String("cbt-unavailable", "", "why no service is asked (said in the DataUpload's message)")
 	)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -73,6 +83,22 @@ func MoverWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var src datapath.BlockSource
+	if *block && op == expose.Backup {
+		src = datapath.BlockSource{ChangeID: *cbtChangeID, VolumeID: *cbtVolumeID, NoChanges: *cbtUnavailable}
+		if *cbtAddress != "" {
+			sm, err := snapmeta.New(snapmeta.Config{
+				Address: *cbtAddress, CACert: []byte(os.Getenv(expose.EnvCBTCACert)), TokenFile: *cbtToken,
+				Namespace: *namespace, Snapshot: *cbtSnapshot, Log: log,
+			})
+			if err != nil {
+				src.NoChanges = fmt.Sprintf("the SnapshotMetadataService at %s cannot be asked: %v", *cbtAddress, err)
+			} else {
+				defer sm.Close() //nolint:errcheck
+				src.Changes = sm
+			}
+		}
+	}
 	w := &worker.Worker{
 		Client: c,
 		Opener: &connect.Connector{Client: c, Namespace: *namespace, DefaultCredentials: defaultCreds, CacheDir: *cacheDir, CacheLimitMB: *cacheLimit, Log: log},
@@ -82,7 +108,7 @@ func MoverWorker(ctx context.Context, args []string) error {
 		Config: worker.Config{
 			Namespace: *namespace, Name: name, Path: path, Block: *block, WriteSparseDefault: *sparse,
 			TerminationLog: *termLog, ProgressInterval: *progressIvl, Verify: verifyMode,
-			Compression: *compression, CheckpointInterval: *checkpoint,
+			Compression: *compression, CheckpointInterval: *checkpoint, BlockSource: src,
 		},
 	}
 	if op == expose.Backup {

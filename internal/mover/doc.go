@@ -3,6 +3,7 @@
 //	controller  the phases of DataUploads, DataDownloads and snapshot delete requests
 //	expose      pure builders of what a movement creates (snapshot, PVC, worker pod)
 //	worker      what runs in a worker pod: wait, open the repository, move, report
+//	snapmeta    the worker's client of a CSI SnapshotMetadata service (changed blocks)
 //	connect     the one path from a BackupStorageLocation to an open repository
 //	repository  BackupStorageLocation to repository location, and the password secret
 //	kopia       the data path, the only packages that import kopia: a facade over its
