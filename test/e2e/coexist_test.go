@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	crclient "sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/snapmove/snapmove/internal/mover/datapath"
 	"github.com/snapmove/snapmove/internal/naming"
 	"github.com/snapmove/snapmove/test/treecheck"
 )
@@ -172,11 +175,24 @@ func noLockIn(t *testing.T) {
 	require.NoError(t, writeRandomBlocks(filepath.Join(dir, "random"), 4<<20))
 	want, err := treecheck.Manifest(dir)
 	require.NoError(t, err)
+	// A block volume whose backup reads only its changed blocks (issue #25): the
+	// snapshot is an index that reuses the blocks of its parent's.
+	disk := newExt4(t, s.pvc(t, ns, "disk", "64Mi", corev1.PersistentVolumeBlock))
+	disk.write("var/lib/db", 2<<20)
+	s.app(t, ns, "disk", true)
+	bBase := ns + "-base"
+	b := s.backup(t, bBase, "--include-namespaces", ns, "--snapshot-move-data", "--data-mover", naming.DataMover)
+	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, bBase))
+	disk.write("var/lib/db-journal", 256<<10)
+	wantDisk := disk.image()
 	requireSame := func(t *testing.T) {
 		t.Helper()
 		got, err := treecheck.Manifest(s.volumePath(t, ns, "data"))
 		require.NoError(t, err)
 		require.Empty(t, treecheck.Compare(want, got, treecheck.Options{}))
+		img, err := os.ReadFile(s.volumePath(t, ns, "disk"))
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(wantDisk, img), "block volume differs")
 	}
 
 	// Velero is switched by hand below; set back once, at the end.
@@ -186,9 +202,12 @@ func noLockIn(t *testing.T) {
 
 	// snapmove's backup (with EnableCSI, through Velero's documented --data-mover)
 	bSnapmove := ns + "-snapmove"
-	b := s.backup(t, bSnapmove, "--include-namespaces", ns, "--snapshot-move-data", "--data-mover", naming.DataMover)
+	b = s.backup(t, bSnapmove, "--include-namespaces", ns, "--snapshot-move-data", "--data-mover", naming.DataMover)
 	require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, bSnapmove))
 	require.Equal(t, naming.DataMover, s.dataUploads(t, bSnapmove)[0].Spec.DataMover)
+	diskRead := blockReadOf(t, uploadOf(t, s.dataUploads(t, bSnapmove), "disk"))
+	require.Equal(t, datapath.BlockReadChanged, diskRead.Method, diskRead.Fallback)
+	require.Less(t, diskRead.BytesRead, int64(4<<20), "only the changed blocks")
 
 	t.Run("out: stock Velero restores snapmove's backup", func(t *testing.T) {
 		require.NoError(t, s.setVelero(t, stock))
@@ -200,13 +219,15 @@ func noLockIn(t *testing.T) {
 		t.Cleanup(func() { _, _ = runErr(s.velero, "-n", s.veleroNS, "restore", "delete", rname, "--confirm") })
 		out := s.snapmove(t, "handover", "restore", rname, "--wait", "3m")
 		t.Log(out)
-		require.Contains(t, out, "handed 1 of 1 DataDownloads")
+		require.Contains(t, out, "handed 2 of 2 DataDownloads")
 		r := s.waitRestore(t, rname, 5*time.Minute)
 		require.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
 		dds := s.dataDownloads(t, rname)
-		require.Len(t, dds, 1)
-		require.Equal(t, "velero", dds[0].Spec.DataMover, "node-agent's")
-		require.Equal(t, velerov2alpha1.DataDownloadPhaseCompleted, dds[0].Status.Phase, dds[0].Status.Message)
+		require.Len(t, dds, 2)
+		for _, dd := range dds {
+			require.Equal(t, "velero", dd.Spec.DataMover, "node-agent's")
+			require.Equal(t, velerov2alpha1.DataDownloadPhaseCompleted, dd.Status.Phase, dd.Status.Message)
+		}
 		requireSame(t)
 	})
 
@@ -217,11 +238,14 @@ func noLockIn(t *testing.T) {
 		b := s.backup(t, bVelero, "--include-namespaces", ns, "--snapshot-move-data")
 		require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, bVelero))
 		dus := s.dataUploads(t, bVelero)
-		require.Len(t, dus, 1)
-		require.Equal(t, "", dus[0].Spec.DataMover, "Velero's built-in mover")
-		require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, dus[0].Status.Phase, dus[0].Status.Message)
-		t.Logf("node-agent after snapmove: %d of %d bytes read", dus[0].Status.IncrementalBytes, dus[0].Status.Progress.TotalBytes)
-		require.Less(t, dus[0].Status.IncrementalBytes, int64(64<<10), "incremental on snapmove's snapshot")
+		require.Len(t, dus, 2)
+		for _, du := range dus {
+			require.Equal(t, "", du.Spec.DataMover, "Velero's built-in mover")
+			require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, du.Status.Phase, du.Status.Message)
+		}
+		du := uploadOf(t, dus, "data")
+		t.Logf("node-agent after snapmove: %d of %d bytes read", du.Status.IncrementalBytes, du.Status.Progress.TotalBytes)
+		require.Less(t, du.Status.IncrementalBytes, int64(64<<10), "incremental on snapmove's snapshot")
 
 		// the switch: node-agent gone, snapmove's plugin and mover in, Velero's data mover served
 		require.NoError(t, s.setVelero(t, veleroSetup{features: naming.FeatureEnableCSI, nodeAgent: false, snapmovePlugin: true}))
@@ -231,20 +255,41 @@ func noLockIn(t *testing.T) {
 		r := s.restore(t, ns+"-in", "--from-backup", bVelero)
 		require.Equal(t, velerov1.RestorePhaseCompleted, r.Status.Phase)
 		dds := s.dataDownloads(t, r.Name)
-		require.Len(t, dds, 1)
-		require.Equal(t, velerov2alpha1.DataDownloadPhaseCompleted, dds[0].Status.Phase, dds[0].Status.Message)
+		require.Len(t, dds, 2)
+		for _, dd := range dds {
+			require.Equal(t, velerov2alpha1.DataDownloadPhaseCompleted, dd.Status.Phase, dd.Status.Message)
+		}
 		requireSame(t)
 
 		bNext := ns + "-next"
 		b = s.backup(t, bNext, "--include-namespaces", ns, "--snapshot-move-data", "--data-mover", naming.DataMover)
 		require.Equal(t, velerov1.BackupPhaseCompleted, b.Status.Phase, s.backupLogs(t, bNext))
 		dus = s.dataUploads(t, bNext)
-		require.Len(t, dus, 1)
-		require.Equal(t, naming.DataMover, dus[0].Spec.DataMover)
-		require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, dus[0].Status.Phase, dus[0].Status.Message)
-		t.Logf("snapmove after Velero: %d of %d bytes read", dus[0].Status.IncrementalBytes, dus[0].Status.Progress.TotalBytes)
-		require.GreaterOrEqual(t, dus[0].Status.Progress.TotalBytes, int64(4<<20))
-		require.Less(t, dus[0].Status.IncrementalBytes, int64(64<<10), "incremental on Velero's snapshot")
+		require.Len(t, dus, 2)
+		du = uploadOf(t, dus, "data")
+		require.Equal(t, naming.DataMover, du.Spec.DataMover)
+		require.Equal(t, velerov2alpha1.DataUploadPhaseCompleted, du.Status.Phase, du.Status.Message)
+		t.Logf("snapmove after Velero: %d of %d bytes read", du.Status.IncrementalBytes, du.Status.Progress.TotalBytes)
+		require.GreaterOrEqual(t, du.Status.Progress.TotalBytes, int64(4<<20))
+		require.Less(t, du.Status.IncrementalBytes, int64(64<<10), "incremental on Velero's snapshot")
+		// Velero's block snapshot is no index of aligned blocks with a change ID: snapmove
+		// reads the allocated blocks instead, and says why.
+		diskRead := blockReadOf(t, uploadOf(t, dus, "disk"))
+		t.Logf("snapmove's block backup after Velero's: %s", diskRead)
+		require.Equal(t, datapath.BlockReadAllocated, diskRead.Method)
+		require.Contains(t, diskRead.Fallback, "has no cbt-change-id tag")
 		s.requireNoLeftovers(t)
 	})
+}
+
+// uploadOf is the DataUpload of PVC pvc among dus.
+func uploadOf(t *testing.T, dus []velerov2alpha1.DataUpload, pvc string) velerov2alpha1.DataUpload {
+	t.Helper()
+	for _, du := range dus {
+		if du.Spec.SourcePVC == pvc {
+			return du
+		}
+	}
+	require.Failf(t, "no DataUpload", "of PVC %s among %d", pvc, len(dus))
+	return velerov2alpha1.DataUpload{}
 }
