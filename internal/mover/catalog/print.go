@@ -317,7 +317,8 @@ func duration(d time.Duration) string {
 
 // DescribeVerification says what a verification checked, in one line: "verified
 // (metadata): 2500 files, 34 directories, 1.15 GB in 1.2s", with the content read back
-// for the sample and full levels. It is the text a worker leaves in its result, which the
+// for the sample and full levels, and what was taken as verified in the parent ("(2490
+// files and 30 directories of them as verified in the parent snapshot)"). It is the text a worker leaves in its result, which the
 // DataUpload's verification annotation and `snapmove list` show, and `snapmove verify`'s
 // summary.
 func DescribeVerification(r datapath.VerifyResult) string {
@@ -335,6 +336,9 @@ func DescribeVerification(r datapath.VerifyResult) string {
 		fmt.Fprintf(&b, "; content of %s (%s) read back", nounCount(r.FilesRead, "file"), humanBytes(r.BytesRead))
 	}
 	fmt.Fprintf(&b, " in %s", shortDuration(r.Duration))
+	if s := r.Shared; s.Files > 0 || s.Dirs > 0 {
+		fmt.Fprintf(&b, " (%s and %s of them as verified in the parent snapshot)", nounCount(s.Files, "file"), nounCount(s.Dirs, "directory"))
+	}
 	return b.String()
 }
 

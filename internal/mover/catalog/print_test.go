@@ -32,6 +32,9 @@ func TestDescribeVerification(t *testing.T) {
 		// What the worker's test expects in its result.
 		{datapath.VerifyResult{Mode: mode(datapath.VerifySample, 10), Checked: datapath.TreeCounts{Files: 3, Dirs: 1, Bytes: 1000}, FilesRead: 1, BytesRead: 10, Duration: 5 * time.Millisecond},
 			"verified (sample:10): 3 files, 1 directory, 1.00 kB; content of 1 file (10 B) read back in 5ms"},
+		{datapath.VerifyResult{Mode: mode(datapath.VerifyMetadata, 0), Checked: datapath.TreeCounts{Files: 2500, Dirs: 34, Bytes: 1_150_000_000},
+			Shared: datapath.TreeCounts{Files: 2490, Dirs: 30}, Duration: 12e6},
+			"verified (metadata): 2500 files, 34 directories, 1.15 GB in 12ms (2490 files and 30 directories of them as verified in the parent snapshot)"},
 		{datapath.VerifyResult{Mode: mode(datapath.VerifyNone, 0)}, "not verified (verify: none)"},
 	} {
 		require.Equal(t, tc.want, DescribeVerification(tc.res))

@@ -62,14 +62,14 @@ func IsTransient(err error) bool {
 
 // VerificationError says that a snapshot failed verification and what was wrong.
 type VerificationError struct {
+	// SnapshotID is the snapshot verified; empty for a backup's new snapshot, which
+	// is saved only once verified (so one that fails is not saved).
 	SnapshotID string
 	Mode       VerifyMode
 	// Problems are "path: what is wrong", path relative to the volume ("." is its root),
 	// sorted; at most a handful, then the verification stopped (Stopped).
 	Problems []string
 	Stopped  bool
-	// Deleted: the snapshot's manifest was deleted after the verification failed.
-	Deleted bool
 }
 
 // ExitVerificationFailed is the exit code of a worker whose backup failed its
@@ -83,9 +83,10 @@ func (e *VerificationError) ExitCode() int { return ExitVerificationFailed }
 
 func (e *VerificationError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "snapshot %s failed verification (%s)", e.SnapshotID, e.Mode.String())
-	if e.Deleted {
-		b.WriteString(" and was deleted")
+	if e.SnapshotID == "" { // a backup's, verified before it was saved
+		fmt.Fprintf(&b, "the new snapshot failed verification (%s) and was not saved", e.Mode.String())
+	} else {
+		fmt.Fprintf(&b, "snapshot %s failed verification (%s)", e.SnapshotID, e.Mode.String())
 	}
 	b.WriteString(": ")
 	b.WriteString(strings.Join(e.Problems, "; "))

@@ -52,9 +52,9 @@ type BackupRequest struct {
 	// snapshot) that a retried or the next backup of the volume resumes from; 0 means the
 	// data path's default.
 	CheckpointInterval time.Duration
-	// Verify says what is read back from the repository once the snapshot is saved; the
-	// zero value means VerifyMetadata. A snapshot that fails verification is deleted and
-	// the backup fails.
+	// Verify says what is read back from the repository before the snapshot is saved;
+	// the zero value means VerifyMetadata. A snapshot that fails verification is not
+	// saved and the backup fails.
 	Verify VerifyMode
 	// BlockSource, with Block, says where the device comes from and what changed in it
 	// (changed block tracking); the zero value reads the whole device.
@@ -138,6 +138,9 @@ type VerifyResult struct {
 	Mode VerifyMode
 	// Checked are the entries read back (for VerifyNone, none).
 	Checked TreeCounts
+	// Shared are the entries of Checked not read back again because a parent snapshot
+	// verified with at least this mode holds them unchanged (the same objects).
+	Shared TreeCounts
 	// FilesRead and BytesRead are the files whose content was read back in full.
 	FilesRead, BytesRead int64
 	Duration             time.Duration

@@ -105,6 +105,7 @@ func TestSnapshots(t *testing.T) {
 			"snapshot-requester":           "snapshot-data-upload-download",
 			"snapshot-uploader":            "kopia",
 			"velero.io/async-operation-id": "du-1",
+			"snapmove.io/verified":         "metadata",
 		},
 		Counts: datapath.TreeCounts{Files: 2, Dirs: 2, Symlinks: 1, Bytes: int64(len("data") + len("more data"))},
 	}, got[2])
@@ -117,9 +118,10 @@ func TestSnapshots(t *testing.T) {
 	require.Equal(t, "db", cp.PVC)
 	require.Equal(t, "checkpoint", cp.Incomplete)
 	require.Equal(t, map[string]string{
-		"snapshot-requester": "snapshot-data-upload-download",
-		"snapshot-uploader":  "kopia",
-		"kopia-cli":          "yes",
+		"snapshot-requester":   "snapshot-data-upload-download",
+		"snapshot-uploader":    "kopia",
+		"snapmove.io/verified": "metadata", // copied from the complete snapshot
+		"kopia-cli":            "yes",
 	}, cp.Tags, `"tag:" is dropped; an unprefixed tag wins over a prefixed one`)
 	require.Empty(t, got[0].Incomplete)
 	require.True(t, got[0].StartTime.Before(cp.StartTime))

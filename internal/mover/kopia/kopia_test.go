@@ -327,6 +327,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 		"snapshot-requester":           "snapshot-data-upload-download",
 		"snapshot-uploader":            "kopia",
 		"velero.io/async-operation-id": "du-1.2",
+		"snapmove.io/verified":         "metadata", // ours: verified before it was saved
 	}, man.Tags)
 	require.Equal(t, "Kopia Uploader", man.Description)
 	require.Equal(t, []string{store.Pin}, man.Pins)

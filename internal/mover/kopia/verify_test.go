@@ -2,6 +2,7 @@ package kopia
 
 import (
 	"context"
+	cryptorand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -61,7 +62,6 @@ func TestBackupVerifies(t *testing.T) {
 	ctx := context.Background()
 	src := buildTree(t, t.TempDir())
 	want := countTree(t, src.root)
-	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 
 	for _, tc := range []struct {
 		name      string
@@ -86,6 +86,7 @@ func TestBackupVerifies(t *testing.T) {
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			r := openRepo(t, kopiatest.Location(t), Options{Create: true}) // no parent
 			req := kopiatest.BackupRequest(src.root)
 			req.Verify = tc.mode
 			res, err := r.Backup(ctx, req)
@@ -93,11 +94,13 @@ func TestBackupVerifies(t *testing.T) {
 			v := res.Verification
 			require.Equal(t, tc.wantLevel, v.Mode.Level)
 			require.Equal(t, want, v.Checked, "every entry is read back")
+			require.Zero(t, v.Shared)
 			tc.wantRead(t, v)
 		})
 	}
 
 	t.Run("none", func(t *testing.T) {
+		r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 		req := kopiatest.BackupRequest(src.root)
 		req.Verify = verifyNone
 		res, err := r.Backup(ctx, req)
@@ -282,7 +285,6 @@ func TestVerifyFindsCorruptContent(t *testing.T) {
 	require.Len(t, ve.Problems, 1)
 	require.True(t, strings.HasPrefix(ve.Problems[0], "b.bin: reading bytes 0-1048576: "), ve.Problems[0])
 	require.Contains(t, err.Error(), "snapshot "+id+" failed verification (full): b.bin: reading bytes 0-1048576")
-	require.False(t, ve.Deleted)
 
 	// every file is corrupt: any sample names the file it read
 	r, _, id = corruptTree(t, "a.bin", "b.bin", "c.bin")
@@ -310,9 +312,10 @@ func TestVerifyFindsMissingPack(t *testing.T) {
 	require.Regexp(t, `^[abc]\.bin: its content is in pack blob p[0-9a-f]+-s[0-9a-f]+, which is missing$`, ve.Problems[0])
 }
 
-// A backup whose verification fails deletes its snapshot: here the files come unchanged
-// from a parent whose stored content was damaged after it was written.
-func TestBackupDeletesSnapshotThatFailsVerification(t *testing.T) {
+// A backup whose verification fails saves no snapshot: here the files come unchanged
+// from a parent whose stored content was damaged after it was written (verified then
+// with metadata only, so the full verification asked now reads them again).
+func TestBackupDoesNotSaveSnapshotThatFailsVerification(t *testing.T) {
 	ctx := context.Background()
 	r, src, parent := corruptTree(t, "c.bin")
 
@@ -323,9 +326,8 @@ func TestBackupDeletesSnapshotThatFailsVerification(t *testing.T) {
 	require.Equal(t, datapath.BackupResult{}, res)
 	var ve *datapath.VerificationError
 	require.ErrorAs(t, err, &ve)
-	require.True(t, ve.Deleted)
-	require.NotEqual(t, parent, ve.SnapshotID)
-	require.Contains(t, err.Error(), "backing up PVC app/data: snapshot "+ve.SnapshotID+" failed verification (full) and was deleted: c.bin: reading bytes 0-1048576: ")
+	require.Empty(t, ve.SnapshotID)
+	require.Regexp(t, `^backing up PVC app/data to repository at .*: the new snapshot failed verification \(full\) and was not saved: c.bin: reading bytes 0-1048576: `, err.Error())
 
 	mans, err := snapshot.ListSnapshots(ctx, r.st.Direct(), snapshot.SourceInfo{UserName: store.User, Host: store.Host, Path: store.SourcePath("app", "data")})
 	require.NoError(t, err)
@@ -333,21 +335,30 @@ func TestBackupDeletesSnapshotThatFailsVerification(t *testing.T) {
 	require.Equal(t, manifest.ID(parent), mans[0].ID, "only the parent is left")
 }
 
-func TestBackupDeletesSnapshotWhenVerificationIsCanceled(t *testing.T) {
+// cancelOnRead cancels the context on the first read of a pack blob: in a backup into a
+// new repository only the verification reads packs.
+type cancelOnRead struct {
+	blob.Storage
+	cancel context.CancelFunc
+}
+
+func (c cancelOnRead) GetBlob(ctx context.Context, id blob.ID, offset, length int64, out blob.OutputBuffer) error {
+	if strings.HasPrefix(string(id), "p") {
+		c.cancel()
+	}
+	return c.Storage.GetBlob(ctx, id, offset, length, out)
+}
+
+func TestBackupSavesNothingWhenVerificationIsCanceled(t *testing.T) {
 	src := buildTree(t, t.TempDir())
 	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(store.SetStorageWrapper(func(st blob.Storage) blob.Storage { return cancelOnRead{Storage: st, cancel: cancel} }))
 	req := kopiatest.BackupRequest(src.root)
 	req.Verify = verifyFull
-	// the last progress report comes after the snapshot is saved, before verification
-	req.OnProgress = func(p datapath.Progress) {
-		if p.BytesDone == p.TotalBytes && p.TotalBytes > 0 {
-			cancel()
-		}
-	}
 	_, err := r.Backup(ctx, req)
 	require.ErrorIs(t, err, context.Canceled)
-	require.Regexp(t, `^backing up PVC app/data: snapshot [0-9a-f]+ was deleted: `, err.Error())
+	require.Contains(t, err.Error(), "verifying the new snapshot")
 
 	mans, err := snapshot.ListSnapshots(context.Background(), r.st.Direct(), snapshot.SourceInfo{UserName: store.User, Host: store.Host, Path: store.SourcePath("app", "data")})
 	require.NoError(t, err)
@@ -430,8 +441,8 @@ func TestVerifyStoreAway(t *testing.T) {
 	}
 }
 
-// A backup whose verification the store cut short ends transient, and its snapshot,
-// which nothing will claim, is deleted; it did not fail verification.
+// A backup whose verification the store cut short ends transient, and saves no
+// snapshot; it did not fail verification.
 func TestBackupWhenStoreAwayDuringVerification(t *testing.T) {
 	ctx := context.Background()
 	src := buildTree(t, t.TempDir())
@@ -439,21 +450,121 @@ func TestBackupWhenStoreAwayDuringVerification(t *testing.T) {
 	r := openRepo(t, kopiatest.Location(t), Options{Create: true})
 	req := kopiatest.BackupRequest(src.root)
 	req.Verify = verifyFull
-	// the last progress report comes after the snapshot is saved, before verification
-	req.OnProgress = func(p datapath.Progress) {
-		if p.BytesDone == p.TotalBytes && p.TotalBytes > 0 {
-			fails.Store(-1)
-		}
-	}
+	// In a new repository only the verification reads packs.
+	fails.Store(-1)
 	_, err := r.Backup(ctx, req)
 	fails.Store(0)
 	require.True(t, store.IsTransient(err), "transient: %v", err)
 	var ve *datapath.VerificationError
 	require.False(t, errors.As(err, &ve), "not a failed verification: %v", err)
 	require.NotContains(t, err.Error(), "failed verification")
-	require.Regexp(t, `^backing up PVC app/data: snapshot [0-9a-f]+ was deleted: verifying snapshot [0-9a-f]+: .*the store failed 4 attempts`, err.Error())
+	require.Regexp(t, `^backing up PVC app/data to repository at .*: verifying the new snapshot: .*the store failed 4 attempts`, err.Error())
 
 	mans, err := snapshot.ListSnapshots(ctx, r.st.Direct(), snapshot.SourceInfo{UserName: store.User, Host: store.Host, Path: store.SourcePath("app", "data")})
 	require.NoError(t, err)
 	require.Empty(t, mans)
+}
+
+// missingNewPacks says that every pack blob not in old is missing (GetMetadata), as a
+// store that lost what was just written would.
+type missingNewPacks struct {
+	blob.Storage
+	old map[blob.ID]bool
+}
+
+func (m missingNewPacks) GetMetadata(ctx context.Context, id blob.ID) (blob.Metadata, error) {
+	if strings.HasPrefix(string(id), "p") && !m.old[id] {
+		return blob.Metadata{}, blob.ErrBlobNotFound
+	}
+	return m.Storage.GetMetadata(ctx, id)
+}
+
+// TestVerifySharesWhatVerifiedParentHolds (issue #25): a backup's verification does not
+// read back again what it shares with a parent verified to the same mode or more (a
+// no-op backup checks nothing but its root), still checks everything new (a lost pack
+// of a new file fails it), and reads everything when the parent was verified to less.
+func TestVerifySharesWhatVerifiedParentHolds(t *testing.T) {
+	ctx := context.Background()
+	src := buildTree(t, t.TempDir())
+	want := countTree(t, src.root)
+	loc := kopiatest.Location(t)
+	r := openRepo(t, loc, Options{Create: true})
+	backup := func(mode datapath.VerifyMode) (datapath.BackupResult, error) {
+		req := kopiatest.BackupRequest(src.root)
+		req.Verify = mode
+		return r.Backup(ctx, req)
+	}
+
+	first, err := backup(verifyMetadata)
+	require.NoError(t, err)
+	require.Zero(t, first.Verification.Shared)
+
+	noop, err := backup(verifyMetadata)
+	require.NoError(t, err)
+	require.Equal(t, want, noop.Verification.Checked)
+	require.Equal(t, want, noop.Verification.Shared, "the whole tree is the verified parent's")
+
+	full, err := backup(verifyFull)
+	require.NoError(t, err)
+	require.Zero(t, full.Verification.Shared, "a parent verified with metadata only covers no full verification")
+	require.Equal(t, want.Files, full.Verification.FilesRead)
+
+	sample, err := backup(verifySample(50))
+	require.NoError(t, err)
+	require.Equal(t, want, sample.Verification.Shared, "a full verification covers a sample")
+	require.Zero(t, sample.Verification.FilesRead)
+
+	// A new file in a new directory: the rest is shared, the new content checked.
+	require.NoError(t, os.MkdirAll(filepath.Join(src.root, "a", "b", "new"), 0o755))
+	require.NoError(t, writeRandomFile(filepath.Join(src.root, "a", "b", "new", "n.bin"), 64<<10))
+	want2 := countTree(t, src.root)
+	old := map[blob.ID]bool{}
+	require.NoError(t, r.st.Direct().BlobReader().ListBlobs(ctx, "p", func(bm blob.Metadata) error { old[bm.BlobID] = true; return nil }))
+
+	changed, err := backup(verifyMetadata)
+	require.NoError(t, err)
+	v := changed.Verification
+	require.Equal(t, want2, v.Checked)
+	require.Equal(t, want2.Files-1, v.Shared.Files, "all files but the new one are the parent's")
+	require.Less(t, v.Shared.Dirs, want2.Dirs, "the directories on the new file's path are listed")
+
+	require.NoError(t, writeRandomFile(filepath.Join(src.root, "a", "b", "new", "n2.bin"), 64<<10))
+	t.Cleanup(store.SetStorageWrapper(func(st blob.Storage) blob.Storage { return missingNewPacks{Storage: st, old: old} }))
+	r2 := openRepo(t, loc, Options{})
+	req := kopiatest.BackupRequest(src.root)
+	_, err = r2.Backup(ctx, req)
+	var ve *datapath.VerificationError
+	require.ErrorAs(t, err, &ve, "a lost pack of new content is found")
+	require.Len(t, ve.Problems, 1, ve.Problems)
+	require.Regexp(t, `^a/b/new/n2?\.bin: its content is in pack blob p[0-9a-f-s]+, which is missing$`, ve.Problems[0])
+}
+
+func writeRandomFile(path string, n int) error {
+	b := make([]byte, n)
+	_, _ = cryptorand.Read(b)
+	return os.WriteFile(path, b, 0o600)
+}
+
+func TestCovers(t *testing.T) {
+	for _, tc := range []struct {
+		verified string
+		mode     datapath.VerifyMode
+		want     bool
+	}{
+		{"metadata", verifyMetadata, true},
+		{"metadata", datapath.VerifyMode{}, true},
+		{"metadata", verifySample(1), false},
+		{"sample:10", verifySample(10), true},
+		{"sample:10", verifySample(20), false},
+		{"sample:20", verifyMetadata, true},
+		{"sample:x", verifyMetadata, false},
+		{"full", verifySample(100), true},
+		{"full", verifyFull, true},
+		{"sample:100", verifyFull, false},
+		{"", verifyMetadata, false},
+		{"none", verifyMetadata, false},
+		{"bogus", verifyMetadata, false},
+	} {
+		require.Equal(t, tc.want, inspect.Covers(tc.verified, tc.mode), "%q covers %s", tc.verified, tc.mode)
+	}
 }

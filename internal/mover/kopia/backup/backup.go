@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"fmt"
 	"path"
 	"runtime"
 	"strings"
@@ -29,10 +28,6 @@ const (
 	// maxFailedEntriesReported bounds the failed entries listed in an error (Velero: 10).
 	maxFailedEntriesReported = 10
 
-	// verifyDeleteTimeout bounds deleting a snapshot that failed verification (after a
-	// cancellation too).
-	verifyDeleteTimeout = time.Minute
-
 	// defaultMaxBackupParallel caps the default number of files read at once (Velero's
 	// is NumCPU). Each file being read holds up to about 20 MiB in kopia's write path
 	// (the chunk being split, its encryption buffer, its share of the pending pack);
@@ -48,10 +43,12 @@ const (
 // entries could not be read the snapshot is still saved: the result carries its ID and
 // the error lists the entries.
 //
-// The saved snapshot is then verified as req.Verify says (inspect.Verify; the zero mode
-// is VerifyMetadata), against the counts the upload reported. A snapshot that fails, or
-// whose verification is canceled, is deleted, and the error (a *datapath.VerificationError when
-// it failed) names the volume, the snapshot and the first problems found.
+// The snapshot is verified before it is saved, as req.Verify says (inspect.VerifyNew; the
+// zero mode is VerifyMetadata), against the counts the upload reported, and skipping
+// what it shares with a parent that was itself verified to that mode; it is saved tagged
+// with the mode (inspect.VerifiedTag). A snapshot that fails, or whose verification is
+// canceled, is never saved, and the error (a *datapath.VerificationError when it failed)
+// names the volume and the first problems found.
 //
 // req.Parallel 0 means NumCPU, at most defaultMaxBackupParallel. req.OnProgress is called
 // from the upload at most every req.ProgressInterval (0: datapath.DefaultProgressInterval), and
@@ -110,13 +107,43 @@ func Backup(ctx context.Context, r *store.Repository, req datapath.BackupRequest
 		return result, errors.Errorf("backing up PVC %s/%s: snapshot %s is missing entries that could not be read: %s",
 			req.SourceNamespace, req.SourcePVC, result.SnapshotID, strings.Join(failed, "; "))
 	}
-
-	verification, err := inspect.Verify(ctx, r, result.SnapshotID, req.Verify, inspect.UploadCounts(man), parallel)
-	if err != nil {
-		return datapath.BackupResult{}, unverified(ctx, r, req, result.SnapshotID, err, log)
-	}
-	result.Verification = verification
 	return result, nil
+}
+
+// verifyAndSave verifies man, the uploaded tree (inspect.VerifyNew, trusting what it
+// shares with parent when parent was verified to the mode asked), and saves it tagged
+// with the mode it passed. A snapshot that fails, or whose verification cannot finish
+// (ctx ends, the store stops answering), is not saved: no later backup takes it as its
+// parent, nothing claims it, and maintenance collects its contents. The error keeps its
+// type: a *datapath.VerificationError, a transient or a canceled one.
+func verifyAndSave(ctx context.Context, r *store.Repository, w repo.RepositoryWriter, man, parent *snapshot.Manifest, req datapath.BackupRequest, parallel int, log logrus.FieldLogger) (manifest.ID, datapath.VerifyResult, error) {
+	dw, ok := w.(repo.DirectRepositoryWriter)
+	if !ok {
+		return "", datapath.VerifyResult{}, errors.Errorf("the repository writer %T cannot read back what it wrote", w)
+	}
+	// What the upload wrote goes to the store first: the verification reads the store.
+	if err := w.Flush(ctx); err != nil {
+		return "", datapath.VerifyResult{}, errors.Wrap(err, "flushing the snapshot's contents")
+	}
+	verification, err := inspect.VerifyNew(ctx, r, dw, man, parent, req.Verify, inspect.UploadCounts(man), parallel)
+	if err != nil {
+		var ve *datapath.VerificationError
+		if errors.As(err, &ve) {
+			log.WithError(err).Error("the new snapshot failed verification; it is not saved")
+		}
+		if ctx.Err() != nil {
+			return "", verification, errors.Wrap(context.Cause(ctx), "verifying the new snapshot")
+		}
+		return "", verification, err
+	}
+	if verification.Mode.Level != datapath.VerifyNone {
+		man.Tags[inspect.VerifiedTag] = verification.Mode.String()
+	}
+	id, err := snapshot.SaveSnapshot(ctx, w, man)
+	if err != nil {
+		return "", verification, errors.Wrap(err, "saving snapshot manifest")
+	}
+	return id, verification, nil
 }
 
 // backupTree uploads the directory req.Path with kopia's uploader and saves the
@@ -178,9 +205,9 @@ func backupTree(kctx context.Context, r *store.Repository, req datapath.BackupRe
 			man.Tags = tags
 			man.Description = store.Description
 			man.Pins = []string{store.Pin}
-			id, err := snapshot.SaveSnapshot(ctx, w, man)
+			id, verification, err := verifyAndSave(ctx, r, w, man, previous, req, parallel, log)
 			if err != nil {
-				return errors.Wrap(err, "saving snapshot manifest")
+				return err
 			}
 			// A complete snapshot exists: the checkpoints of this and earlier interrupted
 			// uploads of the source are not backups and go (Velero applies the retention
@@ -193,6 +220,7 @@ func backupTree(kctx context.Context, r *store.Repository, req datapath.BackupRe
 				TotalBytes:       man.Stats.TotalFileSize,
 				IncrementalBytes: max(0, man.Stats.TotalFileSize-progress.cached.Load()),
 				Empty:            man.Stats.TotalFileSize == 0 && man.Stats.TotalFileCount == 0,
+				Verification:     verification,
 			}
 			return nil
 		})
@@ -201,49 +229,6 @@ func backupTree(kctx context.Context, r *store.Repository, req datapath.BackupRe
 	}
 	progress.finish(result.TotalBytes)
 	return result, man, nil
-}
-
-// unverified deletes snapshot id, which failed verification (or whose verification could
-// not finish), so that no later backup takes it as its parent and nothing claims it, and
-// returns the backup's error.
-//
-// A verification that could not finish because ctx ended or the store stopped answering
-// (a transient error, not a *datapath.VerificationError) found nothing wrong, and the
-// error says only that the snapshot was deleted; it keeps its type, so the worker exits as
-// canceled or transient. Such a snapshot is deleted all the same: no movement will claim
-// it (left behind, it would keep its data in the repository for ever), and the retry's upload writes little (the repository holds its contents
-// already) and verifies what it saved again.
-func unverified(ctx context.Context, r *store.Repository, req datapath.BackupRequest, id string, err error, log logrus.FieldLogger) error {
-	log = log.WithField("snapshotID", id)
-	delErr := deleteUnverified(ctx, r, id)
-	if delErr != nil {
-		log.WithError(delErr).Error("deleting the unverified snapshot")
-	}
-	var ve *datapath.VerificationError
-	if errors.As(err, &ve) {
-		ve.Deleted = delErr == nil
-		log.WithError(err).Error("snapshot failed verification")
-	} else if delErr == nil {
-		err = errors.Wrapf(err, "snapshot %s was deleted", id)
-	}
-	if delErr != nil {
-		// %w: the error keeps its type (transient, canceled, failed verification)
-		err = fmt.Errorf("%w (deleting the snapshot failed too: %v)", err, delErr)
-	}
-	return errors.Wrapf(err, "backing up PVC %s/%s", req.SourceNamespace, req.SourcePVC)
-}
-
-// deleteUnverified deletes the manifest of a snapshot that failed verification, also when
-// ctx has ended: no later backup may take it as its parent.
-func deleteUnverified(ctx context.Context, r *store.Repository, snapshotID string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyDeleteTimeout)
-	defer cancel()
-	kctx := velerokopia.SetupKopiaLog(ctx, r.Log().WithField("snapshotID", snapshotID))
-	err := repo.WriteSession(kctx, r.Direct(), repo.WriteSessionOptions{Purpose: "snapmove delete unverified snapshot"},
-		func(ctx context.Context, w repo.RepositoryWriter) error {
-			return w.DeleteManifest(ctx, manifest.ID(snapshotID))
-		})
-	return errors.Wrapf(err, "deleting snapshot %s from repository at %s", snapshotID, r.Location())
 }
 
 // incomplete is the error of an upload that kopia ended before its end without an error of

@@ -124,9 +124,9 @@ func backupBlock(ctx context.Context, r *store.Repository, req datapath.BackupRe
 				return err
 			}
 			man.Tags = tags
-			id, err := snapshot.SaveSnapshot(ctx, w, man)
+			id, verification, err := verifyAndSave(ctx, r, w, man, parent, req, parallel, log)
 			if err != nil {
-				return errors.Wrap(err, "saving snapshot manifest")
+				return err
 			}
 			if err := deleteCheckpoints(ctx, w, si, log); err != nil {
 				return err
@@ -137,6 +137,7 @@ func backupBlock(ctx context.Context, r *store.Repository, req datapath.BackupRe
 				IncrementalBytes: res.BytesRead,
 				Empty:            dev.size == 0,
 				Block:            &read,
+				Verification:     verification,
 			}
 			return nil
 		})

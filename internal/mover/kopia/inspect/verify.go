@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,19 +123,141 @@ func Verify(ctx context.Context, r *store.Repository, snapshotID string, mode da
 		return res, errors.Wrapf(err, "loading snapshot %s from repository at %s", snapshotID, r.Location())
 	}
 	v := &verifier{rep: rep, cr: tree.NewContentReader(rep), mode: mode, seed: snapshotID}
-	counts, err := v.run(kctx, man, want, parallel)
+	return v.result(kctx, res, man, nil, want, parallel, started, log)
+}
+
+// VerifiedTag, on a snapshot's manifest, is the mode it was verified with before it was
+// saved (datapath.VerifyMode's text: "metadata", "sample:10", "full"). A later backup's
+// verification trusts what it shares with such a parent (VerifyNew).
+const VerifiedTag = "snapmove.io/verified"
+
+// VerifyNew verifies man, a snapshot uploaded through w whose contents w has flushed
+// but whose manifest is not saved yet, as Verify verifies a saved one: the caller saves
+// it only when it passes, tagged VerifiedTag (so a snapshot that fails is never saved,
+// and never becomes a parent). What man shares with parent, a snapshot of the same
+// source tagged verified with a mode that covers mode (Covers), is not read back again:
+// a directory whose object is the parent's directory at the same path (kopia's objects
+// are named by their content, so the whole subtree is the same) is counted from its
+// summary, and a file whose object is the parent's file at the same path is not looked
+// up. Everything else, so every content the backup wrote, is checked as Verify checks
+// it. A nil parent, or one not verified to mode, verifies the whole tree.
+//
+// A failure's *datapath.VerificationError has no snapshot ID (none was saved).
+func VerifyNew(ctx context.Context, r *store.Repository, w repo.DirectRepositoryWriter, man, parent *snapshot.Manifest, mode datapath.VerifyMode, want *datapath.TreeCounts, parallel int) (datapath.VerifyResult, error) {
+	if mode.Level == "" {
+		mode.Level = datapath.VerifyMetadata
+	}
+	res := datapath.VerifyResult{Mode: mode}
+	if err := checkMode(mode); err != nil {
+		return res, errors.Wrap(err, "verifying the new snapshot")
+	}
+	if mode.Level == datapath.VerifyNone {
+		return res, nil
+	}
+	if parallel <= 0 {
+		parallel = min(runtime.NumCPU(), defaultMaxParallel)
+	}
+	log := r.Log().WithField("source", man.Source.Path)
+	kctx := velerokopia.SetupKopiaLog(ctx, log)
+	started := time.Now()
+	var rep repo.DirectRepository = w
+	if mode.Level != datapath.VerifyMetadata && r.Cached() {
+		// File contents are read back: not through the cache, from a connection opened
+		// after the contents were flushed.
+		reader, err := r.UncachedReader(kctx)
+		if err != nil {
+			return res, errors.Wrap(err, "opening a connection to read the snapshot back")
+		}
+		defer func() {
+			if err := reader.Close(kctx); err != nil {
+				log.WithError(err).Warn("closing the read-back connection")
+			}
+		}()
+		rep = reader
+	}
+	var base *snapshot.DirEntry
+	if parent != nil && parent.IncompleteReason == "" && Covers(parent.Tags[VerifiedTag], mode) {
+		base = parent.RootEntry
+		log = log.WithField("verifiedParent", parent.ID)
+	}
+	// The sample is chosen by the root's object, the snapshot's content, as the ID of a
+	// saved one chooses it.
+	v := &verifier{rep: rep, cr: tree.NewContentReader(rep), mode: mode, seed: man.RootObjectID().String()}
+	return v.result(kctx, res, man, base, want, parallel, started, log)
+}
+
+// Covers reports whether a snapshot verified with the mode whose text is verified (its
+// VerifiedTag) checked at least what mode checks: metadata < sample (of a share at
+// least as large) < full.
+func Covers(verified string, mode datapath.VerifyMode) bool {
+	if mode.Level == "" {
+		mode.Level = datapath.VerifyMetadata
+	}
+	rank := func(l datapath.VerifyLevel) int {
+		switch l {
+		case datapath.VerifyMetadata:
+			return 1
+		case datapath.VerifySample:
+			return 2
+		case datapath.VerifyFull:
+			return 3
+		}
+		return 0
+	}
+	level, pct, _ := strings.Cut(verified, ":")
+	had := datapath.VerifyMode{Level: datapath.VerifyLevel(level)}
+	if had.Level == datapath.VerifySample {
+		n, err := strconv.Atoi(pct)
+		if err != nil {
+			return false
+		}
+		had.Percent = n
+	}
+	switch {
+	case rank(had.Level) == 0 || rank(mode.Level) == 0:
+		return false
+	case had.Level == datapath.VerifySample && mode.Level == datapath.VerifySample:
+		return had.Percent >= mode.Percent
+	}
+	return rank(had.Level) >= rank(mode.Level)
+}
+
+func checkMode(mode datapath.VerifyMode) error {
+	switch mode.Level {
+	case datapath.VerifyNone, datapath.VerifyMetadata, datapath.VerifyFull:
+		return nil
+	case datapath.VerifySample:
+		if mode.Percent < 1 || mode.Percent > 100 {
+			return errors.Errorf("sample of %d%%: want 1 to 100", mode.Percent)
+		}
+		return nil
+	}
+	return errors.Errorf("unknown verify level %q", mode.Level)
+}
+
+// result runs v over man (sharing what base holds, when set) and puts what it checked
+// into res.
+func (v *verifier) result(ctx context.Context, res datapath.VerifyResult, man *snapshot.Manifest, base *snapshot.DirEntry, want *datapath.TreeCounts, parallel int, started time.Time, log logrus.FieldLogger) (datapath.VerifyResult, error) {
+	name := "the new snapshot"
+	if v.seed != "" && man.ID != "" {
+		name = "snapshot " + string(man.ID)
+	}
+	v.base = base
+	counts, err := v.run(ctx, man, want, parallel)
 	if err != nil {
-		return res, errors.Wrapf(err, "verifying snapshot %s", snapshotID)
+		return res, errors.Wrapf(err, "verifying %s", name)
 	}
 	res.Checked = counts
+	res.Shared = v.sharedCounts()
 	res.FilesRead, res.BytesRead = v.filesRead.Load(), v.bytesRead.Load()
 	res.Duration = time.Since(started)
 	if len(v.problems) > 0 {
-		return res, &datapath.VerificationError{SnapshotID: snapshotID, Mode: mode, Problems: v.problems, Stopped: v.stopped}
+		return res, &datapath.VerificationError{SnapshotID: string(man.ID), Mode: res.Mode, Problems: v.problems, Stopped: v.stopped}
 	}
 	log.WithFields(logrus.Fields{
-		"verify": mode.String(), "files": counts.Files, "dirs": counts.Dirs, "symlinks": counts.Symlinks,
+		"verify": res.Mode.String(), "files": counts.Files, "dirs": counts.Dirs, "symlinks": counts.Symlinks,
 		"bytes": counts.Bytes, "filesRead": res.FilesRead, "bytesRead": res.BytesRead,
+		"sharedFiles": res.Shared.Files, "sharedDirs": res.Shared.Dirs,
 		"duration": res.Duration.Round(time.Millisecond).String(),
 	}).Info("verified snapshot")
 	return res, nil
@@ -170,6 +294,10 @@ type verifier struct {
 	// packs are the pack blobs holding file contents: the end of the last content
 	// in each, and a file it holds.
 	packs map[blob.ID]packUse
+	// base is the root of a verified parent (VerifyNew): what the tree shares with it is
+	// counted, not checked, into shared.
+	base   *snapshot.DirEntry
+	shared datapath.TreeCounts
 
 	filesRead, bytesRead atomic.Int64
 }
@@ -216,7 +344,7 @@ func (v *verifier) run(ctx context.Context, man *snapshot.Manifest, want *datapa
 	defer stop()
 	v.stop = stop
 	walkers, wctx := tree.NewWalker(walkCtx, parallel)
-	err := walkers.Walk(func() error { return v.walk(wctx, walkers, tree.Root(root), -1) })
+	err := walkers.Walk(func() error { return v.walk(wctx, walkers, tree.Root(root), -1, v.base) })
 	if ctx.Err() != nil {
 		return datapath.TreeCounts{}, context.Cause(ctx)
 	}
@@ -346,11 +474,18 @@ func compareCounts(v *verifier, rel, source string, want, got datapath.TreeCount
 // walk lists directory d and checks its entries; subdirectories and files are handed to
 // other walkers when one is free. Unlike the restore it goes on past an unsafe name (a
 // problem, the entry skipped), to report what else is wrong.
-func (v *verifier) walk(ctx context.Context, walkers *tree.Walker, d tree.Dir, parent int) error {
+func (v *verifier) walk(ctx context.Context, walkers *tree.Walker, d tree.Dir, parent int, base *snapshot.DirEntry) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	rel := d.Rel
+	if s := d.Entry.DirSummary; base != nil && base.Type == snapshot.EntryTypeDirectory && base.ObjectID == d.Entry.ObjectID && s != nil {
+		// The verified parent's directory: its totals, without a summary to compare them with.
+		c := datapath.TreeCounts{Files: s.TotalFileCount, Dirs: s.TotalDirCount, Symlinks: s.TotalSymlinkCount, Bytes: s.TotalFileSize}
+		v.addDir(dirNode{rel: rel, parent: parent, own: c})
+		v.addShared(c)
+		return nil
+	}
 	node := dirNode{rel: rel, parent: parent, summary: d.Entry.DirSummary, own: datapath.TreeCounts{Dirs: 1}}
 	var entries []*snapshot.DirEntry
 	err := retry(ctx, func() (err error) {
@@ -361,6 +496,7 @@ func (v *verifier) walk(ctx context.Context, walkers *tree.Walker, d tree.Dir, p
 		v.addDir(node)
 		return v.failed(ctx, rel, err, "listing the directory")
 	}
+	baseEntries := v.baseEntries(ctx, base)
 	for _, e := range entries {
 		if !tree.SafeName(e.Name) {
 			v.problem(rel, "unsafe entry name %q", e.Name)
@@ -381,13 +517,18 @@ func (v *verifier) walk(ctx context.Context, walkers *tree.Walker, d tree.Dir, p
 			continue
 		}
 		p := tree.Join(rel, e.Name)
+		b := baseEntries[e.Name]
 		var job func() error
 		switch e.Type {
 		case snapshot.EntryTypeDirectory:
-			job = func() error { return v.walk(ctx, walkers, d.Child(e), self) }
+			job = func() error { return v.walk(ctx, walkers, d.Child(e), self, b) }
 		case snapshot.EntryTypeSymlink:
 			job = func() error { return v.checkSymlink(ctx, p, e) }
 		case snapshot.EntryTypeFile:
+			if b != nil && b.Type == snapshot.EntryTypeFile && b.ObjectID == e.ObjectID && b.FileSize == e.FileSize {
+				v.addShared(datapath.TreeCounts{Files: 1, Bytes: e.FileSize})
+				continue
+			}
 			read := v.selected(p, e)
 			job = func() error { return v.checkFile(ctx, walkers, p, e, read) }
 		default:
@@ -398,6 +539,41 @@ func (v *verifier) walk(ctx context.Context, walkers *tree.Walker, d tree.Dir, p
 		}
 	}
 	return nil
+}
+
+// baseEntries lists the verified parent's directory base by name; nil when there is
+// none or it cannot be read (then nothing below is shared: everything is checked).
+func (v *verifier) baseEntries(ctx context.Context, base *snapshot.DirEntry) map[string]*snapshot.DirEntry {
+	if base == nil || base.Type != snapshot.EntryTypeDirectory {
+		return nil
+	}
+	var entries []*snapshot.DirEntry
+	if err := retry(ctx, func() (err error) {
+		entries, err = tree.ReadDir(ctx, v.rep, base.ObjectID)
+		return err
+	}); err != nil {
+		return nil
+	}
+	out := make(map[string]*snapshot.DirEntry, len(entries))
+	for _, e := range entries {
+		out[e.Name] = e
+	}
+	return out
+}
+
+func (v *verifier) addShared(c datapath.TreeCounts) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.shared.Files += c.Files
+	v.shared.Dirs += c.Dirs
+	v.shared.Symlinks += c.Symlinks
+	v.shared.Bytes += c.Bytes
+}
+
+func (v *verifier) sharedCounts() datapath.TreeCounts {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.shared
 }
 
 func (v *verifier) addDir(n dirNode) int {

@@ -15,8 +15,7 @@ import (
 )
 
 // DeleteSnapshot forgets snapshot snapshotID (deletes its manifest), as Velero's
-// BatchForget does, whatever it is a snapshot of: for tests and for the backup's own
-// snapshot that failed verification. A request from outside goes through
+// BatchForget does, whatever it is a snapshot of: for tests. A request from outside goes through
 // ForgetSnapshot, which checks the owner first. It is idempotent: a snapshot that is
 // already gone is not an error. The data stays until maintenance (Velero's, as
 // default@default) collects it. IDs of manifests that are not snapshots are refused.
