@@ -16,7 +16,9 @@
 #   snapmove  go test -bench BackupFirst|BackupNoop|Backup5pct|Restore, one process each
 #             (internal/mover/kopia/bench_test.go: same data, same steps, open → run →
 #             close timed like one CLI command; "block" rows back the large file up as a
-#             block volume and are compared with the CLI's large rows)
+#             block volume and are compared with the CLI's large rows; "cbt" rows do the
+#             same with changed block metadata: allocated ranges, then the changes since
+#             the parent, as a CSI SnapshotMetadata service answers)
 # and prints, per step, medians of wall time, snapmove/CLI ratio, CPU-s per GB of source,
 # peak RSS and repository size, with the machine's CPU and load (hack/tools/benchreport prints
 # the tables from the rows this script records). After that table, two of
@@ -48,7 +50,7 @@
 #   BENCH_OUT=/tmp/snapmove-bench  binaries, data sets (kept, stamped), results.tsv, logs
 #   BENCH_DROP_CACHES=1  drop the page cache before every timed step (cold; root); default:
 #                        the source is read just before (warm)
-#   BENCH_BLOCK=0        skip snapmove's block-volume rows
+#   BENCH_BLOCK=0        skip snapmove's block-volume rows (block and cbt)
 #   BENCH_FRESH_FS=1     every restore, CLI's and snapmove's, writes to a new ext4 filesystem
 #                        (loop-mounted sparse image; root): a worker restores into a newly
 #                        provisioned volume. 0 restores into a directory of $BENCH_OUT's
@@ -323,7 +325,7 @@ log "scale $SCALE, $REPS repetition(s), $NPROC CPUs, load $LOAD_START; rows also
 for ((rep = 1; rep <= REPS; rep++)); do
 	for ds in pg large; do
 		sets=("$ds")
-		[[ $ds == large && $BLOCK == 1 ]] && sets+=(block)
+		[[ $ds == large && $BLOCK == 1 ]] && sets+=(block cbt)
 		if ((rep % 2)); then
 			cli_series "$rep" "$ds"
 			for s in "${sets[@]}"; do snapmove_series "$rep" "$s"; done

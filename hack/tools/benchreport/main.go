@@ -217,12 +217,18 @@ func reportMain(w io.Writer, r run, res rows) {
 	fmt.Fprintf(w, row, "", "", "wall", "wall", "snap/CLI", "s/GB", "s/GB", "MiB", "MiB", "MB", "MB")
 	sets := []string{"pg", "large"}
 	if r.Block {
-		sets = append(sets, "block")
+		sets = append(sets, "block", "cbt")
 	}
 	for _, ds := range sets {
 		cds, label := ds, ds // the CLI's rows it is compared with
-		if ds == "block" {
+		switch ds {
+		case "block":
 			cds, label = "large", "block (vs large)"
+		case "cbt":
+			cds, label = "large", "cbt (vs large)"
+			if res.med("snapmove", ds, "first", 6) == "-" {
+				continue // rows from before the cbt data set
+			}
 		}
 		for _, step := range []string{"first", "noop", "5pct", "restore"} {
 			cw, sw := res.med("cli", cds, step, 6), res.med("snapmove", ds, step, 6)

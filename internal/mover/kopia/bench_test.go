@@ -17,7 +17,11 @@ package kopia
 //
 //	pg     datagen.GenPG seed 42 (scale 1: 1.15 GB, 2,500 files)
 //	large  a directory holding one datagen.GenLarge file, seed 7 (scale 1: 2 GiB, 21% holes)
-//	block  the same file backed up and restored as a block volume (Block: true)
+//	block  the same file backed up and restored as a block volume (Block: true), with no
+//	       changed block metadata: every block is read
+//	cbt    the same block volume with a CSI SnapshotMetadata service's answers (allocated
+//	       ranges, changes since the parent), computed before the timed step as a driver
+//	       computes its block hashes when it cuts a snapshot (cbt_perf_test.go)
 //
 // BenchmarkCompression backs up pg and large with each of datapath.Compressors into a new
 // repository and restores the snapshot (sub-benchmarks pg/<compressor> and
@@ -80,7 +84,7 @@ const (
 	perfMutPct       = 5
 )
 
-var perfDatasets = []string{"pg", "large", "block"}
+var perfDatasets = []string{"pg", "large", "block", "cbt"}
 
 // perfEnv is the benchmark configuration read from the environment.
 type perfEnv struct {
@@ -135,6 +139,9 @@ type perfSource struct {
 	name  string // pg, large or block
 	path  string // the directory, or the file for a block volume
 	block bool
+	// cbt is the file holding what the metadata service answers about this source now
+	// (cbtAnswer; "" for none), written by the benchmark before each backup.
+	cbt   string
 	bytes int64 // logical file bytes
 	files int   // regular files, when more than a default ext4 restore target has inodes for
 }
@@ -165,7 +172,7 @@ func (e perfEnv) generate(b *testing.B, name, dir string, reuse bool) perfSource
 		} else {
 			err = datagen.GenPG(src.path, perfPGSeed, e.scale)
 		}
-	case "large", "block":
+	case "large", "block", "cbt":
 		img := filepath.Join(src.path, "disk.img")
 		if reuse {
 			_, err = datagen.EnsureLarge(img, perfLargeSeed, e.largeSize())
@@ -183,7 +190,7 @@ func (e perfEnv) generate(b *testing.B, name, dir string, reuse bool) perfSource
 		b.Fatal(err)
 	}
 	src.bytes = s.Bytes
-	if name == "block" {
+	if name == "block" || name == "cbt" {
 		src.path, src.block = filepath.Join(src.path, "disk.img"), true
 	}
 	return src
@@ -310,10 +317,18 @@ func (r *perfRun) backup(b *testing.B, loc repository.Location, cacheDir string,
 	b.Helper()
 	ctx := context.Background()
 	rep := r.open(b, loc, cacheDir, false)
-	res, err := rep.Backup(ctx, datapath.BackupRequest{
+	req := datapath.BackupRequest{
 		SourceNamespace: "perf", SourcePVC: "data", Path: src.path, Block: src.block,
 		Parallel: r.env.parallel, OnProgress: func(datapath.Progress) {},
-	})
+	}
+	if src.cbt != "" {
+		a, err := readCBT(src.cbt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.BlockSource = a.source()
+	}
+	res, err := rep.Backup(ctx, req)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -367,7 +382,7 @@ func (r *perfRun) childCmd(env ...string) *exec.Cmd {
 func (r *perfRun) backupStep(b *testing.B, loc repository.Location, cacheDir string, src perfSource, env ...string) (perfResult, *syscall.Rusage) {
 	b.Helper()
 	return r.child(b, append([]string{"PERF_OP=backup", "PERF_REPO=" + loc.Path, "PERF_CACHE_DIR=" + cacheDir, "PERF_SRC=" + src.path,
-		"PERF_BLOCK=" + boolEnv(src.block)}, env...)...)
+		"PERF_BLOCK=" + boolEnv(src.block), "PERF_CBT=" + src.cbt}, env...)...)
 }
 
 // restoreStep runs one restore in its own process, read-only and without a cache like the worker's.
@@ -433,6 +448,7 @@ func BenchmarkBackupFirst(b *testing.B) {
 			for range b.N {
 				loc := run.createRepository(b)
 				cache := run.newDir("cache")
+				src = run.cbtFirst(b, src)
 				res := t.timed(b, env, src.path, func() (perfResult, *syscall.Rusage) { return run.backupStep(b, loc, cache, src) })
 				t.repoBytes, t.hashed = treeBytes(b, loc.Path), res.IncrementalBytes
 				_ = os.RemoveAll(loc.Path)
@@ -454,10 +470,12 @@ func BenchmarkBackupNoop(b *testing.B) {
 			for range b.N {
 				loc := run.createRepository(b)
 				cache := run.newDir("cache")
+				src = run.cbtFirst(b, src)
 				run.backup(b, loc, cache, src)
+				src = run.cbtNext(b, src, "") // nothing changed
 				res := t.timed(b, env, src.path, func() (perfResult, *syscall.Rusage) { return run.backupStep(b, loc, cache, src) })
 				t.repoBytes, t.hashed = treeBytes(b, loc.Path), res.IncrementalBytes
-				if !src.block && res.IncrementalBytes != 0 {
+				if (!src.block || src.cbt != "") && res.IncrementalBytes != 0 {
 					b.Errorf("no-op backup read %d bytes again, want 0", res.IncrementalBytes)
 				}
 				_ = os.RemoveAll(loc.Path)
@@ -484,9 +502,12 @@ func BenchmarkBackup5pct(b *testing.B) {
 				bytes = src.bytes
 				loc := run.createRepository(b)
 				cache := run.newDir("cache")
+				src = run.cbtFirst(b, src)
 				run.backup(b, loc, cache, src)
 				before := treeBytes(b, loc.Path)
+				prev := run.cbtKeep(b, src)
 				m := src.mutate(b)
+				src = run.cbtNext(b, src, prev)
 				res := t.timed(b, env, src.path, func() (perfResult, *syscall.Rusage) { return run.backupStep(b, loc, cache, src) })
 				t.repoBytes, t.hashed = treeBytes(b, loc.Path), res.IncrementalBytes
 				b.ReportMetric(float64(t.repoBytes-before)/1e6, "repo-growth-MB")
@@ -511,6 +532,7 @@ func BenchmarkRestore(b *testing.B) {
 			src := env.shared(b, name)
 			run := newPerfRun(b, env)
 			loc := run.createRepository(b)
+			src = run.cbtFirst(b, src)
 			res := run.backup(b, loc, run.newDir("cache"), src)
 			t := perfTotals{repoBytes: treeBytes(b, loc.Path)}
 			for range b.N {

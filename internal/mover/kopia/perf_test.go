@@ -17,7 +17,7 @@ package kopia
 // garbage collector alone.
 // Optional: PERF_BLOCK=1 (block volume), PERF_SPARSE=1 (WriteSparse), PERF_PARALLEL=N,
 // PERF_COMPRESSION=name (a backup's compressor, one of datapath.Compressors; default none),
-// PERF_PVC=name, PERF_CHECKPOINT=duration (a backup's CheckpointInterval),
+// PERF_PVC=name, PERF_CBT=file (a block backup's changed block metadata: cbtAnswer), PERF_CHECKPOINT=duration (a backup's CheckpointInterval),
 // PERF_KILL_AT=fraction (a backup prints {"killedAtBytes":N} and kills itself with
 // SIGKILL once it has moved that fraction of the source: BenchmarkResume), PERF_CPUPROFILE=file, PERF_MEMPROFILE=file (heap profile after the
 // operation: go tool pprof -sample_index=alloc_space). The result is one JSON line on
@@ -90,6 +90,13 @@ func TestPerf(t *testing.T) {
 		req := datapath.BackupRequest{SourceNamespace: "perf", SourcePVC: pvc, Path: os.Getenv("PERF_SRC"),
 			Block: os.Getenv("PERF_BLOCK") == "1", Parallel: int(num("PERF_PARALLEL")), Compression: os.Getenv("PERF_COMPRESSION"),
 			OnProgress: func(datapath.Progress) {}}
+		if v := os.Getenv("PERF_CBT"); v != "" {
+			a, err := readCBT(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.BlockSource = a.source()
+		}
 		if v := os.Getenv("PERF_CHECKPOINT"); v != "" {
 			if req.CheckpointInterval, err = time.ParseDuration(v); err != nil {
 				t.Fatal(err)
