@@ -412,3 +412,29 @@ func TestTransientFailures(t *testing.T) {
 		})
 	}
 }
+
+// A block backup gets the changed block source the command made, and its result carries
+// what was read, with a fallback reason long enough to overflow the termination message
+// cut so that the result stays whole JSON.
+func TestBlockBackupResult(t *testing.T) {
+	e := newEnv(t, "du-1", du(velerov2alpha1.DataUploadPhaseInProgress))
+	long := strings.Repeat("the allocated ranges could not be had: rpc error ", 200)
+	e.repo.backup = func(ctx context.Context, req datapath.BackupRequest) (datapath.BackupResult, error) {
+		return datapath.BackupResult{SnapshotID: "k1", TotalBytes: 64 << 20, IncrementalBytes: 64 << 20, Block: &datapath.BlockRead{
+			Method: datapath.BlockReadAll, Fallback: long, BytesRead: 64 << 20, DeviceBytes: 64 << 20, BlocksRead: 64,
+		}}, nil
+	}
+	e.w.Config.Block, e.w.Config.Path = true, expose.SourceDevicePath
+	e.w.Config.BlockSource = datapath.BlockSource{ChangeID: "snap-7", VolumeID: "vol-3", NoChanges: "none here"}
+	require.NoError(t, e.w.Backup(context.Background()))
+	require.Equal(t, e.w.Config.BlockSource, e.repo.backups[0].BlockSource)
+
+	msg := e.message(t)
+	require.LessOrEqual(t, len(msg), expose.MaxMessage)
+	var res expose.Result
+	require.NoError(t, json.Unmarshal([]byte(msg), &res))
+	require.Equal(t, datapath.BlockReadAll, res.Block.Method)
+	require.Equal(t, int64(64<<20), res.Block.BytesRead)
+	require.True(t, strings.HasSuffix(res.Block.Fallback, "..."))
+	require.Less(t, len(res.Block.Fallback), len(long))
+}

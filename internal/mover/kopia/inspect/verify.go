@@ -104,20 +104,11 @@ func Verify(ctx context.Context, r *store.Repository, snapshotID string, mode da
 	kctx := velerokopia.SetupKopiaLog(ctx, log)
 	started := time.Now()
 
-	rep := r.Direct()
-	if mode.Level != datapath.VerifyMetadata && r.Cached() {
-		// File contents are read back: not through the cache (UncachedReader).
-		reader, err := r.UncachedReader(kctx)
-		if err != nil {
-			return res, errors.Wrap(err, "opening a connection to read the snapshot back")
-		}
-		defer func() {
-			if err := reader.Close(kctx); err != nil {
-				log.WithError(err).Warn("closing the read-back connection")
-			}
-		}()
-		rep = reader
+	rep, done, err := readBack(kctx, r, r.Direct(), mode, log)
+	if err != nil {
+		return res, err
 	}
+	defer done()
 	man, err := snapshot.LoadSnapshot(kctx, rep, manifest.ID(snapshotID))
 	if err != nil {
 		return res, errors.Wrapf(err, "loading snapshot %s from repository at %s", snapshotID, r.Location())
@@ -160,21 +151,11 @@ func VerifyNew(ctx context.Context, r *store.Repository, w repo.DirectRepository
 	log := r.Log().WithField("source", man.Source.Path)
 	kctx := velerokopia.SetupKopiaLog(ctx, log)
 	started := time.Now()
-	var rep repo.DirectRepository = w
-	if mode.Level != datapath.VerifyMetadata && r.Cached() {
-		// File contents are read back: not through the cache, from a connection opened
-		// after the contents were flushed.
-		reader, err := r.UncachedReader(kctx)
-		if err != nil {
-			return res, errors.Wrap(err, "opening a connection to read the snapshot back")
-		}
-		defer func() {
-			if err := reader.Close(kctx); err != nil {
-				log.WithError(err).Warn("closing the read-back connection")
-			}
-		}()
-		rep = reader
+	rep, done, err := readBack(kctx, r, w, mode, log)
+	if err != nil {
+		return res, err
 	}
+	defer done()
 	var base *snapshot.DirEntry
 	if parent != nil && parent.IncompleteReason == "" && Covers(parent.Tags[VerifiedTag], mode) {
 		base = parent.RootEntry
@@ -184,6 +165,24 @@ func VerifyNew(ctx context.Context, r *store.Repository, w repo.DirectRepository
 	// saved one chooses it.
 	v := &verifier{rep: rep, cr: tree.NewContentReader(rep), mode: mode, seed: man.RootObjectID().String()}
 	return v.result(kctx, res, man, base, want, parallel, started, log)
+}
+
+// readBack is what a verification reads through: rep, or when file contents are read
+// back from a cached repository a new connection without the cache (UncachedReader; for
+// a new snapshot, opened after its contents were flushed). done closes that connection.
+func readBack(ctx context.Context, r *store.Repository, rep repo.DirectRepository, mode datapath.VerifyMode, log logrus.FieldLogger) (repo.DirectRepository, func(), error) {
+	if mode.Level == datapath.VerifyMetadata || !r.Cached() {
+		return rep, func() {}, nil
+	}
+	reader, err := r.UncachedReader(ctx)
+	if err != nil {
+		return nil, nil, errors.Wrap(err, "opening a connection to read the snapshot back")
+	}
+	return reader, func() {
+		if err := reader.Close(ctx); err != nil {
+			log.WithError(err).Warn("closing the read-back connection")
+		}
+	}, nil
 }
 
 // Covers reports whether a snapshot verified with the mode whose text is verified (its
