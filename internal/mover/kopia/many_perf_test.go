@@ -40,7 +40,7 @@ func (s *manyStep) add(wall time.Duration, ru *syscall.Rusage, rssMiB int64) {
 // PERF_MANY_FILES (default 2,000,000) small files, with snapmove (each step in its own
 // process, as elsewhere here) and with the kopia CLI at PERF_KOPIA (hack/bench.sh builds
 // it from this module; skipped when unset) with Velero's settings, interleaved: the
-// CLI first in odd iterations. Restores go where restoreTarget says (PERF_FRESH_FS=1: a
+// CLI first in odd iterations. PERF_MANY_RESTORE=0 runs the backups only. Restores go where restoreTarget says (PERF_FRESH_FS=1: a
 // new ext4 with inodes enough), and each restored tree must hold the source's file count
 // and bytes. The page cache is not
 // warmed: reading 2 million files takes as long as the steps. Metrics, per tool
@@ -56,6 +56,7 @@ func BenchmarkManyFiles(b *testing.B) {
 		}
 	}
 	kopiaCLI := os.Getenv("PERF_KOPIA")
+	restores := os.Getenv("PERF_MANY_RESTORE") != "0" // 0: backups only
 	b.Run("files", func(b *testing.B) {
 		b.StopTimer()
 		dir := filepath.Join(env.data, "many")
@@ -94,6 +95,11 @@ func BenchmarkManyFiles(b *testing.B) {
 				res, ru := run.backupStep(b, loc, cache, src)
 				step("snapmove", name).add(time.Since(start), ru, res.MaxRSSMiB)
 				id = res.SnapshotID
+			}
+			if !restores {
+				_ = os.RemoveAll(loc.Path)
+				_ = os.RemoveAll(cache)
+				return
 			}
 			target, remove := run.restoreTarget(b, src)
 			start := time.Now()
@@ -134,6 +140,10 @@ func BenchmarkManyFiles(b *testing.B) {
 			for _, name := range []string{"first", "noop"} {
 				_, wall, ru := kopia("snapshot", "create", dir, par)
 				step("cli", name).add(wall, ru, ru.Maxrss>>10)
+			}
+			if !restores {
+				_ = os.RemoveAll(work)
+				return
 			}
 			out, _, _ := kopia("snapshot", "list", dir, "--json")
 			ids := regexp.MustCompile(`"id": *"([0-9a-f]+)"`).FindAllStringSubmatch(out, -1)
