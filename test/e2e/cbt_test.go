@@ -41,7 +41,7 @@ const cbtDisk = 64 << 20
 //   - a PVC of the same name on a new volume is not taken for the old one: its backup
 //     reads the allocated blocks and says why;
 //   - deleting the middle backup and running maintenance leaves the third restorable
-//     (its reused blocks belong to the first two).
+//     (its reused blocks belong to the first two), by snapmove and by the kopia CLI.
 //
 // Stock Velero's node-agent restoring such a backup is in noLockIn.
 func TestBlockChangedBlocks(t *testing.T) {
@@ -121,6 +121,17 @@ func TestBlockChangedBlocks(t *testing.T) {
 	})
 	s.maintainReclaiming(t, ns)
 	restored(g3, "r3")
+
+	// The kopia CLI reads it as the one file of a block volume's snapshot.
+	kcfg := s.kopiaConnect(t, ns, s.bslPrefix+"/kopia/"+ns+"/")
+	dir := t.TempDir()
+	run(t, s.kopia, append([]string{"snapshot", "restore", g3.du.Status.SnapshotID, dir}, kcfg...)...)
+	files, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	got, err := os.ReadFile(filepath.Join(dir, files[0].Name()))
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(g3.image, got), "the kopia CLI's restore of %s differs", g3.backup)
 	s.requireNoLeftovers(t)
 }
 
