@@ -188,16 +188,20 @@ func TestKopiaPrefixSlash(t *testing.T) {
 		strings.Contains(strings.ToLower(out), "not found"), out)
 }
 
-// With the mover setting compression: zstd, the volume is stored compressed, snapmove's
-// restore is byte-identical, and the kopia CLI built from the module Velero links shows
-// the compressor as the source's policy and restores the snapshot.
+// With compression: zstd asked for one backup (the annotation snapmove.io/compression on
+// the Backup, which the backup plugin copies onto its DataUploads; the mover setting of
+// the same name goes the same way through the mover, unit-tested in its controller), the
+// volume is stored compressed, snapmove's restore is byte-identical, and the kopia CLI
+// built from the module Velero links shows the compressor as the source's policy and
+// restores the snapshot. Per backup, it changes nothing the tests beside it use.
 func TestCompressedBackup(t *testing.T) {
+	parallel(t)
 	s := env
-	s.withMoverSettings(t, map[string]string{"compression": "zstd"})
 	ns, dir := s.smallVolume(t, "zstd")
 	text := bytes.Repeat([]byte("a compressible row of a table\n"), 100_000)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "table"), text, 0o644))
-	du := s.movedRoundTrip(t, ns, dir, nil, naming.BackupActionName)
+	du := s.movedRoundTrip(t, ns, dir, []string{"--annotations", naming.CompressionAnnotation + "=zstd"}, naming.BackupActionName)
+	require.Equal(t, "zstd", du.Annotations[naming.CompressionAnnotation], "copied from the Backup")
 
 	kcfg := s.kopiaConnect(t, ns, s.bslPrefix+"/kopia/"+ns+"/")
 	pol := run(t, s.kopia, append([]string{"policy", "show", "default@default:snapshot-data-upload-download/kopia/" + ns + "/data"}, kcfg...)...)
