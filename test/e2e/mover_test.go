@@ -425,7 +425,9 @@ func (s *stack) throttleUploadOf(t *testing.T, backup, pvc string) (du string, r
 	t.Helper()
 	s.waitBackupStarted(t, backup)
 	var pids []int
-	poll(t, "the worker of PVC "+pvc+" of backup "+backup+" to start", 5*time.Minute, func(ctx context.Context) (bool, error) {
+	// Every 100 ms: a small volume's worker may live two seconds, and the backup has
+	// started already, so the wait is short.
+	pollEvery(t, "the worker of PVC "+pvc+" of backup "+backup+" to start", 100*time.Millisecond, 5*time.Minute, func(ctx context.Context) (bool, error) {
 		var l velerov2alpha1.DataUploadList
 		if err := s.c.List(ctx, &l, crclient.InNamespace(s.veleroNS), crclient.MatchingLabels{velerov1.BackupNameLabel: backup}); err != nil {
 			return false, err

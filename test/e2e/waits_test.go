@@ -19,7 +19,13 @@ import (
 // ends the wait at once.
 func poll(t *testing.T, what string, timeout time.Duration, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(ctxT(t), time.Second, timeout, true, cond)
+	pollEvery(t, what, time.Second, timeout, cond)
+}
+
+// pollEvery is poll at another interval: a short one for what lasts a moment.
+func pollEvery(t *testing.T, what string, interval, timeout time.Duration, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(ctxT(t), interval, timeout, true, cond)
 	require.NoError(t, err, "waiting for %s", what)
 }
 
